@@ -1,0 +1,147 @@
+/**
+ * The compute backend contract (ADR 0003). A backend owns the model weights and the KV block
+ * pool (device-resident on a GPU) and runs one engine step at a time. It keeps no per-sequence
+ * state besides the KV memory behind block ids: the caller (the worker service) sends, every
+ * step, the full block table of each scheduled sequence. Who owns which block id is decided by
+ * the router; the backend trusts the tables it is given.
+ */
+
+/** Sampling parameters of one sequence. Defaults (see `DEFAULT_SAMPLING`) disable each knob. */
+export interface SamplingParams {
+  /** 0 means greedy (argmax; ties go to the lowest token id). */
+  readonly temperature: number;
+  /** Keep the k most likely tokens; 0 disables. */
+  readonly topK: number;
+  /** Keep the smallest set whose probability reaches p; 1 disables. */
+  readonly topP: number;
+  /** Drop tokens whose probability is below minP × the top probability; 0 disables. */
+  readonly minP: number;
+  /** vLLM semantics: divides positive / multiplies negative logits of tokens seen in prompt or output; 1 disables. */
+  readonly repetitionPenalty: number;
+  /** OpenAI semantics, over generated tokens only; 0 disables. */
+  readonly presencePenalty: number;
+  /** OpenAI semantics, over generated tokens only; 0 disables. */
+  readonly frequencyPenalty: number;
+  /** Added to the raw logits before anything else; token id → bias. */
+  readonly logitBias: ReadonlyMap<number, number> | null;
+  /** Seed of this sequence's RNG stream (an unsigned 32-bit integer). */
+  readonly seed: number;
+  /** How many top logprobs to return besides the sampled token's (0 = only the sampled one). */
+  readonly numTopLogprobs: number;
+}
+
+export const DEFAULT_SAMPLING: SamplingParams = {
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  minP: 0,
+  repetitionPenalty: 1,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  logitBias: null,
+  seed: 0,
+  numTopLogprobs: 0,
+};
+
+/** What to sample for one sequence whose last scheduled token produces a next-token distribution. */
+export interface SampleRequest {
+  readonly params: SamplingParams;
+  /**
+   * Index among the sequence's generated tokens of the token being sampled (0 for the first).
+   * Together with `params.seed` it keys a counter-based RNG, so a seeded sequence samples the
+   * same tokens whatever else is in the batch and across preemption.
+   */
+  readonly outputIndex: number;
+  /** Prompt token ids; read only when `repetitionPenalty` ≠ 1. */
+  readonly promptTokenIds: ArrayLike<number>;
+  /** Generated token ids so far; read only when a penalty is set. */
+  readonly outputTokenIds: ArrayLike<number>;
+}
+
+/**
+ * One engine step, flattened without padding: sequence i contributes `queryLens[i]` tokens
+ * (a prefill chunk, or 1 for a decode) at positions `contextLens[i] - queryLens[i]` ..
+ * `contextLens[i] - 1`. Prefill chunks and decodes of different sequences mix freely.
+ */
+export interface StepInput {
+  /** [numTokens] token ids, sequence after sequence. */
+  readonly tokenIds: Int32Array;
+  /** [numTokens] absolute position of each token (its RoPE position). */
+  readonly positions: Int32Array;
+  /** [numSeqs] scheduled tokens per sequence. */
+  readonly queryLens: Int32Array;
+  /** [numSeqs] tokens in the KV cache once this step has run (cached prefix + this query). */
+  readonly contextLens: Int32Array;
+  /** [numSeqs + 1] offsets into `blockTables`; sequence i owns blockTables[off[i]..off[i+1]). */
+  readonly blockTableOffsets: Int32Array;
+  /** Concatenated block tables: block ids covering positions 0..contextLen-1 of each sequence. */
+  readonly blockTables: Int32Array;
+  /** [numTokens] KV slot (blockId × blockSize + offset) that receives each token's K and V. */
+  readonly slotMapping: Int32Array;
+  /** [numCopies × 2] (src, dst) block pairs copied before the forward pass (copy-on-write). */
+  readonly blockCopies: Int32Array;
+  /** [numSeqs] what to sample from the sequence's last token, or null (e.g. a mid-prompt chunk). */
+  readonly samples: readonly (SampleRequest | null)[];
+  /** Tests only: also return the logits of every sampled row. */
+  readonly returnLogits?: boolean;
+}
+
+export interface TokenLogprob {
+  readonly tokenId: number;
+  readonly logprob: number;
+}
+
+/** The result for one sequence that had a SampleRequest. */
+export interface SampledToken {
+  readonly tokenId: number;
+  /** Log-probability of `tokenId` (see ADR 0003 for which distribution). */
+  readonly logprob: number;
+  /** The `numTopLogprobs` most likely tokens, most likely first. */
+  readonly topLogprobs: readonly TokenLogprob[];
+}
+
+export interface StepOutput {
+  /** [numSeqs] aligned with `StepInput.samples`: null where no sample was requested. */
+  readonly sampled: readonly (SampledToken | null)[];
+  /** [numSampled × vocabSize] raw logits of the sampled rows, only with `returnLogits`. */
+  readonly logits?: Float32Array;
+}
+
+/** Capacity and shape a backend reports once created; the worker registers with it. */
+export interface BackendInfo {
+  readonly name: "cpu" | "webgpu";
+  readonly numBlocks: number;
+  readonly blockSize: number;
+  readonly vocabSize: number;
+  readonly maxModelLen: number;
+}
+
+export interface Backend {
+  readonly info: BackendInfo;
+  /**
+   * Runs one step: block copies, writes K/V of every scheduled token into its slot, computes
+   * attention over each sequence's block table, samples. Steps must not overlap: the caller
+   * awaits one before sending the next. Rejects with an Error on invalid input (a block id out
+   * of range, lengths that disagree) without corrupting other sequences' KV.
+   */
+  step(input: StepInput): Promise<StepOutput>;
+  /** Frees weights, KV memory and any thread. The backend is unusable afterwards. */
+  dispose(): Promise<void>;
+}
+
+/** Options shared by every backend factory. */
+export interface BackendOptions {
+  /** A Hugging Face model directory (config.json + safetensors). */
+  readonly modelDir: string;
+  readonly numBlocks: number;
+  /** Tokens per KV block; 16 by default. */
+  readonly blockSize?: number;
+}
+
+/** Bytes of KV memory (f32 K and V over every layer) that one block of `blockSize` tokens needs. */
+export function kvBytesPerBlock(
+  cfg: { numLayers: number; numKvHeads: number; headDim: number },
+  blockSize: number,
+): number {
+  return 2 * cfg.numLayers * cfg.numKvHeads * cfg.headDim * blockSize * 4;
+}

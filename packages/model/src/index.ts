@@ -1,1 +1,18 @@
+export { loadConfig, parseConfig } from "./config";
+export { ModelError, type ModelErrorCode } from "./errors";
+export {
+  type ConvertibleDtype,
+  readSafetensorsHeader,
+  readTensorData,
+  type SafetensorsEntry,
+  type SafetensorsHeader,
+} from "./safetensors";
 export * from "./types";
+export {
+  expectedWeightShapes,
+  type LoadedModel,
+  type LoadWeightsOptions,
+  loadModel,
+  loadWeights,
+  validateWeights,
+} from "./weights";

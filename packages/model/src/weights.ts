@@ -1,0 +1,172 @@
+import { open, stat } from "node:fs/promises";
+import { isAbsolute, join } from "node:path";
+import { loadConfig, readJsonFile } from "./config";
+import { hasErrnoCode, ModelError } from "./errors";
+import { readSafetensorsHeader, readTensorData } from "./safetensors";
+import type { LlamaConfig, Tensor, WeightMap } from "./types";
+
+export interface LoadWeightsOptions {
+  /** Only tensors whose name passes are read (the others cost nothing but header parsing). */
+  readonly filter?: (name: string) => boolean;
+}
+
+const SINGLE_FILE = "model.safetensors";
+const INDEX_FILE = "model.safetensors.index.json";
+
+async function fileExists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch (err) {
+    if (hasErrnoCode(err, "ENOENT")) return false;
+    throw err;
+  }
+}
+
+/** Shard file names from the index, checked so they cannot point outside `dir`. */
+async function readShardNames(dir: string): Promise<string[]> {
+  const indexPath = join(dir, INDEX_FILE);
+  const json = await readJsonFile(indexPath, "INVALID_CHECKPOINT");
+  const weightMap = (json as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof weightMap !== "object" || weightMap === null || Array.isArray(weightMap)) {
+    throw new ModelError("INVALID_CHECKPOINT", `${indexPath}: weight_map is missing`);
+  }
+  const shards = new Set<string>();
+  for (const [name, shard] of Object.entries(weightMap)) {
+    if (typeof shard !== "string" || shard === "" || isAbsolute(shard) || shard.includes("..")) {
+      throw new ModelError(
+        "INVALID_CHECKPOINT",
+        `${indexPath}: weight_map entry for ${name} is not a shard file name`,
+      );
+    }
+    shards.add(shard);
+  }
+  return [...shards];
+}
+
+async function loadFile(
+  path: string,
+  filter: (name: string) => boolean,
+  out: Map<string, Tensor>,
+): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    const { size } = await handle.stat();
+    const { entries } = await readSafetensorsHeader(handle, size, path);
+    for (const entry of entries) {
+      if (!filter(entry.name)) continue;
+      if (out.has(entry.name)) {
+        throw new ModelError(
+          "INVALID_CHECKPOINT",
+          `${path}: tensor ${entry.name} is in two shards`,
+        );
+      }
+      const data = await readTensorData(handle, entry, path);
+      out.set(entry.name, { name: entry.name, shape: entry.shape, data });
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Reads every tensor of a checkpoint directory as f32: `model.safetensors`, or the shards
+ * named by `model.safetensors.index.json`. The caller owns the returned arrays.
+ * Throws ModelError: NOT_FOUND without any checkpoint, INVALID_CHECKPOINT for a missing
+ * shard, a malformed or truncated file, or an unsupported dtype.
+ */
+export async function loadWeights(dir: string, opts: LoadWeightsOptions = {}): Promise<WeightMap> {
+  const filter = opts.filter ?? (() => true);
+  const out = new Map<string, Tensor>();
+  if (await fileExists(join(dir, INDEX_FILE))) {
+    const shards = await readShardNames(dir);
+    for (const shard of shards) {
+      if (!(await fileExists(join(dir, shard)))) {
+        throw new ModelError(
+          "INVALID_CHECKPOINT",
+          `shard ${shard} listed in ${INDEX_FILE} is missing from ${dir}`,
+        );
+      }
+    }
+    for (const shard of shards) await loadFile(join(dir, shard), filter, out);
+    return out;
+  }
+  const single = join(dir, SINGLE_FILE);
+  if (!(await fileExists(single))) {
+    throw new ModelError("NOT_FOUND", `no ${SINGLE_FILE} or ${INDEX_FILE} in ${dir}`);
+  }
+  await loadFile(single, filter, out);
+  return out;
+}
+
+/**
+ * Every tensor a Llama-family forward pass reads, with its HF name and shape, in file
+ * order (embedding, layers, final norm, lm_head). Pure.
+ */
+export function expectedWeightShapes(config: LlamaConfig): Map<string, readonly number[]> {
+  const hidden = config.hiddenSize;
+  const qDim = config.numHeads * config.headDim;
+  const kvDim = config.numKvHeads * config.headDim;
+  const ffn = config.intermediateSize;
+  const shapes = new Map<string, readonly number[]>();
+  shapes.set("model.embed_tokens.weight", [config.vocabSize, hidden]);
+  for (let i = 0; i < config.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    shapes.set(`${p}.input_layernorm.weight`, [hidden]);
+    shapes.set(`${p}.self_attn.q_proj.weight`, [qDim, hidden]);
+    shapes.set(`${p}.self_attn.k_proj.weight`, [kvDim, hidden]);
+    shapes.set(`${p}.self_attn.v_proj.weight`, [kvDim, hidden]);
+    if (config.attentionBias) {
+      shapes.set(`${p}.self_attn.q_proj.bias`, [qDim]);
+      shapes.set(`${p}.self_attn.k_proj.bias`, [kvDim]);
+      shapes.set(`${p}.self_attn.v_proj.bias`, [kvDim]);
+    }
+    shapes.set(`${p}.self_attn.o_proj.weight`, [hidden, qDim]);
+    shapes.set(`${p}.post_attention_layernorm.weight`, [hidden]);
+    shapes.set(`${p}.mlp.gate_proj.weight`, [ffn, hidden]);
+    shapes.set(`${p}.mlp.up_proj.weight`, [ffn, hidden]);
+    shapes.set(`${p}.mlp.down_proj.weight`, [hidden, ffn]);
+  }
+  shapes.set("model.norm.weight", [hidden]);
+  if (!config.tieWordEmbeddings) shapes.set("lm_head.weight", [config.vocabSize, hidden]);
+  return shapes;
+}
+
+/**
+ * Checks that every tensor `expectedWeightShapes` names exists with that shape. Extra
+ * tensors are allowed. Throws ModelError("INVALID_CHECKPOINT") naming the first problem.
+ */
+export function validateWeights(config: LlamaConfig, weights: WeightMap): void {
+  for (const [name, shape] of expectedWeightShapes(config)) {
+    const tensor = weights.get(name);
+    if (tensor === undefined) {
+      throw new ModelError("INVALID_CHECKPOINT", `missing tensor ${name} [${shape.join(", ")}]`);
+    }
+    const isSameShape =
+      tensor.shape.length === shape.length && tensor.shape.every((d, i) => d === shape[i]);
+    if (!isSameShape) {
+      throw new ModelError(
+        "INVALID_CHECKPOINT",
+        `tensor ${name} has shape [${tensor.shape.join(", ")}], config.json implies [${shape.join(", ")}]`,
+      );
+    }
+  }
+}
+
+/** A validated model: config plus exactly the tensors the forward pass needs. */
+export interface LoadedModel {
+  readonly config: LlamaConfig;
+  readonly weights: WeightMap;
+}
+
+/**
+ * config.json + weights + `validateWeights`. Only expected tensors are read (a checkpoint's
+ * extras, such as rotary caches, are skipped). Throws ModelError as the three steps do.
+ */
+export async function loadModel(dir: string): Promise<LoadedModel> {
+  const config = await loadConfig(dir);
+  const expected = expectedWeightShapes(config);
+  const weights = await loadWeights(dir, { filter: (name) => expected.has(name) });
+  validateWeights(config, weights);
+  return { config, weights };
+}

@@ -1,0 +1,81 @@
+/**
+ * The worker process: loads the model named by KILN_MODEL into a compute backend, serves the
+ * Worker gRPC service, and registers with the router when one is configured. Prints one JSON
+ * line `{"event":"listening","port":N}` on stdout once it accepts calls.
+ */
+import { hostname } from "node:os";
+import { basename } from "node:path";
+import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
+import { createCpuBackend, kvBytesPerBlock } from "@kiln/kernels";
+import { loadConfig, resolveModelDir } from "@kiln/model";
+import { RouterClient, WorkerService } from "@kiln/proto";
+import { parseWorkerOptions, type WorkerOptions } from "./options";
+import { createWorkerService } from "./worker-service";
+
+const REGISTER_INTERVAL_MS = 1000;
+
+async function main(): Promise<void> {
+  const opts = parseWorkerOptions(process.argv.slice(2), process.env);
+  const modelDir = await resolveModelDir(opts.model);
+  const config = await loadConfig(modelDir);
+  const numBlocks = Math.floor(opts.kvCacheBytes / kvBytesPerBlock(config, opts.blockSize));
+  if (numBlocks < 1) throw new Error("--kv-cache-memory is too small for one KV block");
+  const backend = await createCpuBackend({
+    modelDir,
+    numBlocks,
+    blockSize: opts.blockSize,
+    numThreads: opts.numThreads,
+  });
+
+  const server = new Server({ "grpc.max_receive_message_length": 64 * 1024 * 1024 });
+  let registerTimer: NodeJS.Timeout | undefined;
+  const shutdown = () => {
+    clearInterval(registerTimer);
+    server.tryShutdown(() => {
+      void backend.dispose().finally(() => process.exit(0));
+    });
+  };
+  const service = createWorkerService(
+    backend,
+    {
+      workerId: `${hostname()}:${process.pid}`,
+      model: basename(modelDir),
+      eosTokenIds: config.eosTokenIds,
+    },
+    shutdown,
+  );
+  server.addService(WorkerService, service);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${opts.host}:${opts.port}`, ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    );
+  });
+  process.on("SIGTERM", shutdown);
+  process.on("SIGINT", shutdown);
+  process.stdout.write(`${JSON.stringify({ event: "listening", port, numBlocks })}\n`);
+  if (opts.routerAddress) registerTimer = keepRegistered(opts, port);
+}
+
+/**
+ * Announces this worker to the router now and every second: registration is idempotent, and
+ * repeating it lets a restarted router find its workers again.
+ */
+function keepRegistered(opts: WorkerOptions, port: number): NodeJS.Timeout {
+  const client = new RouterClient(opts.routerAddress!, credentials.createInsecure());
+  const request = { address: `${opts.advertiseHost}:${port}`, replicaId: opts.replicaId };
+  const register = () => {
+    client.registerWorker(
+      request,
+      new Metadata(),
+      { deadline: Date.now() + REGISTER_INTERVAL_MS },
+      () => {},
+    );
+  };
+  register();
+  return setInterval(register, REGISTER_INTERVAL_MS);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`kiln worker: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

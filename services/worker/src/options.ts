@@ -1,0 +1,69 @@
+import { parseArgs } from "node:util";
+
+export interface WorkerOptions {
+  /** A local model directory or a Hugging Face repo id. */
+  readonly model: string;
+  readonly host: string;
+  /** 0 picks a free port (printed on stdout once listening). */
+  readonly port: number;
+  /** Bytes of KV cache the worker allocates; the number of blocks follows from the model shape. */
+  readonly kvCacheBytes: number;
+  readonly blockSize: number;
+  readonly numThreads: number | undefined;
+  /** Router address to register with (host:port), or null to wait to be dialled. */
+  readonly routerAddress: string | null;
+  readonly replicaId: string;
+  /** Host the router should dial to reach this worker. */
+  readonly advertiseHost: string;
+}
+
+const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/** "512MiB", "2g", "1048576" → bytes. Throws a message naming the flag on anything else. */
+export function parseBytes(text: string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?$/i.exec(text.trim());
+  if (!match) throw new Error(`${flag}: expected a size such as 512MiB or 2GiB, got "${text}"`);
+  return Math.floor(Number(match[1]) * UNITS[match[2]!.toLowerCase()]!);
+}
+
+function parseIntFlag(text: string, flag: string, min: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${flag}: expected an integer ≥ ${min}`);
+  return n;
+}
+
+/** Flags win over environment variables, which win over defaults. */
+export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessEnv): WorkerOptions {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      model: { type: "string" },
+      host: { type: "string" },
+      port: { type: "string" },
+      "kv-cache-memory": { type: "string" },
+      "block-size": { type: "string" },
+      threads: { type: "string" },
+      router: { type: "string" },
+      "replica-id": { type: "string" },
+      "advertise-host": { type: "string" },
+    },
+  });
+  const model = values.model ?? env.KILN_MODEL;
+  if (!model)
+    throw new Error("no model: set KILN_MODEL or pass --model (a directory or a Hub repo id)");
+  const threads = values.threads ?? env.KILN_THREADS;
+  return {
+    model,
+    host: values.host ?? env.KILN_WORKER_HOST ?? "127.0.0.1",
+    port: parseIntFlag(values.port ?? env.KILN_WORKER_PORT ?? "0", "--port", 0),
+    kvCacheBytes: parseBytes(
+      values["kv-cache-memory"] ?? env.KILN_KV_CACHE_MEMORY ?? "512MiB",
+      "--kv-cache-memory",
+    ),
+    blockSize: parseIntFlag(values["block-size"] ?? env.KILN_BLOCK_SIZE ?? "16", "--block-size", 1),
+    numThreads: threads === undefined ? undefined : parseIntFlag(threads, "--threads", 1),
+    routerAddress: values.router ?? env.KILN_ROUTER_ADDRESS ?? null,
+    replicaId: values["replica-id"] ?? env.KILN_REPLICA_ID ?? "replica-0",
+    advertiseHost: values["advertise-host"] ?? env.KILN_ADVERTISE_HOST ?? "127.0.0.1",
+  };
+}

@@ -1,0 +1,168 @@
+import type { SampleRequest, SamplingParams, StepInput } from "@kiln/kernels";
+
+/**
+ * What the worker remembers about a sequence between steps. The router sends each step as a
+ * delta (new sequences, removed ids, appended block ids); this table turns the delta back into
+ * the full, flattened `StepInput` a backend takes.
+ */
+interface SequenceState {
+  readonly promptTokenIds: readonly number[];
+  readonly outputTokenIds: number[];
+  readonly sampling: SamplingParams;
+  readonly blockTable: number[];
+}
+
+export interface NewSequenceDelta {
+  readonly seqId: number;
+  readonly promptTokenIds: readonly number[];
+  readonly outputTokenIds: readonly number[];
+  readonly sampling: SamplingParams;
+}
+
+export interface ScheduledSequenceDelta {
+  readonly seqId: number;
+  /** The query tokens of this step. */
+  readonly tokenIds: readonly number[];
+  /** Tokens already in the KV cache before this step. */
+  readonly numComputedTokens: number;
+  readonly newBlockIds: readonly number[];
+  readonly doSample: boolean;
+  readonly outputIndex: number;
+}
+
+export interface StepDelta {
+  readonly newSequences: readonly NewSequenceDelta[];
+  readonly removedSeqIds: readonly number[];
+  readonly sequences: readonly ScheduledSequenceDelta[];
+  readonly blockCopies: readonly number[];
+  /** Forget every sequence before applying the rest. */
+  readonly reset: boolean;
+}
+
+/** A step the router sent that contradicts the worker's state (a router bug, never user input). */
+export class StepDeltaError extends Error {
+  override readonly name = "StepDeltaError";
+}
+
+export class SequenceTable {
+  private readonly seqIdToState = new Map<number, SequenceState>();
+
+  constructor(
+    private readonly blockSize: number,
+    private readonly numBlocks: number,
+  ) {}
+
+  get numSequences(): number {
+    return this.seqIdToState.size;
+  }
+
+  /**
+   * Applies the delta (reset, removals, new sequences, then appended blocks) and returns the
+   * backend input. Throws StepDeltaError when the delta names an unknown sequence, a block id out
+   * of range or a block table too short for its tokens; the table is then in an unspecified state
+   * and the router's next step carries `reset`.
+   */
+  applyStep(delta: StepDelta): StepInput {
+    if (delta.reset) this.seqIdToState.clear();
+    for (const seqId of delta.removedSeqIds) this.seqIdToState.delete(seqId);
+    for (const seq of delta.newSequences) {
+      this.seqIdToState.set(seq.seqId, {
+        promptTokenIds: [...seq.promptTokenIds],
+        outputTokenIds: [...seq.outputTokenIds],
+        sampling: seq.sampling,
+        blockTable: [],
+      });
+    }
+    const states = delta.sequences.map((seq) => this.stateOf(seq.seqId));
+    this.checkBlockIds(delta);
+    delta.sequences.forEach((seq, i) => {
+      states[i]!.blockTable.push(...seq.newBlockIds);
+    });
+    return this.buildInput(delta, states);
+  }
+
+  /** Appends the token sampled for a sequence (the worker's copy of its output, for penalties). */
+  recordSampled(seqId: number, tokenId: number): void {
+    this.seqIdToState.get(seqId)?.outputTokenIds.push(tokenId);
+  }
+
+  private stateOf(seqId: number): SequenceState {
+    const state = this.seqIdToState.get(seqId);
+    if (!state) throw new StepDeltaError(`step schedules unknown sequence ${seqId}`);
+    return state;
+  }
+
+  private checkBlockIds(delta: StepDelta): void {
+    const check = (id: number) => {
+      if (!Number.isInteger(id) || id < 0 || id >= this.numBlocks) {
+        throw new StepDeltaError(`block id ${id} is outside 0..${this.numBlocks - 1}`);
+      }
+    };
+    for (const seq of delta.sequences) seq.newBlockIds.forEach(check);
+    delta.blockCopies.forEach(check);
+    if (delta.blockCopies.length % 2 !== 0) {
+      throw new StepDeltaError("block_copies must hold (src, dst) pairs");
+    }
+  }
+
+  private buildInput(delta: StepDelta, states: readonly SequenceState[]): StepInput {
+    const numSeqs = delta.sequences.length;
+    const numTokens = delta.sequences.reduce((n, seq) => n + seq.tokenIds.length, 0);
+    const numTableEntries = states.reduce((n, s) => n + s.blockTable.length, 0);
+    const tokenIds = new Int32Array(numTokens); // [numTokens]
+    const positions = new Int32Array(numTokens); // [numTokens]
+    const slotMapping = new Int32Array(numTokens); // [numTokens]
+    const queryLens = new Int32Array(numSeqs); // [numSeqs]
+    const contextLens = new Int32Array(numSeqs); // [numSeqs]
+    const blockTableOffsets = new Int32Array(numSeqs + 1); // [numSeqs + 1]
+    const blockTables = new Int32Array(numTableEntries); // [sum of table lengths]
+    const samples: (SampleRequest | null)[] = [];
+    let t = 0;
+    let b = 0;
+    delta.sequences.forEach((seq, i) => {
+      const state = states[i]!;
+      const contextLen = seq.numComputedTokens + seq.tokenIds.length;
+      if (state.blockTable.length * this.blockSize < contextLen) {
+        throw new StepDeltaError(
+          `sequence ${seq.seqId} needs ${contextLen} KV slots but holds ${state.blockTable.length} blocks`,
+        );
+      }
+      queryLens[i] = seq.tokenIds.length;
+      contextLens[i] = contextLen;
+      blockTableOffsets[i] = b;
+      blockTables.set(state.blockTable, b);
+      b += state.blockTable.length;
+      for (let j = 0; j < seq.tokenIds.length; j++, t++) {
+        const pos = seq.numComputedTokens + j;
+        tokenIds[t] = seq.tokenIds[j]!;
+        positions[t] = pos;
+        slotMapping[t] =
+          state.blockTable[Math.floor(pos / this.blockSize)]! * this.blockSize +
+          (pos % this.blockSize);
+      }
+      samples.push(
+        seq.doSample
+          ? {
+              params: state.sampling,
+              outputIndex: seq.outputIndex,
+              promptTokenIds: state.promptTokenIds,
+              outputTokenIds: state.outputTokenIds,
+            }
+          : null,
+      );
+    });
+    blockTableOffsets[numSeqs] = b;
+    const blockCopies = Int32Array.from(delta.blockCopies);
+    return {
+      tokenIds,
+      positions,
+      queryLens,
+      contextLens,
+      blockTableOffsets,
+      blockTables,
+      slotMapping,
+      blockCopies,
+      samples,
+    };
+  }
+}

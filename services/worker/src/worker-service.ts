@@ -1,0 +1,92 @@
+import { randomUUID } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import { type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
+import type { Backend } from "@kiln/kernels";
+import type {
+  HealthResponse,
+  StepRequest,
+  StepResponse,
+  WorkerInfo,
+  WorkerServer,
+} from "@kiln/proto";
+import { sampledToWire, stepDeltaFromWire } from "./rpc/convert";
+import { SequenceTable, StepDeltaError } from "./sequence-table";
+
+export interface WorkerIdentity {
+  readonly workerId: string;
+  readonly model: string;
+  readonly eosTokenIds: readonly number[];
+}
+
+/**
+ * The Worker gRPC service around one backend. Steps run one at a time (the router never
+ * overlaps them; a second concurrent Step is refused with FAILED_PRECONDITION). Health answers
+ * at once, also while a step runs, because the backend computes off the event loop.
+ */
+export function createWorkerService(
+  backend: Backend,
+  identity: WorkerIdentity,
+  onShutdown: () => void,
+): WorkerServer {
+  const table = new SequenceTable(backend.info.blockSize, backend.info.numBlocks);
+  const info: WorkerInfo = {
+    workerId: identity.workerId,
+    model: identity.model,
+    backend: backend.info.name,
+    numBlocks: backend.info.numBlocks,
+    blockSize: backend.info.blockSize,
+    vocabSize: backend.info.vocabSize,
+    maxModelLen: backend.info.maxModelLen,
+    tpRank: 0,
+    tpSize: 1,
+    eosTokenIds: [...identity.eosTokenIds],
+    instanceId: randomUUID(),
+  };
+  let isStepRunning = false;
+
+  async function runStep(req: StepRequest): Promise<StepResponse> {
+    const startedAt = performance.now();
+    const input = table.applyStep(stepDeltaFromWire(req));
+    const output = await backend.step(input);
+    const results: StepResponse["results"] = [];
+    req.sequences.forEach((seq, i) => {
+      const sampled = output.sampled[i];
+      if (!sampled) return;
+      table.recordSampled(seq.seqId, sampled.tokenId);
+      results.push({ seqId: seq.seqId, token: sampledToWire(sampled) });
+    });
+    return { stepId: req.stepId, results, computeSeconds: (performance.now() - startedAt) / 1000 };
+  }
+
+  return {
+    info(_call: ServerUnaryCall<unknown, WorkerInfo>, callback: sendUnaryData<WorkerInfo>) {
+      callback(null, info);
+    },
+    step(call: ServerUnaryCall<StepRequest, StepResponse>, callback: sendUnaryData<StepResponse>) {
+      if (isStepRunning) {
+        callback({ code: status.FAILED_PRECONDITION, details: "a step is already running" });
+        return;
+      }
+      isStepRunning = true;
+      runStep(call.request)
+        .then((res) => callback(null, res))
+        .catch((err: unknown) => {
+          const code = err instanceof StepDeltaError ? status.INVALID_ARGUMENT : status.INTERNAL;
+          callback({ code, details: err instanceof Error ? err.message : String(err) });
+        })
+        .finally(() => {
+          isStepRunning = false;
+        });
+    },
+    health(
+      _call: ServerUnaryCall<unknown, HealthResponse>,
+      callback: sendUnaryData<HealthResponse>,
+    ) {
+      callback(null, { serving: true });
+    },
+    shutdown(_call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<object>) {
+      callback(null, {});
+      setImmediate(onShutdown);
+    },
+  };
+}

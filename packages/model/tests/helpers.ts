@@ -14,7 +14,9 @@ export interface RawTensor {
 }
 
 /** Header object with contiguous offsets for `tensors`, in order. */
-export function headerFor(tensors: readonly RawTensor[]): Record<string, unknown> {
+export function headerFor(
+  tensors: readonly (Omit<RawTensor, "bytes"> & { bytes: { readonly length: number } })[],
+): Record<string, unknown> {
   const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
   let offset = 0;
   for (const t of tensors) {

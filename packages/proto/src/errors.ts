@@ -1,0 +1,83 @@
+import { status } from "@grpc/grpc-js";
+
+/**
+ * Every error that crosses a process boundary carries one of these codes. This one table maps
+ * each code to its HTTP status, gRPC status and OpenAI error `type`; services never pick
+ * statuses on their own.
+ */
+export type KilnErrorCode =
+  | "INVALID_REQUEST"
+  | "UNAUTHORIZED"
+  | "MODEL_NOT_FOUND"
+  | "NOT_FOUND"
+  | "PAYLOAD_TOO_LARGE"
+  | "OVERLOADED"
+  | "CANCELLED"
+  | "INTERNAL"
+  | "WORKER_LOST"
+  | "UNAVAILABLE"
+  | "DEADLINE_EXCEEDED";
+
+interface ErrorMapping {
+  readonly httpStatus: number;
+  readonly grpcStatus: status;
+  /** OpenAI's `error.type`. */
+  readonly openaiType: string;
+}
+
+export const ERROR_TABLE: Readonly<Record<KilnErrorCode, ErrorMapping>> = {
+  INVALID_REQUEST: {
+    httpStatus: 400,
+    grpcStatus: status.INVALID_ARGUMENT,
+    openaiType: "invalid_request_error",
+  },
+  UNAUTHORIZED: {
+    httpStatus: 401,
+    grpcStatus: status.UNAUTHENTICATED,
+    openaiType: "invalid_request_error",
+  },
+  MODEL_NOT_FOUND: {
+    httpStatus: 404,
+    grpcStatus: status.NOT_FOUND,
+    openaiType: "invalid_request_error",
+  },
+  NOT_FOUND: { httpStatus: 404, grpcStatus: status.NOT_FOUND, openaiType: "invalid_request_error" },
+  PAYLOAD_TOO_LARGE: {
+    httpStatus: 413,
+    grpcStatus: status.INVALID_ARGUMENT,
+    openaiType: "invalid_request_error",
+  },
+  OVERLOADED: {
+    httpStatus: 429,
+    grpcStatus: status.RESOURCE_EXHAUSTED,
+    openaiType: "rate_limit_error",
+  },
+  CANCELLED: { httpStatus: 499, grpcStatus: status.CANCELLED, openaiType: "cancelled" },
+  INTERNAL: { httpStatus: 500, grpcStatus: status.INTERNAL, openaiType: "server_error" },
+  WORKER_LOST: { httpStatus: 503, grpcStatus: status.UNAVAILABLE, openaiType: "server_error" },
+  UNAVAILABLE: { httpStatus: 503, grpcStatus: status.UNAVAILABLE, openaiType: "server_error" },
+  DEADLINE_EXCEEDED: {
+    httpStatus: 504,
+    grpcStatus: status.DEADLINE_EXCEEDED,
+    openaiType: "timeout",
+  },
+};
+
+/** An error with a code from ERROR_TABLE and, for bad input, the offending parameter. */
+export class KilnError extends Error {
+  override readonly name = "KilnError";
+
+  constructor(
+    readonly code: KilnErrorCode,
+    message: string,
+    readonly param: string | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** The code a gRPC status maps back to, for errors that arrive from another process. */
+export function codeFromGrpcStatus(grpcStatus: status): KilnErrorCode {
+  const entry = Object.entries(ERROR_TABLE).find(([, m]) => m.grpcStatus === grpcStatus);
+  return (entry?.[0] as KilnErrorCode | undefined) ?? "INTERNAL";
+}

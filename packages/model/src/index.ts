@@ -1,6 +1,12 @@
 export { loadConfig, parseConfig } from "./config";
 export { ModelError, type ModelErrorCode } from "./errors";
 export {
+  type GenerationDefaults,
+  loadGenerationConfig,
+  parseGenerationConfig,
+} from "./generation-config";
+export { downloadFromHub, type HubOptions, type HubProgress, resolveModelDir } from "./hub";
+export {
   type ConvertibleDtype,
   readSafetensorsHeader,
   readTensorData,

@@ -39,9 +39,7 @@ describe("logprobs", () => {
     expect(logprobOf(row, 0, lse)).toBeCloseTo(-Math.LN2, 9);
     expect(logprobOf(row, 2, lse)).toBe(Number.NEGATIVE_INFINITY);
     expect(logprobOf(row, 3, lse)).toBe(Number.NEGATIVE_INFINITY);
-    expect(logSumExp(Float32Array.from([Number.NEGATIVE_INFINITY]))).toBe(
-      Number.NEGATIVE_INFINITY,
-    );
+    expect(logSumExp(Float32Array.from([Number.NEGATIVE_INFINITY]))).toBe(Number.NEGATIVE_INFINITY);
   });
 
   it("lists the top tokens most likely first, ties by lower id", () => {

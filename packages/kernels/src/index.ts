@@ -1,1 +1,8 @@
 export * from "./backend";
+export { type CpuBackendOptions, createCpuBackend } from "./cpu/cpu-backend";
+export {
+  CpuModelRunner,
+  type CpuModelRunnerOptions,
+  DEFAULT_BLOCK_SIZE,
+  loadCpuModelRunner,
+} from "./cpu/model-runner";

@@ -1,0 +1,145 @@
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import type { Backend, BackendInfo, BackendOptions, StepInput, StepOutput } from "../backend";
+import { DEFAULT_BLOCK_SIZE } from "./model-runner";
+import type { CpuWorkerInit, CpuWorkerMessage, StepRequestMessage } from "./worker-protocol";
+
+export interface CpuBackendOptions extends BackendOptions {
+  /**
+   * Compute threads the backend may use. Recorded for the native gemm (ADR 0002); the forward
+   * pass itself runs on its one worker thread.
+   */
+  readonly numThreads?: number;
+}
+
+interface PendingStep {
+  readonly id: number;
+  readonly resolve: (output: StepOutput) => void;
+  readonly reject: (err: Error) => void;
+}
+
+/** file: URL of tsx's ESM API (require.resolve would pick its CommonJS build). */
+function resolveTsxEsmApi(): string {
+  const pkgPath = createRequire(import.meta.url).resolve("tsx/package.json");
+  const pkg = JSON.parse(readFileSync(pkgPath, "utf8")) as {
+    exports: Record<string, { import?: { default?: string } }>;
+  };
+  const rel = pkg.exports["./esm/api"]?.import?.default;
+  if (rel === undefined) throw new Error(`${pkgPath} does not export tsx/esm/api for import`);
+  return pathToFileURL(join(dirname(pkgPath), rel)).href;
+}
+
+/**
+ * How to start the thread. From bundled JavaScript the entry is cpu-worker.js as is. From
+ * TypeScript source (tsx, vitest) the entry is cpu-worker.ts, which needs tsx's loader inside
+ * the thread: on Node 20 `execArgv: ["--import", "tsx"]` does not reach a worker's entry module
+ * (nodejs/node#47747), so a small CommonJS bootstrap registers tsx's ESM hooks in the thread
+ * (tsx/esm/api, resolved from this package so any cwd works) and then imports the entry.
+ */
+function startWorker(init: CpuWorkerInit): Worker {
+  const isTypeScript = import.meta.url.endsWith(".ts");
+  const entry = new URL(isTypeScript ? "./cpu-worker.ts" : "./cpu-worker.js", import.meta.url);
+  if (!isTypeScript) return new Worker(entry, { workerData: init });
+  const tsxApi = resolveTsxEsmApi();
+  const bootstrap = `import(${JSON.stringify(tsxApi)})
+  .then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); })
+  .catch((err) => { process.nextTick(() => { throw err; }); });`;
+  return new Worker(bootstrap, { eval: true, workerData: init, execArgv: [] });
+}
+
+/**
+ * The CPU backend: a CpuModelRunner in a worker thread, so a step never blocks the caller's
+ * event loop. Inputs are copied to the thread (they are small); logits come back transferred.
+ */
+class CpuBackend implements Backend {
+  readonly info: BackendInfo;
+  private readonly worker: Worker;
+  private pending: PendingStep | null = null;
+  private nextId = 0;
+  /** Set once the thread is gone (disposed, crashed or exited): every later step rejects. */
+  private deadReason: string | null = null;
+  private readonly exited: Promise<void>;
+
+  constructor(worker: Worker, info: BackendInfo) {
+    this.worker = worker;
+    this.info = info;
+    this.exited = new Promise((resolve) => worker.once("exit", () => resolve()));
+    worker.on("message", (msg: CpuWorkerMessage) => this.onMessage(msg));
+    worker.on("error", (err) => this.fail(`CPU backend thread crashed: ${err.message}`));
+    worker.on("exit", (code) => this.fail(`CPU backend thread exited with code ${code}`));
+  }
+
+  step(input: StepInput): Promise<StepOutput> {
+    if (this.deadReason !== null) return Promise.reject(new Error(this.deadReason));
+    if (this.pending !== null) {
+      return Promise.reject(new Error("CPU backend: a step is already running; await it first"));
+    }
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      this.pending = { id, resolve, reject };
+      const msg: StepRequestMessage = { type: "step", id, input };
+      try {
+        this.worker.postMessage(msg);
+      } catch (err) {
+        // Something in the input cannot be cloned (a function in a SampleRequest, say).
+        this.pending = null;
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  }
+
+  async dispose(): Promise<void> {
+    if (this.deadReason === null) this.fail("CPU backend is disposed");
+    await this.worker.terminate();
+    await this.exited;
+  }
+
+  private onMessage(msg: CpuWorkerMessage): void {
+    const pending = this.pending;
+    if (msg.type !== "step-result" && msg.type !== "step-error") return;
+    if (pending === null || pending.id !== msg.id) return;
+    this.pending = null;
+    if (msg.type === "step-result") pending.resolve(msg.output);
+    else pending.reject(new Error(msg.message));
+  }
+
+  private fail(reason: string): void {
+    this.deadReason ??= reason;
+    const pending = this.pending;
+    this.pending = null;
+    pending?.reject(new Error(reason));
+  }
+}
+
+/**
+ * Starts a thread, loads `modelDir` into it and allocates `numBlocks` KV blocks there. Rejects
+ * (and stops the thread) if the model cannot be loaded. The caller must `dispose()` the backend:
+ * its thread keeps the process alive.
+ */
+export async function createCpuBackend(opts: CpuBackendOptions): Promise<Backend> {
+  const init: CpuWorkerInit = {
+    modelDir: opts.modelDir,
+    numBlocks: opts.numBlocks,
+    blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE,
+    numThreads: opts.numThreads ?? 1,
+  };
+  const worker = startWorker(init);
+  const info = await new Promise<BackendInfo>((resolve, reject) => {
+    const onExit = (code: number) => reject(new Error(`CPU backend thread exited (${code})`));
+    worker.once("error", reject);
+    worker.once("exit", onExit);
+    worker.once("message", (msg: CpuWorkerMessage) => {
+      worker.off("error", reject);
+      worker.off("exit", onExit);
+      if (msg.type === "ready") resolve(msg.info);
+      else reject(new Error(msg.type === "init-error" ? msg.message : "unexpected first message"));
+    });
+  }).catch(async (err: unknown) => {
+    await worker.terminate();
+    throw err;
+  });
+  return new CpuBackend(worker, info);
+}

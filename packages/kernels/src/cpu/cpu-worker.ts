@@ -1,0 +1,42 @@
+/**
+ * Entry point of the CPU backend's thread (spawned by `createCpuBackend`): loads the model into
+ * a CpuModelRunner, then runs each step it is sent and replies. Runs nothing on import when
+ * not inside a worker thread.
+ */
+import { isMainThread, parentPort, workerData } from "node:worker_threads";
+import { type CpuModelRunner, loadCpuModelRunner } from "./model-runner";
+import {
+  type CpuWorkerInit,
+  type CpuWorkerMessage,
+  errorMessage,
+  type StepRequestMessage,
+} from "./worker-protocol";
+
+async function serve(init: CpuWorkerInit): Promise<void> {
+  const port = parentPort!;
+  const post = (msg: CpuWorkerMessage, transfer: ArrayBuffer[] = []) =>
+    port.postMessage(msg, transfer);
+  let runner: CpuModelRunner;
+  try {
+    runner = await loadCpuModelRunner(init.modelDir, {
+      numBlocks: init.numBlocks,
+      blockSize: init.blockSize,
+    });
+  } catch (err) {
+    post({ type: "init-error", message: errorMessage(err) });
+    return;
+  }
+  port.on("message", (msg: StepRequestMessage) => {
+    try {
+      const output = runner.step(msg.input);
+      // The logits are a fresh array per step: hand their memory over instead of copying.
+      const transfer = output.logits ? [output.logits.buffer as ArrayBuffer] : [];
+      post({ type: "step-result", id: msg.id, output }, transfer);
+    } catch (err) {
+      post({ type: "step-error", id: msg.id, message: errorMessage(err) });
+    }
+  });
+  post({ type: "ready", info: runner.info });
+}
+
+if (!isMainThread && parentPort !== null) await serve(workerData as CpuWorkerInit);

@@ -1,0 +1,30 @@
+import type { BackendInfo, StepInput, StepOutput } from "../backend";
+
+/** Messages between `CpuBackend` (the caller's thread) and `cpu-worker.ts` (its thread). */
+
+/** `workerData` of the thread: everything it needs to load the model and the KV pool. */
+export interface CpuWorkerInit {
+  readonly modelDir: string;
+  readonly numBlocks: number;
+  readonly blockSize: number;
+  readonly numThreads: number;
+}
+
+/** Caller → thread. Steps are sent one at a time; the next only after the previous reply. */
+export interface StepRequestMessage {
+  readonly type: "step";
+  readonly id: number;
+  readonly input: StepInput;
+}
+
+/** Thread → caller. `ready` or `init-error` comes exactly once, before any step reply. */
+export type CpuWorkerMessage =
+  | { readonly type: "ready"; readonly info: BackendInfo }
+  | { readonly type: "init-error"; readonly message: string }
+  /** `output.logits`, when present, is transferred (not copied). */
+  | { readonly type: "step-result"; readonly id: number; readonly output: StepOutput }
+  | { readonly type: "step-error"; readonly id: number; readonly message: string };
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

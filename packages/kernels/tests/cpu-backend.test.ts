@@ -1,0 +1,102 @@
+import { readdirSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Backend, DEFAULT_SAMPLING, type SampleRequest } from "../src/backend";
+import { createCpuBackend } from "../src/cpu/cpu-backend";
+import { readGoldenCases, STORIES_DIR } from "./helpers/golden";
+import { buildStepInput, greedyGenerate } from "./helpers/step-driver";
+
+const GREEDY: SampleRequest = {
+  params: DEFAULT_SAMPLING,
+  outputIndex: 0,
+  promptTokenIds: [],
+  outputTokenIds: [],
+};
+
+/** OS threads of this process (Linux): a worker thread is one of them. */
+function numThreads(): number {
+  return readdirSync("/proc/self/task").length;
+}
+
+describe("createCpuBackend (worker thread)", () => {
+  let backend: Backend;
+  beforeAll(async () => {
+    backend = await createCpuBackend({ modelDir: STORIES_DIR, numBlocks: 64, blockSize: 16 });
+  });
+  afterAll(async () => {
+    await backend.dispose();
+  });
+
+  it("reports its capacity", () => {
+    expect(backend.info).toEqual({
+      name: "cpu",
+      numBlocks: 64,
+      blockSize: 16,
+      vocabSize: 512,
+      maxModelLen: 512,
+    });
+  });
+
+  it("reproduces a golden continuation with batched, chunked prefill", async () => {
+    const cases = readGoldenCases();
+    const generated = await greedyGenerate(
+      backend,
+      cases.map((c) => c.prompt_ids),
+      { blockSize: 16, numBlocks: 64, maxNewTokens: 64, chunkLen: 7, isBatched: true },
+    );
+    expect(generated).toEqual(cases.map((c) => c.greedy_ids));
+  });
+
+  it("rejects an invalid step with a clear error and keeps working", async () => {
+    const good = buildStepInput(
+      [{ tokenIds: [1, 403, 407], startPos: 0, blocks: [5], sample: GREEDY }],
+      16,
+    );
+    const badBlock = { ...good, blockTables: Int32Array.from([64]) };
+    await expect(backend.step(badBlock)).rejects.toThrow(/block id .*64 is out of range/);
+    const badLens = { ...good, queryLens: Int32Array.from([2]) };
+    await expect(backend.step(badLens)).rejects.toThrow(/invalid step input/);
+    const out = await backend.step({ ...good, returnLogits: true });
+    expect(out.sampled[0]?.tokenId).toBeTypeOf("number");
+    expect(out.logits?.length).toBe(512);
+  });
+
+  it("rejects overlapping steps", async () => {
+    const input = buildStepInput([{ tokenIds: [1], startPos: 0, blocks: [7], sample: null }], 16);
+    const first = backend.step(input);
+    await expect(backend.step(input)).rejects.toThrow(/already running/);
+    await expect(first).resolves.toEqual({ sampled: [null] });
+  });
+
+  it("keeps the caller's event loop running during a long step", async () => {
+    // A 512-token prefill takes a few hundred milliseconds of compute in the thread.
+    const tokenIds = Array.from({ length: 512 }, (_, i) => 3 + ((i * 7) % 500));
+    const blocks = Array.from({ length: 32 }, (_, i) => 32 + i);
+    const input = buildStepInput([{ tokenIds, startPos: 0, blocks, sample: GREEDY }], 16);
+    let numTicks = 0;
+    const timer = setInterval(() => numTicks++, 2);
+    const started = performance.now();
+    await backend.step(input);
+    const elapsedMs = performance.now() - started;
+    clearInterval(timer);
+    expect(elapsedMs).toBeGreaterThan(20);
+    expect(numTicks).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe("CpuBackend lifecycle", () => {
+  it("dispose() terminates the thread and later steps reject", async () => {
+    const before = numThreads();
+    const backend = await createCpuBackend({ modelDir: STORIES_DIR, numBlocks: 4 });
+    expect(numThreads()).toBeGreaterThan(before);
+    await backend.dispose();
+    expect(numThreads()).toBe(before);
+    const input = buildStepInput([{ tokenIds: [1], startPos: 0, blocks: [0], sample: null }], 16);
+    await expect(backend.step(input)).rejects.toThrow(/disposed/);
+  });
+
+  it("rejects creation when the model cannot be loaded", async () => {
+    await expect(
+      createCpuBackend({ modelDir: "/nonexistent/model", numBlocks: 4 }),
+    ).rejects.toThrow();
+  });
+});

@@ -7,6 +7,16 @@ export {
 } from "./generation-config";
 export { downloadFromHub, type HubOptions, type HubProgress, resolveModelDir } from "./hub";
 export {
+  DEFAULT_TOKENIZER_DIR,
+  isShapeName,
+  type ModelShape,
+  type RandomModelOptions,
+  SHAPES,
+  SHARED_DIR,
+  type ShapeName,
+  writeRandomModel,
+} from "./random-model";
+export {
   type ConvertibleDtype,
   readSafetensorsHeader,
   readTensorData,

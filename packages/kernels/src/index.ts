@@ -6,3 +6,5 @@ export {
   DEFAULT_BLOCK_SIZE,
   loadCpuModelRunner,
 } from "./cpu/model-runner";
+export { type DenseAttentionShape, referenceCausalAttention } from "./reference/dense-attention";
+export { referenceForward, referenceInvFreq } from "./reference/llama-reference";

@@ -1,0 +1,138 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { PagedAttention } from "../src/cpu/paged-attention";
+import { referenceCausalAttention } from "../src/reference/dense-attention";
+import { maxRelativeError, mulberry32, randomArray } from "./helpers/random-model";
+
+interface Case {
+  readonly numKvHeads: number;
+  readonly groupSize: number;
+  readonly headDim: number;
+  readonly blockSize: number;
+  readonly seqs: readonly { readonly prefixLen: number; readonly queryLen: number }[];
+  readonly seed: number;
+}
+
+function shuffled(n: number, rand: () => number): number[] {
+  const ids = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [ids[i], ids[j]] = [ids[j]!, ids[i]!];
+  }
+  return ids;
+}
+
+/** Runs paged attention on random data and returns its error against the dense reference. */
+function pagedVersusDense(c: Case): number {
+  const rand = mulberry32(c.seed);
+  const numHeads = c.numKvHeads * c.groupSize;
+  const { headDim, blockSize } = c;
+  const qDim = numHeads * headDim;
+  const kvDim = c.numKvHeads * headDim;
+  const blocksPerSeq = c.seqs.map((s) => Math.ceil((s.prefixLen + s.queryLen) / blockSize));
+  // Spare blocks hold garbage that must never be read.
+  const numBlocks = blocksPerSeq.reduce((a, b) => a + b, 0) + 3;
+  const ids = shuffled(numBlocks, rand);
+  const tables: number[] = [];
+  const offsets = [0];
+  for (const n of blocksPerSeq) {
+    tables.push(...ids.splice(0, n));
+    offsets.push(tables.length);
+  }
+  const blockStride = c.numKvHeads * blockSize * headDim;
+  const kCache = randomArray(numBlocks * blockStride, rand); // [numBlocks, kvHeads, bs, hd]
+  const vCache = randomArray(numBlocks * blockStride, rand);
+  // q sits inside wider rows at an offset, as in the fused qkv buffer.
+  const qStride = qDim + 5;
+  const qOffset = 3;
+  const numTokens = c.seqs.reduce((a, s) => a + s.queryLen, 0);
+  const q = randomArray(numTokens * qStride, rand, 2);
+  const out = new Float32Array(numTokens * qDim);
+  const attention = new PagedAttention({ numHeads, numKvHeads: c.numKvHeads, headDim, blockSize });
+  attention.run(out, q, qStride, qOffset, kCache, vCache, {
+    queryLens: Int32Array.from(c.seqs.map((s) => s.queryLen)),
+    contextLens: Int32Array.from(c.seqs.map((s) => s.prefixLen + s.queryLen)),
+    blockTableOffsets: Int32Array.from(offsets),
+    blockTables: Int32Array.from(tables),
+  });
+
+  let worst = 0;
+  let tokenStart = 0;
+  c.seqs.forEach((s, si) => {
+    const contextLen = s.prefixLen + s.queryLen;
+    const k = new Float64Array(contextLen * kvDim); // dense [contextLen, kvHeads × hd]
+    const v = new Float64Array(contextLen * kvDim);
+    for (let pos = 0; pos < contextLen; pos++) {
+      const block = tables[offsets[si]! + Math.floor(pos / blockSize)]!;
+      for (let g = 0; g < c.numKvHeads; g++) {
+        const src = block * blockStride + (g * blockSize + (pos % blockSize)) * headDim;
+        for (let d = 0; d < headDim; d++) {
+          k[pos * kvDim + g * headDim + d] = kCache[src + d]!;
+          v[pos * kvDim + g * headDim + d] = vCache[src + d]!;
+        }
+      }
+    }
+    const qDense = new Float64Array(s.queryLen * qDim);
+    for (let i = 0; i < s.queryLen; i++) {
+      for (let j = 0; j < qDim; j++) {
+        qDense[i * qDim + j] = q[(tokenStart + i) * qStride + qOffset + j]!;
+      }
+    }
+    const expected = referenceCausalAttention(qDense, k, v, s.queryLen, contextLen, {
+      numHeads,
+      numKvHeads: c.numKvHeads,
+      headDim,
+    });
+    const actual = out.subarray(tokenStart * qDim, (tokenStart + s.queryLen) * qDim);
+    worst = Math.max(worst, maxRelativeError(actual, expected));
+    tokenStart += s.queryLen;
+  });
+  return worst;
+}
+
+const seqArb = fc.record({
+  prefixLen: fc.integer({ min: 0, max: 40 }),
+  queryLen: fc.integer({ min: 1, max: 12 }),
+});
+
+describe("PagedAttention", () => {
+  it.each([1, 2, 4, 8])("matches dense float64 attention with GQA ratio %i", (groupSize) => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          numKvHeads: fc.integer({ min: 1, max: 3 }),
+          groupSize: fc.constant(groupSize),
+          headDim: fc.constantFrom(1, 4, 8, 13, 32),
+          blockSize: fc.constantFrom(1, 2, 3, 4, 16),
+          seqs: fc.array(seqArb, { minLength: 1, maxLength: 4 }),
+          seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        }),
+        (c) => {
+          expect(pagedVersusDense(c)).toBeLessThan(1e-4);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it("handles a long prefix in one decode step", () => {
+    const c: Case = {
+      numKvHeads: 2,
+      groupSize: 4,
+      headDim: 64,
+      blockSize: 16,
+      seqs: [
+        { prefixLen: 300, queryLen: 1 },
+        { prefixLen: 0, queryLen: 33 },
+      ],
+      seed: 7,
+    };
+    expect(pagedVersusDense(c)).toBeLessThan(1e-4);
+  });
+
+  it("rejects head counts that do not group", () => {
+    expect(
+      () => new PagedAttention({ numHeads: 6, numKvHeads: 4, headDim: 8, blockSize: 16 }),
+    ).toThrow(/multiple/);
+  });
+});

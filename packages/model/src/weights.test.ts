@@ -186,6 +186,12 @@ describe("sharded checkpoints", () => {
     await expectCheckpointError(/shard s2\.safetensors .* missing/);
   });
 
+  it("names a tensor the index lists but no shard holds", async () => {
+    await writeSafetensors(join(dir, "s1.safetensors"), [f32Tensor("a", [1], [1])]);
+    await index({ a: "s1.safetensors", b: "s1.safetensors" });
+    await expectCheckpointError(/puts b in s1\.safetensors/);
+  });
+
   it("rejects shard names that leave the directory and duplicate tensors", async () => {
     await index({ a: "../evil.safetensors" });
     await expectCheckpointError(/not a shard file name/);

@@ -23,15 +23,15 @@ async function fileExists(path: string): Promise<boolean> {
   }
 }
 
-/** Shard file names from the index, checked so they cannot point outside `dir`. */
-async function readShardNames(dir: string): Promise<string[]> {
+/** Tensor name → shard file from the index, checked so shards cannot point outside `dir`. */
+async function readIndex(dir: string): Promise<Map<string, string>> {
   const indexPath = join(dir, INDEX_FILE);
   const json = await readJsonFile(indexPath, "INVALID_CHECKPOINT");
   const weightMap = (json as { weight_map?: unknown } | null)?.weight_map;
   if (typeof weightMap !== "object" || weightMap === null || Array.isArray(weightMap)) {
     throw new ModelError("INVALID_CHECKPOINT", `${indexPath}: weight_map is missing`);
   }
-  const shards = new Set<string>();
+  const nameToShard = new Map<string, string>();
   for (const [name, shard] of Object.entries(weightMap)) {
     if (typeof shard !== "string" || shard === "" || isAbsolute(shard) || shard.includes("..")) {
       throw new ModelError(
@@ -39,9 +39,9 @@ async function readShardNames(dir: string): Promise<string[]> {
         `${indexPath}: weight_map entry for ${name} is not a shard file name`,
       );
     }
-    shards.add(shard);
+    nameToShard.set(name, shard);
   }
-  return [...shards];
+  return nameToShard;
 }
 
 async function loadFile(
@@ -79,7 +79,8 @@ export async function loadWeights(dir: string, opts: LoadWeightsOptions = {}): P
   const filter = opts.filter ?? (() => true);
   const out = new Map<string, Tensor>();
   if (await fileExists(join(dir, INDEX_FILE))) {
-    const shards = await readShardNames(dir);
+    const nameToShard = await readIndex(dir);
+    const shards = [...new Set(nameToShard.values())];
     for (const shard of shards) {
       if (!(await fileExists(join(dir, shard)))) {
         throw new ModelError(
@@ -89,6 +90,14 @@ export async function loadWeights(dir: string, opts: LoadWeightsOptions = {}): P
       }
     }
     for (const shard of shards) await loadFile(join(dir, shard), filter, out);
+    for (const [name, shard] of nameToShard) {
+      if (filter(name) && !out.has(name)) {
+        throw new ModelError(
+          "INVALID_CHECKPOINT",
+          `${INDEX_FILE} puts ${name} in ${shard}, which lacks it`,
+        );
+      }
+    }
     return out;
   }
   const single = join(dir, SINGLE_FILE);

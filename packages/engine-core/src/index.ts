@@ -1,1 +1,41 @@
-export {};
+export { BlockPool, type BlockPoolOptions } from "./block-pool";
+export { InvariantError } from "./errors";
+export {
+  type AdapterId,
+  asAdapterId,
+  asBlockId,
+  asRequestId,
+  asSeqId,
+  type BlockId,
+  type RequestId,
+  type SeqId,
+} from "./ids";
+export {
+  type Admission,
+  type BlockCopy,
+  KvCacheManager,
+  type KvSeq,
+  type PrefixCacheStats,
+  type SlotAllocation,
+} from "./kv-cache-manager";
+export { type CacheNode, cacheNamespace, PrefixCache, type PrefixMatch } from "./prefix-cache";
+export { Scheduler, type StepScheduler } from "./scheduler";
+export { buildStepArrays, type StepArrays } from "./step-arrays";
+export { checkStop, type StopCriteria, type StopDecision, stopTokenIdsOf } from "./stop";
+export type {
+  AddResult,
+  EngineEvent,
+  FinishedEvent,
+  FinishReason,
+  NewRequest,
+  PlannedSample,
+  PreemptedEvent,
+  RejectReason,
+  RequestSummary,
+  SampledTokenLike,
+  ScheduledSeq,
+  SchedulerConfig,
+  SchedulerStats,
+  StepPlan,
+  TokenEvent,
+} from "./types";

@@ -1,0 +1,181 @@
+import { admitSeq, type EngineState, preemptSeq } from "./engine-state";
+import type { SeqId } from "./ids";
+import type { BlockCopy } from "./kv-cache-manager";
+import type { Sequence, StepDraft } from "./sequence";
+import type { PlannedSample, ScheduledSeq, StepPlan } from "./types";
+
+/** A plan plus the internal references `commit` needs. */
+export interface PlannedStep<S> {
+  readonly plan: StepPlan<S>;
+  /** Aligned with `plan.seqs`. */
+  readonly seqs: readonly Sequence<S>[];
+  /** Preempted while planning, in order (for the events `commit` returns). */
+  readonly preempted: readonly Sequence<S>[];
+}
+
+/** The step being planned. */
+interface StepWork<S> {
+  numBudgetTokens: number;
+  readonly drafts: StepDraft<S>[];
+  readonly preempted: Sequence<S>[];
+  readonly preemptedSeqIds: SeqId[];
+}
+
+/**
+ * Plans one step under one token budget (vLLM v1's model, no prefill/decode phases):
+ * 1. running sequences with one token left (decodes), in scheduling order;
+ * 2. running sequences with more left (prefill chunks, also recomputation after preemption);
+ * 3. waiting sequences, first come first served, unless this step preempted.
+ * When blocks run out, the last running sequence (lowest priority, latest arrival) is preempted
+ * until the allocation fits or the sequence being scheduled is itself the one preempted.
+ */
+export function planStep<S>(state: EngineState<S>, stepId: number): PlannedStep<S> {
+  const work: StepWork<S> = {
+    numBudgetTokens: state.config.maxNumBatchedTokens,
+    drafts: [],
+    preempted: [],
+    preemptedSeqIds: [],
+  };
+  scheduleRunning(state, work, true);
+  scheduleRunning(state, work, false);
+  // Admitting in a step that preempted would hand just-freed blocks to newer work (as vLLM v1).
+  if (work.preempted.length === 0) scheduleWaiting(state, work);
+  return buildPlan(state, work, stepId);
+}
+
+// ---- planning passes ----
+
+function scheduleRunning<S>(state: EngineState<S>, work: StepWork<S>, isDecodePass: boolean): void {
+  const running = state.running;
+  // Preemption removes from the end of `running` only, so indices before `i` stay valid.
+  for (let i = 0; i < running.length && work.numBudgetTokens > 0; i++) {
+    const seq = running[i]!;
+    const numLeft = seq.targetLen - seq.numComputedTokens;
+    if (seq.draft !== null || (numLeft === 1) !== isDecodePass) continue;
+    scheduleOrPreempt(state, work, seq, Math.min(numLeft, work.numBudgetTokens));
+  }
+}
+
+/** Allocates slots for `seq`, preempting from the back of `running` until they fit. */
+function scheduleOrPreempt<S>(
+  state: EngineState<S>,
+  work: StepWork<S>,
+  seq: Sequence<S>,
+  numNewTokens: number,
+): void {
+  for (;;) {
+    const allocation = state.kv.tryAllocateSlots(seq, numNewTokens);
+    if (allocation !== null) {
+      if (allocation.copy !== null && seq.isOnWorker) seq.hasRewrittenTable = true;
+      addDraft(work, seq, numNewTokens, allocation.copy);
+      return;
+    }
+    const victim = state.running[state.running.length - 1]!;
+    preemptInStep(state, work, victim);
+    if (victim === seq) return;
+  }
+}
+
+function preemptInStep<S>(state: EngineState<S>, work: StepWork<S>, victim: Sequence<S>): void {
+  const draft = victim.draft;
+  if (draft !== null) {
+    // Scheduled earlier in this step (a decode, when a prefill chunk needs its blocks).
+    draft.isCancelled = true;
+    victim.draft = null;
+    work.numBudgetTokens += draft.queryLen;
+  }
+  if (preemptSeq(state, victim)) work.preemptedSeqIds.push(victim.id);
+  work.preempted.push(victim);
+}
+
+/** Admits from the head of `waiting` while slots, budget and blocks last; stops at the first miss. */
+function scheduleWaiting<S>(state: EngineState<S>, work: StepWork<S>): void {
+  const { waiting, running, config } = state;
+  while (waiting.length > 0 && work.numBudgetTokens > 0) {
+    const seq = waiting[0]!;
+    const numSlots = seq.request.numSlotsToAdmit;
+    if (running.length + state.numReservedSeqs + numSlots > config.maxNumSeqs) return;
+    const admission = state.kv.tryAdmit(seq, seq.targetLen, work.numBudgetTokens);
+    // Head-of-line blocking keeps FCFS strict: later arrivals never overtake, so none starves.
+    if (admission === null) return;
+    admitSeq(state, seq);
+    addDraft(work, seq, admission.numNewTokens, null);
+  }
+}
+
+function addDraft<S>(
+  work: StepWork<S>,
+  seq: Sequence<S>,
+  queryLen: number,
+  copy: BlockCopy | null,
+): void {
+  const draft: StepDraft<S> = { seq, queryLen, copy, isCancelled: false };
+  seq.draft = draft;
+  work.drafts.push(draft);
+  work.numBudgetTokens -= queryLen;
+}
+
+// ---- the plan ----
+
+function buildPlan<S>(state: EngineState<S>, work: StepWork<S>, stepId: number): PlannedStep<S> {
+  const seqs: Sequence<S>[] = [];
+  const entries: ScheduledSeq<S>[] = [];
+  const blockCopies: BlockCopy[] = [];
+  let numScheduledTokens = 0;
+  for (const draft of work.drafts) {
+    if (draft.isCancelled) continue;
+    const seq = draft.seq;
+    seq.draft = null;
+    seqs.push(seq);
+    entries.push(toScheduledSeq(seq, draft.queryLen));
+    if (draft.copy !== null) blockCopies.push(draft.copy);
+    numScheduledTokens += draft.queryLen;
+  }
+  const plan: StepPlan<S> = {
+    stepId,
+    seqs: entries,
+    numScheduledTokens,
+    blockCopies,
+    finishedSeqIds: state.droppedSeqIds.splice(0),
+    preemptedSeqIds: work.preemptedSeqIds,
+  };
+  return { plan, seqs, preempted: work.preempted };
+}
+
+/** Snapshots a drafted sequence and records what the worker will hold after this step. */
+function toScheduledSeq<S>(seq: Sequence<S>, queryLen: number): ScheduledSeq<S> {
+  const start = seq.numComputedTokens;
+  const contextLen = start + queryLen;
+  const isNew = !seq.isOnWorker || seq.hasRewrittenTable;
+  const newBlockIds = isNew ? seq.blockIds.slice() : seq.blockIds.slice(seq.numBlocksOnWorker);
+  seq.isOnWorker = true;
+  seq.numBlocksOnWorker = seq.blockIds.length;
+  seq.hasRewrittenTable = false;
+  const request = seq.request;
+  return {
+    seqId: seq.id,
+    requestId: request.id,
+    seqIndex: seq.index,
+    adapterId: request.adapterId,
+    isNew,
+    tokenIds: seq.tokenIds.slice(start, contextLen),
+    queryLen,
+    contextLen,
+    blockTable: seq.blockIds.slice(),
+    newBlockIds,
+    sample: contextLen === seq.tokenIds.length ? plannedSample(seq) : null,
+  };
+}
+
+function plannedSample<S>(seq: Sequence<S>): PlannedSample<S> {
+  const request = seq.request;
+  const outputIndex = seq.outputTokenIds.length;
+  return {
+    params: request.sampling,
+    seqIndex: seq.index,
+    outputIndex,
+    promptTokenIds: request.promptTokenIds,
+    outputTokenIds: seq.outputTokenIds,
+    bannedTokenIds: outputIndex < request.stop.minTokens ? request.bannedTokenIds : [],
+  };
+}

@@ -1,0 +1,209 @@
+import { assertPending, commitStep } from "./committer";
+import { type EngineState, finishSeq, newSequence } from "./engine-state";
+import { InvariantError, invariant } from "./errors";
+import type { AdapterId, RequestId } from "./ids";
+import { checkEngineInvariants } from "./invariants";
+import { KvCacheManager } from "./kv-cache-manager";
+import { type PlannedStep, planStep } from "./planner";
+import { cacheNamespace } from "./prefix-cache";
+import { insertSorted, RequestState } from "./sequence";
+import { type StopCriteria, stopTokenIdsOf } from "./stop";
+import type {
+  AddResult,
+  EngineEvent,
+  NewRequest,
+  SampledTokenLike,
+  SchedulerConfig,
+  SchedulerStats,
+  StepPlan,
+} from "./types";
+import { reject, tryRejectRequest } from "./validate-request";
+
+/**
+ * Continuous batching over a paged KV cache, for one replica (one worker group). Pure and
+ * synchronous: no I/O, no timers; time comes from `config.clock`. Deterministic for a given
+ * sequence of calls.
+ *
+ * The step contract: `schedule()` returns a plan, the router runs it on the worker, then calls
+ * `commit(plan, sampled)` before the next `schedule()`. `addRequest` and `abortRequest` may be
+ * called at any time, including between a plan and its commit.
+ *
+ * `S` is the sampling-params type (opaque, passed through); `T` the worker's per-token result
+ * (token id plus logprobs, passed through in token events).
+ */
+export interface StepScheduler<S, T extends SampledTokenLike> {
+  /**
+   * Queues a request (its sequences wait until admitted). Returns a rejection, changing nothing,
+   * for a duplicate unfinished id or parameters this scheduler can never serve.
+   */
+  addRequest(request: NewRequest<S>): AddResult;
+  /**
+   * Finishes every live sequence of the request, in any state, and frees its blocks at once; the
+   * next plan lists the ids the worker must drop. Results for it in a pending plan are ignored at
+   * commit. No events are emitted: the caller decided, and reports "abort" or "error" itself.
+   * False when the request is unknown or already finished.
+   */
+  abortRequest(requestId: RequestId): boolean;
+  /**
+   * Plans the next step (possibly empty: then commit it with `[]`). Throws InvariantError while
+   * the previous plan awaits its commit. The plan is an immutable snapshot, except the
+   * `outputTokenIds` views in its samples, which grow at commit.
+   */
+  schedule(): StepPlan<S>;
+  /**
+   * Applies the worker's results: `sampled[i]` belongs to `plan.seqs[i]`, non-null exactly where
+   * a sample was planned. Returns events in order: preemptions of this step, then per sequence
+   * its token and, when it stopped, its finish. Throws InvariantError for another plan or twice.
+   */
+  commit(plan: StepPlan<S>, sampled: readonly (T | null)[]): EngineEvent<T>[];
+  /**
+   * Read-only routing probe: prompt tokens a request with this prompt, adapter and salt would
+   * find in this replica's prefix cache now. Counts no statistics, changes no LRU order.
+   */
+  prefixMatchLen(
+    promptTokenIds: readonly number[],
+    adapterId: AdapterId | null,
+    cacheSalt: string | null,
+  ): number;
+  /** Whether any request is unfinished (the router's loop keeps stepping while true). */
+  hasUnfinished(): boolean;
+  /** Counters for metrics and routing; a fresh object per call. */
+  stats(): SchedulerStats;
+  /** Throws InvariantError if any internal invariant is broken. O(blocks + sequences). */
+  checkInvariants(): void;
+}
+
+export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
+  implements StepScheduler<S, T>
+{
+  private readonly state: EngineState<S>;
+  private pending: PlannedStep<S> | null = null;
+  private nextStepId = 0;
+  private nextArrivalSeq = 0;
+
+  /** Throws InvariantError for an inconsistent configuration. */
+  constructor(config: SchedulerConfig) {
+    validateConfig(config);
+    this.state = {
+      config,
+      kv: new KvCacheManager(config.numBlocks, config.blockSize),
+      requests: new Map(),
+      running: [],
+      waiting: [],
+      numReservedSeqs: 0,
+      numPreemptions: 0,
+      nextSeqId: 0,
+      droppedSeqIds: [],
+    };
+  }
+
+  addRequest(request: NewRequest<S>): AddResult {
+    const state = this.state;
+    if (state.requests.has(request.requestId)) {
+      return reject("DUPLICATE_REQUEST", `request ${request.requestId} is already running`);
+    }
+    const rejection = tryRejectRequest(request, state.config);
+    if (rejection !== null) return rejection;
+    const stop: StopCriteria = {
+      maxTokens: request.maxTokens ?? null,
+      minTokens: request.minTokens ?? 0,
+      eosTokenIds: request.eosTokenIds ?? [],
+      stopTokenIds: request.stopTokenIds ?? [],
+      ignoreEos: request.ignoreEos ?? false,
+    };
+    const adapterId = request.adapterId ?? null;
+    const init = {
+      id: request.requestId,
+      sampling: request.sampling,
+      promptTokenIds: request.promptTokenIds,
+      n: request.n ?? 1,
+      priority: request.priority ?? 0,
+      arrivalTime: request.arrivalTime ?? state.config.clock(),
+      arrivalSeq: this.nextArrivalSeq++,
+      stop,
+      adapterId,
+      namespace: cacheNamespace(adapterId, request.cacheSalt ?? null),
+    };
+    const requestState = new RequestState(init, stopTokenIdsOf(stop));
+    state.requests.set(requestState.id, requestState);
+    // An unforked request starts as its one parent; the others fork from it (see forkSeq).
+    const numSeqs = requestState.isForked ? requestState.n : 1;
+    for (let index = 0; index < numSeqs; index++) {
+      const seq = newSequence(state, requestState, index, [...request.promptTokenIds], []);
+      insertSorted(state.waiting, seq);
+    }
+    return { isAccepted: true };
+  }
+
+  abortRequest(requestId: RequestId): boolean {
+    const request = this.state.requests.get(requestId);
+    if (request === undefined) return false;
+    for (const seq of request.seqs) {
+      if (seq.status !== "finished") finishSeq(this.state, seq);
+    }
+    return true;
+  }
+
+  schedule(): StepPlan<S> {
+    if (this.pending !== null) throw new InvariantError("one plan at a time: commit it first");
+    this.pending = planStep(this.state, this.nextStepId++);
+    return this.pending.plan;
+  }
+
+  commit(plan: StepPlan<S>, sampled: readonly (T | null)[]): EngineEvent<T>[] {
+    const pending = assertPending(this.pending, plan);
+    this.pending = null;
+    return commitStep(this.state, pending, sampled);
+  }
+
+  prefixMatchLen(
+    promptTokenIds: readonly number[],
+    adapterId: AdapterId | null,
+    cacheSalt: string | null,
+  ): number {
+    return this.state.kv.prefixMatchLen(promptTokenIds, cacheNamespace(adapterId, cacheSalt));
+  }
+
+  hasUnfinished(): boolean {
+    return this.state.requests.size > 0;
+  }
+
+  stats(): SchedulerStats {
+    const { running, waiting, requests, kv, config } = this.state;
+    const runningRequests = new Set(running.map((seq) => seq.request));
+    const cacheStats = kv.stats;
+    return {
+      numRunningSeqs: running.length,
+      numWaitingSeqs: waiting.length,
+      numRunningRequests: runningRequests.size,
+      numWaitingRequests: requests.size - runningRequests.size,
+      numUsedBlocks: kv.pool.numUsed,
+      numBlocks: config.numBlocks,
+      numCachedBlocks: kv.cache.numCachedBlocks,
+      prefixCacheQueryTokens: cacheStats.numQueryTokens,
+      prefixCacheHitTokens: cacheStats.numHitTokens,
+      numPreemptions: this.state.numPreemptions,
+    };
+  }
+
+  checkInvariants(): void {
+    checkEngineInvariants(this.state);
+  }
+}
+
+function validateConfig(config: SchedulerConfig): void {
+  const { numBlocks, blockSize, maxNumBatchedTokens, maxNumSeqs, maxModelLen } = config;
+  for (const [name, value] of Object.entries({
+    numBlocks,
+    blockSize,
+    maxNumBatchedTokens,
+    maxNumSeqs,
+    maxModelLen,
+  })) {
+    invariant(Number.isInteger(value) && value >= 1, "config counts are positive integers", name);
+  }
+  // Every running sequence gets its decode token each step; otherwise some would starve.
+  invariant(maxNumBatchedTokens >= maxNumSeqs, "maxNumBatchedTokens ≥ maxNumSeqs");
+  // One sequence alone must fit in the pool, or preempting all others would not let it finish.
+  invariant(maxModelLen <= numBlocks * blockSize, "maxModelLen ≤ numBlocks × blockSize");
+}

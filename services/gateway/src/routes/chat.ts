@@ -1,0 +1,125 @@
+import type { FastifyInstance } from "fastify";
+import type { GatewayDeps } from "../app";
+import { type ChoiceDelta, generateChoices } from "../generation";
+import { chatLogprobs } from "../logprobs";
+import { checkModel } from "../model-info";
+import { buildPlan } from "../params";
+import { type ChatBody, normalizeMessages, parseChatBody } from "../schemas/chat";
+import {
+  type CollectedChoice,
+  checkStreamOptions,
+  collectChoices,
+  responseId,
+  type StreamFormat,
+  streamResponse,
+  UsageCounter,
+  unixSeconds,
+} from "./respond";
+
+/** POST /v1/chat/completions: the chat template, then one router request with `n` choices. */
+export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void {
+  app.post("/v1/chat/completions", async (request, reply) => {
+    const body = parseChatBody(request.body);
+    checkModel(body.model, deps.model);
+    checkStreamOptions(body);
+    const promptIds = await deps.codec.encodeChat(normalizeMessages(body.messages));
+    const plan = buildPlan(body, promptIds, deps.model, {
+      promptParam: "messages",
+      defaultMaxTokens: null,
+      maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null,
+      numTopLogprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
+    });
+    const meta = { id: responseId("chatcmpl"), created: unixSeconds(), model: deps.model.id };
+    const usage = new UsageCounter(promptIds.length);
+    const { signal, done } = deps.inFlight.open(reply);
+    try {
+      const ctx = { router: deps.router, codec: deps.codec, signal };
+      const deltas = generateChoices(ctx, plan, meta.id, 0);
+      if (body.stream) {
+        await streamResponse(reply, deltas, chatStreamFormat(deps, body, meta, usage));
+        return;
+      }
+      const choices = await collectChoices(deltas, plan.n, signal);
+      return {
+        ...meta,
+        object: "chat.completion",
+        choices: choices.map((c, index) => chatChoice(deps, body, c, index, usage)),
+        usage: usage.toJSON(),
+      };
+    } finally {
+      done();
+    }
+  });
+}
+
+interface ResponseMeta {
+  readonly id: string;
+  readonly created: number;
+  readonly model: string;
+}
+
+function numTopOf(body: ChatBody): number | null {
+  return body.logprobs ? (body.top_logprobs ?? 0) : null;
+}
+
+function chatChoice(
+  deps: GatewayDeps,
+  body: ChatBody,
+  choice: CollectedChoice,
+  index: number,
+  usage: UsageCounter,
+) {
+  for (const d of choice.deltas) usage.count(d);
+  const numTop = numTopOf(body);
+  const tokens = choice.deltas.flatMap((d) => d.tokens);
+  return {
+    index,
+    message: { role: "assistant", content: choice.text, refusal: null },
+    logprobs:
+      numTop === null ? null : { content: chatLogprobs(deps.codec, tokens, numTop), refusal: null },
+    finish_reason: choice.finishReason,
+  };
+}
+
+function chatStreamFormat(
+  deps: GatewayDeps,
+  body: ChatBody,
+  meta: ResponseMeta,
+  usage: UsageCounter,
+): StreamFormat {
+  const isUsageIncluded = body.stream_options?.include_usage === true;
+  const numTop = numTopOf(body);
+  const chunk = (choices: unknown[]) => ({
+    ...meta,
+    object: "chat.completion.chunk",
+    choices,
+    ...(isUsageIncluded ? { usage: null } : {}),
+  });
+  return {
+    head: () =>
+      Array.from({ length: body.n ?? 1 }, (_, index) =>
+        chunk([
+          { index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null },
+        ]),
+      ),
+    chunks: (delta: ChoiceDelta) => {
+      usage.count(delta);
+      const hasLogprobs = numTop !== null && delta.tokens.length > 0;
+      if (!delta.text && !delta.finishReason && !hasLogprobs) return [];
+      const logprobs = hasLogprobs
+        ? { content: chatLogprobs(deps.codec, delta.tokens, numTop), refusal: null }
+        : null;
+      const choice = {
+        index: delta.index,
+        delta: delta.text ? { content: delta.text } : {},
+        logprobs,
+        finish_reason: delta.finishReason,
+      };
+      return [chunk([choice])];
+    },
+    tail: () =>
+      isUsageIncluded
+        ? [{ ...meta, object: "chat.completion.chunk", choices: [], usage: usage.toJSON() }]
+        : [],
+  };
+}

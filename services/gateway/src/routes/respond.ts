@@ -1,0 +1,114 @@
+import { randomBytes } from "node:crypto";
+import { KilnError } from "@kiln/proto";
+import type { FastifyReply } from "fastify";
+import { errorBody, toKilnError } from "../errors";
+import type { ChoiceDelta } from "../generation";
+import { SseWriter } from "../sse";
+
+/** How one endpoint turns choice deltas into stream chunks. */
+export interface StreamFormat {
+  /** Chunks sent before any generated text (chat's role chunks, echoed prompts). */
+  head(): unknown[];
+  /** Chunks for one delta; may be empty. Also counts usage. */
+  chunks(delta: ChoiceDelta): unknown[];
+  /** Chunks after every choice finished (the usage chunk with `include_usage`). */
+  tail(): unknown[];
+}
+
+/** Tokens per prompt and in total, counted as deltas go by. */
+export class UsageCounter {
+  numCompletionTokens = 0;
+  constructor(readonly numPromptTokens: number) {}
+
+  count(delta: ChoiceDelta): void {
+    this.numCompletionTokens += delta.tokens.length;
+  }
+
+  toJSON() {
+    return {
+      prompt_tokens: this.numPromptTokens,
+      completion_tokens: this.numCompletionTokens,
+      total_tokens: this.numPromptTokens + this.numCompletionTokens,
+    };
+  }
+}
+
+/** One choice's deltas folded together, for non-streamed responses. */
+export interface CollectedChoice {
+  text: string;
+  readonly deltas: ChoiceDelta[];
+  finishReason: ChoiceDelta["finishReason"];
+}
+
+/** Drains `deltas` into `numChoices` choices. Throws CANCELLED when `signal` aborts first. */
+export async function collectChoices(
+  deltas: AsyncIterable<ChoiceDelta>,
+  numChoices: number,
+  signal: AbortSignal,
+): Promise<CollectedChoice[]> {
+  const choices: CollectedChoice[] = Array.from({ length: numChoices }, () => ({
+    text: "",
+    deltas: [],
+    finishReason: null,
+  }));
+  for await (const delta of deltas) {
+    const choice = choices[delta.index]!;
+    choice.text += delta.text;
+    choice.deltas.push(delta);
+    if (delta.finishReason) choice.finishReason = delta.finishReason;
+  }
+  if (signal.aborted) throw new KilnError("CANCELLED", "The client closed the request.");
+  return choices;
+}
+
+/**
+ * Streams `deltas` as SSE. Waits for the first delta before committing to a 200, so a router
+ * refusal (429 queue full, 503) still gets its own status; errors after that become an
+ * `data: {"error": ...}` event followed by the end of the stream.
+ */
+export async function streamResponse(
+  reply: FastifyReply,
+  deltas: AsyncGenerator<ChoiceDelta>,
+  format: StreamFormat,
+): Promise<void> {
+  let next = await deltas.next();
+  reply.hijack();
+  const sse = new SseWriter(reply.raw);
+  sse.start();
+  try {
+    for (const chunk of format.head()) await sse.send(chunk);
+    while (!next.done) {
+      for (const chunk of format.chunks(next.value)) await sse.send(chunk);
+      if (sse.isClosed) return;
+      next = await deltas.next();
+    }
+    for (const chunk of format.tail()) await sse.send(chunk);
+  } catch (err) {
+    const kilnError = toKilnError(err);
+    if (kilnError.code === "INTERNAL") reply.log.error({ err }, "stream failed");
+    await sse.send(errorBody(kilnError));
+  } finally {
+    void deltas.return(undefined).catch(() => {});
+  }
+  sse.end();
+}
+
+/** OpenAI rejects `stream_options` on non-streamed requests; so does Kiln. */
+export function checkStreamOptions(body: { stream?: boolean | null; stream_options?: unknown }) {
+  if (!body.stream && body.stream_options !== null && body.stream_options !== undefined) {
+    throw new KilnError(
+      "INVALID_REQUEST",
+      "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+      "stream_options",
+    );
+  }
+}
+
+/** A response id such as `chatcmpl-3f2a...` (24 hex digits). */
+export function responseId(prefix: string): string {
+  return `${prefix}-${randomBytes(12).toString("hex")}`;
+}
+
+export function unixSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}

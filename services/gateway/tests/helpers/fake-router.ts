@@ -1,0 +1,93 @@
+import { setImmediate } from "node:timers/promises";
+import type { GenerateEvent, GenerateRequest, KilnError } from "@kiln/proto";
+import type { RouterPort } from "../../src/router-port";
+import { charId, EOS } from "./toy-codec";
+
+/** What a scripted router does with each request. */
+export interface FakeRouterScript {
+  /** The text sample `index` writes; the default depends on seed and index. */
+  text?(request: GenerateRequest, index: number): string;
+  /** Throw this before any event (e.g. OVERLOADED). */
+  failWith?: KilnError;
+  /** Throw this after `failAfterTokens` token events. */
+  failMidStream?: { afterTokens: number; error: KilnError };
+  /** Never finish: emit tokens slowly until cancelled. */
+  isEndless?: boolean;
+}
+
+const TEXTS = ["Hello world. The end.", "Once upon a time.", "Lily saw a dog!"];
+
+/**
+ * A RouterPort that "samples" fixed texts character by character (one token per event,
+ * EOS at the end), honouring max_tokens and the abort signal. Records every request.
+ */
+export class FakeRouter implements RouterPort {
+  readonly requests: GenerateRequest[] = [];
+  numCancelled = 0;
+  numOpen = 0;
+  isHealthyValue = true;
+
+  constructor(public script: FakeRouterScript = {}) {}
+
+  textFor(request: GenerateRequest, index: number): string {
+    if (this.script.text) return this.script.text(request, index);
+    return TEXTS[((request.sampling?.seed ?? 0) + index) % TEXTS.length]!;
+  }
+
+  async *generate(request: GenerateRequest, signal: AbortSignal): AsyncGenerator<GenerateEvent> {
+    this.requests.push(request);
+    if (this.script.failWith) throw this.script.failWith;
+    this.numOpen++;
+    let isDone = false;
+    try {
+      yield* this.events(request, signal);
+      isDone = true;
+    } finally {
+      this.numOpen--;
+      if (!isDone) this.numCancelled++;
+    }
+  }
+
+  private async *events(request: GenerateRequest, signal: AbortSignal) {
+    const n = Math.max(1, request.n);
+    const texts = Array.from({ length: n }, (_, i) => [...this.textFor(request, i)]);
+    const numTop = request.sampling?.numTopLogprobs ?? 0;
+    let numTokenEvents = 0;
+    for (let step = 0; step <= request.maxTokens; step++) {
+      await setImmediate();
+      if (this.script.isEndless) await new Promise((r) => setTimeout(r, 5));
+      if (signal.aborted) return;
+      const fail = this.script.failMidStream;
+      if (fail && numTokenEvents >= fail.afterTokens) throw fail.error;
+      for (let i = 0; i < n; i++) {
+        const chars = texts[i]!;
+        const isEnd = !this.script.isEndless && step === chars.length;
+        if (step > chars.length && !this.script.isEndless) continue;
+        if (isEnd || step === request.maxTokens) {
+          yield finished(i, isEnd ? "stop" : "length", isEnd ? EOS : 0);
+          continue;
+        }
+        numTokenEvents++;
+        yield tokenEvent(i, charId(chars[step % chars.length]!), numTop);
+      }
+    }
+  }
+
+  async isHealthy(): Promise<boolean> {
+    return this.isHealthyValue;
+  }
+
+  close(): void {}
+}
+
+function tokenEvent(index: number, tokenId: number, numTop: number): GenerateEvent {
+  const topLogprobs = Array.from({ length: numTop }, (_, k) => ({
+    tokenId: k === 0 ? tokenId : charId(String.fromCharCode(97 + k)),
+    logprob: -0.25 * (k + 1),
+  }));
+  return { token: { index, tokens: [{ tokenId, logprob: -0.25, topLogprobs }] } };
+}
+
+function finished(index: number, finishReason: string, stopTokenId: number): GenerateEvent {
+  return { finished: { index, finishReason, stopTokenId, usage: undefined } };
+}

@@ -23,6 +23,7 @@ export {
   type SafetensorsEntry,
   type SafetensorsHeader,
 } from "./safetensors";
+export * from "./tokenizer";
 export * from "./types";
 export {
   expectedWeightShapes,

@@ -56,6 +56,8 @@ export interface SampleRequest {
   readonly promptTokenIds: ArrayLike<number>;
   /** Generated token ids so far; read only when a penalty is set. */
   readonly outputTokenIds: ArrayLike<number>;
+  /** Ids that must not be sampled (stop ids while `min_tokens` is not reached). */
+  readonly bannedTokenIds?: ArrayLike<number>;
 }
 
 /**

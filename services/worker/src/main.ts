@@ -3,6 +3,7 @@
  * Worker gRPC service, and registers with the router when one is configured. Prints one JSON
  * line `{"event":"listening","port":N}` on stdout once it accepts calls.
  */
+import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { basename } from "node:path";
 import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
@@ -35,10 +36,12 @@ async function main(): Promise<void> {
       void backend.dispose().finally(() => process.exit(0));
     });
   };
+  const instanceId = randomUUID();
   const service = createWorkerService(
     backend,
     {
       workerId: `${hostname()}:${process.pid}`,
+      instanceId,
       model: basename(modelDir),
       eosTokenIds: config.eosTokenIds,
     },
@@ -53,16 +56,20 @@ async function main(): Promise<void> {
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);
   process.stdout.write(`${JSON.stringify({ event: "listening", port, numBlocks })}\n`);
-  if (opts.routerAddress) registerTimer = keepRegistered(opts, port);
+  if (opts.routerAddress) registerTimer = keepRegistered(opts, port, instanceId);
 }
 
 /**
  * Announces this worker to the router now and every second: registration is idempotent, and
  * repeating it lets a restarted router find its workers again.
  */
-function keepRegistered(opts: WorkerOptions, port: number): NodeJS.Timeout {
+function keepRegistered(opts: WorkerOptions, port: number, instanceId: string): NodeJS.Timeout {
   const client = new RouterClient(opts.routerAddress!, credentials.createInsecure());
-  const request = { address: `${opts.advertiseHost}:${port}`, replicaId: opts.replicaId };
+  const request = {
+    address: `${opts.advertiseHost}:${port}`,
+    replicaId: opts.replicaId,
+    instanceId,
+  };
   const register = () => {
     client.registerWorker(
       request,

@@ -28,6 +28,8 @@ export interface ScheduledSequenceDelta {
   readonly newBlockIds: readonly number[];
   readonly doSample: boolean;
   readonly outputIndex: number;
+  /** Ids the sampler must not pick (stop ids before min_tokens is reached). */
+  readonly bannedTokenIds?: readonly number[];
 }
 
 export interface StepDelta {
@@ -147,6 +149,7 @@ export class SequenceTable {
               outputIndex: seq.outputIndex,
               promptTokenIds: state.promptTokenIds,
               outputTokenIds: state.outputTokenIds,
+              bannedTokenIds: seq.bannedTokenIds ?? [],
             }
           : null,
       );

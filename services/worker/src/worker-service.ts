@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
 import type { Backend } from "@kiln/kernels";
@@ -14,6 +13,8 @@ import { SequenceTable, StepDeltaError } from "./sequence-table";
 
 export interface WorkerIdentity {
   readonly workerId: string;
+  /** Unique per process start: tells the router that a worker at a known address restarted. */
+  readonly instanceId: string;
   readonly model: string;
   readonly eosTokenIds: readonly number[];
 }
@@ -40,13 +41,17 @@ export function createWorkerService(
     tpRank: 0,
     tpSize: 1,
     eosTokenIds: [...identity.eosTokenIds],
-    instanceId: randomUUID(),
+    instanceId: identity.instanceId,
   };
   let isStepRunning = false;
 
   async function runStep(req: StepRequest): Promise<StepResponse> {
     const startedAt = performance.now();
     const input = table.applyStep(stepDeltaFromWire(req));
+    // A step may only carry removals (aborted sequences); there is nothing to compute then.
+    if (input.queryLens.length === 0) {
+      return { stepId: req.stepId, results: [], computeSeconds: 0 };
+    }
     const output = await backend.step(input);
     const results: StepResponse["results"] = [];
     req.sequences.forEach((seq, i) => {

@@ -39,6 +39,7 @@ export function stepDeltaFromWire(req: StepRequest): StepDelta {
       newBlockIds: seq.newBlockIds,
       doSample: seq.doSample,
       outputIndex: seq.outputIndex,
+      bannedTokenIds: seq.bannedTokenIds,
     })),
   };
 }

@@ -1,0 +1,77 @@
+/**
+ * The router process: serves the Router gRPC service, accepts worker registrations, and runs one
+ * engine loop per worker group. Prints one JSON line `{"event":"listening","port":N}` on stdout
+ * once it accepts calls.
+ */
+import { parseArgs } from "node:util";
+import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { RouterService } from "@kiln/proto";
+import { ReplicaSet } from "./replica-set";
+import { createRouterService } from "./router-service";
+
+const HEALTH_PROBE_INTERVAL_MS = 1000;
+
+function intOption(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: expected a positive integer`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  const env = process.env;
+  const { values } = parseArgs({
+    options: {
+      host: { type: "string" },
+      port: { type: "string" },
+      "max-waiting": { type: "string" },
+      "max-num-seqs": { type: "string" },
+      "max-num-batched-tokens": { type: "string" },
+      "step-timeout-ms": { type: "string" },
+    },
+  });
+  const host = values.host ?? env.KILN_ROUTER_HOST ?? "127.0.0.1";
+  const port = Number(values.port ?? env.KILN_ROUTER_PORT ?? "0");
+  const replicas = new ReplicaSet(
+    {
+      maxNumSeqs: intOption(values["max-num-seqs"] ?? env.KILN_MAX_NUM_SEQS, 64, "--max-num-seqs"),
+      maxNumBatchedTokens: intOption(
+        values["max-num-batched-tokens"] ?? env.KILN_MAX_NUM_BATCHED_TOKENS,
+        512,
+        "--max-num-batched-tokens",
+      ),
+      stepTimeoutMs: intOption(
+        values["step-timeout-ms"] ?? env.KILN_STEP_TIMEOUT_MS,
+        60_000,
+        "--step-timeout-ms",
+      ),
+    },
+    () => performance.now(),
+  );
+  const maxNumWaiting = intOption(
+    values["max-waiting"] ?? env.KILN_MAX_WAITING,
+    1024,
+    "--max-waiting",
+  );
+  const server = new Server();
+  server.addService(RouterService, createRouterService(replicas, { maxNumWaiting }));
+  const boundPort = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    );
+  });
+  const probeTimer = setInterval(() => void replicas.probeHealth(), HEALTH_PROBE_INTERVAL_MS);
+  const shutdown = () => {
+    clearInterval(probeTimer);
+    replicas.close();
+    server.tryShutdown(() => process.exit(0));
+  };
+  process.on("SIGTERM", shutdown);
+  process.on("SIGINT", shutdown);
+  process.stdout.write(`${JSON.stringify({ event: "listening", port: boundPort })}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`kiln router: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,52 @@
+import type { ScheduledSeq, StepPlan } from "@kiln/engine-core";
+import type { NewSequence, SamplingParams, ScheduledSequence, StepRequest } from "@kiln/proto";
+import type { RequestRecord } from "./request-record";
+
+/**
+ * A scheduler plan as the worker's StepRequest delta. Sequences the worker has not seen get a
+ * NewSequence with the prompt and any tokens generated before a preemption, taken from the
+ * router's request records. Sequence i of a request samples with seed + i, so n > 1 gives
+ * n distinct, reproducible streams.
+ */
+export function planToWire(
+  plan: StepPlan<SamplingParams>,
+  idToRecord: ReadonlyMap<string, RequestRecord>,
+  reset: boolean,
+): StepRequest {
+  const newSequences: NewSequence[] = [];
+  const sequences: ScheduledSequence[] = [];
+  for (const seq of plan.seqs) {
+    if (seq.isNew) newSequences.push(newSequence(seq, idToRecord));
+    sequences.push({
+      seqId: seq.seqId,
+      tokenIds: [...seq.tokenIds],
+      numComputedTokens: seq.contextLen - seq.queryLen,
+      newBlockIds: [...seq.newBlockIds],
+      doSample: seq.sample !== null,
+      outputIndex: seq.sample?.outputIndex ?? 0,
+      bannedTokenIds: seq.sample ? [...seq.sample.bannedTokenIds] : [],
+    });
+  }
+  return {
+    stepId: plan.stepId,
+    reset,
+    newSequences,
+    removedSeqIds: [...plan.finishedSeqIds, ...plan.preemptedSeqIds],
+    sequences,
+    blockCopies: plan.blockCopies.flatMap((c) => [c.src, c.dst]),
+  };
+}
+
+function newSequence(
+  seq: ScheduledSeq<SamplingParams>,
+  idToRecord: ReadonlyMap<string, RequestRecord>,
+): NewSequence {
+  const record = idToRecord.get(seq.requestId);
+  if (!record) throw new Error(`plan schedules request ${seq.requestId} the router does not know`);
+  return {
+    seqId: seq.seqId,
+    promptTokenIds: [...record.promptTokenIds],
+    outputTokenIds: [...(record.outputTokenIds[seq.seqIndex] ?? [])],
+    sampling: { ...record.sampling, seed: (record.sampling.seed + seq.seqIndex) >>> 0 },
+  };
+}

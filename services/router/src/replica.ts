@@ -1,0 +1,211 @@
+import {
+  asRequestId,
+  type EngineEvent,
+  type NewRequest,
+  Scheduler,
+  type SchedulerStats,
+} from "@kiln/engine-core";
+import { ErrorCode, type SampledToken, type SamplingParams, type WorkerInfo } from "@kiln/proto";
+import { planToWire } from "./plan-to-wire";
+import { type RequestRecord, tokenEvent } from "./request-record";
+import { describeGrpcError, type WorkerConnection } from "./worker-connection";
+
+export interface ReplicaLimits {
+  readonly maxNumSeqs: number;
+  readonly maxNumBatchedTokens: number;
+  /** A step that takes longer than this fails the replica (its requests end with WORKER_LOST). */
+  readonly stepTimeoutMs: number;
+}
+
+export interface ReplicaCounters {
+  numRequestsRouted: number;
+}
+
+/**
+ * One worker group (a data-parallel replica): a scheduler over the worker's KV capacity and the
+ * engine loop that drives it. The loop steps back to back while there is work and idles
+ * otherwise; a request added between steps joins the next one (continuous batching).
+ *
+ * When a step fails or the worker disappears, every request on the replica ends with a
+ * WORKER_LOST error event and the scheduler starts afresh (so no block stays owned); the
+ * replica is unhealthy until `connect` succeeds again.
+ */
+export class Replica {
+  private scheduler: Scheduler<SamplingParams, SampledToken> | null = null;
+  private readonly idToRecord = new Map<string, RequestRecord>();
+  private isLooping = false;
+  private needsReset = true;
+  private instanceId: string | null = null;
+  private eosTokenIds: readonly number[] = [];
+  readonly counters: ReplicaCounters = { numRequestsRouted: 0 };
+
+  constructor(
+    readonly replicaId: string,
+    private currentConnection: WorkerConnection,
+    private readonly limits: ReplicaLimits,
+    private readonly clock: () => number,
+  ) {}
+
+  get isHealthy(): boolean {
+    return this.scheduler !== null;
+  }
+
+  get connection(): WorkerConnection {
+    return this.currentConnection;
+  }
+
+  get address(): string {
+    return this.currentConnection.address;
+  }
+
+  isConnectedTo(address: string, instanceId: string): boolean {
+    return this.isHealthy && this.address === address && this.instanceId === instanceId;
+  }
+
+  hasRequest(requestId: string): boolean {
+    return this.idToRecord.has(requestId);
+  }
+
+  get numRequests(): number {
+    return this.idToRecord.size;
+  }
+
+  /**
+   * Adopts the worker's reported capacity. A worker that restarted (new instance id) or a
+   * replica that was unhealthy starts with an empty scheduler and a reset step.
+   */
+  connect(info: WorkerInfo, connection: WorkerConnection): void {
+    if (connection !== this.currentConnection) {
+      this.currentConnection.close();
+      this.currentConnection = connection;
+    }
+    if (this.scheduler && info.instanceId === this.instanceId) return;
+    if (this.scheduler) this.fail("the worker restarted");
+    this.instanceId = info.instanceId;
+    this.eosTokenIds = info.eosTokenIds;
+    this.needsReset = true;
+    const maxNumSeqs = Math.min(this.limits.maxNumSeqs, info.numBlocks);
+    this.scheduler = new Scheduler<SamplingParams, SampledToken>({
+      numBlocks: info.numBlocks,
+      blockSize: info.blockSize,
+      maxModelLen: Math.min(info.maxModelLen, info.numBlocks * info.blockSize),
+      maxNumSeqs,
+      maxNumBatchedTokens: Math.max(this.limits.maxNumBatchedTokens, maxNumSeqs),
+      clock: this.clock,
+    });
+  }
+
+  stats(): SchedulerStats | null {
+    return this.scheduler?.stats() ?? null;
+  }
+
+  /** Prompt tokens a new request would find in this replica's prefix cache. */
+  prefixMatchLen(tokenIds: readonly number[], cacheSalt: string | null): number {
+    return this.scheduler?.prefixMatchLen(tokenIds, null, cacheSalt) ?? 0;
+  }
+
+  /** Adds a request; returns an error message when the scheduler rejects it. */
+  tryAdd(request: NewRequest<SamplingParams>, record: RequestRecord): string | null {
+    if (!this.scheduler) return "the replica is not connected to a worker";
+    const result = this.scheduler.addRequest({ ...request, eosTokenIds: this.eosTokenIds });
+    if (!result.isAccepted) return result.message;
+    this.idToRecord.set(record.requestId, record);
+    this.counters.numRequestsRouted++;
+    this.wake();
+    return null;
+  }
+
+  /** Aborts a request in any state; its blocks are free before the next step is planned. */
+  abort(requestId: string): boolean {
+    const record = this.idToRecord.get(requestId);
+    if (!record) return false;
+    this.idToRecord.delete(requestId);
+    this.scheduler?.abortRequest(asRequestId(requestId));
+    record.end();
+    this.wake();
+    return true;
+  }
+
+  /** Ends every request with WORKER_LOST and drops the scheduler until the worker reconnects. */
+  fail(reason: string): void {
+    this.scheduler = null;
+    const records = [...this.idToRecord.values()];
+    this.idToRecord.clear();
+    for (const record of records) {
+      record.emit({ error: { code: ErrorCode.WORKER_LOST, message: `worker lost: ${reason}` } });
+      record.end();
+    }
+  }
+
+  close(): void {
+    this.fail("the router is shutting down");
+    this.currentConnection.close();
+  }
+
+  private wake(): void {
+    if (this.isLooping) return;
+    this.isLooping = true;
+    // Start on a fresh tick so requests arriving together join the same first step.
+    setImmediate(() => {
+      this.loop()
+        .catch((err: unknown) => this.fail(describeGrpcError(err)))
+        .finally(() => {
+          this.isLooping = false;
+        });
+    });
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      const scheduler = this.scheduler;
+      if (!scheduler) return;
+      const plan = scheduler.schedule();
+      const request = planToWire(plan, this.idToRecord, this.needsReset);
+      if (plan.seqs.length === 0 && request.removedSeqIds.length === 0) {
+        scheduler.commit(plan, []);
+        return; // idle until a request is added or aborted
+      }
+      this.needsReset = false;
+      const response = await this.currentConnection.step(request, this.limits.stepTimeoutMs);
+      if (this.scheduler !== scheduler) return; // failed or reconnected meanwhile
+      const seqIdToToken = new Map<number, SampledToken>();
+      for (const result of response.results) {
+        if (result.token) seqIdToToken.set(result.seqId, result.token);
+      }
+      const sampled = plan.seqs.map((seq) => seqIdToToken.get(seq.seqId) ?? null);
+      this.dispatch(scheduler.commit(plan, sampled));
+    }
+  }
+
+  private dispatch(events: readonly EngineEvent<SampledToken>[]): void {
+    for (const event of events) {
+      const record = this.idToRecord.get(event.requestId);
+      if (!record) continue;
+      if (event.kind === "token") {
+        record.outputTokenIds[event.seqIndex]?.push(event.sampled.tokenId);
+        record.emit(tokenEvent(event.seqIndex, event.sampled));
+      } else if (event.kind === "finished") {
+        const isLast = event.requestDone !== null;
+        const numCompletion = record.outputTokenIds.reduce((n, ids) => n + ids.length, 0);
+        record.emit({
+          finished: {
+            index: event.seqIndex,
+            finishReason: event.reason,
+            stopTokenId: event.stopTokenId ?? 0,
+            usage: isLast
+              ? {
+                  promptTokens: record.promptTokenIds.length,
+                  completionTokens: numCompletion,
+                  cachedTokens: 0,
+                }
+              : undefined,
+          },
+        });
+        if (isLast) {
+          this.idToRecord.delete(event.requestId);
+          record.end();
+        }
+      }
+    }
+  }
+}

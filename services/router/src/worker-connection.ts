@@ -1,0 +1,51 @@
+import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { type StepRequest, type StepResponse, WorkerClient, type WorkerInfo } from "@kiln/proto";
+
+/**
+ * One gRPC channel to a worker. Every call has a deadline; failures surface as rejected
+ * promises carrying the grpc-js ServiceError, and the caller (the replica) decides what a
+ * failure means for its requests.
+ */
+export class WorkerConnection {
+  private readonly client: WorkerClient;
+
+  constructor(readonly address: string) {
+    this.client = new WorkerClient(address, credentials.createInsecure(), {
+      "grpc.max_receive_message_length": 64 * 1024 * 1024,
+      "grpc.max_send_message_length": 64 * 1024 * 1024,
+    });
+  }
+
+  info(timeoutMs: number): Promise<WorkerInfo> {
+    return new Promise((resolve, reject) => {
+      this.client.info({}, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
+        err ? reject(err) : resolve(res),
+      );
+    });
+  }
+
+  step(req: StepRequest, timeoutMs: number): Promise<StepResponse> {
+    return new Promise((resolve, reject) => {
+      this.client.step(req, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
+        err ? reject(err) : resolve(res),
+      );
+    });
+  }
+
+  health(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.client.health({}, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
+        resolve(!err && res.serving),
+      );
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+export function describeGrpcError(err: unknown): string {
+  const e = err as Partial<ServiceError>;
+  return e.details || e.message || String(err);
+}

@@ -2,6 +2,8 @@ import { readFileSync } from "node:fs";
 import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
+import { Tokenizer as NativeTokenizer } from "tokenizers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ModelError } from "../src/errors";
 import { loadTokenizer, type Tokenizer } from "../src/tokenizer";
@@ -131,6 +133,38 @@ describe("Llama-2 tokenizer", () => {
     const texts = ["a", "Hello world", "emoji 😀!", "x".repeat(1000)];
     const all = await Promise.all(texts.map((t) => llama2.encode(t)));
     expect(all.map((ids) => llama2.decode(ids, { skipSpecialTokens: true }))).toEqual(texts);
+  });
+});
+
+describe("parity with the Rust tokenizers crate", () => {
+  // Valid UTF-8 only: on invalid byte runs Kiln follows TextDecoder (see ADR 0004).
+  const textIds = (vocabSize: number) =>
+    fc
+      .array(
+        fc.oneof(
+          fc.integer({ min: 0, max: 2 }).map((id) => [id]),
+          fc.integer({ min: 259, max: vocabSize - 1 }).map((id) => [id]),
+          fc
+            .string({ unit: "grapheme", minLength: 1, maxLength: 2 })
+            .map((s) => [...new TextEncoder().encode(s)].map((b) => b + 3)),
+        ),
+        { maxLength: 16 },
+      )
+      .map((groups) => groups.flat());
+
+  it.each([
+    ["stories260K", STORIES],
+    ["Llama-2", LLAMA2],
+  ])("decodes valid text as the crate does (%s)", async (name, dir) => {
+    const tok = name === "Llama-2" ? llama2 : stories;
+    const native = NativeTokenizer.fromFile(join(dir, "tokenizer.json"));
+    await fc.assert(
+      fc.asyncProperty(textIds(tok.vocabSize), fc.boolean(), async (ids, isSkipping) => {
+        const expected = await native.decode(ids, isSkipping);
+        expect(tok.decode(ids, { skipSpecialTokens: isSkipping })).toBe(expected);
+      }),
+      { numRuns: 200 },
+    );
   });
 });
 

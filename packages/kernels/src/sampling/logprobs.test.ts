@@ -15,7 +15,7 @@ const rowArb = fc
   .map((values) => Float32Array.from(values));
 
 describe("logprobs", () => {
-  it("exp(logprobs) sums to 1 and matches a float64 reference", () => {
+  it("exp(logprobs) sums to 1 and matches a float64 reference ", () => {
     fc.assert(
       fc.property(rowArb, (row) => {
         const lse = logSumExp(row);

@@ -131,7 +131,7 @@ function splitAtBound(
     const b = bucketIds[i]!;
     if (b > bound) continue;
     let w = Math.exp((row[i]! - maxLogit) * invTemperature);
-    if (!(w >= 0)) w = 0;
+    if (!(w >= 0)) w = 0; // NaN
     weights[i] = w;
     if (b < bound) candidates[numAbove++] = i;
     else candidates[last - numAtBound++] = i;

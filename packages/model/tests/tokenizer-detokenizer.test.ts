@@ -124,13 +124,15 @@ const utf8ByteIds = fc
   .map((s) => [...new TextEncoder().encode(s)].map((b) => b + 3));
 
 /** Ids a Llama-family sentencepiece model can produce: specials, raw bytes (valid or not),
- * whole characters as bytes, and ordinary pieces. */
+ * whole characters as bytes, ordinary pieces, and ids past the vocabulary. */
 function llamaIds(vocabSize: number): fc.Arbitrary<number[]> {
   const oneOrMore = fc.oneof(
     fc.integer({ min: 0, max: 2 }).map((id) => [id]),
     fc.integer({ min: 3, max: 258 }).map((id) => [id]),
     utf8ByteIds,
     fc.integer({ min: 259, max: vocabSize - 1 }).map((id) => [id]),
+    // Out of the vocabulary (a padded embedding row): skipped by decode.
+    fc.integer({ min: vocabSize, max: vocabSize + 2 }).map((id) => [id]),
   );
   return fc.array(oneOrMore, { maxLength: 24 }).map((groups) => groups.flat());
 }

@@ -116,6 +116,8 @@ describe("Llama-2 tokenizer", () => {
     expect(llama2.decode([1, 15043, 3186, 2], { skipSpecialTokens: true })).toBe("Hello world");
     expect(llama2.decode([29871, 15043])).toBe(" Hello");
     expect(llama2.decode([])).toBe("");
+    // Unknown ids are skipped, as the Rust crate does.
+    expect(llama2.decode([15043, 32000, -1, 3186])).toBe("Hello world");
   });
 
   it("replaces invalid or incomplete UTF-8 bytes with U+FFFD, as TextDecoder does", () => {

@@ -65,7 +65,7 @@ export interface Tokenizer {
   /**
    * Ids to text, synchronously. A leading space of the first token is stripped (the
    * sentencepiece convention); byte-fallback bytes that do not form valid UTF-8 become
-   * U+FFFD as TextDecoder replaces them. Ids outside the vocabulary read as the unk token.
+   * U+FFFD as TextDecoder replaces them. Ids outside the vocabulary are skipped.
    */
   decode(ids: readonly number[], opts?: DecodeOptions): string;
   /** The vocabulary entry ("▁Hello", "<0x0A>"), or null when `id` is out of range. */
@@ -213,9 +213,13 @@ class HfTokenizer implements Tokenizer {
   }
 
   private decodeIds(ids: readonly number[]): string {
+    // Unknown ids are skipped, as the Rust crate does (the library would print the unk
+    // token, or fail for vocabularies without one).
+    const isValid = (id: number) => Number.isInteger(id) && id >= 0 && id < this.vocabSize;
+    const known = ids.every(isValid) ? ids : ids.filter(isValid);
     // The library rejects an empty list instead of returning "".
-    if (ids.length === 0) return "";
-    return this.decoder.decode(ids as number[], { clean_up_tokenization_spaces: false });
+    if (known.length === 0) return "";
+    return this.decoder.decode(known as number[], { clean_up_tokenization_spaces: false });
   }
 
   private withSpecialTokens(ids: number[], isAddingBos: boolean, isAddingEos: boolean): number[] {

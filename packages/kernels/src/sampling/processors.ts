@@ -1,16 +1,18 @@
-import type { SampleRequest, SamplingParams } from "../backend";
+import type { SampleRequest } from "../backend";
 import type { SamplingScratch } from "./scratch";
 
 /**
- * Logit processors that run before temperature (ADR 0006): logit bias, then vLLM's repetition
- * penalty, then OpenAI's presence and frequency penalties. Each touches only the tokens it names,
+ * Logit processors that run before temperature (ADR 0006): logit bias and banned tokens (−∞),
+ * then vLLM's repetition penalty, then OpenAI's presence and frequency penalties. Each touches only the tokens it names,
  * so the cost is O(bias entries + prompt + output), plus one copy of the row.
  */
 
-/** True when bias or a penalty can change a logit, i.e. when `applyLogitProcessors` is needed. */
-export function hasLogitProcessors(params: SamplingParams): boolean {
+/** True when bias, a ban or a penalty can change a logit: `applyLogitProcessors` is needed. */
+export function hasLogitProcessors(req: SampleRequest): boolean {
+  const { params } = req;
   return (
     (params.logitBias !== null && params.logitBias.size > 0) ||
+    (req.bannedTokenIds !== undefined && req.bannedTokenIds.length > 0) ||
     params.repetitionPenalty !== 1 ||
     params.presencePenalty !== 0 ||
     params.frequencyPenalty !== 0
@@ -20,8 +22,9 @@ export function hasLogitProcessors(params: SamplingParams): boolean {
 /**
  * Copies `logits` (one row, length `scratch.vocabSize`) into `scratch.logits`, applies the
  * processors there and returns `scratch.logits`. Never mutates `logits`. Throws a RangeError
- * when a token id (bias key, prompt or output token) is outside the vocabulary; the scratch's
- * zeroed buffers stay zeroed either way.
+ * when a token id (bias key, banned, prompt or output token) is outside the vocabulary; the
+ * scratch's zeroed buffers stay zeroed either way. Banning every token leaves nothing to sample:
+ * greedy then returns token 0 (callers must not do that).
  */
 export function applyLogitProcessors(
   logits: Float32Array,
@@ -35,6 +38,15 @@ export function applyLogitProcessors(
     for (const [tokenId, bias] of logitBias) {
       checkTokenId(tokenId, scratch.vocabSize, "logitBias");
       out[tokenId] = out[tokenId]! + bias;
+    }
+  }
+  const banned = req.bannedTokenIds;
+  if (banned !== undefined) {
+    for (let i = 0; i < banned.length; i++) {
+      const tokenId = banned[i]!;
+      checkTokenId(tokenId, scratch.vocabSize, "bannedTokenIds");
+      // −∞ survives every later step: penalties scale or shift it, temperature divides it.
+      out[tokenId] = Number.NEGATIVE_INFINITY;
     }
   }
   if (repetitionPenalty !== 1 || presencePenalty !== 0 || frequencyPenalty !== 0) {

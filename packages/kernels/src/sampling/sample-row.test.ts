@@ -58,6 +58,20 @@ describe("logit processors", () => {
     expect(sampleRow(row, request({ logitBias: new Map([[0, -100]]) })).tokenId).toBe(3);
   });
 
+  it("never samples a banned token, greedy or not, and keeps its raw logprob", () => {
+    const banned = request({ numTopLogprobs: 1 }, { bannedTokenIds: [0] });
+    const greedy = sampleRow(row, banned);
+    expect(greedy.tokenId).toBe(3);
+    expect(greedy.topLogprobs[0]!.tokenId).toBe(0);
+    const scratch = createSamplingScratch(row.length);
+    for (let seed = 0; seed < 200; seed++) {
+      const params = { temperature: 2, seed, repetitionPenalty: 1.3, presencePenalty: -2 };
+      const req = request(params, { bannedTokenIds: [0, 3], outputTokenIds: [0, 3] });
+      expect([1, 2]).toContain(sampleRow(row, req, scratch).tokenId);
+    }
+    expect(() => sampleRow(row, request({}, { bannedTokenIds: [4] }))).toThrow(RangeError);
+  });
+
   it("applies the repetition penalty over prompt and output, dividing positives", () => {
     // 2 / 1.2 = 1.67 < 1.9: token 3 wins once token 0 was seen anywhere.
     const params = { repetitionPenalty: 1.2 };

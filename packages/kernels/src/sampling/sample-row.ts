@@ -10,7 +10,7 @@ const NO_TOP_LOGPROBS: readonly TokenLogprob[] = Object.freeze([]);
 /**
  * Samples the next token of one sequence from its row of vocabulary logits (ADR 0006).
  *
- * Order: logit bias → repetition penalty → presence/frequency penalties → greedy argmax when
+ * Order: logit bias and banned tokens → repetition penalty → presence/frequency penalties → greedy argmax when
  * temperature is 0, else temperature → top-k → top-p → min-p → inverse CDF at
  * `uniform01(params.seed, req.outputIndex)`. `logprob` and `topLogprobs` come from
  * log_softmax of the raw `logits`, before any of those steps.
@@ -29,7 +29,7 @@ export function sampleRow(
   const { params } = req;
   checkRequest(req);
   const vocabSize = logits.length;
-  const hasProcessors = hasLogitProcessors(params);
+  const hasProcessors = hasLogitProcessors(req);
   let work = scratch;
   if (hasProcessors || params.temperature > 0) {
     if (work === undefined) work = createSamplingScratch(vocabSize);
@@ -71,7 +71,7 @@ export function sampleRows(
   const out: SampledToken[] = new Array(reqs.length);
   for (let r = 0; r < reqs.length; r++) {
     const req = reqs[r]!;
-    if (work === undefined && (req.params.temperature > 0 || hasLogitProcessors(req.params))) {
+    if (work === undefined && (req.params.temperature > 0 || hasLogitProcessors(req))) {
       work = createSamplingScratch(vocabSize);
     }
     out[r] = sampleRow(logits.subarray(r * vocabSize, (r + 1) * vocabSize), req, work);

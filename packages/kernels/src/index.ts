@@ -8,3 +8,4 @@ export {
 } from "./cpu/model-runner";
 export { type DenseAttentionShape, referenceCausalAttention } from "./reference/dense-attention";
 export { referenceForward, referenceInvFreq } from "./reference/llama-reference";
+export * from "./sampling";

@@ -39,7 +39,6 @@ export function buildApp(
   const app = Fastify({
     bodyLimit,
     logger: opts.logger ?? false,
-    disableRequestLogging: true,
     // New requests during drain get an OpenAI-shaped 503 from the hook below instead.
     return503OnClosing: false,
   });

@@ -84,7 +84,7 @@ class CompletionChoices {
   readonly numChoices: number;
 
   constructor(
-    private readonly deps: GatewayDeps,
+    deps: GatewayDeps,
     private readonly body: CompletionBody,
     private readonly prompts: readonly PreparedPrompt[],
   ) {

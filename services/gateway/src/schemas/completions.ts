@@ -8,7 +8,7 @@ const completionSchema = z.strictObject({
   ...samplingFields,
   prompt: z.union([z.string(), z.array(z.string()).min(1), tokenIds, z.array(tokenIds).min(1)], {
     error:
-      "`prompt` is required: a string, an array of strings, an array of token ids, or an array of token id arrays",
+      "`prompt` must be a string, an array of strings, an array of token ids, or an array of token id arrays",
   }),
   echo: z.boolean().nullish(),
   logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),

@@ -11,7 +11,7 @@ export interface FakeRouterScript {
   failWith?: KilnError;
   /** Throw this after `failAfterTokens` token events. */
   failMidStream?: { afterTokens: number; error: KilnError };
-  /** Never finish: emit tokens slowly until cancelled. */
+  /** Never finish: emit a token every 5 ms until cancelled, whatever max_tokens says. */
   isEndless?: boolean;
 }
 
@@ -44,7 +44,7 @@ export class FakeRouter implements RouterPort {
       isDone = true;
     } finally {
       this.numOpen--;
-      if (!isDone) this.numCancelled++;
+      if (!isDone || signal.aborted) this.numCancelled++;
     }
   }
 
@@ -53,7 +53,8 @@ export class FakeRouter implements RouterPort {
     const texts = Array.from({ length: n }, (_, i) => [...this.textFor(request, i)]);
     const numTop = request.sampling?.numTopLogprobs ?? 0;
     let numTokenEvents = 0;
-    for (let step = 0; step <= request.maxTokens; step++) {
+    const numSteps = this.script.isEndless ? Number.POSITIVE_INFINITY : request.maxTokens;
+    for (let step = 0; step <= numSteps; step++) {
       await setImmediate();
       if (this.script.isEndless) await new Promise((r) => setTimeout(r, 5));
       if (signal.aborted) return;
@@ -63,7 +64,7 @@ export class FakeRouter implements RouterPort {
         const chars = texts[i]!;
         const isEnd = !this.script.isEndless && step === chars.length;
         if (step > chars.length && !this.script.isEndless) continue;
-        if (isEnd || step === request.maxTokens) {
+        if (isEnd || step === numSteps) {
           yield finished(i, isEnd ? "stop" : "length", isEnd ? EOS : 0);
           continue;
         }

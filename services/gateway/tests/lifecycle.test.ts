@@ -1,0 +1,69 @@
+import { request } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { makeApp, type TestApp } from "./helpers/app";
+
+let t: TestApp;
+afterEach(async () => {
+  await t?.app.close();
+});
+
+async function waitFor(check: () => boolean, timeoutMs = 3000): Promise<void> {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > timeoutMs) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Posts a streaming request and hangs up once the first bytes arrive. */
+async function postAndHangUp(port: number, body: object): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const req = request(
+      { host: "127.0.0.1", port, method: "POST", path: "/v1/chat/completions" },
+      (res) => {
+        res.once("data", () => {
+          req.destroy();
+          resolve();
+        });
+      },
+    );
+    req.on("error", (err) => (req.destroyed ? resolve() : reject(err)));
+    req.setHeader("content-type", "application/json");
+    req.end(JSON.stringify(body));
+  });
+}
+
+describe("client disconnects", () => {
+  it.each([true, false])("abort the router call (stream: %s)", async (stream) => {
+    t = makeApp({ script: { isEndless: true } });
+    await t.app.listen({ host: "127.0.0.1", port: 0 });
+    const port = (t.app.server.address() as AddressInfo).port;
+    const body = {
+      model: "toy",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 20,
+      stream,
+    };
+    if (stream) {
+      await postAndHangUp(port, body);
+    } else {
+      const req = request({
+        host: "127.0.0.1",
+        port,
+        method: "POST",
+        path: "/v1/chat/completions",
+      });
+      req.on("error", () => {});
+      req.setHeader("content-type", "application/json");
+      req.end(JSON.stringify(body));
+      await waitFor(() => t.router.numOpen === 1);
+      req.destroy();
+    }
+    await waitFor(() => t.router.numCancelled === 1 && t.router.numOpen === 0).catch((e) => {
+      throw new Error(
+        `${e} open=${t.router.numOpen} cancelled=${t.router.numCancelled} reqs=${t.router.requests.length}`,
+      );
+    });
+  });
+});

@@ -1,0 +1,86 @@
+/**
+ * The gateway process: the OpenAI-compatible HTTP edge in front of one router. Prints one JSON
+ * line `{"event":"listening","port":N}` on stdout once it accepts requests. SIGINT/SIGTERM
+ * drain: new requests get 503, running ones may finish within the drain timeout, then the
+ * rest are aborted and the process exits.
+ */
+import { loadConfig, loadGenerationConfig, loadTokenizer, resolveModelDir } from "@kiln/model";
+import { buildApp } from "./app";
+import { createGrpcRouter } from "./grpc-router";
+import { InFlight } from "./in-flight";
+import { createModelCodec } from "./model-codec";
+import { type GatewayOptions, parseGatewayOptions } from "./options";
+
+async function main(): Promise<void> {
+  const opts = parseGatewayOptions(process.argv.slice(2), process.env);
+  const modelDir = await resolveModelDir(opts.model);
+  const [config, defaults, tokenizer] = await Promise.all([
+    loadConfig(modelDir),
+    loadGenerationConfig(modelDir),
+    loadTokenizer(modelDir),
+  ]);
+  const router = createGrpcRouter(opts.routerAddress);
+  const inFlight = new InFlight();
+  const app = buildApp(
+    {
+      model: {
+        id: opts.servedModelName,
+        created: Math.floor(Date.now() / 1000),
+        contextLen: config.maxPositionEmbeddings,
+        vocabSize: config.vocabSize,
+        defaults,
+      },
+      codec: createModelCodec(tokenizer),
+      router,
+      apiKeys: opts.apiKeys,
+      inFlight,
+    },
+    {
+      logger: { level: opts.logLevel },
+      ...(opts.bodyLimitBytes ? { bodyLimit: opts.bodyLimitBytes } : {}),
+    },
+  );
+  await app.listen({ host: opts.host, port: opts.port });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : opts.port;
+  process.stdout.write(`${JSON.stringify({ event: "listening", port, host: opts.host })}\n`);
+  installDrain(opts, inFlight, async () => {
+    await app.close();
+    router.close();
+  });
+}
+
+/** First signal: drain (abort what is left after the timeout). Second signal: abort now. */
+function installDrain(opts: GatewayOptions, inFlight: InFlight, close: () => Promise<void>) {
+  let isDraining = false;
+  const onSignal = (signal: string) => {
+    if (isDraining) {
+      inFlight.abortAll();
+      return;
+    }
+    isDraining = true;
+    log(`${signal}: draining ${inFlight.numActive} request(s), up to ${opts.drainTimeoutMs} ms`);
+    const timer = setTimeout(() => {
+      log(`drain timeout: aborting ${inFlight.numActive} request(s)`);
+      inFlight.abortAll();
+    }, opts.drainTimeoutMs);
+    close()
+      .catch((err: unknown) => log(`close failed: ${String(err)}`))
+      .finally(() => {
+        clearTimeout(timer);
+        log("stopped");
+        process.exit(0);
+      });
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+}
+
+function log(message: string): void {
+  process.stderr.write(`kiln gateway: ${message}\n`);
+}
+
+main().catch((err: unknown) => {
+  log(err instanceof Error ? err.message : String(err));
+  process.exit(1);
+});

@@ -17,12 +17,16 @@ beforeAll(async () => {
   model = await loadModel(STORIES_DIR);
 });
 
-async function generate(opts: Omit<GreedyRunOptions, "maxNewTokens" | "numBlocks">) {
+async function generate(
+  opts: Omit<GreedyRunOptions, "maxNewTokens" | "numBlocks">,
+  useSimd = true,
+) {
   const maxLen = Math.max(...prompts.map((p) => p.length)) + maxNewTokens;
   const numBlocks = cases.length * Math.ceil(maxLen / opts.blockSize) + 3;
   const runner = new CpuModelRunner(model.config, model.weights, {
     numBlocks,
     blockSize: opts.blockSize,
+    useSimd,
   });
   return greedyGenerate(runner, prompts, { ...opts, numBlocks, maxNewTokens });
 }
@@ -39,6 +43,11 @@ describe("stories260K greedy golden", () => {
   it("prefills split into chunks of 7 tokens", async () => {
     expect(await generate({ blockSize: 16, isBatched: true, chunkLen: 7 })).toEqual(expected);
     expect(await generate({ blockSize: 4, isBatched: false, chunkLen: 7 })).toEqual(expected);
+  });
+
+  it("with the TypeScript attention path", async () => {
+    const generated = await generate({ blockSize: 4, isBatched: true, chunkLen: 7 }, false);
+    expect(generated).toEqual(expected);
   });
 
   it.each([1, 4, 16])("block size %i", async (blockSize) => {

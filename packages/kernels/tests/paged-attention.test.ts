@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { createKvLayer } from "../src/cpu/kv-cache";
 import { PagedAttention } from "../src/cpu/paged-attention";
 import { referenceCausalAttention } from "../src/reference/dense-attention";
 import { maxRelativeError, mulberry32, randomArray } from "./helpers/random-model";
@@ -11,6 +12,8 @@ interface Case {
   readonly blockSize: number;
   readonly seqs: readonly { readonly prefixLen: number; readonly queryLen: number }[];
   readonly seed: number;
+  /** Use the WebAssembly SIMD kernels (required to be available when headDim % 4 = 0). */
+  readonly isSimd: boolean;
 }
 
 function shuffled(n: number, rand: () => number): number[] {
@@ -40,8 +43,16 @@ function pagedVersusDense(c: Case): number {
     offsets.push(tables.length);
   }
   const blockStride = c.numKvHeads * blockSize * headDim;
-  const kCache = randomArray(numBlocks * blockStride, rand); // [numBlocks, kvHeads, bs, hd]
-  const vCache = randomArray(numBlocks * blockStride, rand);
+  const maxContextLen = Math.max(...c.seqs.map((s) => s.prefixLen + s.queryLen));
+  const layer = createKvLayer(
+    { numLayers: 1, numKvHeads: c.numKvHeads, headDim, blockSize, numBlocks },
+    { maxContextLen, useSimd: c.isSimd },
+  );
+  expect(layer.simd !== null).toBe(c.isSimd && headDim % 4 === 0);
+  const kCache = layer.keys; // [numBlocks, kvHeads, bs, hd]
+  const vCache = layer.values;
+  kCache.set(randomArray(numBlocks * blockStride, rand));
+  vCache.set(randomArray(numBlocks * blockStride, rand));
   // q sits inside wider rows at an offset, as in the fused qkv buffer.
   const qStride = qDim + 5;
   const qOffset = 3;
@@ -49,7 +60,7 @@ function pagedVersusDense(c: Case): number {
   const q = randomArray(numTokens * qStride, rand, 2);
   const out = new Float32Array(numTokens * qDim);
   const attention = new PagedAttention({ numHeads, numKvHeads: c.numKvHeads, headDim, blockSize });
-  attention.run(out, q, qStride, qOffset, kCache, vCache, {
+  attention.run(out, q, qStride, qOffset, layer, {
     queryLens: Int32Array.from(c.seqs.map((s) => s.queryLen)),
     contextLens: Int32Array.from(c.seqs.map((s) => s.prefixLen + s.queryLen)),
     blockTableOffsets: Int32Array.from(offsets),
@@ -95,28 +106,38 @@ const seqArb = fc.record({
   queryLen: fc.integer({ min: 1, max: 12 }),
 });
 
-describe("PagedAttention", () => {
-  it.each([1, 2, 4, 8])("matches dense float64 attention with GQA ratio %i", (groupSize) => {
-    fc.assert(
-      fc.property(
-        fc.record({
-          numKvHeads: fc.integer({ min: 1, max: 3 }),
-          groupSize: fc.constant(groupSize),
-          headDim: fc.constantFrom(1, 4, 8, 13, 32),
-          blockSize: fc.constantFrom(1, 2, 3, 4, 16),
-          seqs: fc.array(seqArb, { minLength: 1, maxLength: 4 }),
-          seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
-        }),
-        (c) => {
-          expect(pagedVersusDense(c)).toBeLessThan(1e-4);
-        },
-      ),
-      { numRuns: 40 },
-    );
-  });
+const variants = [1, 2, 4, 8].flatMap((groupSize) => [
+  { groupSize, isSimd: true },
+  { groupSize, isSimd: false },
+]);
 
-  it("handles a long prefix in one decode step", () => {
+describe("PagedAttention", () => {
+  it.each(variants)(
+    "matches dense float64 attention: GQA $groupSize, SIMD $isSimd",
+    ({ groupSize, isSimd }) => {
+      fc.assert(
+        fc.property(
+          fc.record({
+            numKvHeads: fc.integer({ min: 1, max: 3 }),
+            groupSize: fc.constant(groupSize),
+            isSimd: fc.constant(isSimd),
+            headDim: fc.constantFrom(1, 4, 8, 13, 32, 64),
+            blockSize: fc.constantFrom(1, 2, 3, 4, 16),
+            seqs: fc.array(seqArb, { minLength: 1, maxLength: 4 }),
+            seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+          }),
+          (c) => {
+            expect(pagedVersusDense(c)).toBeLessThan(1e-4);
+          },
+        ),
+        { numRuns: 40 },
+      );
+    },
+  );
+
+  it.each([true, false])("handles a long prefix in one decode step (SIMD %s)", (isSimd) => {
     const c: Case = {
+      isSimd,
       numKvHeads: 2,
       groupSize: 4,
       headDim: 64,

@@ -1,3 +1,5 @@
+import { SimdAttentionLayer } from "./attention-simd";
+
 /**
  * The paged KV pool of the CPU backend. Per layer, K and V are each one Float32Array of shape
  * [numBlocks, numKvHeads, blockSize, headDim]: a block's keys for one KV head are contiguous
@@ -12,39 +14,60 @@ export interface KvCacheShape {
   readonly blockSize: number;
 }
 
+/** One layer's pool: plain arrays, or views into a SIMD attention layer's memory. */
+export interface KvLayer {
+  /** [numBlocks, numKvHeads, blockSize, headDim] */
+  readonly keys: Float32Array;
+  /** [numBlocks, numKvHeads, blockSize, headDim] */
+  readonly values: Float32Array;
+  /** Set when attention over this layer runs the WebAssembly SIMD kernels. */
+  readonly simd: SimdAttentionLayer | null;
+}
+
+export interface KvCacheOptions {
+  /** Longest context any sequence reaches (the model's maxModelLen). */
+  readonly maxContextLen: number;
+  /** Use WebAssembly SIMD attention where the shape allows; true by default. */
+  readonly useSimd?: boolean;
+}
+
+/**
+ * Allocates one layer: inside a SIMD attention layer's memory when possible, else as plain
+ * arrays. Either way one array per layer and tensor stays below V8's 4 GiB array limit.
+ */
+export function createKvLayer(shape: KvCacheShape, opts: KvCacheOptions): KvLayer {
+  const simd = (opts.useSimd ?? true) ? SimdAttentionLayer.tryCreate({ ...shape, ...opts }) : null;
+  if (simd !== null) return { keys: simd.keys, values: simd.values, simd };
+  const layerLen = shape.numBlocks * shape.numKvHeads * shape.blockSize * shape.headDim;
+  if (layerLen * 4 > 2 ** 32) {
+    throw new Error(
+      `KV pool too large: ${shape.numBlocks} blocks need ${layerLen * 4} bytes per layer, over 4 GiB`,
+    );
+  }
+  return { keys: new Float32Array(layerLen), values: new Float32Array(layerLen), simd: null };
+}
+
 export class KvCache {
   readonly shape: KvCacheShape;
-  /** [numLayers] of [numBlocks, numKvHeads, blockSize, headDim]. */
-  readonly keys: Float32Array[];
-  /** [numLayers] of [numBlocks, numKvHeads, blockSize, headDim]. */
-  readonly values: Float32Array[];
+  /** [numLayers] */
+  readonly layers: KvLayer[];
   /** Floats per block per layer: numKvHeads × blockSize × headDim. */
   readonly blockStride: number;
 
-  constructor(shape: KvCacheShape) {
+  constructor(shape: KvCacheShape, opts: KvCacheOptions) {
     this.shape = shape;
     this.blockStride = shape.numKvHeads * shape.blockSize * shape.headDim;
-    const layerLen = shape.numBlocks * this.blockStride;
-    // One typed array per layer and tensor keeps each far below V8's 4 GiB array limit.
-    if (layerLen * 4 > 2 ** 32) {
-      throw new Error(
-        `KV pool too large: ${shape.numBlocks} blocks need ${layerLen * 4} bytes per layer, over 4 GiB`,
-      );
-    }
-    this.keys = [];
-    this.values = [];
-    for (let l = 0; l < shape.numLayers; l++) {
-      this.keys.push(new Float32Array(layerLen));
-      this.values.push(new Float32Array(layerLen));
-    }
+    this.layers = [];
+    for (let l = 0; l < shape.numLayers; l++) this.layers.push(createKvLayer(shape, opts));
   }
 
   /** Copies every layer's K and V of block `src` into block `dst` (copy-on-write). */
   copyBlock(src: number, dst: number): void {
     const stride = this.blockStride;
     for (let l = 0; l < this.shape.numLayers; l++) {
-      this.keys[l]!.copyWithin(dst * stride, src * stride, (src + 1) * stride);
-      this.values[l]!.copyWithin(dst * stride, src * stride, (src + 1) * stride);
+      const { keys, values } = this.layers[l]!;
+      keys.copyWithin(dst * stride, src * stride, (src + 1) * stride);
+      values.copyWithin(dst * stride, src * stride, (src + 1) * stride);
     }
   }
 
@@ -63,8 +86,7 @@ export class KvCache {
     slotMapping: Int32Array,
   ): void {
     const { numKvHeads, blockSize, headDim } = this.shape;
-    const kCache = this.keys[layer]!;
-    const vCache = this.values[layer]!;
+    const { keys: kCache, values: vCache } = this.layers[layer]!;
     const headStride = blockSize * headDim;
     for (let t = 0; t < numTokens; t++) {
       const slot = slotMapping[t]!;

@@ -17,6 +17,8 @@ export interface CpuModelRunnerOptions {
   readonly blockSize?: number;
   /** Matrix multiply for every projection; `createGemm()` by default. */
   readonly gemm?: Gemm;
+  /** Attention through WebAssembly SIMD where available; true by default (false: TypeScript). */
+  readonly useSimd?: boolean;
 }
 
 export const DEFAULT_BLOCK_SIZE = 16;
@@ -52,7 +54,10 @@ export class CpuModelRunner {
     this.config = config;
     this.gemm = opts.gemm ?? createGemm();
     this.weights = packLlamaWeights(config, weights);
-    this.kv = new KvCache({ ...config, numBlocks: opts.numBlocks, blockSize });
+    this.kv = new KvCache(
+      { ...config, numBlocks: opts.numBlocks, blockSize },
+      { maxContextLen: config.maxPositionEmbeddings, useSimd: opts.useSimd ?? true },
+    );
     this.attention = new PagedAttention({ ...config, blockSize });
     this.scratch = new ForwardScratch(config);
     this.invFreq = computeInvFreq(config);
@@ -121,7 +126,7 @@ export class CpuModelRunner {
     applyRope(s.qkv, numTokens, qkvLen, 0, numHeads, headDim, s.ropeCos, s.ropeSin);
     applyRope(s.qkv, numTokens, qkvLen, qDim, numKvHeads, headDim, s.ropeCos, s.ropeSin);
     this.kv.writeTokens(l, s.qkv, numTokens, qkvLen, qDim, qDim + kvDim, input.slotMapping);
-    this.attention.run(s.attn, s.qkv, qkvLen, 0, this.kv.keys[l]!, this.kv.values[l]!, input);
+    this.attention.run(s.attn, s.qkv, qkvLen, 0, this.kv.layers[l]!, input);
     // o_proj and down_proj accumulate into the residual stream: the residual add is free.
     gemm.matmulTransB(s.attn, w.o, s.x, numTokens, hiddenSize, qDim, true);
     rmsNorm(s.xn, s.x, w.postAttentionNorm, numTokens, hiddenSize, rmsNormEps);

@@ -1,4 +1,5 @@
 import type { StepInput } from "../backend";
+import type { KvLayer } from "./kv-cache";
 
 /** Head geometry of paged attention; numHeads must be a multiple of numKvHeads (GQA). */
 export interface AttentionShape {
@@ -15,7 +16,8 @@ export type AttentionBatch = Pick<
 >;
 
 /**
- * Causal paged attention over the flattened batch, in TypeScript. Query token i of a sequence
+ * Causal paged attention over the flattened batch: the WebAssembly SIMD kernels when the layer
+ * has them (see SimdAttentionLayer), else this TypeScript loop. Query token i of a sequence
  * (at position contextLen − queryLen + i) attends to positions 0..that position, read from the
  * layer's K/V pool ([numBlocks, numKvHeads, blockSize, headDim], see KvCache) through the
  * sequence's block table; query head h reads KV head floor(h / (numHeads / numKvHeads)).
@@ -41,16 +43,21 @@ export class PagedAttention {
   /**
    * out[t, h × headDim ..] for every token t and query head h. Query head h of token t is read
    * at q[t × qStride + qOffset + h × headDim]; `out` is [numTokens, numHeads × headDim].
+   * `layer` is the layer's K/V pool ([numBlocks, numKvHeads, blockSize, headDim] each).
    */
   run(
     out: Float32Array,
     q: Float32Array,
     qStride: number,
     qOffset: number,
-    kCache: Float32Array,
-    vCache: Float32Array,
+    layer: KvLayer,
     batch: AttentionBatch,
   ): void {
+    if (layer.simd !== null) {
+      layer.simd.attend(out, q, qStride, qOffset, batch, this.shape.numHeads);
+      return;
+    }
+    const { keys: kCache, values: vCache } = layer;
     const { numHeads, numKvHeads, headDim } = this.shape;
     const groupSize = numHeads / numKvHeads;
     const scale = 1 / Math.sqrt(headDim);

@@ -1,5 +1,6 @@
 import { type EngineState, finishSeq, forkSeq } from "./engine-state";
 import { InvariantError } from "./errors";
+import type { SeqId } from "./ids";
 import type { PlannedStep } from "./planner";
 import type { RequestState, Sequence } from "./sequence";
 import { checkStop } from "./stop";
@@ -9,6 +10,7 @@ import type {
   SampledTokenLike,
   ScheduledSeq,
   StepPlan,
+  StepResults,
 } from "./types";
 
 /**
@@ -19,17 +21,18 @@ import type {
 export function commitStep<S, T extends SampledTokenLike>(
   state: EngineState<S>,
   planned: PlannedStep<S>,
-  sampled: readonly (T | null)[],
+  sampled: StepResults<T>,
 ): EngineEvent<T>[] {
   const { plan, seqs } = planned;
-  if (sampled.length !== plan.seqs.length) {
-    throw new InvariantError("one result per scheduled sequence", `${sampled.length}`);
-  }
+  const isAligned = Array.isArray(sampled);
   const events: EngineEvent<T>[] = preemptionEvents(planned);
   for (let i = 0; i < seqs.length; i++) {
     const seq = seqs[i]!;
     if (seq.status !== "running") continue;
-    commitSeq(state, seq, plan.seqs[i]!, sampled[i] ?? null, events);
+    const result = isAligned
+      ? ((sampled as readonly (T | null)[])[i] ?? null)
+      : ((sampled as ReadonlyMap<SeqId, T>).get(seq.id) ?? null);
+    commitSeq(state, seq, plan.seqs[i]!, result, events);
   }
   return events;
 }
@@ -113,13 +116,17 @@ export function summarize<S>(request: RequestState<S>, finishedTime: number): Re
   };
 }
 
-/** Throws unless `plan` is the one awaiting commit. */
-export function assertPending<S>(
+/** Throws, changing nothing, unless `plan` awaits commit and `sampled` can belong to it. */
+export function assertPending<S, T>(
   pending: PlannedStep<S> | null,
   plan: StepPlan<S>,
+  sampled: StepResults<T>,
 ): PlannedStep<S> {
   if (pending === null || pending.plan !== plan) {
     throw new InvariantError("commit takes the last plan, once");
+  }
+  if (Array.isArray(sampled) && sampled.length !== plan.seqs.length) {
+    throw new InvariantError("one result per scheduled sequence", `${sampled.length}`);
   }
   return pending;
 }

@@ -37,5 +37,6 @@ export type {
   SchedulerConfig,
   SchedulerStats,
   StepPlan,
+  StepResults,
   TokenEvent,
 } from "./types";

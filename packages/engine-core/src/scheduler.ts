@@ -6,7 +6,7 @@ import { checkEngineInvariants } from "./invariants";
 import { KvCacheManager } from "./kv-cache-manager";
 import { type PlannedStep, planStep } from "./planner";
 import { cacheNamespace } from "./prefix-cache";
-import { insertSorted, RequestState } from "./sequence";
+import { insertSorted, RequestState, type Sequence } from "./sequence";
 import { type StopCriteria, stopTokenIdsOf } from "./stop";
 import type {
   AddResult,
@@ -16,6 +16,7 @@ import type {
   SchedulerConfig,
   SchedulerStats,
   StepPlan,
+  StepResults,
 } from "./types";
 import { reject, tryRejectRequest } from "./validate-request";
 
@@ -45,17 +46,19 @@ export interface StepScheduler<S, T extends SampledTokenLike> {
    */
   abortRequest(requestId: RequestId): boolean;
   /**
-   * Plans the next step (possibly empty: then commit it with `[]`). Throws InvariantError while
-   * the previous plan awaits its commit. The plan is an immutable snapshot, except the
-   * `outputTokenIds` views in its samples, which grow at commit.
+   * Plans the next step. Throws InvariantError while the previous plan awaits its commit. A plan
+   * without sequences needs no commit (it may still carry ids to drop). The plan is an immutable
+   * snapshot, except the `outputTokenIds` views in its samples, which grow at commit.
    */
   schedule(): StepPlan<S>;
   /**
-   * Applies the worker's results: `sampled[i]` belongs to `plan.seqs[i]`, non-null exactly where
-   * a sample was planned. Returns events in order: preemptions of this step, then per sequence
-   * its token and, when it stopped, its finish. Throws InvariantError for another plan or twice.
+   * Applies the worker's results, given either aligned with `plan.seqs` (`sampled[i]` for
+   * `plan.seqs[i]`, null where no sample was planned) or keyed by sequence id. Returns events in
+   * order: preemptions (of this step and of uncommitted empty plans before it), then per sequence
+   * its token and, when it stopped, its finish. Throws InvariantError for a plan other than the
+   * last one, a second commit, or a result missing where a sample was planned.
    */
-  commit(plan: StepPlan<S>, sampled: readonly (T | null)[]): EngineEvent<T>[];
+  commit(plan: StepPlan<S>, sampled: StepResults<T>): EngineEvent<T>[];
   /**
    * Read-only routing probe: prompt tokens a request with this prompt, adapter and salt would
    * find in this replica's prefix cache now. Counts no statistics, changes no LRU order.
@@ -65,8 +68,11 @@ export interface StepScheduler<S, T extends SampledTokenLike> {
     adapterId: AdapterId | null,
     cacheSalt: string | null,
   ): number;
-  /** Whether any request is unfinished (the router's loop keeps stepping while true). */
-  hasUnfinished(): boolean;
+  /**
+   * Whether a plan would have something to do: an unfinished request, or ids the worker must drop.
+   * The router keeps stepping while true.
+   */
+  hasPendingWork(): boolean;
   /** Counters for metrics and routing; a fresh object per call. */
   stats(): SchedulerStats;
   /** Throws InvariantError if any internal invariant is broken. O(blocks + sequences). */
@@ -78,6 +84,9 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
 {
   private readonly state: EngineState<S>;
   private pending: PlannedStep<S> | null = null;
+  private lastPlan: StepPlan<S> | null = null;
+  /** Preempted by plans without sequences (never committed): reported at the next commit. */
+  private readonly deferredPreempted: Sequence<S>[] = [];
   private nextStepId = 0;
   private nextArrivalSeq = 0;
 
@@ -146,14 +155,22 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
 
   schedule(): StepPlan<S> {
     if (this.pending !== null) throw new InvariantError("one plan at a time: commit it first");
-    this.pending = planStep(this.state, this.nextStepId++);
-    return this.pending.plan;
+    const planned = planStep(this.state, this.nextStepId++);
+    this.lastPlan = planned.plan;
+    if (planned.seqs.length > 0) this.pending = planned;
+    else this.deferredPreempted.push(...planned.preempted);
+    return planned.plan;
   }
 
-  commit(plan: StepPlan<S>, sampled: readonly (T | null)[]): EngineEvent<T>[] {
-    const pending = assertPending(this.pending, plan);
+  commit(plan: StepPlan<S>, sampled: StepResults<T>): EngineEvent<T>[] {
+    const preempted = this.deferredPreempted.splice(0);
+    if (this.pending === null && plan === this.lastPlan && plan.seqs.length === 0) {
+      return commitStep(this.state, { plan, seqs: [], preempted }, []);
+    }
+    const pending = assertPending(this.pending, plan, sampled);
     this.pending = null;
-    return commitStep(this.state, pending, sampled);
+    preempted.push(...pending.preempted);
+    return commitStep(this.state, { ...pending, preempted }, sampled);
   }
 
   prefixMatchLen(
@@ -164,8 +181,8 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
     return this.state.kv.prefixMatchLen(promptTokenIds, cacheNamespace(adapterId, cacheSalt));
   }
 
-  hasUnfinished(): boolean {
-    return this.state.requests.size > 0;
+  hasPendingWork(): boolean {
+    return this.state.requests.size > 0 || this.state.droppedSeqIds.length > 0;
   }
 
   stats(): SchedulerStats {

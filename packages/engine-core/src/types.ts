@@ -127,6 +127,12 @@ export interface SampledTokenLike {
   readonly tokenId: number;
 }
 
+/**
+ * A step's results: aligned with `plan.seqs` (null where no sample was planned, like the backend's
+ * `StepOutput.sampled`), or keyed by sequence id (like a worker's reply over the wire).
+ */
+export type StepResults<T> = readonly (T | null)[] | ReadonlyMap<SeqId, T>;
+
 export type FinishReason = "stop" | "length" | "abort" | "error";
 
 /** A token appended to a sequence's output. */

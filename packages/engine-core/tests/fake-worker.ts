@@ -1,0 +1,152 @@
+import type { BlockId, ScheduledSeq, SeqId, StepPlan } from "../src/index";
+
+/** Seeded PRNG (mulberry32): deterministic randomness for tests. Returns floats in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * The fake model's "K/V" of a position: a hash chained over every token up to it, seeded by the
+ * namespace of the request, so a block computed for a different prefix or adapter never matches.
+ */
+export function mixKv(previous: number, tokenId: number): number {
+  let h = Math.imul(previous ^ tokenId, 0x9e3779b1);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x85ebca6b);
+  return (h ^ (h >>> 13)) | 1; // odd, so 0 means "never written"
+}
+
+export function seedKv(namespace: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < namespace.length; i++) h = Math.imul(h ^ namespace.charCodeAt(i), 16777619);
+  return h | 1;
+}
+
+/** The fake model's next token: a function of the last position's K/V and the sequence index. */
+export function fakeNextToken(
+  kv: number,
+  seqIndex: number,
+  vocabSize: number,
+  banned: readonly number[],
+): number {
+  let token = (mixKv(kv, 7919 * (seqIndex + 1)) >>> 1) % vocabSize;
+  while (banned.includes(token)) token = (token + 1) % vocabSize;
+  return token;
+}
+
+/** Expected K/V of positions 0 … tokens.length − 1. */
+export function expectedKv(namespace: string, tokenIds: readonly number[]): number[] {
+  const values: number[] = [];
+  let h = seedKv(namespace);
+  for (const tokenId of tokenIds) {
+    h = mixKv(h, tokenId);
+    values.push(h);
+  }
+  return values;
+}
+
+export interface FakeWorkerOptions {
+  readonly numBlocks: number;
+  readonly blockSize: number;
+  readonly vocabSize: number;
+  /** The namespace of a request (to seed its K/V chain). */
+  readonly namespaceOf: (seq: ScheduledSeq<unknown>) => string;
+  /** Every token of the sequence known before this step's sample: checks its whole context. */
+  readonly tokensOf?: (seq: ScheduledSeq<unknown>) => readonly number[];
+}
+
+export interface FakeToken {
+  readonly tokenId: number;
+  readonly logprob: number;
+}
+
+/**
+ * A worker that keeps only what the wire gives it: block tables rebuilt from plan deltas, and a
+ * fake KV memory written slot by slot. It throws when a delta disagrees with the plan's full table,
+ * when a step reads a slot never written, or (with `tokensOf`) when a context holds the wrong K/V.
+ */
+export class FakeWorker {
+  readonly tables = new Map<SeqId, BlockId[]>();
+  private readonly kv: Int32Array; // [numBlocks × blockSize] fake K/V per slot, 0 = unwritten
+  private readonly options: FakeWorkerOptions;
+
+  constructor(options: FakeWorkerOptions) {
+    this.options = options;
+    this.kv = new Int32Array(options.numBlocks * options.blockSize);
+  }
+
+  step(plan: StepPlan<unknown>): (FakeToken | null)[] {
+    for (const id of [...plan.finishedSeqIds, ...plan.preemptedSeqIds]) {
+      if (!this.tables.delete(id)) throw new Error(`drop of unknown seq ${id}`);
+    }
+    const bs = this.options.blockSize;
+    for (const { src, dst } of plan.blockCopies) {
+      this.kv.copyWithin(dst * bs, src * bs, (src + 1) * bs);
+    }
+    const written = new Map<number, SeqId>();
+    const results = plan.seqs.map((seq) => this.runSeq(seq, written));
+    for (const seq of plan.seqs) this.checkContext(seq);
+    return results;
+  }
+
+  private runSeq(seq: ScheduledSeq<unknown>, written: Map<number, SeqId>): FakeToken | null {
+    const table = this.applyDelta(seq);
+    const bs = this.options.blockSize;
+    const slotOf = (pos: number): number => table[Math.floor(pos / bs)]! * bs + (pos % bs);
+    const start = seq.contextLen - seq.queryLen;
+    let previous =
+      start === 0 ? seedKv(this.options.namespaceOf(seq)) : this.kv[slotOf(start - 1)]!;
+    if (previous === 0) throw new Error(`seq ${seq.seqId} reads unwritten slot ${start - 1}`);
+    for (let j = 0; j < seq.queryLen; j++) {
+      const slot = slotOf(start + j);
+      const writer = written.get(slot);
+      if (writer !== undefined)
+        throw new Error(`slot ${slot} written by ${writer} and ${seq.seqId}`);
+      written.set(slot, seq.seqId);
+      previous = mixKv(previous, seq.tokenIds[j]!);
+      this.kv[slot] = previous;
+    }
+    if (seq.sample === null) return null;
+    const tokenId = fakeNextToken(
+      previous,
+      seq.seqIndex,
+      this.options.vocabSize,
+      seq.sample.bannedTokenIds,
+    );
+    return { tokenId, logprob: -1 };
+  }
+
+  private applyDelta(seq: ScheduledSeq<unknown>): BlockId[] {
+    const known = this.tables.get(seq.seqId);
+    if (!seq.isNew && known === undefined) throw new Error(`seq ${seq.seqId} unknown to worker`);
+    const table = seq.isNew ? [...seq.newBlockIds] : [...known!, ...seq.newBlockIds];
+    if (table.join() !== seq.blockTable.join()) {
+      throw new Error(`seq ${seq.seqId}: delta table ${table} != plan table ${seq.blockTable}`);
+    }
+    this.tables.set(seq.seqId, table);
+    return table;
+  }
+
+  private checkContext(seq: ScheduledSeq<unknown>): void {
+    const tokens = this.options.tokensOf?.(seq);
+    if (tokens === undefined) return;
+    const expected = expectedKv(this.options.namespaceOf(seq), tokens.slice(0, seq.contextLen));
+    const table = this.tables.get(seq.seqId)!;
+    const bs = this.options.blockSize;
+    for (let pos = 0; pos < seq.contextLen; pos++) {
+      const slot = table[Math.floor(pos / bs)]! * bs + (pos % bs);
+      if (this.kv[slot] !== expected[pos]) {
+        throw new Error(
+          `seq ${seq.seqId}: wrong K/V at position ${pos} (block ${table[pos / bs]})`,
+        );
+      }
+    }
+  }
+}

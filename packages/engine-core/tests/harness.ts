@@ -1,0 +1,152 @@
+import { expect } from "vitest";
+import {
+  type AdapterId,
+  asRequestId,
+  type EngineEvent,
+  type NewRequest,
+  type RequestId,
+  type ScheduledSeq,
+  Scheduler,
+  type SchedulerConfig,
+  type StepPlan,
+} from "../src/index";
+import { expectedKv, type FakeToken, FakeWorker, fakeNextToken } from "./fake-worker";
+
+export type Sampling = { readonly seed: number };
+
+export interface HarnessRequest {
+  readonly request: NewRequest<Sampling>;
+  readonly outputs: number[][];
+  numFinishes: number;
+  isAborted: boolean;
+}
+
+/**
+ * Drives a Scheduler against a FakeWorker like the router would, recording every event, and
+ * checks after each call what the properties demand (invariants, budgets, exact K/V contents).
+ */
+export class Harness {
+  readonly scheduler: Scheduler<Sampling, FakeToken>;
+  readonly worker: FakeWorker;
+  readonly requests = new Map<RequestId, HarnessRequest>();
+  readonly events: EngineEvent<FakeToken>[] = [];
+  readonly config: SchedulerConfig;
+  readonly vocabSize: number;
+  numSteps = 0;
+  numPreemptedEvents = 0;
+  private nextId = 0;
+
+  constructor(config: Omit<SchedulerConfig, "clock">, vocabSize = 64) {
+    let now = 0;
+    this.config = { ...config, clock: () => now++ };
+    this.vocabSize = vocabSize;
+    this.scheduler = new Scheduler<Sampling, FakeToken>(this.config);
+    this.worker = new FakeWorker({
+      numBlocks: config.numBlocks,
+      blockSize: config.blockSize,
+      vocabSize,
+      namespaceOf: (seq) => this.namespaceOf(seq.requestId),
+      tokensOf: (seq) => this.tokensOf(seq),
+    });
+  }
+
+  add(fields: Omit<NewRequest<Sampling>, "requestId" | "sampling">): RequestId {
+    const requestId = asRequestId(`r${this.nextId++}`);
+    const request: NewRequest<Sampling> = { ...fields, requestId, sampling: { seed: 0 } };
+    const result = this.scheduler.addRequest(request);
+    expect(result).toEqual({ isAccepted: true });
+    const n = request.n ?? 1;
+    const outputs = Array.from({ length: n }, () => [] as number[]);
+    this.requests.set(requestId, { request, outputs, numFinishes: 0, isAborted: false });
+    return requestId;
+  }
+
+  abort(requestId: RequestId): boolean {
+    const isAborted = this.scheduler.abortRequest(requestId);
+    const record = this.requests.get(requestId)!;
+    if (isAborted) {
+      record.numFinishes++;
+      record.isAborted = true;
+    }
+    return isAborted;
+  }
+
+  plan(): StepPlan<Sampling> {
+    const plan = this.scheduler.schedule();
+    expect(plan.numScheduledTokens).toBeLessThanOrEqual(this.config.maxNumBatchedTokens);
+    expect(plan.seqs.length).toBeLessThanOrEqual(this.config.maxNumSeqs);
+    const sum = plan.seqs.reduce((n, seq) => n + seq.queryLen, 0);
+    expect(sum).toBe(plan.numScheduledTokens);
+    return plan;
+  }
+
+  /** Runs the plan on the fake worker and commits; `between` runs in the gap (aborts). */
+  execute(plan: StepPlan<Sampling>, between?: () => void): EngineEvent<FakeToken>[] {
+    const results = this.worker.step(plan);
+    between?.();
+    const events = this.scheduler.commit(plan, results);
+    this.record(events);
+    this.numSteps++;
+    return events;
+  }
+
+  step(between?: () => void): EngineEvent<FakeToken>[] {
+    return this.execute(this.plan(), between);
+  }
+
+  /** Steps until nothing is left; fails after `maxSteps`. */
+  drain(maxSteps: number, check = true): void {
+    for (let i = 0; this.scheduler.hasPendingWork(); i++) {
+      if (i >= maxSteps) throw new Error(`not drained after ${maxSteps} steps`);
+      this.step();
+      if (check) this.scheduler.checkInvariants();
+    }
+  }
+
+  /** The fake model's greedy continuation of a sequence, as the scheduler should reproduce it. */
+  expectedOutput(requestId: RequestId, seqIndex: number, numTokens: number): number[] {
+    const { request } = this.requests.get(requestId)!;
+    const tokens = [...request.promptTokenIds];
+    const outputs: number[] = [];
+    const stopIds = [
+      ...(request.ignoreEos ? [] : (request.eosTokenIds ?? [])),
+      ...(request.stopTokenIds ?? []),
+    ];
+    while (outputs.length < numTokens) {
+      const kv = expectedKv(this.namespaceOf(requestId), tokens);
+      const banned = outputs.length < (request.minTokens ?? 0) ? stopIds : [];
+      const tokenId = fakeNextToken(kv[kv.length - 1]!, seqIndex, this.vocabSize, banned);
+      tokens.push(tokenId);
+      outputs.push(tokenId);
+    }
+    return outputs;
+  }
+
+  namespaceOf(requestId: RequestId): string {
+    const { request } = this.requests.get(requestId)!;
+    return `${request.adapterId ?? ""}|${request.cacheSalt ?? ""}`;
+  }
+
+  private tokensOf(seq: ScheduledSeq<unknown>): number[] {
+    const record = this.requests.get(seq.requestId)!;
+    return [...record.request.promptTokenIds, ...record.outputs[seq.seqIndex]!];
+  }
+
+  private record(events: EngineEvent<FakeToken>[]): void {
+    for (const event of events) {
+      this.events.push(event);
+      const record = this.requests.get(event.requestId)!;
+      if (event.kind === "token") {
+        const outputs = record.outputs[event.seqIndex]!;
+        expect(event.outputIndex).toBe(outputs.length);
+        outputs.push(event.sampled.tokenId);
+      } else if (event.kind === "finished") {
+        if (event.requestDone !== null) record.numFinishes++;
+      } else {
+        this.numPreemptedEvents++;
+      }
+    }
+  }
+}
+
+export const adapter = (name: string): AdapterId => name as AdapterId;

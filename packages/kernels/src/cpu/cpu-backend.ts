@@ -9,8 +9,9 @@ import type { CpuWorkerInit, CpuWorkerMessage, StepRequestMessage } from "./work
 
 export interface CpuBackendOptions extends BackendOptions {
   /**
-   * Compute threads the backend may use. Recorded for the native gemm (ADR 0002); the forward
-   * pass itself runs on its one worker thread.
+   * Threads the native gemm may use (its OpenMP team, led by the backend's thread); OpenMP's
+   * default (all CPUs of the process) when absent. Attention and the rest of the forward pass
+   * run on the backend's one thread.
    */
   readonly numThreads?: number;
 }
@@ -124,7 +125,7 @@ export async function createCpuBackend(opts: CpuBackendOptions): Promise<Backend
     modelDir: opts.modelDir,
     numBlocks: opts.numBlocks,
     blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE,
-    numThreads: opts.numThreads ?? 1,
+    numThreads: opts.numThreads ?? null,
   };
   const worker = startWorker(init);
   const info = await new Promise<BackendInfo>((resolve, reject) => {

@@ -21,6 +21,7 @@ async function serve(init: CpuWorkerInit): Promise<void> {
     runner = await loadCpuModelRunner(init.modelDir, {
       numBlocks: init.numBlocks,
       blockSize: init.blockSize,
+      ...(init.numThreads === null ? {} : { numThreads: init.numThreads }),
     });
   } catch (err) {
     post({ type: "init-error", message: errorMessage(err) });

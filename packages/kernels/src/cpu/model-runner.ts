@@ -15,8 +15,10 @@ export interface CpuModelRunnerOptions {
   readonly numBlocks: number;
   /** Tokens per KV block; 16 by default. */
   readonly blockSize?: number;
-  /** Matrix multiply for every projection; `createGemm()` by default. */
+  /** Matrix multiply for every projection; `createGemm({ numThreads })` by default. */
   readonly gemm?: Gemm;
+  /** Threads the default gemm may use (see GemmOptions); OpenMP's default when absent. */
+  readonly numThreads?: number;
   /** Attention through WebAssembly SIMD where available; true by default (false: TypeScript). */
   readonly useSimd?: boolean;
 }
@@ -52,7 +54,7 @@ export class CpuModelRunner {
     }
     if (config.headDim % 2 !== 0) throw new Error(`headDim ${config.headDim} is odd`);
     this.config = config;
-    this.gemm = opts.gemm ?? createGemm();
+    this.gemm = opts.gemm ?? createGemm({ numThreads: opts.numThreads });
     this.weights = packLlamaWeights(config, weights);
     this.kv = new KvCache(
       { ...config, numBlocks: opts.numBlocks, blockSize },

@@ -7,7 +7,8 @@ export interface CpuWorkerInit {
   readonly modelDir: string;
   readonly numBlocks: number;
   readonly blockSize: number;
-  readonly numThreads: number;
+  /** Threads for the native gemm; null keeps OpenMP's default. */
+  readonly numThreads: number | null;
 }
 
 /** Caller → thread. Steps are sent one at a time; the next only after the previous reply. */

@@ -1,0 +1,114 @@
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { LlamaModel, Token } from "node-llama-cpp";
+import { readGgufFileInfo } from "node-llama-cpp";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tryLoadLlamaCpp } from "../src/baseline/load-llama";
+import { exportLlamaToGguf } from "../src/gguf/export-llama";
+
+/**
+ * The baseline is only worth comparing against if llama.cpp runs the same model: the
+ * exported stories260K must reproduce the golden greedy ids token for token, and llama.cpp's
+ * tokenizer/detokenizer must agree with the golden prompt ids and text.
+ */
+
+const SHARED = resolve(dirname(fileURLToPath(import.meta.url)), "../../../shared");
+const STORIES_DIR = join(SHARED, "models/stories260K");
+const golden = JSON.parse(readFileSync(join(SHARED, "golden/stories260K-greedy.json"), "utf8")) as {
+  cases: { prompt: string; prompt_ids: number[]; greedy_ids: number[]; greedy_text: string }[];
+};
+
+const loaded = await tryLoadLlamaCpp();
+if (loaded.error !== null) {
+  console.warn(`SKIPPING llama.cpp tests: node-llama-cpp's binary cannot load: ${loaded.error}`);
+}
+
+let workDir = "";
+beforeAll(async () => {
+  workDir = await mkdtemp(join(tmpdir(), "kiln-gguf-"));
+});
+afterAll(async () => {
+  await rm(workDir, { recursive: true, force: true });
+});
+
+async function greedy(model: LlamaModel, promptIds: number[], numTokens: number) {
+  const context = await model.createContext({ contextSize: 512, sequences: 1, threads: 1 });
+  try {
+    const out: number[] = [];
+    const sequence = context.getSequence();
+    const tokens = promptIds as Token[];
+    for await (const t of sequence.evaluate(tokens, { temperature: 0, yieldEogToken: true })) {
+      out.push(t);
+      if (out.length >= numTokens) break;
+    }
+    return out;
+  } finally {
+    await context.dispose();
+  }
+}
+
+describe("GGUF export of stories260K", () => {
+  it("writes a header llama.cpp's GGUF reader parses: metadata and tensors", async () => {
+    const path = join(workDir, "header.gguf");
+    await exportLlamaToGguf(STORIES_DIR, path);
+    const info = await readGgufFileInfo(path, { logWarnings: false });
+    expect(info.version).toBe(3);
+    const md = info.metadata as unknown as Record<string, Record<string, unknown>>;
+    expect(md.general?.architecture).toBe("llama");
+    expect(md.llama?.block_count).toBe(5);
+    expect(md.llama?.embedding_length).toBe(64);
+    const names = info.fullTensorInfo?.map((t) => t.name) ?? [];
+    expect(names[0]).toBe("token_embd.weight");
+    // Tied embeddings: no output.weight, llama.cpp falls back to token_embd.
+    expect(names).not.toContain("output.weight");
+    const q = info.fullTensorInfo?.find((t) => t.name === "blk.0.attn_q.weight");
+    expect(q?.dimensions).toEqual([64, 64]);
+    const k = info.fullTensorInfo?.find((t) => t.name === "blk.0.attn_k.weight");
+    expect(k?.dimensions).toEqual([64, 32]);
+  });
+});
+
+describe.skipIf(loaded.llama === null)("llama.cpp on the exported stories260K", () => {
+  let model: LlamaModel;
+  beforeAll(async () => {
+    const path = join(workDir, "stories260K.gguf");
+    await exportLlamaToGguf(STORIES_DIR, path);
+    model = await loaded.llama!.loadModel({ modelPath: path });
+  });
+  afterAll(async () => {
+    await model?.dispose();
+  });
+
+  it.each(golden.cases.map((c, i) => [i, c] as const))(
+    "greedy case %i equals the golden ids",
+    async (_i, c) => {
+      expect(await greedy(model, c.prompt_ids, c.greedy_ids.length)).toEqual(c.greedy_ids);
+    },
+  );
+
+  it("tokenizes the golden prompts and detokenizes the golden text", () => {
+    for (const c of golden.cases) {
+      expect(model.tokenize(c.prompt, false)).toEqual(c.prompt_ids.slice(1));
+      expect(model.detokenize(c.greedy_ids as Token[])).toBe(c.greedy_text);
+    }
+  });
+
+  it("tokenizes the same with scores derived from tokenizer.json's merges", async () => {
+    const path = join(workDir, "stories260K-json-vocab.gguf");
+    await exportLlamaToGguf(STORIES_DIR, path, { ignoreSentencePieceModel: true });
+    const jsonModel = await loaded.llama!.loadModel({ modelPath: path });
+    try {
+      for (const c of golden.cases) {
+        expect(jsonModel.tokenize(c.prompt, false)).toEqual(c.prompt_ids.slice(1));
+        expect(jsonModel.tokenize(c.greedy_text, false)).toEqual(
+          model.tokenize(c.greedy_text, false),
+        );
+      }
+    } finally {
+      await jsonModel.dispose();
+    }
+  });
+});

@@ -1,0 +1,3 @@
+export { Child, type ChildExit, type ChildSpec } from "./child";
+export { type ClusterOptions, type RunningCluster, startCluster } from "./cluster";
+export { type ModelSpec, NO_MODEL_MESSAGE, tryResolveModelSpec } from "./model-spec";

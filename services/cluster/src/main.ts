@@ -1,0 +1,92 @@
+/**
+ * `npm start`: runs router, one worker and the gateway as separate processes and serves the
+ * model named by KILN_MODEL (default: ../shared/models/stories260K beside the repository).
+ * Prints `{"event":"ready","port":N,...}` on stdout once the gateway answers healthy; logs go to
+ * stderr, each child's lines prefixed with its name. Ctrl-C (SIGINT) or SIGTERM drains the
+ * gateway (KILN_DRAIN_TIMEOUT_S, default 30 s), then stops every process; a second Ctrl-C
+ * kills them. A child that dies stops the whole cluster (exit code 1).
+ */
+import { join, resolve } from "node:path";
+import { resolveModelDir } from "@kiln/model";
+import { startCluster } from "./cluster";
+import { NO_MODEL_MESSAGE, tryResolveModelSpec } from "./model-spec";
+
+const REPO_ROOT = resolve(import.meta.dirname, "../../..");
+const DEFAULT_MODEL_DIR = join(REPO_ROOT, "../shared/models/stories260K");
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function intEnv(name: string, fallback: number): number {
+  const value = process.env[name];
+  if (value === undefined || value === "") return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name}: expected an integer ≥ 0`);
+  return n;
+}
+
+async function main(): Promise<number> {
+  const env = process.env;
+  const spec = tryResolveModelSpec(
+    env.KILN_MODEL,
+    env.INIT_CWD ?? process.cwd(),
+    DEFAULT_MODEL_DIR,
+  );
+  if (!spec) {
+    log(`kiln: ${NO_MODEL_MESSAGE}`);
+    return 2;
+  }
+  const modelDir =
+    "dir" in spec.source ? spec.source.dir : await resolveModelDir(spec.source.repoId);
+  log(`kiln: serving ${spec.servedName} from ${modelDir}`);
+  const cluster = await startCluster({
+    repoRoot: REPO_ROOT,
+    modelDir,
+    servedName: spec.servedName,
+    host: env.HOST ?? "127.0.0.1",
+    port: intEnv("PORT", 8000),
+    routerPort: intEnv("KILN_ROUTER_PORT", 0),
+    drainTimeoutS: intEnv("KILN_DRAIN_TIMEOUT_S", 30),
+    startTimeoutMs: intEnv("KILN_START_TIMEOUT_S", 300) * 1000,
+    env,
+    log,
+  });
+  const host = env.HOST ?? "127.0.0.1";
+  log(`kiln: ready at http://${host}:${cluster.gatewayPort}/v1 (model "${spec.servedName}")`);
+  const ready = {
+    event: "ready",
+    port: cluster.gatewayPort,
+    model: spec.servedName,
+    pids: cluster.pids,
+  };
+  process.stdout.write(`${JSON.stringify(ready)}\n`);
+  let numSignals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    numSignals++;
+    if (numSignals === 1) void cluster.stop(signal);
+    else {
+      log("kiln: second signal: killing every process");
+      for (const pid of Object.values(cluster.pids)) if (pid) killGroup(pid);
+    }
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  return cluster.stopped;
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // Already gone.
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    log(`kiln: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  },
+);

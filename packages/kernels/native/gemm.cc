@@ -29,6 +29,11 @@ namespace {
 // of one forward step, short enough to give the core back soon after.
 constexpr const char* kDefaultSpinCount = "10000";
 
+// The soname of the oneDNN major version whose header this file is compiled against.
+#define KILN_STR2(x) #x
+#define KILN_STR(x) KILN_STR2(x)
+constexpr const char* kDnnlSoname = "libdnnl.so." KILN_STR(DNNL_VERSION_MAJOR);
+
 struct Library {
   decltype(&dnnl_sgemm) sgemm = nullptr;
   decltype(&dnnl_version) version = nullptr;
@@ -53,7 +58,7 @@ const Library& library() {
     if (std::getenv("OMP_WAIT_POLICY") == nullptr && std::getenv("GOMP_SPINCOUNT") == nullptr) {
       setenv("GOMP_SPINCOUNT", kDefaultSpinCount, 0);
     }
-    void* dnnl = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
+    void* dnnl = dlopen(kDnnlSoname, RTLD_NOW | RTLD_LOCAL);
     if (dnnl == nullptr) {
       lib.error = std::string(dlerror()) + " (install Debian's libdnnl2 / libdnnl-dev)";
       return;
@@ -61,7 +66,7 @@ const Library& library() {
     // libdnnl links libgomp, so it is loaded now; RTLD_NOLOAD only looks it up.
     void* gomp = dlopen("libgomp.so.1", RTLD_NOW | RTLD_NOLOAD);
     if (gomp == nullptr) {
-      lib.error = "libdnnl.so.2 is not built with GNU OpenMP (libgomp)";
+      lib.error = std::string(kDnnlSoname) + " is not built with GNU OpenMP (libgomp)";
       return;
     }
     std::string error;

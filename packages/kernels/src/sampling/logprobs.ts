@@ -1,4 +1,5 @@
 import type { TokenLogprob } from "../backend";
+import { expNonPositive } from "./exp-non-positive";
 
 /**
  * Log-probabilities of the model's raw distribution, log_softmax(logits), computed in float64
@@ -14,12 +15,10 @@ export function logSumExp(row: Float32Array): number {
     if (v > max) max = v;
   }
   if (max === Number.NEGATIVE_INFINITY || max === Number.POSITIVE_INFINITY) return max;
+  const exp = expNonPositive;
   let sum = 0;
-  for (let i = 0; i < row.length; i++) {
-    const v = row[i]!;
-    // The comparison also skips NaN.
-    if (v > Number.NEGATIVE_INFINITY) sum += Math.exp(v - max);
-  }
+  // exp gives 0 for −∞ and NaN.
+  for (let i = 0; i < row.length; i++) sum += exp(row[i]! - max);
   return max + Math.log(sum);
 }
 

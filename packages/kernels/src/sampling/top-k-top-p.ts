@@ -1,3 +1,4 @@
+import { expNonPositive } from "./exp-non-positive";
 import type { SamplingScratch } from "./scratch";
 
 /**
@@ -59,8 +60,9 @@ export function selectTopKTopP(
 
 function bucketOf(z: number): number {
   const d = -z * BUCKETS_PER_NAT;
-  // NaN and anything more than 64 nats below the top land in the last bucket.
-  return d < BUCKET_RANGE ? Math.floor(d) : BUCKET_RANGE;
+  // NaN and anything more than 64 nats below the top land in the last bucket. `| 0` floors
+  // d ≥ 0 and, unlike Math.floor, turns the top token's −0 into 0 (−0 indices deoptimise).
+  return d < BUCKET_RANGE ? d | 0 : BUCKET_RANGE;
 }
 
 /**
@@ -77,6 +79,7 @@ function fillBuckets(
   const { weights, bucketIds, bucketWeights, bucketCounts } = scratch;
   bucketWeights.fill(0);
   bucketCounts.fill(0);
+  const exp = expNonPositive;
   let total = 0;
   for (let i = 0; i < row.length; i++) {
     const z = (row[i]! - maxLogit) * invTemperature;
@@ -84,8 +87,7 @@ function fillBuckets(
     bucketIds[i] = b;
     bucketCounts[b]!++;
     if (hasWeights) {
-      let w = Math.exp(z);
-      if (!(w >= 0)) w = 0; // NaN
+      const w = exp(z); // 0 for NaN
       weights[i] = w;
       total += w;
       bucketWeights[b]! += w;
@@ -125,14 +127,13 @@ function splitAtBound(
 ): { numAbove: number; numAtBound: number } {
   const { candidates, weights, bucketIds } = scratch;
   const last = row.length - 1;
+  const exp = expNonPositive;
   let numAbove = 0;
   let numAtBound = 0;
   for (let i = 0; i < row.length; i++) {
     const b = bucketIds[i]!;
     if (b > bound) continue;
-    let w = Math.exp((row[i]! - maxLogit) * invTemperature);
-    if (!(w >= 0)) w = 0; // NaN
-    weights[i] = w;
+    weights[i] = exp((row[i]! - maxLogit) * invTemperature);
     if (b < bound) candidates[numAbove++] = i;
     else candidates[last - numAtBound++] = i;
   }

@@ -1,4 +1,5 @@
 import type { SamplingParams } from "../backend";
+import { expNonPositive } from "./exp-non-positive";
 import type { SamplingScratch } from "./scratch";
 import { selectTopKTopP } from "./top-k-top-p";
 
@@ -79,10 +80,11 @@ function drawUnsorted(
   // Multiplying by 1/T instead of dividing saves ~20% of this exp-bound loop.
   const invTemperature = 1 / params.temperature;
   // The top token has weight exp(0) = 1, so min-p × top probability is just minP here.
+  const exp = expNonPositive;
   let total = 0;
   for (let i = 0; i < row.length; i++) {
-    let w = Math.exp((row[i]! - maxLogit) * invTemperature);
-    if (!(w >= minP)) w = 0; // also zeroes NaN
+    let w = exp((row[i]! - maxLogit) * invTemperature); // 0 for NaN
+    if (w < minP) w = 0;
     weights[i] = w;
     total += w;
   }

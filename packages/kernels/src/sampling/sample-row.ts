@@ -10,9 +10,9 @@ const NO_TOP_LOGPROBS: readonly TokenLogprob[] = Object.freeze([]);
 /**
  * Samples the next token of one sequence from its row of vocabulary logits (ADR 0006).
  *
- * Order: logit bias and banned tokens → repetition penalty → presence/frequency penalties → greedy argmax when
- * temperature is 0, else temperature → top-k → top-p → min-p → inverse CDF at
- * `uniform01(params.seed, req.outputIndex)`. `logprob` and `topLogprobs` come from
+ * Order: logit bias and banned tokens → repetition penalty → presence/frequency penalties →
+ * greedy argmax when temperature is 0, else temperature → top-k → top-p → min-p → inverse CDF
+ * at `uniform01(params.seed, req.outputIndex)`. `logprob` and `topLogprobs` come from
  * log_softmax of the raw `logits`, before any of those steps.
  *
  * `logits` (length = vocabulary size; a subarray view is fine) is never mutated. `scratch` must

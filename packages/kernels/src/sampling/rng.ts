@@ -3,9 +3,10 @@
  *
  * A draw is a pure function of (seed, outputIndex, drawIndex): Philox2x32-10 (Salmon et al.,
  * "Parallel random numbers: as easy as 1, 2, 3", SC'11; the Random123 family that cuRAND and
- * PyTorch on CUDA use) keyed by the 32-bit seed, with the 64-bit counter (outputIndex, drawIndex). No
- * state is carried between calls, so a seeded sequence draws the same numbers whatever else is in
- * the batch, in whatever order rows are sampled, and after a preemption recomputes its tokens.
+ * PyTorch on CUDA use) keyed by the 32-bit seed, with the 64-bit counter (outputIndex,
+ * drawIndex). No state is carried between calls, so a seeded sequence draws the same numbers
+ * whatever else is in the batch, in whatever order rows are sampled, and after a preemption
+ * recomputes its tokens.
  *
  * Everything is 32-bit integer math (Math.imul plus an exact 32×32→64 high word in doubles):
  * no BigInt, identical results on every JS engine.

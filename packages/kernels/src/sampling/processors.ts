@@ -3,8 +3,8 @@ import type { SamplingScratch } from "./scratch";
 
 /**
  * Logit processors that run before temperature (ADR 0006): logit bias and banned tokens (−∞),
- * then vLLM's repetition penalty, then OpenAI's presence and frequency penalties. Each touches only the tokens it names,
- * so the cost is O(bias entries + prompt + output), plus one copy of the row.
+ * then vLLM's repetition penalty, then OpenAI's presence and frequency penalties. Each touches
+ * only the tokens it names, so the cost is O(bias entries + prompt + output) plus one row copy.
  */
 
 /** True when bias, a ban or a penalty can change a logit: `applyLogitProcessors` is needed. */

@@ -169,7 +169,7 @@ function listMass(ids: Int32Array, weights: Float64Array): number {
   return mass;
 }
 
-/** Shortest prefix of `sorted` that lifts `start` to `target`; all of it if rounding falls short. */
+/** Shortest prefix of `sorted` lifting `start` to `target`; all of it if rounding falls short. */
 function nucleusLen(
   sorted: Int32Array,
   weights: Float64Array,

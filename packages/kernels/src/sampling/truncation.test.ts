@@ -35,7 +35,7 @@ function referenceDistribution(
   return new Map(kept.map((id) => [id, weight(id) / mass]));
 }
 
-/** Samples at a deterministic grid of u values: counts / numPoints approximates the distribution. */
+/** Samples at a fixed grid of u values: counts / numPoints approximates the distribution. */
 function gridCounts(row: Float32Array, params: SamplingParams, numPoints: number): number[] {
   const scratch = createSamplingScratch(row.length);
   const counts = new Array<number>(row.length).fill(0);

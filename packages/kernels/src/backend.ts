@@ -96,7 +96,7 @@ export interface TokenLogprob {
 /** The result for one sequence that had a SampleRequest. */
 export interface SampledToken {
   readonly tokenId: number;
-  /** Log-probability of `tokenId` (see ADR 0003 for which distribution). */
+  /** Log-probability of `tokenId` (see ADR 0006 for which distribution). */
   readonly logprob: number;
   /** The `numTopLogprobs` most likely tokens, most likely first. */
   readonly topLogprobs: readonly TokenLogprob[];

@@ -9,11 +9,11 @@ import {
   type CollectedChoice,
   checkStreamOptions,
   collectChoices,
-  responseId,
+  type ResponseMeta,
+  responseMeta,
   type StreamFormat,
   streamResponse,
   UsageCounter,
-  unixSeconds,
 } from "./respond";
 
 /** POST /v1/chat/completions: the chat template, then one router request with `n` choices. */
@@ -29,7 +29,7 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
       maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null,
       numTopLogprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
     });
-    const meta = { id: responseId("chatcmpl"), created: unixSeconds(), model: deps.model.id };
+    const meta = responseMeta("chatcmpl", "chat.completion", deps.model.id);
     const usage = new UsageCounter(promptIds.length);
     const { signal, done } = deps.inFlight.open(reply);
     try {
@@ -42,7 +42,6 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
       const choices = await collectChoices(deltas, plan.n, signal);
       return {
         ...meta,
-        object: "chat.completion",
         choices: choices.map((c, index) => chatChoice(deps, body, c, index, usage)),
         usage: usage.toJSON(),
       };
@@ -50,12 +49,6 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
       done();
     }
   });
-}
-
-interface ResponseMeta {
-  readonly id: string;
-  readonly created: number;
-  readonly model: string;
 }
 
 function numTopOf(body: ChatBody): number | null {

@@ -12,11 +12,11 @@ import { type CompletionBody, parseCompletionBody, promptInputs } from "../schem
 import {
   checkStreamOptions,
   collectChoices,
-  responseId,
+  type ResponseMeta,
+  responseMeta,
   type StreamFormat,
   streamResponse,
   UsageCounter,
-  unixSeconds,
 } from "./respond";
 
 /** One prompt of a (possibly batched) completion request, ready to run. */
@@ -47,7 +47,7 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
       prompts.push({ plan, text: "text" in input ? input.text : deps.codec.decode(ids) });
     }
     const n = body.n ?? 1;
-    const meta = { id: responseId("cmpl"), created: unixSeconds(), model: deps.model.id };
+    const meta = responseMeta("cmpl", "text_completion", deps.model.id);
     const usage = new UsageCounter(prompts.reduce((sum, p) => sum + p.plan.promptIds.length, 0));
     const { signal, done } = deps.inFlight.open(reply);
     try {
@@ -71,7 +71,7 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
         }
         return { index, text, logprobs, finish_reason: c.finishReason };
       });
-      return { ...meta, object: "text_completion", choices, usage: usage.toJSON() };
+      return { ...meta, choices, usage: usage.toJSON() };
     } finally {
       done();
     }
@@ -123,7 +123,7 @@ class CompletionChoices {
 
 function streamFormat(
   body: CompletionBody,
-  meta: { id: string; created: number; model: string },
+  meta: ResponseMeta,
   usage: UsageCounter,
   choices: CompletionChoices,
 ): StreamFormat {

@@ -104,11 +104,16 @@ export function checkStreamOptions(body: { stream?: boolean | null; stream_optio
   }
 }
 
-/** A response id such as `chatcmpl-3f2a...` (24 hex digits). */
-export function responseId(prefix: string): string {
-  return `${prefix}-${randomBytes(12).toString("hex")}`;
+/** The fields every response and chunk starts with, in OpenAI's order. */
+export interface ResponseMeta {
+  readonly id: string;
+  readonly object: string;
+  readonly created: number;
+  readonly model: string;
 }
 
-export function unixSeconds(): number {
-  return Math.floor(Date.now() / 1000);
+/** A new id such as `chatcmpl-3f2a...` (24 hex digits), created now. */
+export function responseMeta(prefix: string, object: string, model: string): ResponseMeta {
+  const id = `${prefix}-${randomBytes(12).toString("hex")}`;
+  return { id, object, created: Math.floor(Date.now() / 1000), model };
 }

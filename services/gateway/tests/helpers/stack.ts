@@ -1,0 +1,43 @@
+import { join, resolve } from "node:path";
+import { type RunningCluster, startCluster } from "@kiln/cluster";
+import { SHARED_DIR } from "@kiln/model";
+import OpenAI from "openai";
+
+export const MODEL_DIR = join(SHARED_DIR, "models/stories260K");
+export const MODEL = "stories260K";
+
+export interface Stack {
+  readonly baseURL: string;
+  readonly client: OpenAI;
+  readonly cluster: RunningCluster;
+  /** Everything the processes logged, for failure messages. */
+  readonly logs: string[];
+}
+
+/**
+ * The real thing: router, worker and gateway as separate processes on ephemeral ports (the
+ * supervisor's code path, minus the supervisor process). Call `stopStack` in afterAll.
+ */
+export async function startStack(env: NodeJS.ProcessEnv = {}): Promise<Stack> {
+  const logs: string[] = [];
+  const cluster = await startCluster({
+    repoRoot: resolve(import.meta.dirname, "../../../.."),
+    modelDir: MODEL_DIR,
+    servedName: MODEL,
+    host: "127.0.0.1",
+    port: 0,
+    routerPort: 0,
+    drainTimeoutS: 5,
+    startTimeoutMs: 60_000,
+    env: { ...process.env, KILN_KV_CACHE_MEMORY: "64MiB", ...env },
+    log: (line) => logs.push(line),
+  });
+  const baseURL = `http://127.0.0.1:${cluster.gatewayPort}/v1`;
+  const client = new OpenAI({ baseURL, apiKey: "unused", maxRetries: 0, timeout: 60_000 });
+  return { baseURL, client, cluster, logs };
+}
+
+export async function stopStack(stack: Stack | undefined): Promise<void> {
+  if (!stack) return;
+  await stack.cluster.stop("tests done");
+}

@@ -70,8 +70,14 @@ function appendToken<S, T extends SampledTokenLike>(
   seq.tokenIds.push(result.tokenId);
   seq.outputTokenIds.push(result.tokenId);
   request.firstTokenTime ??= state.config.clock();
-  const base = { requestId: request.id, seqId: seq.id, seqIndex: seq.index };
-  events.push({ kind: "token", ...base, outputIndex, sampled: result });
+  events.push({
+    kind: "token",
+    requestId: request.id,
+    seqId: seq.id,
+    seqIndex: seq.index,
+    outputIndex,
+    sampled: result,
+  });
   const decision = checkStop(
     request.stop,
     result.tokenId,
@@ -83,7 +89,9 @@ function appendToken<S, T extends SampledTokenLike>(
   const isRequestDone = finishSeq(state, seq);
   events.push({
     kind: "finished",
-    ...base,
+    requestId: request.id,
+    seqId: seq.id,
+    seqIndex: seq.index,
     reason: decision.reason,
     stopTokenId: decision.stopTokenId,
     numOutputTokens: seq.outputTokenIds.length,

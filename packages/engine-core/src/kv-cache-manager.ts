@@ -44,6 +44,8 @@ export interface SlotAllocation {
   readonly copy: BlockCopy | null;
 }
 
+const NO_NEW_SLOTS: SlotAllocation = Object.freeze({ numNewBlocks: 0, copy: null });
+
 export interface PrefixCacheStats {
   /** Tokens looked up at admission (vLLM's prefix_cache_queries). */
   readonly numQueryTokens: number;
@@ -128,6 +130,8 @@ export class KvCacheManager {
     const shared =
       writeBlock !== undefined && this.pool.refCount(writeBlock) > 1 ? writeBlock : null;
     const numNeeded = numNewBlocks + (shared === null ? 0 : 1);
+    // Most decode steps need nothing: answer without allocating.
+    if (numNeeded === 0) return NO_NEW_SLOTS;
     const ids = this.pool.tryAllocate(numNeeded);
     if (ids === null) return null;
     let copy: BlockCopy | null = null;

@@ -1,8 +1,10 @@
 import { admitSeq, type EngineState, preemptSeq } from "./engine-state";
-import type { SeqId } from "./ids";
+import type { BlockId, SeqId } from "./ids";
 import type { BlockCopy } from "./kv-cache-manager";
 import type { Sequence, StepDraft } from "./sequence";
 import type { PlannedSample, ScheduledSeq, StepPlan } from "./types";
+
+const NO_BLOCKS: readonly BlockId[] = Object.freeze([]);
 
 /** A plan plus the internal references `commit` needs. */
 export interface PlannedStep<S> {
@@ -147,7 +149,11 @@ function toScheduledSeq<S>(seq: Sequence<S>, queryLen: number): ScheduledSeq<S> 
   const start = seq.numComputedTokens;
   const contextLen = start + queryLen;
   const isNew = !seq.isOnWorker || seq.hasRewrittenTable;
-  const newBlockIds = isNew ? seq.blockIds.slice() : seq.blockIds.slice(seq.numBlocksOnWorker);
+  const newBlockIds = isNew
+    ? seq.blockIds.slice()
+    : seq.numBlocksOnWorker === seq.blockIds.length
+      ? NO_BLOCKS
+      : seq.blockIds.slice(seq.numBlocksOnWorker);
   seq.isOnWorker = true;
   seq.numBlocksOnWorker = seq.blockIds.length;
   seq.hasRewrittenTable = false;
@@ -161,7 +167,9 @@ function toScheduledSeq<S>(seq: Sequence<S>, queryLen: number): ScheduledSeq<S> 
     tokenIds: seq.tokenIds.slice(start, contextLen),
     queryLen,
     contextLen,
-    blockTable: seq.blockIds.slice(),
+    // A view, not a copy: tables are only mutated while planning, and a copy per sequence per
+    // step is most of what a decode step would allocate.
+    blockTable: seq.blockIds,
     newBlockIds,
     sample: contextLen === seq.tokenIds.length ? plannedSample(seq) : null,
   };

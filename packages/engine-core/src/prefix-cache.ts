@@ -7,11 +7,13 @@ import type { AdapterId, BlockId } from "./ids";
  * block's cache key, compared exactly (no hash, so no collisions across prompts or tenants).
  */
 export interface CacheNode {
+  /** Unique and never reused: edge keys name the parent by id. */
+  readonly id: number;
   /** null only for a namespace root. */
   readonly parent: CacheNode | null;
-  /** The block's token ids joined by ","; for a root, the namespace. */
+  /** The edge key (parent id + the block's token ids); for a root, the namespace. */
   readonly key: string;
-  children: Map<string, CacheNode> | null;
+  numChildren: number;
   /**
    * Blocks holding this node's KV: usually one, more when sequences computed the same prefix
    * concurrently. Lookups use the first. Empty when all were evicted but descendants remain.
@@ -40,6 +42,11 @@ export function cacheNamespace(adapterId: AdapterId | null, cacheSalt: string | 
 export class PrefixCache {
   readonly blockSize: number;
   private readonly roots = new Map<string, CacheNode>();
+  /** Every non-root node by its edge key: one flat map instead of a children map per node. */
+  private readonly edges = new Map<string, CacheNode>();
+  /** [3 + 2 × blockSize] UTF-16 code units of the edge key being built. */
+  private readonly keyUnits: number[];
+  private nextNodeId = 0;
   /** [numBlocks] the node each cached block is registered under. */
   private readonly blockToNode: (CacheNode | null)[];
   private numEntries = 0;
@@ -47,6 +54,7 @@ export class PrefixCache {
   constructor(numBlocks: number, blockSize: number) {
     this.blockSize = blockSize;
     this.blockToNode = new Array<CacheNode | null>(numBlocks).fill(null);
+    this.keyUnits = new Array<number>(3 + 2 * blockSize).fill(0);
   }
 
   // ---- public API ----
@@ -67,9 +75,7 @@ export class PrefixCache {
     let node: CacheNode | undefined = this.roots.get(namespace);
     let lastNode: CacheNode | null = null;
     for (let j = 0; j < numBlocks && node !== undefined; j++) {
-      const child: CacheNode | undefined = node.children?.get(
-        blockKey(tokenIds, j * blockSize, blockSize),
-      );
+      const child = this.edges.get(this.edgeKey(node, tokenIds, j * blockSize));
       if (child === undefined || child.blockIds.length === 0) break;
       blockIds.push(child.blockIds[0]!);
       lastNode = child;
@@ -94,12 +100,12 @@ export class PrefixCache {
       throw new InvariantError("a block is cached under one key", `block ${blockId}`);
     }
     const from = parent ?? this.rootOf(namespace);
-    const key = blockKey(tokenIds, start, this.blockSize);
-    let node = from.children?.get(key);
+    const key = this.edgeKey(from, tokenIds, start);
+    let node = this.edges.get(key);
     if (node === undefined) {
-      node = { parent: from, key, children: null, blockIds: [] };
-      from.children ??= new Map();
-      from.children.set(key, node);
+      node = { id: this.nextNodeId++, parent: from, key, numChildren: 0, blockIds: [] };
+      this.edges.set(key, node);
+      from.numChildren++;
     }
     node.blockIds.push(blockId);
     this.blockToNode[blockId] = node;
@@ -126,7 +132,7 @@ export class PrefixCache {
   isAttached(node: CacheNode): boolean {
     let at = node;
     while (at.parent !== null) {
-      if (at.parent.children?.get(at.key) !== at) return false;
+      if (this.edges.get(at.key) !== at) return false;
       at = at.parent;
     }
     return this.roots.get(at.key) === at;
@@ -134,23 +140,28 @@ export class PrefixCache {
 
   /** Throws InvariantError unless tree and block index agree and no useless node is kept. */
   checkInvariants(isCachedInPool: (id: BlockId) => boolean): void {
+    const numChildren = new Map<CacheNode, number>();
     let numSeen = 0;
-    const visit = (node: CacheNode): void => {
-      const hasChildren = node.children !== null && node.children.size > 0;
-      invariant(hasChildren || node.blockIds.length > 0, "useless cache nodes are pruned");
+    const check = (node: CacheNode): void => {
+      invariant(node.numChildren > 0 || node.blockIds.length > 0, "useless cache nodes are pruned");
       for (const id of node.blockIds) {
         invariant(this.blockToNode[id] === node, "the block index points at the node", `${id}`);
         invariant(isCachedInPool(id), "cached blocks are flagged in the pool", `block ${id}`);
         numSeen++;
       }
-      for (const [key, child] of node.children ?? []) {
-        invariant(child.parent === node && child.key === key, "tree links are consistent");
-        visit(child);
-      }
     };
+    for (const [key, node] of this.edges) {
+      invariant(node.key === key && node.parent !== null, "edge keys match their nodes");
+      invariant(this.isAttached(node.parent), "a node's parent is in the tree", key);
+      numChildren.set(node.parent, (numChildren.get(node.parent) ?? 0) + 1);
+      check(node);
+    }
     for (const root of this.roots.values()) {
-      invariant(root.blockIds.length === 0, "roots hold no blocks");
-      visit(root);
+      invariant(root.blockIds.length === 0 && root.parent === null, "roots hold no blocks");
+      check(root);
+    }
+    for (const [node, count] of numChildren) {
+      invariant(node.numChildren === count, "child counts match the edges");
     }
     invariant(numSeen === this.numEntries, "every registered block is in the tree");
     const numIndexed = this.blockToNode.filter((node) => node !== null).length;
@@ -162,7 +173,7 @@ export class PrefixCache {
   private rootOf(namespace: string): CacheNode {
     let root = this.roots.get(namespace);
     if (root === undefined) {
-      root = { parent: null, key: namespace, children: null, blockIds: [] };
+      root = { id: this.nextNodeId++, parent: null, key: namespace, numChildren: 0, blockIds: [] };
       this.roots.set(namespace, root);
     }
     return root;
@@ -170,21 +181,34 @@ export class PrefixCache {
 
   private prune(node: CacheNode): void {
     let at: CacheNode = node;
-    while (at.blockIds.length === 0 && (at.children === null || at.children.size === 0)) {
+    while (at.blockIds.length === 0 && at.numChildren === 0) {
       const parent = at.parent;
       if (parent === null) {
         this.roots.delete(at.key);
         return;
       }
-      parent.children?.delete(at.key);
+      this.edges.delete(at.key);
+      parent.numChildren--;
       at = parent;
     }
   }
-}
 
-/** The exact key of one block of tokens. */
-function blockKey(tokenIds: readonly number[], start: number, blockSize: number): string {
-  let key = String(tokenIds[start]);
-  for (let i = 1; i < blockSize; i++) key += "," + tokenIds[start + i];
-  return key;
+  /**
+   * The exact edge key of the block tokenIds[start, start + blockSize) under `parent`: the parent's
+   * id in 48 bits, then each token id in 32 bits, as UTF-16 code units (one flat string; the
+   * units need not be valid text to key a Map).
+   */
+  private edgeKey(parent: CacheNode, tokenIds: readonly number[], start: number): string {
+    const units = this.keyUnits;
+    const id = parent.id;
+    units[0] = id & 0xffff;
+    units[1] = (id >>> 16) & 0xffff;
+    units[2] = Math.floor(id / 2 ** 32) & 0xffff;
+    for (let i = 0; i < this.blockSize; i++) {
+      const token = tokenIds[start + i]!;
+      units[3 + 2 * i] = token & 0xffff;
+      units[4 + 2 * i] = token >>> 16;
+    }
+    return String.fromCharCode.apply(null, units);
+  }
 }

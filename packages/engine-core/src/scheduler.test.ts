@@ -137,6 +137,25 @@ describe("Scheduler: preemption by recompute", () => {
     ]);
     expect(s.stats().prefixCacheHitTokens).toBe(12);
   });
+
+  it("unschedules a decode already planned this step when a prefill chunk preempts it", () => {
+    const s = tiny();
+    add(s, "b-low", range(0, 7), { priority: 1 });
+    commitAll(s, s.schedule());
+    add(s, "a-high", range(100, 130));
+    commitAll(s, s.schedule()); // b decodes; a takes the rest of the budget: blocks 2, 3
+    commitAll(s, s.schedule()); // b gets block 4, a blocks 5, 6; block 7 is left
+    const plan = s.schedule();
+    // b's decode was planned first, then a's chunk needed 2 blocks: b (last in order) goes,
+    // its budget returns, and a reuses b's uncached tail block 4 and the free block 7.
+    expect(plan.preemptedSeqIds).toEqual([0]);
+    expect(brief(plan)).toEqual([
+      { seq: 1, q: 7, ctx: 21, isNew: false, newBlocks: [4, 7], sample: null },
+    ]);
+    expect(commitAll(s, plan)).toEqual([
+      { kind: "preempted", requestId: "b-low", seqId: 0, seqIndex: 0 },
+    ]);
+  });
 });
 
 describe("Scheduler: parallel sampling (n > 1)", () => {

@@ -47,8 +47,9 @@ export interface StepScheduler<S, T extends SampledTokenLike> {
   abortRequest(requestId: RequestId): boolean;
   /**
    * Plans the next step. Throws InvariantError while the previous plan awaits its commit. A plan
-   * without sequences needs no commit (it may still carry ids to drop). The plan is an immutable
-   * snapshot, except the `outputTokenIds` views in its samples, which grow at commit.
+   * without sequences needs no commit (it may still carry ids to drop). The plan does not change
+   * afterwards, except through two views it holds: `blockTable` (valid until the next
+   * `schedule()`) and `sample.outputTokenIds` (which grows at commit).
    */
   schedule(): StepPlan<S>;
   /**

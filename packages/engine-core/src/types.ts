@@ -94,7 +94,10 @@ export interface ScheduledSeq<S> {
   readonly queryLen: number;
   /** Tokens in the KV cache once this step ran (cached + computed before + this query). */
   readonly contextLen: number;
-  /** [ceil(contextLen / blockSize)] the whole block table after this step's allocations (a copy). */
+  /**
+   * [ceil(contextLen / blockSize)] the whole block table after this step's allocations. A live
+   * view, valid until the next `schedule()`: copy it to keep it longer.
+   */
   readonly blockTable: readonly BlockId[];
   /** Blocks appended since the sequence was last scheduled; the whole table when `isNew`. */
   readonly newBlockIds: readonly BlockId[];

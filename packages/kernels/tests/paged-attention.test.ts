@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { typescriptGemm } from "../src/cpu/gemm";
 import { createKvLayer } from "../src/cpu/kv-cache";
 import { PagedAttention } from "../src/cpu/paged-attention";
 import { referenceCausalAttention } from "../src/reference/dense-attention";
@@ -12,8 +13,11 @@ interface Case {
   readonly blockSize: number;
   readonly seqs: readonly { readonly prefixLen: number; readonly queryLen: number }[];
   readonly seed: number;
-  /** Use the WebAssembly SIMD kernels (required to be available when headDim % 4 = 0). */
-  readonly isSimd: boolean;
+  /**
+   * simd: the WebAssembly kernels (required to be available when headDim % 4 = 0); typescript:
+   * the TS loop; gemm: chunks of ≥ 2 tokens as matrix multiplies, with tiny score tiles.
+   */
+  readonly path: "simd" | "typescript" | "gemm";
 }
 
 function shuffled(n: number, rand: () => number): number[] {
@@ -46,9 +50,9 @@ function pagedVersusDense(c: Case): number {
   const maxContextLen = Math.max(...c.seqs.map((s) => s.prefixLen + s.queryLen));
   const layer = createKvLayer(
     { numLayers: 1, numKvHeads: c.numKvHeads, headDim, blockSize, numBlocks },
-    { maxContextLen, useSimd: c.isSimd },
+    { maxContextLen, useSimd: c.path === "simd" },
   );
-  expect(layer.simd !== null).toBe(c.isSimd && headDim % 4 === 0);
+  expect(layer.simd !== null).toBe(c.path === "simd" && headDim % 4 === 0);
   const kCache = layer.keys; // [numBlocks, kvHeads, bs, hd]
   const vCache = layer.values;
   kCache.set(randomArray(numBlocks * blockStride, rand));
@@ -59,7 +63,11 @@ function pagedVersusDense(c: Case): number {
   const numTokens = c.seqs.reduce((a, s) => a + s.queryLen, 0);
   const q = randomArray(numTokens * qStride, rand, 2);
   const out = new Float32Array(numTokens * qDim);
-  const attention = new PagedAttention({ numHeads, numKvHeads: c.numKvHeads, headDim, blockSize });
+  const gemmOptions = { gemm: typescriptGemm, gemmMinQueryLen: 2, gemmMaxTileScores: 200 };
+  const attention = new PagedAttention(
+    { numHeads, numKvHeads: c.numKvHeads, headDim, blockSize },
+    c.path === "gemm" ? gemmOptions : {},
+  );
   attention.run(out, q, qStride, qOffset, layer, {
     queryLens: Int32Array.from(c.seqs.map((s) => s.queryLen)),
     contextLens: Int32Array.from(c.seqs.map((s) => s.prefixLen + s.queryLen)),
@@ -106,21 +114,19 @@ const seqArb = fc.record({
   queryLen: fc.integer({ min: 1, max: 12 }),
 });
 
-const variants = [1, 2, 4, 8].flatMap((groupSize) => [
-  { groupSize, isSimd: true },
-  { groupSize, isSimd: false },
-]);
+const paths = ["simd", "typescript", "gemm"] as const;
+const variants = [1, 2, 4, 8].flatMap((groupSize) => paths.map((path) => ({ groupSize, path })));
 
 describe("PagedAttention", () => {
   it.each(variants)(
-    "matches dense float64 attention: GQA $groupSize, SIMD $isSimd",
-    ({ groupSize, isSimd }) => {
+    "matches dense float64 attention: GQA $groupSize, $path",
+    ({ groupSize, path }) => {
       fc.assert(
         fc.property(
           fc.record({
             numKvHeads: fc.integer({ min: 1, max: 3 }),
             groupSize: fc.constant(groupSize),
-            isSimd: fc.constant(isSimd),
+            path: fc.constant(path),
             headDim: fc.constantFrom(1, 4, 8, 13, 32, 64),
             blockSize: fc.constantFrom(1, 2, 3, 4, 16),
             seqs: fc.array(seqArb, { minLength: 1, maxLength: 4 }),
@@ -135,9 +141,9 @@ describe("PagedAttention", () => {
     },
   );
 
-  it.each([true, false])("handles a long prefix in one decode step (SIMD %s)", (isSimd) => {
+  it.each(paths)("handles a long prefix and a long chunk (%s)", (path) => {
     const c: Case = {
-      isSimd,
+      path,
       numKvHeads: 2,
       groupSize: 4,
       headDim: 64,

@@ -1,5 +1,5 @@
 import { type AttentionSimdKernels, tryCreateAttentionKernels } from "./attention-simd-kernels";
-import type { AttentionBatch } from "./paged-attention";
+import type { AttentionSequence } from "./paged-attention";
 
 export interface SimdLayerShape {
   readonly numKvHeads: number;
@@ -78,16 +78,20 @@ export class SimdAttentionLayer {
     return bound === null ? null : new SimdAttentionLayer(shape, bound.buffer, bound.kernels);
   }
 
-  /** PagedAttention.run for this layer's pool (same contract), with `numHeads` query heads. */
-  attend(
+  /** PagedAttention.run for one sequence over this layer's pool, `numHeads` query heads. */
+  attendSequence(
     out: Float32Array,
     q: Float32Array,
     qStride: number,
     qOffset: number,
-    batch: AttentionBatch,
+    seq: AttentionSequence,
     numHeads: number,
   ): void {
     const { numKvHeads, headDim, blockSize, maxContextLen } = this.shape;
+    const { tokenStart, queryLen, contextLen, table } = seq;
+    if (contextLen > maxContextLen) {
+      throw new Error(`contextLen ${contextLen} exceeds the attention scratch (${maxContextLen})`);
+    }
     const groupSize = numHeads / numKvHeads;
     const scale = 1 / Math.sqrt(headDim);
     const rowBytes = headDim * 4;
@@ -97,55 +101,39 @@ export class SimdAttentionLayer {
     const qBase = this.qOff / 4;
     const accBase = this.accOff / 4;
     const scoresBase = this.scoresOff / 4;
-    let tokenStart = 0;
-    for (let s = 0; s < batch.queryLens.length; s++) {
-      const queryLen = batch.queryLens[s]!;
-      const contextLen = batch.contextLens[s]!;
-      if (contextLen > maxContextLen) {
-        throw new Error(
-          `contextLen ${contextLen} exceeds the attention scratch (${maxContextLen})`,
+    this.i32.set(table.subarray(0, Math.ceil(contextLen / blockSize)), this.tableOff / 4);
+    for (let i = 0; i < queryLen; i++) {
+      const t = tokenStart + i;
+      const numKeys = contextLen - queryLen + i + 1;
+      for (let h = 0; h < numHeads; h++) {
+        const qRow = t * qStride + qOffset + h * headDim;
+        for (let d = 0; d < headDim; d++) f32[qBase + d] = q[qRow + d]! * scale;
+        const headOff = ((h / groupSize) | 0) * headBytes;
+        kernels.scoreRow(
+          this.qOff,
+          this.tableOff,
+          numKeys,
+          this.keysOff + headOff,
+          blockStride,
+          blockSize,
+          rowBytes,
+          this.scoresOff,
         );
+        const sum = expInPlace(f32, scoresBase, numKeys);
+        kernels.mixRow(
+          this.scoresOff,
+          this.tableOff,
+          numKeys,
+          this.valuesOff + headOff,
+          blockStride,
+          blockSize,
+          rowBytes,
+          this.accOff,
+        );
+        const outRow = t * numHeads * headDim + h * headDim;
+        const invSum = 1 / sum;
+        for (let d = 0; d < headDim; d++) out[outRow + d] = f32[accBase + d]! * invSum;
       }
-      const tableStart = batch.blockTableOffsets[s]!;
-      const numTableBlocks = Math.ceil(contextLen / blockSize);
-      this.i32.set(
-        batch.blockTables.subarray(tableStart, tableStart + numTableBlocks),
-        this.tableOff / 4,
-      );
-      for (let i = 0; i < queryLen; i++) {
-        const t = tokenStart + i;
-        const numKeys = contextLen - queryLen + i + 1;
-        for (let h = 0; h < numHeads; h++) {
-          const qRow = t * qStride + qOffset + h * headDim;
-          for (let d = 0; d < headDim; d++) f32[qBase + d] = q[qRow + d]! * scale;
-          const headOff = ((h / groupSize) | 0) * headBytes;
-          kernels.scoreRow(
-            this.qOff,
-            this.tableOff,
-            numKeys,
-            this.keysOff + headOff,
-            blockStride,
-            blockSize,
-            rowBytes,
-            this.scoresOff,
-          );
-          const sum = expInPlace(f32, scoresBase, numKeys);
-          kernels.mixRow(
-            this.scoresOff,
-            this.tableOff,
-            numKeys,
-            this.valuesOff + headOff,
-            blockStride,
-            blockSize,
-            rowBytes,
-            this.accOff,
-          );
-          const outRow = t * numHeads * headDim + h * headDim;
-          const invSum = 1 / sum;
-          for (let d = 0; d < headDim; d++) out[outRow + d] = f32[accBase + d]! * invSum;
-        }
-      }
-      tokenStart += queryLen;
     }
   }
 }

@@ -60,7 +60,7 @@ export class CpuModelRunner {
       { ...config, numBlocks: opts.numBlocks, blockSize },
       { maxContextLen: config.maxPositionEmbeddings, useSimd: opts.useSimd ?? true },
     );
-    this.attention = new PagedAttention({ ...config, blockSize });
+    this.attention = new PagedAttention({ ...config, blockSize }, { gemm: this.gemm });
     this.scratch = new ForwardScratch(config);
     this.invFreq = computeInvFreq(config);
     this.samplingScratch = createSamplingScratch(config.vocabSize);

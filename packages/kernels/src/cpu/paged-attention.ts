@@ -1,4 +1,6 @@
 import type { StepInput } from "../backend";
+import { GemmAttention } from "./attention-gemm";
+import type { Gemm } from "./gemm";
 import type { KvLayer } from "./kv-cache";
 
 /** Head geometry of paged attention; numHeads must be a multiple of numKvHeads (GQA). */
@@ -25,25 +27,52 @@ export type AttentionBatch = Pick<
  *
  * Owns its scratch (grown to the longest context seen); not reentrant.
  */
+/** One sequence of the batch, as the attention paths take it. */
+export interface AttentionSequence {
+  /** Index of the sequence's first token in the flattened batch. */
+  readonly tokenStart: number;
+  readonly queryLen: number;
+  readonly contextLen: number;
+  /** The sequence's block table (at least ceil(contextLen / blockSize) ids). */
+  readonly table: Int32Array;
+}
+
+export interface PagedAttentionOptions {
+  /** When set, chunks of at least `gemmMinQueryLen` tokens run as matrix multiplies. */
+  readonly gemm?: Gemm;
+  /** 8 by default. */
+  readonly gemmMinQueryLen?: number;
+  /** Floats of one score tile of the gemm path (tests shrink it to exercise tiling). */
+  readonly gemmMaxTileScores?: number;
+}
+
 export class PagedAttention {
   readonly shape: AttentionShape;
   private scores = new Float64Array(1024); // [maxContextLen] one query row's scores, then weights
   private readonly qRow: Float64Array; // [headDim] query × 1/sqrt(headDim)
   private readonly acc: Float64Array; // [headDim] weighted sum of values
+  private readonly gemmAttention: GemmAttention | null;
+  private readonly gemmMinQueryLen: number;
 
-  constructor(shape: AttentionShape) {
+  constructor(shape: AttentionShape, opts: PagedAttentionOptions = {}) {
     if (shape.numHeads % shape.numKvHeads !== 0) {
       throw new Error(`numHeads ${shape.numHeads} is not a multiple of ${shape.numKvHeads}`);
     }
     this.shape = shape;
     this.qRow = new Float64Array(shape.headDim);
     this.acc = new Float64Array(shape.headDim);
+    this.gemmAttention = opts.gemm
+      ? new GemmAttention(shape, opts.gemm, opts.gemmMaxTileScores)
+      : null;
+    this.gemmMinQueryLen = opts.gemmMinQueryLen ?? 8;
   }
 
   /**
    * out[t, h × headDim ..] for every token t and query head h. Query head h of token t is read
    * at q[t × qStride + qOffset + h × headDim]; `out` is [numTokens, numHeads × headDim].
    * `layer` is the layer's K/V pool ([numBlocks, numKvHeads, blockSize, headDim] each).
+   * Per sequence: long chunks go to the gemm path, the rest to SIMD (when the layer has it) or
+   * TypeScript.
    */
   run(
     out: Float32Array,
@@ -53,46 +82,63 @@ export class PagedAttention {
     layer: KvLayer,
     batch: AttentionBatch,
   ): void {
-    if (layer.simd !== null) {
-      layer.simd.attend(out, q, qStride, qOffset, batch, this.shape.numHeads);
-      return;
+    const { numHeads, blockSize } = this.shape;
+    let tokenStart = 0;
+    for (let s = 0; s < batch.queryLens.length; s++) {
+      const queryLen = batch.queryLens[s]!;
+      const contextLen = batch.contextLens[s]!;
+      const tableStart = batch.blockTableOffsets[s]!;
+      const numTableBlocks = Math.ceil(contextLen / blockSize);
+      const table = batch.blockTables.subarray(tableStart, tableStart + numTableBlocks);
+      const seq: AttentionSequence = { tokenStart, queryLen, contextLen, table };
+      if (this.gemmAttention !== null && queryLen >= this.gemmMinQueryLen) {
+        this.gemmAttention.attendSequence(out, q, qStride, qOffset, layer, seq);
+      } else if (layer.simd !== null) {
+        layer.simd.attendSequence(out, q, qStride, qOffset, seq, numHeads);
+      } else {
+        this.attendSequence(out, q, qStride, qOffset, layer, seq);
+      }
+      tokenStart += queryLen;
     }
+  }
+
+  /** The TypeScript path for one sequence. */
+  private attendSequence(
+    out: Float32Array,
+    q: Float32Array,
+    qStride: number,
+    qOffset: number,
+    layer: KvLayer,
+    seq: AttentionSequence,
+  ): void {
     const { keys: kCache, values: vCache } = layer;
     const { numHeads, numKvHeads, headDim } = this.shape;
     const groupSize = numHeads / numKvHeads;
     const scale = 1 / Math.sqrt(headDim);
     const outStride = numHeads * headDim;
-    const numSeqs = batch.queryLens.length;
-    let tokenStart = 0;
-    for (let s = 0; s < numSeqs; s++) {
-      const queryLen = batch.queryLens[s]!;
-      const contextLen = batch.contextLens[s]!;
-      if (contextLen > this.scores.length) this.scores = new Float64Array(contextLen * 2);
-      const prefixLen = contextLen - queryLen;
-      const tableOff = batch.blockTableOffsets[s]!;
-      for (let i = 0; i < queryLen; i++) {
-        const t = tokenStart + i;
-        for (let h = 0; h < numHeads; h++) {
-          const qOff = t * qStride + qOffset + h * headDim;
-          for (let d = 0; d < headDim; d++) this.qRow[d] = q[qOff + d]! * scale;
-          const kvHead = (h / groupSize) | 0;
-          const numKeys = prefixLen + i + 1;
-          this.scoreKeys(kCache, batch.blockTables, tableOff, kvHead, numKeys);
-          this.softmaxInPlace(numKeys);
-          this.mixValues(vCache, batch.blockTables, tableOff, kvHead, numKeys);
-          const outOff = t * outStride + h * headDim;
-          for (let d = 0; d < headDim; d++) out[outOff + d] = this.acc[d]!;
-        }
+    const { tokenStart, queryLen, contextLen, table } = seq;
+    if (contextLen > this.scores.length) this.scores = new Float64Array(contextLen * 2);
+    const prefixLen = contextLen - queryLen;
+    for (let i = 0; i < queryLen; i++) {
+      const t = tokenStart + i;
+      for (let h = 0; h < numHeads; h++) {
+        const qOff = t * qStride + qOffset + h * headDim;
+        for (let d = 0; d < headDim; d++) this.qRow[d] = q[qOff + d]! * scale;
+        const kvHead = (h / groupSize) | 0;
+        const numKeys = prefixLen + i + 1;
+        this.scoreKeys(kCache, table, kvHead, numKeys);
+        this.softmaxInPlace(numKeys);
+        this.mixValues(vCache, table, kvHead, numKeys);
+        const outOff = t * outStride + h * headDim;
+        for (let d = 0; d < headDim; d++) out[outOff + d] = this.acc[d]!;
       }
-      tokenStart += queryLen;
     }
   }
 
   /** scores[j] = qRow · K[j] for j < numKeys; four keys per pass share each qRow load. */
   private scoreKeys(
     kCache: Float32Array,
-    blockTables: Int32Array,
-    tableOff: number,
+    table: Int32Array,
     kvHead: number,
     numKeys: number,
   ): void {
@@ -102,7 +148,7 @@ export class PagedAttention {
     const qRow = this.qRow;
     const scores = this.scores;
     for (let j = 0, b = 0; j < numKeys; b++) {
-      const base = blockTables[tableOff + b]! * blockStride + headOff;
+      const base = table[b]! * blockStride + headOff;
       const n = Math.min(blockSize, numKeys - j);
       let p = 0;
       for (; p + 3 < n; p += 4) {
@@ -154,8 +200,7 @@ export class PagedAttention {
   /** acc = Σ_j scores[j] × V[j]; four values per pass share each acc load and store. */
   private mixValues(
     vCache: Float32Array,
-    blockTables: Int32Array,
-    tableOff: number,
+    table: Int32Array,
     kvHead: number,
     numKeys: number,
   ): void {
@@ -166,7 +211,7 @@ export class PagedAttention {
     const weights = this.scores;
     acc.fill(0);
     for (let j = 0, b = 0; j < numKeys; b++) {
-      const base = blockTables[tableOff + b]! * blockStride + headOff;
+      const base = table[b]! * blockStride + headOff;
       const n = Math.min(blockSize, numKeys - j);
       let p = 0;
       for (; p + 3 < n; p += 4) {

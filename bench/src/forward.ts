@@ -143,7 +143,8 @@ interface Row {
 /** The attention of one step alone (all layers), with the runner's kernel and shapes. */
 function attentionMs(runner: CpuModelRunner, input: StepInput, minSeconds: number): number {
   const cfg = runner.config;
-  const attention = new PagedAttention({ ...cfg, blockSize: BLOCK_SIZE });
+  // As in the runner: long chunks attend through the gemm, decodes through SIMD.
+  const attention = new PagedAttention({ ...cfg, blockSize: BLOCK_SIZE }, { gemm: createGemm() });
   const qDim = cfg.numHeads * cfg.headDim;
   const numTokens = input.tokenIds.length;
   const q = new Float32Array(numTokens * qDim).fill(0.01); // [numTokens, qDim]

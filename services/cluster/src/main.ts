@@ -12,6 +12,7 @@ import { startCluster } from "./cluster";
 import { NO_MODEL_MESSAGE, tryResolveModelSpec } from "./model-spec";
 
 const REPO_ROOT = resolve(import.meta.dirname, "../../..");
+const DUPLICATE_SIGNAL_MS = 1000;
 const DEFAULT_MODEL_DIR = join(REPO_ROOT, "../shared/models/stories260K");
 
 function log(line: string): void {
@@ -61,14 +62,19 @@ async function main(): Promise<number> {
     pids: cluster.pids,
   };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
-  let numSignals = 0;
+  let firstSignalAt: number | null = null;
   const onSignal = (signal: NodeJS.Signals) => {
-    numSignals++;
-    if (numSignals === 1) void cluster.stop(signal);
-    else {
-      log("kiln: second signal: killing every process");
-      for (const pid of Object.values(cluster.pids)) if (pid) killGroup(pid);
+    if (firstSignalAt === null) {
+      firstSignalAt = Date.now();
+      log("kiln: press Ctrl-C again to stop at once");
+      void cluster.stop(signal);
+      return;
     }
+    // A terminal's Ctrl-C reaches npm, its shell and us at once, and npm relays it again:
+    // copies that arrive right after the first are the same keypress.
+    if (Date.now() - firstSignalAt < DUPLICATE_SIGNAL_MS) return;
+    log("kiln: second signal: killing every process");
+    for (const pid of Object.values(cluster.pids)) if (pid) killGroup(pid);
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);

@@ -75,7 +75,11 @@ export async function* generateChoices(
     }
     if (numOpen === 0) return;
   }
-  if (ctx.signal.aborted) return;
+  if (ctx.signal.aborted) {
+    // A shutdown aborts with a KilnError the client should see; a client that left sees nothing.
+    if (ctx.signal.reason instanceof KilnError) throw ctx.signal.reason;
+    return;
+  }
   throw new KilnError("WORKER_LOST", "The router ended the stream before every choice finished.");
 }
 

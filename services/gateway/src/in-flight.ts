@@ -1,3 +1,4 @@
+import { KilnError } from "@kiln/proto";
 import type { FastifyReply } from "fastify";
 
 /**
@@ -32,7 +33,12 @@ export class InFlight {
     return { signal: controller.signal, done };
   }
 
+  /** Aborts every running generation; their clients get a 503 (or an error event). */
   abortAll(): void {
-    for (const c of this.controllers) c.abort();
+    const reason = new KilnError(
+      "UNAVAILABLE",
+      "The server shut down before the request finished.",
+    );
+    for (const c of this.controllers) c.abort(reason);
   }
 }

@@ -1,7 +1,7 @@
 import { request } from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterEach, describe, it } from "vitest";
-import { makeApp, type TestApp } from "./helpers/app";
+import { afterEach, describe, expect, it } from "vitest";
+import { makeApp, parseSse, type TestApp } from "./helpers/app";
 
 let t: TestApp;
 afterEach(async () => {
@@ -66,4 +66,39 @@ describe("client disconnects", () => {
       );
     });
   });
+});
+
+describe("shutdown", () => {
+  it.each([true, false])(
+    "aborts running requests with a 503 error (stream: %s)",
+    async (stream) => {
+      t = makeApp({ script: { isEndless: true } });
+      const pending = t.app.inject({
+        method: "POST",
+        url: "/v1/chat/completions",
+        payload: { model: "toy", messages: [{ role: "user", content: "hi" }], stream },
+      });
+      await waitFor(() => t.router.numOpen === 1);
+      // Streamed: let tokens flow so the 200 is committed (before that it is a plain 503).
+      if (stream) await new Promise((r) => setTimeout(r, 50));
+      t.inFlight.abortAll();
+      const res = await pending;
+      const error = {
+        error: {
+          message: "The server shut down before the request finished.",
+          type: "server_error",
+          param: null,
+          code: "unavailable",
+        },
+      };
+      if (stream) {
+        expect(res.statusCode).toBe(200);
+        expect(parseSse(res.body).slice(-2)).toEqual([error, "[DONE]"]);
+      } else {
+        expect(res.statusCode).toBe(503);
+        expect(res.json()).toEqual(error);
+      }
+      expect(t.router.numCancelled).toBe(1);
+    },
+  );
 });

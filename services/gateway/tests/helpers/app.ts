@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { buildApp } from "../../src/app";
+import { InFlight } from "../../src/in-flight";
 import type { ModelInfo } from "../../src/model-info";
 import { FakeRouter, type FakeRouterScript } from "./fake-router";
 import { TOY_VOCAB_SIZE, toyCodec } from "./toy-codec";
@@ -15,17 +16,19 @@ export const TOY_MODEL: ModelInfo = {
 export interface TestApp {
   readonly app: FastifyInstance;
   readonly router: FakeRouter;
+  readonly inFlight: InFlight;
 }
 
 export function makeApp(
   opts: { script?: FakeRouterScript; apiKeys?: string[]; bodyLimit?: number } = {},
 ): TestApp {
   const router = new FakeRouter(opts.script);
+  const inFlight = new InFlight();
   const app = buildApp(
-    { model: TOY_MODEL, codec: toyCodec, router, apiKeys: opts.apiKeys ?? null },
+    { model: TOY_MODEL, codec: toyCodec, router, apiKeys: opts.apiKeys ?? null, inFlight },
     opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {},
   );
-  return { app, router };
+  return { app, router, inFlight };
 }
 
 /** The JSON payloads of an SSE body, `[DONE]` as the string "[DONE]". */

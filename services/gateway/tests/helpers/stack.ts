@@ -39,5 +39,9 @@ export async function startStack(env: NodeJS.ProcessEnv = {}): Promise<Stack> {
 
 export async function stopStack(stack: Stack | undefined): Promise<void> {
   if (!stack) return;
-  await stack.cluster.stop("tests done");
+  const start = Date.now();
+  const code = await stack.cluster.stop("tests done");
+  if (process.env.KILN_E2E_VERBOSE) {
+    console.log(`stopped in ${Date.now() - start} ms (code ${code})\n${stack.logs.join("\n")}`);
+  }
 }

@@ -1,3 +1,15 @@
+// The OpenTelemetry API surface services use, so they depend on this package alone.
+export {
+  type Context,
+  context,
+  type Link,
+  ROOT_CONTEXT,
+  type Span,
+  type SpanContext,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
 export type { Registry } from "prom-client";
 export {
   ITERATION_TOKENS_BUCKETS,

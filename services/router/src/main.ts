@@ -1,13 +1,16 @@
 /**
  * The router process: serves the Router gRPC service, accepts worker registrations, and runs one
  * engine loop per worker group. Prints one JSON line `{"event":"listening","port":N}` on stdout
- * once it accepts calls.
+ * once it accepts calls (with `"metricsPort":M` when `/metrics` is served: `--metrics-port` or
+ * `KILN_METRICS_PORT`). Traces go over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
  */
 import { parseArgs } from "node:util";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { RouterService } from "@kiln/proto";
+import { startMetricsServer, startTracing, takeMetricsPortOption } from "@kiln/telemetry";
 import { ReplicaSet } from "./replica-set";
 import { createRouterService } from "./router-service";
+import { defaultRouterTelemetry } from "./telemetry/router-telemetry";
 
 const HEALTH_PROBE_INTERVAL_MS = 1000;
 
@@ -20,7 +23,10 @@ function intOption(value: string | undefined, fallback: number, name: string): n
 
 async function main(): Promise<void> {
   const env = process.env;
+  const tracing = await startTracing({ serviceName: "kiln-router" });
+  const { metricsPort, argv } = takeMetricsPortOption(process.argv.slice(2), env);
   const { values } = parseArgs({
+    args: argv,
     options: {
       host: { type: "string" },
       port: { type: "string" },
@@ -60,15 +66,23 @@ async function main(): Promise<void> {
       err ? reject(err) : resolve(p),
     );
   });
+  const telemetry = defaultRouterTelemetry();
+  telemetry.trackReplicas(() => replicas.replicas);
+  const metrics =
+    metricsPort === null
+      ? null
+      : await startMetricsServer(telemetry.registry, { host, port: metricsPort });
   const probeTimer = setInterval(() => void replicas.probeHealth(), HEALTH_PROBE_INTERVAL_MS);
   const shutdown = () => {
     clearInterval(probeTimer);
     replicas.close();
-    server.tryShutdown(() => process.exit(0));
+    void metrics?.close();
+    server.tryShutdown(() => void tracing.shutdown().finally(() => process.exit(0)));
   };
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);
-  process.stdout.write(`${JSON.stringify({ event: "listening", port: boundPort })}\n`);
+  const listening = { event: "listening", port: boundPort, metricsPort: metrics?.port };
+  process.stdout.write(`${JSON.stringify(listening)}\n`);
 }
 
 main().catch((err: unknown) => {

@@ -6,8 +6,10 @@ import {
   type SchedulerStats,
 } from "@kiln/engine-core";
 import { ErrorCode, type SampledToken, type SamplingParams, type WorkerInfo } from "@kiln/proto";
+import { type Context, type ReplicaLabels, ROOT_CONTEXT } from "@kiln/telemetry";
 import { planToWire } from "./plan-to-wire";
 import { type RequestRecord, tokenEvent } from "./request-record";
+import { defaultRouterTelemetry, type RouterTelemetry } from "./telemetry/router-telemetry";
 import { describeGrpcError, type WorkerConnection } from "./worker-connection";
 
 export interface ReplicaLimits {
@@ -37,6 +39,8 @@ export class Replica {
   private needsReset = true;
   private instanceId: string | null = null;
   private eosTokenIds: readonly number[] = [];
+  /** Metric labels: the worker's model and this replica's id. */
+  private labels: ReplicaLabels = { model: "", replica: "" };
   readonly counters: ReplicaCounters = { numRequestsRouted: 0 };
 
   constructor(
@@ -44,7 +48,13 @@ export class Replica {
     private currentConnection: WorkerConnection,
     private readonly limits: ReplicaLimits,
     private readonly clock: () => number,
+    private readonly telemetry: RouterTelemetry = defaultRouterTelemetry(),
   ) {}
+
+  /** The model the connected worker serves ("" before the first connection). */
+  get model(): string {
+    return this.labels.model;
+  }
 
   get isHealthy(): boolean {
     return this.scheduler !== null;
@@ -83,6 +93,8 @@ export class Replica {
     if (this.scheduler) this.fail("the worker restarted");
     this.instanceId = info.instanceId;
     this.eosTokenIds = info.eosTokenIds;
+    this.labels = { model: info.model, replica: this.replicaId };
+    this.telemetry.replicaConnected(this.labels);
     this.needsReset = true;
     const maxNumSeqs = Math.min(this.limits.maxNumSeqs, info.numBlocks);
     this.scheduler = new Scheduler<SamplingParams, SampledToken>({
@@ -104,13 +116,26 @@ export class Replica {
     return this.scheduler?.prefixMatchLen(tokenIds, null, cacheSalt) ?? 0;
   }
 
-  /** Adds a request; returns an error message when the scheduler rejects it. */
-  tryAdd(request: NewRequest<SamplingParams>, record: RequestRecord): string | null {
+  /**
+   * Adds a request; returns an error message when the scheduler rejects it. `parent` is the
+   * caller's trace context (the request's span is its child).
+   */
+  tryAdd(
+    request: NewRequest<SamplingParams>,
+    record: RequestRecord,
+    parent: Context = ROOT_CONTEXT,
+  ): string | null {
     if (!this.scheduler) return "the replica is not connected to a worker";
     const result = this.scheduler.addRequest({ ...request, eosTokenIds: this.eosTokenIds });
     if (!result.isAccepted) return result.message;
     this.idToRecord.set(record.requestId, record);
     this.counters.numRequestsRouted++;
+    this.telemetry.requestAdded(
+      this.labels,
+      record.requestId,
+      request.promptTokenIds.length,
+      parent,
+    );
     this.wake();
     return null;
   }
@@ -121,6 +146,7 @@ export class Replica {
     if (!record) return false;
     this.idToRecord.delete(requestId);
     this.scheduler?.abortRequest(asRequestId(requestId));
+    this.telemetry.requestAborted(requestId);
     record.end();
     this.wake();
     return true;
@@ -132,6 +158,7 @@ export class Replica {
     const records = [...this.idToRecord.values()];
     this.idToRecord.clear();
     for (const record of records) {
+      this.telemetry.requestFailed(record.requestId, "WORKER_LOST", reason);
       record.emit({ error: { code: ErrorCode.WORKER_LOST, message: `worker lost: ${reason}` } });
       record.end();
     }
@@ -159,6 +186,7 @@ export class Replica {
     for (;;) {
       const scheduler = this.scheduler;
       if (!scheduler) return;
+      const step = this.telemetry.startStep(this.labels, this.clock);
       const plan = scheduler.schedule();
       const request = planToWire(plan, this.idToRecord, this.needsReset);
       if (plan.seqs.length === 0 && request.removedSeqIds.length === 0) {
@@ -166,14 +194,20 @@ export class Replica {
         return; // idle until a request is added or aborted
       }
       this.needsReset = false;
-      const response = await this.currentConnection.step(request, this.limits.stepTimeoutMs);
+      step.planned(plan);
+      const response = await step.execute((metadata) =>
+        this.currentConnection.step(request, this.limits.stepTimeoutMs, metadata),
+      );
       if (this.scheduler !== scheduler) return; // failed or reconnected meanwhile
       const seqIdToToken = new Map<number, SampledToken>();
       for (const result of response.results) {
         if (result.token) seqIdToToken.set(result.seqId, result.token);
       }
       const sampled = plan.seqs.map((seq) => seqIdToToken.get(seq.seqId) ?? null);
-      this.dispatch(scheduler.commit(plan, sampled));
+      const events = scheduler.commit(plan, sampled);
+      this.telemetry.eventsCommitted(this, events, this.clock());
+      this.dispatch(events);
+      step.committed();
     }
   }
 

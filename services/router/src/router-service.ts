@@ -18,6 +18,7 @@ import type {
   SamplingParams,
   StatsResponse,
 } from "@kiln/proto";
+import { extractTraceContext } from "@kiln/telemetry";
 import type { ReplicaSet } from "./replica-set";
 import type { RequestRecord } from "./request-record";
 
@@ -71,7 +72,8 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
           call.end();
         },
       };
-      const error = replica.tryAdd(toNewRequest(req, requestId, record.sampling, n), record);
+      const newRequest = toNewRequest(req, requestId, record.sampling, n);
+      const error = replica.tryAdd(newRequest, record, extractTraceContext(call.metadata));
       if (error) return fail(status.INVALID_ARGUMENT, error);
       call.on("cancelled", () => {
         isEnded = true;

@@ -24,9 +24,10 @@ export class WorkerConnection {
     });
   }
 
-  step(req: StepRequest, timeoutMs: number): Promise<StepResponse> {
+  /** `metadata` carries the step's trace context when tracing is on. */
+  step(req: StepRequest, timeoutMs: number, metadata = new Metadata()): Promise<StepResponse> {
     return new Promise((resolve, reject) => {
-      this.client.step(req, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
+      this.client.step(req, metadata, { deadline: Date.now() + timeoutMs }, (err, res) =>
         err ? reject(err) : resolve(res),
       );
     });

@@ -1,7 +1,9 @@
 /**
  * The worker process: loads the model named by KILN_MODEL into a compute backend, serves the
  * Worker gRPC service, and registers with the router when one is configured. Prints one JSON
- * line `{"event":"listening","port":N}` on stdout once it accepts calls.
+ * line `{"event":"listening","port":N}` on stdout once it accepts calls (with `"metricsPort":M`
+ * when `/metrics` is served: `--metrics-port` or `KILN_METRICS_PORT`). Traces go over OTLP when
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
  */
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
@@ -10,13 +12,22 @@ import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js"
 import { createCpuBackend, kvBytesPerBlock } from "@kiln/kernels";
 import { loadConfig, resolveModelDir } from "@kiln/model";
 import { RouterClient, WorkerService } from "@kiln/proto";
+import {
+  createMetricsRegistry,
+  startMetricsServer,
+  startTracing,
+  takeMetricsPortOption,
+} from "@kiln/telemetry";
 import { parseWorkerOptions, type WorkerOptions } from "./options";
+import { WorkerTelemetry } from "./telemetry/worker-telemetry";
 import { createWorkerService } from "./worker-service";
 
 const REGISTER_INTERVAL_MS = 1000;
 
 async function main(): Promise<void> {
-  const opts = parseWorkerOptions(process.argv.slice(2), process.env);
+  const tracing = await startTracing({ serviceName: "kiln-worker" });
+  const { metricsPort, argv } = takeMetricsPortOption(process.argv.slice(2), process.env);
+  const opts = parseWorkerOptions(argv, process.env);
   const modelDir = await resolveModelDir(opts.model);
   const config = await loadConfig(modelDir);
   const numBlocks = Math.floor(opts.kvCacheBytes / kvBytesPerBlock(config, opts.blockSize));
@@ -30,10 +41,20 @@ async function main(): Promise<void> {
 
   const server = new Server({ "grpc.max_receive_message_length": 64 * 1024 * 1024 });
   let registerTimer: NodeJS.Timeout | undefined;
+  const registry = createMetricsRegistry();
+  const telemetry = new WorkerTelemetry(registry, {
+    model: basename(modelDir),
+    replica: opts.replicaId,
+  });
+  const metrics =
+    metricsPort === null
+      ? null
+      : await startMetricsServer(registry, { host: opts.host, port: metricsPort });
   const shutdown = () => {
     clearInterval(registerTimer);
+    void metrics?.close();
     server.tryShutdown(() => {
-      void backend.dispose().finally(() => process.exit(0));
+      void Promise.all([backend.dispose(), tracing.shutdown()]).finally(() => process.exit(0));
     });
   };
   const instanceId = randomUUID();
@@ -46,6 +67,7 @@ async function main(): Promise<void> {
       eosTokenIds: config.eosTokenIds,
     },
     shutdown,
+    telemetry,
   );
   server.addService(WorkerService, service);
   const port = await new Promise<number>((resolve, reject) => {
@@ -55,7 +77,8 @@ async function main(): Promise<void> {
   });
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);
-  process.stdout.write(`${JSON.stringify({ event: "listening", port, numBlocks })}\n`);
+  const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port };
+  process.stdout.write(`${JSON.stringify(listening)}\n`);
   if (opts.routerAddress) registerTimer = keepRegistered(opts, port, instanceId);
 }
 

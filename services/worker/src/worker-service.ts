@@ -10,6 +10,7 @@ import type {
 } from "@kiln/proto";
 import { sampledToWire, stepDeltaFromWire } from "./rpc/convert";
 import { SequenceTable, StepDeltaError } from "./sequence-table";
+import type { WorkerTelemetry } from "./telemetry/worker-telemetry";
 
 export interface WorkerIdentity {
   readonly workerId: string;
@@ -23,11 +24,13 @@ export interface WorkerIdentity {
  * The Worker gRPC service around one backend. Steps run one at a time (the router never
  * overlaps them; a second concurrent Step is refused with FAILED_PRECONDITION). Health answers
  * at once, also while a step runs, because the backend computes off the event loop.
+ * `telemetry`, when given, times every step and traces it.
  */
 export function createWorkerService(
   backend: Backend,
   identity: WorkerIdentity,
   onShutdown: () => void,
+  telemetry: WorkerTelemetry | null = null,
 ): WorkerServer {
   const table = new SequenceTable(backend.info.blockSize, backend.info.numBlocks);
   const info: WorkerInfo = {
@@ -69,11 +72,18 @@ export function createWorkerService(
     },
     step(call: ServerUnaryCall<StepRequest, StepResponse>, callback: sendUnaryData<StepResponse>) {
       if (isStepRunning) {
+        telemetry?.countRefusedStep();
         callback({ code: status.FAILED_PRECONDITION, details: "a step is already running" });
         return;
       }
       isStepRunning = true;
-      runStep(call.request)
+      const req = call.request;
+      const shape = {
+        stepId: req.stepId,
+        numSeqs: req.sequences.length,
+        numNewSeqs: req.newSequences.length,
+      };
+      (telemetry ? telemetry.observeStep(call.metadata, shape, () => runStep(req)) : runStep(req))
         .then((res) => callback(null, res))
         .catch((err: unknown) => {
           const code = err instanceof StepDeltaError ? status.INVALID_ARGUMENT : status.INTERNAL;

@@ -2,6 +2,7 @@
 // 12 heads, FFN 2048, vocab 32000): decode at several batch sizes, each sequence at context
 // ~128, and one long prefill. Runs the in-thread CpuModelRunner (what the worker thread runs).
 //   tsx bench/src/forward.ts [--batches 1,8,32] [--context 128] [--prefill 512] [--seconds 3]
+//                            [--threads N]   (gemm threads; OpenMP's default otherwise)
 // The model is generated into bench/models/llama-110m on first run and reused after.
 import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -204,8 +205,10 @@ async function main(): Promise<void> {
       context: { type: "string", default: "128" },
       prefill: { type: "string", default: "512" },
       seconds: { type: "string", default: "3" },
+      threads: { type: "string" },
     },
   });
+  const numThreads = values.threads === undefined ? undefined : Number(values.threads);
   const batches = values.batches.split(",").map(Number);
   const contextLen = Number(values.context);
   const prefillLen = Number(values.prefill);
@@ -215,9 +218,10 @@ async function main(): Promise<void> {
   const blocksPerSeq = Math.ceil((contextLen + maxDecodeSteps + 2) / BLOCK_SIZE);
   const maxBatch = Math.max(...batches);
   const numBlocks = Math.max(maxBatch * blocksPerSeq, Math.ceil(prefillLen / BLOCK_SIZE));
-  const gemm = new TimedGemm(createGemm());
+  const gemm = new TimedGemm(createGemm({ numThreads }));
   const runner = await loadCpuModelRunner(MODEL_DIR, { numBlocks, blockSize: BLOCK_SIZE, gemm });
-  console.log(`gemm: ${gemm.name}; KV pool: ${numBlocks} blocks of ${BLOCK_SIZE}`);
+  const threads = numThreads === undefined ? "default threads" : `${numThreads} threads`;
+  console.log(`gemm: ${gemm.name} (${threads}); KV pool: ${numBlocks} blocks of ${BLOCK_SIZE}`);
 
   const rows: Row[] = [fillContexts(runner, gemm, maxBatch, contextLen, blocksPerSeq)];
   for (const batch of batches) {

@@ -47,8 +47,9 @@ export class CpuModelRunner {
    */
   constructor(config: LlamaConfig, weights: WeightMap, opts: CpuModelRunnerOptions) {
     const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
-    if (!Number.isInteger(blockSize) || blockSize < 1)
+    if (!Number.isInteger(blockSize) || blockSize < 1) {
       throw new Error(`bad blockSize ${blockSize}`);
+    }
     if (!Number.isInteger(opts.numBlocks) || opts.numBlocks < 1) {
       throw new Error(`bad numBlocks ${opts.numBlocks}`);
     }

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { basename, isAbsolute } from "node:path";
 import { parseArgs } from "node:util";
 import { parseApiKeys } from "./auth";
@@ -30,7 +31,11 @@ function parseIntFlag(text: string, flag: string, min: number): number {
  * by its last path component ("stories260K").
  */
 export function defaultServedName(model: string): string {
-  const isLocal = isAbsolute(model) || model.startsWith(".") || model.split("/").length !== 2;
+  const isLocal =
+    existsSync(model) ||
+    isAbsolute(model) ||
+    model.startsWith(".") ||
+    model.split("/").length !== 2;
   return isLocal ? basename(model.replace(/\/+$/, "")) : model;
 }
 

@@ -1,0 +1,46 @@
+import { describe, expect, it } from "vitest";
+import { defaultServedName, parseGatewayOptions } from "./options";
+
+describe("parseGatewayOptions", () => {
+  it("lets flags win over env and env over defaults", () => {
+    const env = { KILN_MODEL: "/m/stories260K/", KILN_ROUTER_ADDRESS: "r:1", PORT: "9000" };
+    expect(parseGatewayOptions([], env)).toMatchObject({
+      host: "127.0.0.1",
+      port: 9000,
+      routerAddress: "r:1",
+      servedModelName: "stories260K",
+      apiKeys: null,
+      drainTimeoutMs: 30_000,
+    });
+    const flags = [
+      "--port",
+      "0",
+      "--router",
+      "x:2",
+      "--served-model-name",
+      "m",
+      "--drain-timeout",
+      "1",
+    ];
+    expect(parseGatewayOptions(flags, { ...env, KILN_API_KEYS: "a, b," })).toMatchObject({
+      port: 0,
+      routerAddress: "x:2",
+      servedModelName: "m",
+      apiKeys: ["a", "b"],
+      drainTimeoutMs: 1000,
+    });
+  });
+
+  it("names what is missing or malformed", () => {
+    expect(() => parseGatewayOptions([], { KILN_ROUTER_ADDRESS: "r:1" })).toThrow(/KILN_MODEL/);
+    expect(() => parseGatewayOptions([], { KILN_MODEL: "m" })).toThrow(/--router/);
+    expect(() =>
+      parseGatewayOptions(["--port", "-1"], { KILN_MODEL: "m", KILN_ROUTER_ADDRESS: "r:1" }),
+    ).toThrow(/--port/);
+  });
+
+  it("serves a Hub repo under its id and a directory under its name", () => {
+    expect(defaultServedName("TinyLlama/TinyLlama-1.1B")).toBe("TinyLlama/TinyLlama-1.1B");
+    expect(defaultServedName("../shared/models/stories260K")).toBe("stories260K");
+  });
+});

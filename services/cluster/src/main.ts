@@ -35,7 +35,10 @@ async function main(): Promise<number> {
     DEFAULT_MODEL_DIR,
   );
   if (!spec) {
-    log(`kiln: ${NO_MODEL_MESSAGE}`);
+    const why = env.KILN_MODEL
+      ? `KILN_MODEL="${env.KILN_MODEL}" is neither a directory nor a Hub repo id (owner/name)`
+      : `KILN_MODEL is not set and ${DEFAULT_MODEL_DIR} does not exist`;
+    log(`kiln: ${why}: ${NO_MODEL_MESSAGE}`);
     return 2;
   }
   const modelDir =

@@ -27,6 +27,8 @@ async function generate(
     numBlocks,
     blockSize: opts.blockSize,
     useSimd,
+    // One gemm thread: the matrices are tiny, and the test machine's cores are shared.
+    numThreads: 1,
   });
   return greedyGenerate(runner, prompts, { ...opts, numBlocks, maxNewTokens });
 }

@@ -6,10 +6,12 @@ import { join } from "node:path";
  * `tokenizer.ggml.tokens`, `.scores` and `.token_type`, one entry per token id.
  *
  * llama.cpp's SPM tokenizer merges the adjacent pair whose merged piece has the highest
- * score, so scores must rank merges the way SentencePiece does. We take them from
- * `tokenizer.model` when the directory has one (exact), and otherwise from tokenizer.json's
- * BPE merge order (rank r → score -r), which orders merges identically for a vocabulary
- * converted from SentencePiece. Detokenization reads only pieces and types.
+ * score, so scores must rank pieces the way SentencePiece does. We take them from
+ * `tokenizer.model` when the directory has one (exact), and otherwise rebuild them from
+ * tokenizer.json: SentencePiece BPE numbers its normal pieces in score order, one apart, so
+ * score = −(id − first normal id). (Llama-2's 16 whitespace-run pieces, which Meta pinned at
+ * −1e9, are the known exception: runs of spaces may tokenize differently.) Detokenization
+ * reads only pieces and types.
  */
 
 /** SentencePiece piece types; GGUF's `token_type` uses the same numbers. */
@@ -73,7 +75,10 @@ function parsePiece(buf: Uint8Array): Piece {
     const wire = tag & 7;
     if (field === 1 && wire === 2) {
       const len = readVarint(buf, pos);
-      out.piece = new TextDecoder().decode(buf.subarray(pos.at, pos.at + len));
+      // ignoreBOM: a piece may be U+FEFF itself, which the default decoder would drop.
+      out.piece = new TextDecoder("utf-8", { ignoreBOM: true }).decode(
+        buf.subarray(pos.at, pos.at + len),
+      );
       pos.at += len;
     } else if (field === 2 && wire === 5) {
       out.score = view.getFloat32(pos.at, true);
@@ -108,7 +113,7 @@ export function parseSentencePieceModel(buf: Uint8Array): Piece[] {
 // --- tokenizer.json fallback ---------------------------------------------------------------
 
 interface TokenizerJson {
-  model: { type: string; vocab: Record<string, number>; merges?: (string | [string, string])[] };
+  model: { type: string; vocab: Record<string, number> };
   added_tokens?: { id: number; content: string; special: boolean }[];
 }
 
@@ -126,12 +131,10 @@ function vocabFromTokenizerJson(json: TokenizerJson, unkId: number | null): Piec
     pieces[added.id] = { piece: added.content, score: 0, type };
   }
   if (unkId !== null && pieces[unkId]) pieces[unkId]!.type = TokenType.UNKNOWN;
-  const pieceToId = new Map(Object.entries(json.model.vocab));
-  (json.model.merges ?? []).forEach((merge, rank) => {
-    const [a, b] = typeof merge === "string" ? merge.split(" ") : merge;
-    const id = pieceToId.get(`${a}${b}`);
-    // The first (lowest-rank) merge producing a piece decides its priority.
-    if (id !== undefined && pieces[id] && pieces[id]!.score === 0) pieces[id]!.score = -rank - 1;
+  // SentencePiece BPE stores pieces sorted by score, one apart: score = −(id − first normal id).
+  const firstNormal = pieces.findIndex((p) => p?.type === TokenType.NORMAL);
+  pieces.forEach((p, id) => {
+    if (p?.type === TokenType.NORMAL) p.score = -(id - firstNormal);
   });
   return pieces;
 }

@@ -4,6 +4,7 @@ import {
   type NewRequest,
   Scheduler,
   type SchedulerStats,
+  type StepPlan,
 } from "@kiln/engine-core";
 import { ErrorCode, type SampledToken, type SamplingParams, type WorkerInfo } from "@kiln/proto";
 import { type Context, type ReplicaLabels, ROOT_CONTEXT } from "@kiln/telemetry";
@@ -11,6 +12,31 @@ import { planToWire } from "./plan-to-wire";
 import { type RequestRecord, tokenEvent } from "./request-record";
 import { defaultRouterTelemetry, type RouterTelemetry } from "./telemetry/router-telemetry";
 import { describeGrpcError, type WorkerConnection } from "./worker-connection";
+
+/**
+ * KILN_STEP_PROFILE=1 prints one JSON line per engine step on stdout (bench/src/compare reads
+ * them to split a step into scheduling, gRPC and worker compute). Off by default.
+ */
+const IS_STEP_PROFILE = process.env.KILN_STEP_PROFILE === "1";
+
+function printStepProfile(
+  plan: StepPlan<unknown>,
+  ms: { readonly schedule: number; readonly rpc: number },
+  computeSeconds: number,
+  commitMs: number,
+): void {
+  const line = {
+    event: "step-profile",
+    stepId: plan.stepId,
+    numSeqs: plan.seqs.length,
+    numTokens: plan.numScheduledTokens,
+    scheduleMs: ms.schedule,
+    rpcMs: ms.rpc,
+    computeMs: computeSeconds * 1000,
+    commitMs,
+  };
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+}
 
 export interface ReplicaLimits {
   readonly maxNumSeqs: number;
@@ -187,6 +213,7 @@ export class Replica {
       const scheduler = this.scheduler;
       if (!scheduler) return;
       const step = this.telemetry.startStep(this.labels, this.clock);
+      const scheduledAt = this.clock();
       const plan = scheduler.schedule();
       const request = planToWire(plan, this.idToRecord, this.needsReset);
       if (plan.seqs.length === 0 && request.removedSeqIds.length === 0) {
@@ -195,9 +222,11 @@ export class Replica {
       }
       this.needsReset = false;
       step.planned(plan);
+      const sentAt = this.clock();
       const response = await step.execute((metadata) =>
         this.currentConnection.step(request, this.limits.stepTimeoutMs, metadata),
       );
+      const receivedAt = this.clock();
       if (this.scheduler !== scheduler) return; // failed or reconnected meanwhile
       const seqIdToToken = new Map<number, SampledToken>();
       for (const result of response.results) {
@@ -208,6 +237,10 @@ export class Replica {
       this.telemetry.eventsCommitted(this, events, this.clock());
       this.dispatch(events);
       step.committed();
+      if (IS_STEP_PROFILE) {
+        const ms = { schedule: sentAt - scheduledAt, rpc: receivedAt - sentAt };
+        printStepProfile(plan, ms, response.computeSeconds, this.clock() - receivedAt);
+      }
     }
   }
 

@@ -1,9 +1,15 @@
+import { expNonPositive } from "../sampling/exp-non-positive";
 import type { Gemm } from "./gemm";
 import type { KvLayer } from "./kv-cache";
 import type { AttentionSequence, AttentionShape } from "./paged-attention";
 
 /** Scores held at once (floats) by default: bounds the [rows, keys] tile of long prefills. */
 export const DEFAULT_MAX_TILE_SCORES = 1 << 22;
+/**
+ * Query tokens per tile at most. A tile computes scores up to its last token's position, so
+ * smaller tiles skip more of the causally masked triangle; 64 keeps the gemm rows long enough.
+ */
+const MAX_TILE_TOKENS = 64;
 
 /**
  * Attention of one long query chunk as matrix multiplies, for prefill: per KV head, the keys
@@ -45,10 +51,8 @@ export class GemmAttention {
     const { table, tokenStart, queryLen, contextLen } = seq;
     const { numHeads, numKvHeads, headDim } = this.shape;
     const groupSize = numHeads / numKvHeads;
-    const tileLen = Math.max(
-      1,
-      Math.min(queryLen, Math.floor(this.maxTileScores / (groupSize * contextLen))),
-    );
+    const maxByScores = Math.floor(this.maxTileScores / (groupSize * contextLen));
+    const tileLen = Math.max(1, Math.min(queryLen, MAX_TILE_TOKENS, maxByScores));
     this.keys = grow(this.keys, contextLen * headDim);
     this.valuesT = grow(this.valuesT, contextLen * headDim);
     this.queries = grow(this.queries, groupSize * tileLen * headDim);
@@ -148,7 +152,7 @@ function causalSoftmaxRow(
   for (let j = off; j < off + numVisible; j++) if (row[j]! > max) max = row[j]!;
   let sum = 0;
   for (let j = off; j < off + numVisible; j++) {
-    const e = Math.exp(row[j]! - max);
+    const e = expNonPositive(row[j]! - max);
     row[j] = e;
     sum += e;
   }

@@ -1,3 +1,4 @@
+import { expNonPositive } from "../sampling/exp-non-positive";
 import { type AttentionSimdKernels, tryCreateAttentionKernels } from "./attention-simd-kernels";
 import type { AttentionSequence } from "./paged-attention";
 
@@ -144,7 +145,7 @@ function expInPlace(x: Float32Array, base: number, len: number): number {
   for (let j = base; j < base + len; j++) if (x[j]! > max) max = x[j]!;
   let sum = 0;
   for (let j = base; j < base + len; j++) {
-    const e = Math.exp(x[j]! - max);
+    const e = expNonPositive(x[j]! - max);
     x[j] = e;
     sum += e;
   }

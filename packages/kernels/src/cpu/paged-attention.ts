@@ -1,4 +1,5 @@
 import type { StepInput } from "../backend";
+import { expNonPositive } from "../sampling/exp-non-positive";
 import { GemmAttention } from "./attention-gemm";
 import type { Gemm } from "./gemm";
 import type { KvLayer } from "./kv-cache";
@@ -189,7 +190,7 @@ export class PagedAttention {
     for (let j = 0; j < numKeys; j++) if (scores[j]! > max) max = scores[j]!;
     let sum = 0;
     for (let j = 0; j < numKeys; j++) {
-      const e = Math.exp(scores[j]! - max);
+      const e = expNonPositive(scores[j]! - max);
       scores[j] = e;
       sum += e;
     }

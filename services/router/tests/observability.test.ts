@@ -1,0 +1,252 @@
+/**
+ * Observability end to end: router, worker and gateway as real processes exporting spans to an
+ * in-memory OTLP receiver, scraped by a real Prometheus (Debian package `prometheus`) with
+ * deploy/prometheus's config and rules. Checks the trace tree across the processes, that every
+ * PromQL expression of the Grafana dashboards and alert rules parses and returns data, and that
+ * the KV cache usage returns to 0 once every request finished.
+ */
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OtlpReceiver, type ReceivedSpan } from "./observability-otlp";
+import {
+  freePort,
+  hasPrometheus,
+  startPrometheus,
+  type TestPrometheus,
+} from "./observability-prometheus";
+import { dashboardQueries, substituteVariables, withBoolComparisons } from "./observability-promql";
+import { type ServiceProcess, STORIES_DIR, startService, waitFor } from "./processes";
+
+const REPO_ROOT = resolve(import.meta.dirname, "../../..");
+const MODEL = "stories260K";
+const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN_ID = "00f067aa0ba902b7";
+const PROMPT = "Once upon a time, there was a little girl named Lily. She loved to play outside";
+const isPrometheusInstalled = hasPrometheus();
+
+interface Stack {
+  readonly router: ServiceProcess;
+  readonly worker: ServiceProcess;
+  readonly gateway: ServiceProcess;
+  readonly routerMetricsPort: number;
+  readonly workerMetricsPort: number;
+}
+
+let stack: Stack | null = null;
+let prometheus: TestPrometheus | null = null;
+const receiver = new OtlpReceiver();
+const processes: ServiceProcess[] = [];
+let maxKvUsageSeen = 0;
+
+async function startStack(): Promise<Stack> {
+  const [routerMetricsPort, workerMetricsPort] = [await freePort(), await freePort()];
+  const start = async (...args: Parameters<typeof startService>) => {
+    const p = await startService(...args);
+    processes.push(p);
+    return p;
+  };
+  const router = await start("router", ["--port", "0", "--metrics-port", `${routerMetricsPort}`]);
+  const routerAddress = `127.0.0.1:${router.port}`;
+  const worker = await start("worker", [
+    ...["--model", STORIES_DIR, "--router", routerAddress, "--kv-cache-memory", "8MiB"],
+    ...["--metrics-port", `${workerMetricsPort}`],
+  ]);
+  const gateway = await start("gateway", [
+    ...["--model", STORIES_DIR, "--router", routerAddress, "--port", "0"],
+  ]);
+  const health = `http://127.0.0.1:${gateway.port}/health`;
+  await waitFor(
+    () =>
+      fetch(health).then(
+        (r) => r.ok,
+        () => false,
+      ),
+    30_000,
+    "a healthy gateway",
+  );
+  return { router, worker, gateway, routerMetricsPort, workerMetricsPort };
+}
+
+async function complete(body: Record<string, unknown>, headers: Record<string, string> = {}) {
+  const res = await fetch(`http://127.0.0.1:${stack!.gateway.port}/v1/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify({ model: MODEL, max_tokens: 48, ignore_eos: true, ...body }),
+  });
+  return { status: res.status, text: await res.text() };
+}
+
+async function gatewayKvUsage(): Promise<number[]> {
+  const text = await (await fetch(`http://127.0.0.1:${stack!.gateway.port}/metrics`)).text();
+  return [...text.matchAll(/^kiln_kv_cache_usage_ratio\{[^}]*\} (\S+)$/gm)].map((m) =>
+    Number(m[1]),
+  );
+}
+
+/** A short load: waves of requests sharing a prompt prefix, streams, an error and an abort. */
+async function sendLoad(): Promise<void> {
+  let isLoading = true;
+  const poll = (async () => {
+    while (isLoading) {
+      maxKvUsageSeen = Math.max(maxKvUsageSeen, ...(await gatewayKvUsage()));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  const traceparent = `00-${TRACE_ID}-${CLIENT_SPAN_ID}-01`;
+  expect((await complete({ prompt: PROMPT, max_tokens: 8 }, { traceparent })).status).toBe(200);
+  for (let wave = 0; wave < 3; wave++) {
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        complete({ prompt: `${PROMPT} with her dog number ${i}`, stream: i % 2 === 0 }),
+      ),
+    );
+    for (const r of results) expect(r.status).toBe(200);
+  }
+  expect((await complete({ prompt: PROMPT, model: "nope" })).status).toBe(404);
+  const aborted = new AbortController();
+  const res = await fetch(`http://127.0.0.1:${stack!.gateway.port}/v1/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: MODEL, prompt: PROMPT, max_tokens: 400, stream: true }),
+    signal: aborted.signal,
+  });
+  await res.body?.getReader().read();
+  aborted.abort();
+  isLoading = false;
+  await poll;
+}
+
+beforeAll(async () => {
+  const otlpUrl = await receiver.start();
+  // Inherited by the service processes: spans go to the receiver, exported every 100 ms.
+  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = otlpUrl;
+  process.env.OTEL_BSP_SCHEDULE_DELAY = "100";
+  stack = await startStack();
+  if (isPrometheusInstalled) {
+    prometheus = await startPrometheus(resolve(REPO_ROOT, "deploy/prometheus"), {
+      gateway: `127.0.0.1:${stack.gateway.port}`,
+      router: `127.0.0.1:${stack.routerMetricsPort}`,
+      worker: `127.0.0.1:${stack.workerMetricsPort}`,
+    });
+    await waitFor(
+      async () => (await prometheus!.query("up == 1")).length === 3,
+      30_000,
+      "Prometheus scraping all three services",
+    );
+  }
+  await sendLoad();
+}, 120_000);
+
+afterAll(async () => {
+  await prometheus?.stop();
+  await Promise.all(processes.map((p) => p.stop()));
+  await receiver.stop();
+  delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  delete process.env.OTEL_BSP_SCHEDULE_DELAY;
+}, 30_000);
+
+describe("metrics", () => {
+  it("the gateway's kiln_kv_cache_usage_ratio rose under load and is back at 0", async () => {
+    expect(maxKvUsageSeen).toBeGreaterThan(0);
+    await waitFor(
+      async () => (await gatewayKvUsage()).every((v) => v === 0),
+      10_000,
+      "KV usage back at 0",
+    );
+    expect(await gatewayKvUsage()).toEqual([0]);
+  });
+});
+
+describe("traces", () => {
+  const find = (pred: (s: ReceivedSpan) => boolean) => receiver.spans.find(pred);
+
+  it("link gateway, router and worker spans into one request's trace", async () => {
+    await waitFor(
+      () => receiver.spans.some((s) => s.traceId === TRACE_ID && s.name === "router.decode"),
+      10_000,
+      "the traced request's spans",
+    );
+    const http = find((s) => s.traceId === TRACE_ID && s.service === "kiln-gateway");
+    expect(http?.name).toBe("POST /v1/completions");
+    expect(http?.parentSpanId).toBe(CLIENT_SPAN_ID);
+    const request = find(
+      (s) =>
+        s.traceId === TRACE_ID &&
+        s.service === "kiln-router" &&
+        s.name === "kiln.v1.Router/Generate",
+    );
+    expect(request?.parentSpanId).toBe(http!.spanId);
+    for (const phase of ["router.queue", "router.prefill", "router.decode"]) {
+      expect(find((s) => s.name === phase && s.parentSpanId === request!.spanId)).toBeDefined();
+    }
+    const linksRequest = (s: ReceivedSpan) =>
+      s.links.some((l) => l.traceId === TRACE_ID && l.spanId === request!.spanId);
+    await waitFor(
+      () => receiver.spans.some((s) => s.service === "kiln-worker" && linksRequest(s)),
+      10_000,
+      "a worker step span linked to the request",
+    );
+    const routerStep = find((s) => s.name === "router.step" && linksRequest(s));
+    expect(routerStep?.parentSpanId).toBe("");
+    const workerStep = find((s) => s.service === "kiln-worker" && linksRequest(s));
+    expect(workerStep?.name).toBe("kiln.v1.Worker/Step");
+    const workerSteps = receiver.spans.filter((s) => s.name === "kiln.v1.Worker/Step");
+    expect(workerSteps.some((s) => s.parentSpanId === routerStep!.spanId)).toBe(true);
+  });
+});
+
+describe.skipIf(!isPrometheusInstalled)("Prometheus", () => {
+  it("every dashboard expression parses and returns data", async () => {
+    const queries = ["kiln-overview.json", "kiln-replica.json"].flatMap((file) =>
+      dashboardQueries(
+        JSON.parse(readFileSync(resolve(REPO_ROOT, "deploy/grafana", file), "utf8")),
+      ),
+    );
+    expect(queries.length).toBeGreaterThan(40);
+    const empty: string[] = [];
+    for (const q of queries) {
+      const result = await prometheus!.query(substituteVariables(q.expr));
+      if (result.length === 0) empty.push(`${q.where}: ${q.expr}`);
+    }
+    expect(empty).toEqual([]);
+  });
+
+  it("every alert rule evaluates without error and its signals return data", async () => {
+    await waitFor(
+      async () => (await prometheus!.rules()).every((r) => r.health === "ok"),
+      10_000,
+      "every rule evaluated",
+    );
+    const rules = await prometheus!.rules();
+    expect(rules.map((r) => r.name)).toEqual(
+      expect.arrayContaining([
+        "KilnQueueGrowing",
+        "KilnKvCacheNearlyFull",
+        "KilnHighErrorRatio",
+        "KilnWorkerDown",
+      ]),
+    );
+    const empty: string[] = [];
+    for (const rule of rules) {
+      const result = await prometheus!.query(withBoolComparisons(rule.query));
+      if (result.length === 0) empty.push(`${rule.name}: ${withBoolComparisons(rule.query)}`);
+    }
+    expect(empty).toEqual([]);
+  });
+
+  it("scraped the KV cache usage rising under load and back at 0", async () => {
+    const max = await prometheus!.query(
+      'max_over_time(kiln_kv_cache_usage_ratio{job="kiln-router"}[5m])',
+    );
+    expect(Number((max[0] as { value: [number, string] }).value[1])).toBeGreaterThan(0);
+    await waitFor(
+      async () => {
+        const now = await prometheus!.query('kiln_kv_cache_usage_ratio{job="kiln-router"}');
+        return now.length === 1 && (now[0] as { value: [number, string] }).value[1] === "0";
+      },
+      10_000,
+      "the router's KV usage back at 0 in Prometheus",
+    );
+  });
+});

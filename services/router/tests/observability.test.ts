@@ -24,6 +24,8 @@ const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN_ID = "00f067aa0ba902b7";
 const PROMPT = "Once upon a time, there was a little girl named Lily. She loved to play outside";
 const isPrometheusInstalled = hasPrometheus();
+/** API requests `sendLoad` makes: one traced, 3 waves of 8, one 404, one aborted stream. */
+const NUM_API_REQUESTS = 1 + 3 * 8 + 1 + 1;
 
 interface Stack {
   readonly router: ServiceProcess;
@@ -136,7 +138,27 @@ beforeAll(async () => {
     );
   }
   await sendLoad();
+  if (prometheus) await waitForScrapesAfterLoad(prometheus);
 }, 120_000);
+
+/**
+ * Waits until Prometheus holds the final HTTP counters and two samples of each: `rate()` needs
+ * two, and some series (the 404, the abort) first appear at the end of the load.
+ */
+async function waitForScrapesAfterLoad(p: TestPrometheus): Promise<void> {
+  const value = async (expr: string) => {
+    const [sample] = (await p.query(expr)) as { value: [number, string] }[];
+    return sample ? Number(sample.value[1]) : 0;
+  };
+  const selector = 'kiln_http_requests_total{route=~"/v1/.*"}';
+  await waitFor(
+    async () =>
+      (await value(`sum(${selector})`)) === NUM_API_REQUESTS &&
+      (await value(`min(count_over_time(${selector}[1m]))`)) >= 2,
+    15_000,
+    "Prometheus scraping the end of the load twice",
+  );
+}
 
 afterAll(async () => {
   await prometheus?.stop();

@@ -4,7 +4,7 @@
  */
 import { writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import type { Target } from "./client";
+import { firstServedModel, type Target } from "./client";
 import { parseSlos } from "./metrics";
 import { createProgress } from "./progress";
 import { formatMetrics } from "./report";
@@ -111,17 +111,6 @@ function datasetSpec(v: Values): DatasetSpec {
     };
   }
   throw new Error(`--dataset: random or prefix-repetition, not ${name}`);
-}
-
-/** The first model the server lists, for when --model is not given. */
-export async function firstServedModel(baseUrl: string, apiKey: string | null): Promise<string> {
-  const res = await fetch(new URL("/v1/models", baseUrl), {
-    headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {},
-  });
-  const body = (await res.json()) as { data?: { id: string }[] };
-  const id = body.data?.[0]?.id;
-  if (!res.ok || !id) throw new Error(`GET /v1/models on ${baseUrl} gave no model; pass --model`);
-  return id;
 }
 
 async function main(): Promise<void> {

@@ -166,3 +166,14 @@ export async function sendRequest(
     return failed(err instanceof Error ? err.message : String(err));
   }
 }
+
+/** The first model the server lists, for when --model is not given. */
+export async function firstServedModel(baseUrl: string, apiKey: string | null): Promise<string> {
+  const res = await fetch(new URL("/v1/models", baseUrl), {
+    headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {},
+  });
+  const body = (await res.json()) as { data?: { id: string }[] };
+  const id = body.data?.[0]?.id;
+  if (!res.ok || !id) throw new Error(`GET /v1/models on ${baseUrl} gave no model; pass --model`);
+  return id;
+}

@@ -1,0 +1,165 @@
+/**
+ * `npm run bench:compare`: Kiln and llama.cpp on the same weights and workload, side by side
+ * in one run, then the ratio table and a profile of Kiln's decode step. See HELP.
+ */
+import { writeFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { loadConfig } from "@kiln/model";
+import type { Target } from "../serve/client";
+import { createProgress } from "../serve/progress";
+import { formatMetrics } from "../serve/report";
+import { runLoad } from "../serve/runner";
+import { buildWorkload } from "../serve/workload";
+import { type MachineInfo, machineInfo } from "./machine";
+import { ensureBenchModel, preflightLlamaCpp } from "./preflight";
+import { REPO_ROOT } from "./processes";
+import type { StepProfileLine } from "./report";
+import {
+  profileTable,
+  ratioTable,
+  resultsTable,
+  type StepProfile,
+  type SystemRun,
+  summarizeProfile,
+} from "./report";
+import { measureStepSplit } from "./step-split";
+import { type StartedSystem, startSystem } from "./systems";
+
+const HELP = `npm run bench:compare -- [options]
+  --model DIR            HF model (default bench/models/llama-110m, generated if missing)
+  --num-prompts N        requests per run (default 64)
+  --input-len N          prompt tokens incl. BOS (default 128)
+  --output-len N         generated tokens, ignore_eos (default 128)
+  --concurrency LIST     closed-loop concurrencies (default 1,4,16)
+  --threads N            compute threads for both systems (default 2)
+  --kv-cache-memory S    Kiln worker KV pool (default 1GiB)
+  --systems LIST         kiln,llama.cpp (default both)
+  --no-profile           skip the decode-step profile
+  --result-file PATH     JSON results (default bench-compare.json in the repo root)
+  --markdown-file PATH   also write the tables as Markdown`;
+
+async function main(): Promise<void> {
+  const { values: v } = parseArgs({
+    options: {
+      help: { type: "boolean" },
+      model: { type: "string" },
+      "num-prompts": { type: "string" },
+      "input-len": { type: "string" },
+      "output-len": { type: "string" },
+      concurrency: { type: "string" },
+      threads: { type: "string" },
+      "kv-cache-memory": { type: "string" },
+      systems: { type: "string" },
+      "no-profile": { type: "boolean" },
+      "result-file": { type: "string" },
+      "markdown-file": { type: "string" },
+    },
+  });
+  if (v.help) return console.log(HELP);
+  const modelDir = resolve(REPO_ROOT, v.model ?? "bench/models/llama-110m");
+  const numThreads = Number(v.threads ?? 2);
+  const concurrencies = (v.concurrency ?? "1,4,16").split(",").map(Number);
+  const systems = (v.systems ?? "kiln,llama.cpp").split(",");
+  const maxConcurrency = Math.max(...concurrencies);
+  const inputLen = Number(v["input-len"] ?? 128);
+  const outputLen = Number(v["output-len"] ?? 128);
+
+  const machine = machineInfo();
+  console.log(describeMachine(machine));
+  await ensureBenchModel(modelDir);
+  if (systems.includes("llama.cpp")) await preflightLlamaCpp();
+
+  const config = await loadConfig(modelDir);
+  const items = await buildWorkload({
+    dataset: { name: "random", inputLen, outputLen, rangeRatio: 0 },
+    numPrompts: Number(v["num-prompts"] ?? 64),
+    seed: 0,
+    vocab: { vocabSize: config.vocabSize, bosId: config.bosTokenId, firstSampledId: 3 },
+    promptFormat: "ids",
+    tokenizerDir: null,
+  });
+
+  const runs: SystemRun[] = [];
+  let profileLines: StepProfileLine[] = [];
+  for (const name of systems) {
+    const system: StartedSystem = await startSystem(name, {
+      modelDir,
+      numThreads,
+      maxConcurrency,
+      kvCacheMemory: v["kv-cache-memory"] ?? "1GiB",
+      contextSize: 512,
+      isProfiled: !v["no-profile"],
+    });
+    try {
+      const target: Target = {
+        baseUrl: system.baseUrl,
+        endpoint: "/v1/completions",
+        model: system.modelName,
+        apiKey: null,
+        ignoreEos: true,
+      };
+      for (const c of concurrencies) {
+        const mark = system.stepProfileLines().length;
+        const progress = createProgress(`${name} c=${c}`, items.length);
+        const result = await runLoad(target, items, {
+          requestRate: Number.POSITIVE_INFINITY,
+          maxConcurrency: c,
+          seed: 0,
+          numWarmups: 2,
+          slos: null,
+          percentiles: [50, 99],
+          onProgress: progress.onRequestDone,
+        });
+        progress.stop();
+        console.log(formatMetrics(`${name}, concurrency ${c}`, result.metrics));
+        runs.push({ system: name, maxConcurrency: c, metrics: result.metrics });
+        if (name === "kiln" && c === maxConcurrency) {
+          profileLines = system.stepProfileLines().slice(mark);
+        }
+      }
+    } finally {
+      await system.stop();
+    }
+  }
+
+  let profile: StepProfile | null = null;
+  if (!v["no-profile"] && profileLines.length > 0) {
+    console.log(`profiling the decode step in-process (batch ${maxConcurrency})…`);
+    const split = await measureStepSplit(modelDir, {
+      numSeqs: maxConcurrency,
+      contextLen: inputLen + Math.floor(outputLen / 2),
+      numThreads,
+      numReps: 20,
+    });
+    profile = summarizeProfile(profileLines, maxConcurrency, split);
+  }
+
+  const tables = [
+    `## Results (${items.length} requests, ${inputLen} in / ${outputLen} out, closed loop)`,
+    resultsTable(runs),
+    "## Ratios",
+    ratioTable(runs, "kiln", "llama.cpp"),
+    ...(profile ? [`## Kiln decode step at batch ${maxConcurrency}`, profileTable(profile)] : []),
+  ].join("\n\n");
+  console.log(`\n${describeMachine(machineInfo())}\n\n${tables}`);
+  const resultFile = resolve(REPO_ROOT, v["result-file"] ?? "bench-compare.json");
+  await writeFile(
+    resultFile,
+    `${JSON.stringify({ date: new Date().toISOString(), machine, machineAfter: machineInfo(), modelDir, inputLen, outputLen, numPrompts: items.length, numThreads, runs, profile }, null, 2)}\n`,
+  );
+  console.log(`results written to ${resultFile}`);
+  if (v["markdown-file"]) await writeFile(v["markdown-file"], `${tables}\n`);
+}
+
+function describeMachine(m: MachineInfo): string {
+  return `machine: ${m.cpuModel}, ${m.numCpus} CPUs, load average ${m.loadAverage.map((l) => l.toFixed(2)).join(" ")}; node ${m.nodeVersion}; Kiln GEMM: ${m.kilnGemm}; llama.cpp ${m.llamaCppRelease}`;
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,142 @@
+import type { BenchMetrics } from "../serve/metrics";
+import { markdownTable } from "../serve/report";
+import type { StepSplit } from "./step-split";
+
+/** The tables `bench:compare` prints (Markdown, so docs/benchmarks.md can quote them as is). */
+
+export interface SystemRun {
+  readonly system: string;
+  readonly maxConcurrency: number;
+  readonly metrics: BenchMetrics;
+}
+
+const f = (v: number, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : "–");
+
+/** One row per system and concurrency: throughput and latency percentiles. */
+export function resultsTable(runs: readonly SystemRun[]): string {
+  const header = [
+    "system",
+    "conc",
+    "req/s",
+    "out tok/s",
+    "TTFT mean",
+    "TTFT med",
+    "TTFT p99",
+    "TPOT mean",
+    "TPOT med",
+    "TPOT p99",
+    "ITL med",
+    "ITL p99",
+    "E2EL med",
+    "E2EL p99",
+    "fail",
+  ];
+  const rows = runs.map(({ system, maxConcurrency, metrics: m }) => [
+    system,
+    String(maxConcurrency),
+    f(m.requestThroughput, 2),
+    f(m.outputThroughput),
+    f(m.ttftMs.mean),
+    f(m.ttftMs.median),
+    f(m.ttftMs.p99),
+    f(m.tpotMs.mean),
+    f(m.tpotMs.median),
+    f(m.tpotMs.p99),
+    f(m.itlMs.median),
+    f(m.itlMs.p99),
+    f(m.e2elMs.median),
+    f(m.e2elMs.p99),
+    String(m.numFailed),
+  ]);
+  return `${markdownTable(header, rows)}\n(latencies in ms)`;
+}
+
+/**
+ * Kiln ÷ llama.cpp at each concurrency both ran. Throughput ratios above 1 and latency
+ * ratios below 1 favour Kiln.
+ */
+export function ratioTable(runs: readonly SystemRun[], kiln: string, baseline: string): string {
+  const header = [
+    "conc",
+    "out tok/s ×",
+    "req/s ×",
+    "TTFT med ×",
+    "TPOT med ×",
+    "ITL med ×",
+    "E2EL med ×",
+  ];
+  const rows: string[][] = [];
+  for (const k of runs.filter((r) => r.system === kiln)) {
+    const b = runs.find((r) => r.system === baseline && r.maxConcurrency === k.maxConcurrency);
+    if (!b) continue;
+    const x = (kv: number, bv: number) => f(kv / bv, 2);
+    rows.push([
+      String(k.maxConcurrency),
+      x(k.metrics.outputThroughput, b.metrics.outputThroughput),
+      x(k.metrics.requestThroughput, b.metrics.requestThroughput),
+      x(k.metrics.ttftMs.median, b.metrics.ttftMs.median),
+      x(k.metrics.tpotMs.median, b.metrics.tpotMs.median),
+      x(k.metrics.itlMs.median, b.metrics.itlMs.median),
+      x(k.metrics.e2elMs.median, b.metrics.e2elMs.median),
+    ]);
+  }
+  return `${markdownTable(header, rows)}\n(${kiln} ÷ ${baseline}: throughput > 1 and latency < 1 favour ${kiln})`;
+}
+
+/** One router step-profile line (services/router, KILN_STEP_PROFILE=1). */
+export interface StepProfileLine {
+  readonly numSeqs: number;
+  readonly numTokens: number;
+  readonly scheduleMs: number;
+  readonly rpcMs: number;
+  readonly computeMs: number;
+  readonly commitMs: number;
+}
+
+export interface StepProfile {
+  readonly numSteps: number;
+  readonly scheduleMs: number;
+  readonly commitMs: number;
+  readonly rpcMs: number;
+  readonly computeMs: number;
+  readonly split: StepSplit;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length ? sorted[Math.floor(sorted.length / 2)]! : Number.NaN;
+}
+
+/** Medians over the pure decode steps at `batch` (numSeqs = numTokens = batch). */
+export function summarizeProfile(
+  lines: readonly StepProfileLine[],
+  batch: number,
+  split: StepSplit,
+): StepProfile {
+  const steps = lines.filter((l) => l.numSeqs === batch && l.numTokens === batch);
+  return {
+    numSteps: steps.length,
+    scheduleMs: median(steps.map((s) => s.scheduleMs)),
+    commitMs: median(steps.map((s) => s.commitMs)),
+    rpcMs: median(steps.map((s) => s.rpcMs)),
+    computeMs: median(steps.map((s) => s.computeMs)),
+    split,
+  };
+}
+
+/** Where the time of one decode step goes, in ms and as a share of the step. */
+export function profileTable(p: StepProfile): string {
+  const total = p.scheduleMs + p.rpcMs + p.commitMs;
+  const workerOverhead = p.computeMs - p.split.stepMs;
+  const parts: [string, number][] = [
+    ["router: schedule (plan + encode)", p.scheduleMs],
+    ["router: commit (append, stop checks, emit)", p.commitMs],
+    ["gRPC round trip − worker compute", p.rpcMs - p.computeMs],
+    ["worker: apply step delta + thread hop", workerOverhead],
+    ["worker: kernels (forward + lm_head)", p.split.kernelsMs],
+    ["worker: sampling (greedy + logprob)", p.split.samplingMs],
+  ];
+  const rows = parts.map(([name, ms]) => [name, f(ms, 2), `${f((100 * ms) / total, 1)}%`]);
+  rows.push(["step (schedule + rpc + commit)", f(total, 2), "100%"]);
+  return `${markdownTable(["part of a decode step", "ms", "share"], rows)}\n(median of ${p.numSteps} decode steps at batch ${p.split.numSeqs}; kernels and sampling measured in-process at context ${p.split.contextLen}, in-process step ${f(p.split.stepMs, 2)} ms vs worker compute ${f(p.computeMs, 2)} ms)`;
+}

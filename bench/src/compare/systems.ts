@@ -1,0 +1,68 @@
+import { firstServedModel } from "../serve/client";
+import type { StepProfileLine } from "./report";
+import { type Stack, startBaselineStack, startKilnStack } from "./stacks";
+
+/** A system under test, started and ready for the load generator. */
+export interface StartedSystem {
+  readonly name: string;
+  readonly baseUrl: string;
+  /** The name its /v1/models lists first. */
+  readonly modelName: string;
+  /** The router's step-profile lines so far (empty for llama.cpp or without profiling). */
+  stepProfileLines(): StepProfileLine[];
+  stop(): Promise<void>;
+}
+
+export interface SystemOptions {
+  readonly modelDir: string;
+  readonly numThreads: number;
+  /** Kiln: --max-num-seqs; llama.cpp: parallel sequences. */
+  readonly maxConcurrency: number;
+  readonly kvCacheMemory: string;
+  /** llama.cpp context per sequence. */
+  readonly contextSize: number;
+  /** Kiln: run the router with KILN_STEP_PROFILE=1. */
+  readonly isProfiled: boolean;
+}
+
+async function startStack(name: string, opts: SystemOptions): Promise<Stack> {
+  if (name === "kiln") {
+    return startKilnStack({
+      modelDir: opts.modelDir,
+      numThreads: opts.numThreads,
+      kvCacheMemory: opts.kvCacheMemory,
+      maxNumSeqs: Math.max(opts.maxConcurrency, 16),
+      ...(opts.isProfiled ? { env: { KILN_STEP_PROFILE: "1" } } : {}),
+    });
+  }
+  if (name === "llama.cpp") {
+    return startBaselineStack({
+      model: opts.modelDir,
+      numThreads: opts.numThreads,
+      numSequences: opts.maxConcurrency,
+      contextSize: opts.contextSize,
+    });
+  }
+  throw new Error(`unknown system ${name}: kiln or llama.cpp`);
+}
+
+export async function startSystem(name: string, opts: SystemOptions): Promise<StartedSystem> {
+  console.log(`starting ${name}…`);
+  const stack = await startStack(name, opts);
+  try {
+    const modelName = await firstServedModel(stack.baseUrl, null);
+    return {
+      name,
+      baseUrl: stack.baseUrl,
+      modelName,
+      stepProfileLines: () =>
+        stack.processes
+          .flatMap((p) => p.jsonLines)
+          .filter((l) => l.event === "step-profile") as unknown as StepProfileLine[],
+      stop: () => stack.stop(),
+    };
+  } catch (err) {
+    await stack.stop();
+    throw err;
+  }
+}

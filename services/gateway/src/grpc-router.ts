@@ -8,6 +8,7 @@ import {
   type KilnErrorCode,
   RouterClient,
 } from "@kiln/proto";
+import { injectTraceContext } from "@kiln/telemetry";
 import type { RouterPort } from "./router-port";
 
 const HEALTH_DEADLINE_MS = 2000;
@@ -58,7 +59,8 @@ async function* generateEvents(
   signal: AbortSignal,
 ): AsyncGenerator<GenerateEvent> {
   if (signal.aborted) return;
-  const call = client.generate(request);
+  // The active context is the HTTP request's span (see observability/metrics-plugin.ts).
+  const call = client.generate(request, injectTraceContext(new Metadata()));
   const onAbort = () => call.cancel();
   signal.addEventListener("abort", onAbort, { once: true });
   try {

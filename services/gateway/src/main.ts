@@ -9,6 +9,7 @@ import { buildApp } from "./app";
 import { createGrpcRouter } from "./grpc-router";
 import { InFlight } from "./in-flight";
 import { createModelCodec } from "./model-codec";
+import { installObservability } from "./observability";
 import { type GatewayOptions, parseGatewayOptions } from "./options";
 
 async function main(): Promise<void> {
@@ -40,6 +41,8 @@ async function main(): Promise<void> {
       ...(opts.bodyLimitBytes ? { bodyLimit: opts.bodyLimitBytes } : {}),
     },
   );
+  const { routerAddress, servedModelName: model } = opts;
+  const observability = await installObservability(app, { routerAddress, model });
   await app.listen({ host: opts.host, port: opts.port });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : opts.port;
@@ -47,6 +50,7 @@ async function main(): Promise<void> {
   installDrain(opts, inFlight, async () => {
     await app.close();
     router.close();
+    await observability.close();
   });
 }
 

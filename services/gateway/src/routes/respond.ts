@@ -3,6 +3,7 @@ import { KilnError } from "@kiln/proto";
 import type { FastifyReply } from "fastify";
 import { errorBody, toKilnError } from "../errors";
 import type { ChoiceDelta } from "../generation";
+import { recordStreamError } from "../observability";
 import { SseWriter } from "../sse";
 
 /** How one endpoint turns choice deltas into stream chunks. */
@@ -86,6 +87,7 @@ export async function streamResponse(
   } catch (err) {
     const kilnError = toKilnError(err);
     if (kilnError.code === "INTERNAL") reply.log.error({ err }, "stream failed");
+    recordStreamError(reply.request, kilnError.code);
     await sse.send(errorBody(kilnError));
   } finally {
     void deltas.return(undefined).catch(() => {});

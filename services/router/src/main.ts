@@ -1,8 +1,9 @@
 /**
  * The router process: serves the Router gRPC service, accepts worker registrations, and runs one
  * engine loop per worker group. Prints one JSON line `{"event":"listening","port":N}` on stdout
- * once it accepts calls (with `"metricsPort":M` when `/metrics` is served: `--metrics-port` or
- * `KILN_METRICS_PORT`). Traces go over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+ * once it accepts calls (with `"metricsPort":M` when `/metrics` is served: `--metrics-port`,
+ * `KILN_ROUTER_METRICS_PORT` or `KILN_METRICS_PORT`). Traces go over OTLP when
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
  */
 import { parseArgs } from "node:util";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
@@ -24,7 +25,11 @@ function intOption(value: string | undefined, fallback: number, name: string): n
 async function main(): Promise<void> {
   const env = process.env;
   const tracing = await startTracing({ serviceName: "kiln-router" });
-  const { metricsPort, argv } = takeMetricsPortOption(process.argv.slice(2), env);
+  const { metricsPort, argv } = takeMetricsPortOption(
+    process.argv.slice(2),
+    env,
+    "KILN_ROUTER_METRICS_PORT",
+  );
   const { values } = parseArgs({
     args: argv,
     options: {

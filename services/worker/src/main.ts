@@ -2,8 +2,8 @@
  * The worker process: loads the model named by KILN_MODEL into a compute backend, serves the
  * Worker gRPC service, and registers with the router when one is configured. Prints one JSON
  * line `{"event":"listening","port":N}` on stdout once it accepts calls (with `"metricsPort":M`
- * when `/metrics` is served: `--metrics-port` or `KILN_METRICS_PORT`). Traces go over OTLP when
- * `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+ * when `/metrics` is served: `--metrics-port`, `KILN_WORKER_METRICS_PORT` or `KILN_METRICS_PORT`).
+ * Traces go over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
  */
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
@@ -26,7 +26,11 @@ const REGISTER_INTERVAL_MS = 1000;
 
 async function main(): Promise<void> {
   const tracing = await startTracing({ serviceName: "kiln-worker" });
-  const { metricsPort, argv } = takeMetricsPortOption(process.argv.slice(2), process.env);
+  const { metricsPort, argv } = takeMetricsPortOption(
+    process.argv.slice(2),
+    process.env,
+    "KILN_WORKER_METRICS_PORT",
+  );
   const opts = parseWorkerOptions(argv, process.env);
   const modelDir = await resolveModelDir(opts.model);
   const config = await loadConfig(modelDir);

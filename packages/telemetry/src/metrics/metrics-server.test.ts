@@ -34,6 +34,9 @@ describe("takeMetricsPortOption", () => {
   it("falls back to KILN_METRICS_PORT, and is off without either", () => {
     expect(takeMetricsPortOption([], { KILN_METRICS_PORT: "9401" }).metricsPort).toBe(9401);
     expect(takeMetricsPortOption([], {}).metricsPort).toBeNull();
+    const env = { KILN_METRICS_PORT: "9401", KILN_WORKER_METRICS_PORT: "9402" };
+    expect(takeMetricsPortOption([], env, "KILN_WORKER_METRICS_PORT").metricsPort).toBe(9402);
+    expect(takeMetricsPortOption([], env, "KILN_ROUTER_METRICS_PORT").metricsPort).toBe(9401);
   });
 
   it("rejects a value that is not a port", () => {

@@ -58,12 +58,15 @@ export interface MetricsPortOption {
 }
 
 /**
- * Takes `--metrics-port N` (or `--metrics-port=N`) out of `argv`; falls back to
- * `KILN_METRICS_PORT`. Throws naming the flag when the value is not a port number.
+ * Takes `--metrics-port N` (or `--metrics-port=N`) out of `argv`; falls back to the service's
+ * own variable (`serviceEnvName`, e.g. `KILN_ROUTER_METRICS_PORT`, so one environment can give
+ * router and worker different ports under `npm start`), then to `KILN_METRICS_PORT`. Throws
+ * naming the flag when the value is not a port number.
  */
 export function takeMetricsPortOption(
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
+  serviceEnvName?: string,
 ): MetricsPortOption {
   const rest: string[] = [];
   let text: string | undefined;
@@ -78,7 +81,7 @@ export function takeMetricsPortOption(
       rest.push(arg);
     }
   }
-  text ??= env.KILN_METRICS_PORT;
+  text ??= (serviceEnvName ? env[serviceEnvName] : undefined) || env.KILN_METRICS_PORT;
   if (text === undefined || text === "") return { metricsPort: null, argv: rest };
   const port = Number(text);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {

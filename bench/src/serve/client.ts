@@ -85,9 +85,20 @@ function post(url: URL, body: string, apiKey: string | null): Promise<IncomingMe
 }
 
 interface ChunkJson {
-  choices?: unknown[];
+  choices?: { delta?: { content?: string | null } }[];
   usage?: { completion_tokens?: number } | null;
   error?: { message?: string };
+}
+
+/**
+ * Whether a chunk counts as output, as vLLM's clients decide: any chunk with a choice for
+ * completions, a chunk with non-empty `delta.content` for chat (so the role-only first delta
+ * does not count as the first token).
+ */
+function hasOutput(json: ChunkJson, isChat: boolean): boolean {
+  const choice = json.choices?.[0];
+  if (!choice) return false;
+  return !isChat || !!choice.delta?.content;
 }
 
 /** Sends one request and times it; never throws (failures come back with isSuccess false). */
@@ -128,6 +139,7 @@ export async function sendRequest(
     let numChunks = 0;
     let usageTokens: number | null = null;
     const itlMs: number[] = [];
+    const isChat = isChatEndpoint(target.endpoint);
     for await (const piece of res as AsyncIterable<string>) {
       const now = performance.now();
       buffer += piece;
@@ -145,7 +157,7 @@ export async function sendRequest(
         const json = JSON.parse(data) as ChunkJson;
         if (json.error) return failed(`stream error: ${json.error.message ?? data}`);
         if (json.usage?.completion_tokens !== undefined) usageTokens = json.usage.completion_tokens;
-        if (!json.choices?.length) continue;
+        if (!hasOutput(json, isChat)) continue;
         if (numChunks === 0) ttftMs = now - started;
         else itlMs.push(now - lastChunkAt);
         lastChunkAt = now;

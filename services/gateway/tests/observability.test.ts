@@ -82,6 +82,16 @@ describe("observability plugin", () => {
     expect(text).toContain('route="unmatched",status_code="404"');
   });
 
+  it("counts requests refused before its hooks ran (authentication)", async () => {
+    const { app } = await appWithMetrics({ apiKeys: ["secret"] });
+    const res = await app.inject({ method: "POST", url: "/v1/chat/completions", payload: chat });
+    expect(res.statusCode).toBe(401);
+    const text = await scrape(app);
+    expect(text).toContain('kiln_request_errors_total{code="UNAUTHORIZED"} 1');
+    expect(text).toContain('route="/v1/chat/completions",status_code="401"} 1');
+    expect(text).toContain("kiln_http_requests_in_flight 0");
+  });
+
   it("exposes the router's scheduler state", async () => {
     const { app } = await appWithMetrics();
     const text = await scrape(app);

@@ -80,7 +80,12 @@ export function observabilityPlugin(opts: ObservabilityOptions) {
       else done();
     });
     app.addHook("onSend", async (request, reply, payload) => {
-      const state = (request as ObservedRequest)[STATE];
+      const observed = request as ObservedRequest;
+      // An onRequest hook that threw before ours (auth, drain) skipped it: observe from here.
+      if (!observed[STATE] && request.routeOptions.url !== "/metrics") {
+        startObserving(observed, reply, http, reply.elapsedTime);
+      }
+      const state = observed[STATE];
       if (state && reply.statusCode >= 400) state.errorCode ??= errorCodeOf(payload);
       return payload;
     });
@@ -90,7 +95,12 @@ export function observabilityPlugin(opts: ObservabilityOptions) {
   return plugin;
 }
 
-function startObserving(request: ObservedRequest, reply: FastifyReply, http: HttpMetrics): void {
+function startObserving(
+  request: ObservedRequest,
+  reply: FastifyReply,
+  http: HttpMetrics,
+  elapsedMs = 0,
+): void {
   const route = request.routeOptions.url ?? "unmatched";
   const span = isTracingEnabled()
     ? tracer.startSpan(
@@ -106,7 +116,8 @@ function startObserving(request: ObservedRequest, reply: FastifyReply, http: Htt
         extractHttpTraceContext(request.headers),
       )
     : null;
-  const state: RequestState = { startNs: process.hrtime.bigint(), span, errorCode: null };
+  const startNs = process.hrtime.bigint() - BigInt(Math.round(elapsedMs * 1e6));
+  const state: RequestState = { startNs, span, errorCode: null };
   request[STATE] = state;
   http.inFlight.inc();
   let isFinished = false;

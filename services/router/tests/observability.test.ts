@@ -24,8 +24,8 @@ const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN_ID = "00f067aa0ba902b7";
 const PROMPT = "Once upon a time, there was a little girl named Lily. She loved to play outside";
 const isPrometheusInstalled = hasPrometheus();
-/** API requests `sendLoad` makes: one traced, 3 waves of 8, one 404, one aborted stream. */
-const NUM_API_REQUESTS = 1 + 3 * 8 + 1 + 1;
+/** API requests sent so far (Prometheus must have scraped them all before the checks). */
+let numApiRequests = 0;
 
 interface Stack {
   readonly router: ServiceProcess;
@@ -71,6 +71,7 @@ async function startStack(): Promise<Stack> {
 }
 
 async function complete(body: Record<string, unknown>, headers: Record<string, string> = {}) {
+  numApiRequests++;
   const res = await fetch(`http://127.0.0.1:${stack!.gateway.port}/v1/completions`, {
     method: "POST",
     headers: { "content-type": "application/json", ...headers },
@@ -106,6 +107,14 @@ async function sendLoad(): Promise<void> {
     for (const r of results) expect(r.status).toBe(200);
   }
   expect((await complete({ prompt: PROMPT, model: "nope" })).status).toBe(404);
+  // Long streams until Prometheus saw the KV cache in use (a 1 s scrape can miss short bursts).
+  const deadline = Date.now() + 30_000;
+  while (prometheus && !(await prometheusSawKvInUse()) && Date.now() < deadline) {
+    await Promise.all(
+      Array.from({ length: 4 }, (_, i) => complete({ prompt: `${PROMPT} ${i}`, max_tokens: 200 })),
+    );
+  }
+  numApiRequests++;
   const aborted = new AbortController();
   const res = await fetch(`http://127.0.0.1:${stack!.gateway.port}/v1/completions`, {
     method: "POST",
@@ -117,6 +126,11 @@ async function sendLoad(): Promise<void> {
   aborted.abort();
   isLoading = false;
   await poll;
+}
+
+async function prometheusSawKvInUse(): Promise<boolean> {
+  const expr = 'max_over_time(kiln_kv_cache_usage_ratio{job="kiln-router"}[5m]) > 0';
+  return (await prometheus!.query(expr)).length > 0;
 }
 
 beforeAll(async () => {
@@ -153,7 +167,7 @@ async function waitForScrapesAfterLoad(p: TestPrometheus): Promise<void> {
   const selector = 'kiln_http_requests_total{route=~"/v1/.*"}';
   await waitFor(
     async () =>
-      (await value(`sum(${selector})`)) === NUM_API_REQUESTS &&
+      (await value(`sum(${selector})`)) === numApiRequests &&
       (await value(`min(count_over_time(${selector}[1m]))`)) >= 2,
     15_000,
     "Prometheus scraping the end of the load twice",
@@ -218,7 +232,11 @@ describe("traces", () => {
   });
 });
 
-describe.skipIf(!isPrometheusInstalled)("Prometheus", () => {
+if (!isPrometheusInstalled) {
+  console.warn("observability: skipping the Prometheus checks: no `prometheus` binary on PATH");
+}
+
+describe.skipIf(!isPrometheusInstalled)("Prometheus (Debian package `prometheus`)", () => {
   it("every dashboard expression parses and returns data", async () => {
     const queries = ["kiln-overview.json", "kiln-replica.json"].flatMap((file) =>
       dashboardQueries(
@@ -258,10 +276,7 @@ describe.skipIf(!isPrometheusInstalled)("Prometheus", () => {
   });
 
   it("scraped the KV cache usage rising under load and back at 0", async () => {
-    const max = await prometheus!.query(
-      'max_over_time(kiln_kv_cache_usage_ratio{job="kiln-router"}[5m])',
-    );
-    expect(Number((max[0] as { value: [number, string] }).value[1])).toBeGreaterThan(0);
+    expect(await prometheusSawKvInUse()).toBe(true);
     await waitFor(
       async () => {
         const now = await prometheus!.query('kiln_kv_cache_usage_ratio{job="kiln-router"}');

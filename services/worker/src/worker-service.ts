@@ -12,6 +12,18 @@ import { sampledToWire, stepDeltaFromWire } from "./rpc/convert";
 import { SequenceTable, StepDeltaError } from "./sequence-table";
 import type { WorkerTelemetry } from "./telemetry/worker-telemetry";
 
+/**
+ * KILN_STEP_PROFILE=1 prints one JSON line per computed step on stdout: the time to apply the
+ * step delta and the time inside `backend.step` (thread hand-off, forward pass, sampling).
+ * bench/src/compare joins them with the router's lines by stepId. Off by default.
+ */
+const IS_STEP_PROFILE = process.env.KILN_STEP_PROFILE === "1";
+
+function printStepProfile(stepId: number, applyMs: number, backendMs: number): void {
+  const line = { event: "worker-step-profile", stepId, applyMs, backendMs };
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+}
+
 export interface WorkerIdentity {
   readonly workerId: string;
   /** Unique per process start: tells the router that a worker at a known address restarted. */
@@ -51,11 +63,15 @@ export function createWorkerService(
   async function runStep(req: StepRequest): Promise<StepResponse> {
     const startedAt = performance.now();
     const input = table.applyStep(stepDeltaFromWire(req));
+    const appliedAt = performance.now();
     // A step may only carry removals (aborted sequences); there is nothing to compute then.
     if (input.queryLens.length === 0) {
       return { stepId: req.stepId, results: [], computeSeconds: 0 };
     }
     const output = await backend.step(input);
+    if (IS_STEP_PROFILE) {
+      printStepProfile(req.stepId, appliedAt - startedAt, performance.now() - appliedAt);
+    }
     const results: StepResponse["results"] = [];
     req.sequences.forEach((seq, i) => {
       const sampled = output.sampled[i];

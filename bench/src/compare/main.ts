@@ -14,7 +14,7 @@ import { buildWorkload } from "../serve/workload";
 import { type MachineInfo, machineInfo } from "./machine";
 import { ensureBenchModel, preflightLlamaCpp } from "./preflight";
 import { REPO_ROOT } from "./processes";
-import type { StepProfileLine } from "./report";
+import type { StepProfileLine, WorkerStepProfileLine } from "./report";
 import {
   profileTable,
   ratioTable,
@@ -82,6 +82,7 @@ async function main(): Promise<void> {
 
   const runs: SystemRun[] = [];
   let profileLines: StepProfileLine[] = [];
+  let workerLines: WorkerStepProfileLine[] = [];
   for (const name of systems) {
     const system: StartedSystem = await startSystem(name, {
       modelDir,
@@ -101,6 +102,7 @@ async function main(): Promise<void> {
       };
       for (const c of concurrencies) {
         const mark = system.stepProfileLines().length;
+        const workerMark = system.workerProfileLines().length;
         const progress = createProgress(`${name} c=${c}`, items.length);
         const result = await runLoad(target, items, {
           requestRate: Number.POSITIVE_INFINITY,
@@ -116,6 +118,7 @@ async function main(): Promise<void> {
         runs.push({ system: name, maxConcurrency: c, metrics: result.metrics });
         if (name === "kiln" && c === maxConcurrency) {
           profileLines = system.stepProfileLines().slice(mark);
+          workerLines = system.workerProfileLines().slice(workerMark);
         }
       }
     } finally {
@@ -132,7 +135,7 @@ async function main(): Promise<void> {
       numThreads,
       numReps: 20,
     });
-    profile = summarizeProfile(profileLines, maxConcurrency, split);
+    profile = summarizeProfile(profileLines, workerLines, maxConcurrency, split);
   }
 
   const tables = [

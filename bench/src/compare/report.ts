@@ -85,6 +85,7 @@ export function ratioTable(runs: readonly SystemRun[], kiln: string, baseline: s
 
 /** One router step-profile line (services/router, KILN_STEP_PROFILE=1). */
 export interface StepProfileLine {
+  readonly stepId: number;
   readonly numSeqs: number;
   readonly numTokens: number;
   readonly scheduleMs: number;
@@ -93,12 +94,24 @@ export interface StepProfileLine {
   readonly commitMs: number;
 }
 
+/** One worker step-profile line (services/worker, KILN_STEP_PROFILE=1). */
+export interface WorkerStepProfileLine {
+  readonly stepId: number;
+  readonly applyMs: number;
+  readonly backendMs: number;
+}
+
+/** Medians (ms) of each part over the profiled steps. */
 export interface StepProfile {
   readonly numSteps: number;
+  readonly batch: number;
   readonly scheduleMs: number;
   readonly commitMs: number;
   readonly rpcMs: number;
   readonly computeMs: number;
+  readonly applyMs: number;
+  readonly backendMs: number;
+  /** In-process measurement of CpuModelRunner.step and of sampling on the same batch. */
   readonly split: StepSplit;
 }
 
@@ -107,36 +120,54 @@ function median(values: readonly number[]): number {
   return sorted.length ? sorted[Math.floor(sorted.length / 2)]! : Number.NaN;
 }
 
-/** Medians over the pure decode steps at `batch` (numSeqs = numTokens = batch). */
+/**
+ * Medians over the pure decode steps at `batch` (numSeqs = numTokens = batch), joining the
+ * router's and the worker's lines by stepId.
+ */
 export function summarizeProfile(
-  lines: readonly StepProfileLine[],
+  routerLines: readonly StepProfileLine[],
+  workerLines: readonly WorkerStepProfileLine[],
   batch: number,
   split: StepSplit,
 ): StepProfile {
-  const steps = lines.filter((l) => l.numSeqs === batch && l.numTokens === batch);
+  const idToWorker = new Map(workerLines.map((w) => [w.stepId, w]));
+  const steps = routerLines.filter(
+    (l) => l.numSeqs === batch && l.numTokens === batch && idToWorker.has(l.stepId),
+  );
+  const worker = steps.map((s) => idToWorker.get(s.stepId)!);
   return {
     numSteps: steps.length,
+    batch,
     scheduleMs: median(steps.map((s) => s.scheduleMs)),
     commitMs: median(steps.map((s) => s.commitMs)),
     rpcMs: median(steps.map((s) => s.rpcMs)),
     computeMs: median(steps.map((s) => s.computeMs)),
+    applyMs: median(worker.map((w) => w.applyMs)),
+    backendMs: median(worker.map((w) => w.backendMs)),
     split,
   };
 }
 
-/** Where the time of one decode step goes, in ms and as a share of the step. */
+/**
+ * Where the time of one decode step goes, in ms and as a share of the step. Everything is
+ * measured in the benchmark's processes except sampling, which the worker does not report
+ * apart: it is timed in-process on the same batch's logits and subtracted from backend.step.
+ */
 export function profileTable(p: StepProfile): string {
   const total = p.scheduleMs + p.rpcMs + p.commitMs;
-  const workerOverhead = p.computeMs - p.split.stepMs;
   const parts: [string, number][] = [
     ["router: schedule (plan + encode)", p.scheduleMs],
     ["router: commit (append, stop checks, emit)", p.commitMs],
-    ["gRPC round trip − worker compute", p.rpcMs - p.computeMs],
-    ["worker: apply step delta + thread hop", workerOverhead],
-    ["worker: kernels (forward + lm_head)", p.split.kernelsMs],
+    ["gRPC round trip + (de)serialization", p.rpcMs - p.computeMs],
+    ["worker: apply step delta", p.applyMs],
+    ["worker: kernels (forward + lm_head, thread hand-off)", p.backendMs - p.split.samplingMs],
     ["worker: sampling (greedy + logprob)", p.split.samplingMs],
   ];
   const rows = parts.map(([name, ms]) => [name, f(ms, 2), `${f((100 * ms) / total, 1)}%`]);
   rows.push(["step (schedule + rpc + commit)", f(total, 2), "100%"]);
-  return `${markdownTable(["part of a decode step", "ms", "share"], rows)}\n(median of ${p.numSteps} decode steps at batch ${p.split.numSeqs}; kernels and sampling measured in-process at context ${p.split.contextLen}, in-process step ${f(p.split.stepMs, 2)} ms vs worker compute ${f(p.computeMs, 2)} ms)`;
+  const note =
+    `(medians of ${p.numSteps} decode steps at batch ${p.batch}, each part its own median; ` +
+    `sampling timed in-process on the batch's logits; in-process CpuModelRunner.step ` +
+    `${f(p.split.stepMs, 2)} ms vs backend.step ${f(p.backendMs, 2)} ms in the worker)`;
+  return `${markdownTable(["part of a decode step", "ms", "share"], rows)}\n${note}`;
 }

@@ -1,5 +1,5 @@
 import { firstServedModel } from "../serve/client";
-import type { StepProfileLine } from "./report";
+import type { StepProfileLine, WorkerStepProfileLine } from "./report";
 import { type Stack, startBaselineStack, startKilnStack } from "./stacks";
 
 /** A system under test, started and ready for the load generator. */
@@ -10,6 +10,8 @@ export interface StartedSystem {
   readonly modelName: string;
   /** The router's step-profile lines so far (empty for llama.cpp or without profiling). */
   stepProfileLines(): StepProfileLine[];
+  /** The worker's step-profile lines so far. */
+  workerProfileLines(): WorkerStepProfileLine[];
   stop(): Promise<void>;
 }
 
@@ -46,6 +48,10 @@ async function startStack(name: string, opts: SystemOptions): Promise<Stack> {
   throw new Error(`unknown system ${name}: kiln or llama.cpp`);
 }
 
+function linesOf(stack: Stack, event: string): Record<string, unknown>[] {
+  return stack.processes.flatMap((p) => p.jsonLines).filter((l) => l.event === event);
+}
+
 export async function startSystem(name: string, opts: SystemOptions): Promise<StartedSystem> {
   console.log(`starting ${name}…`);
   const stack = await startStack(name, opts);
@@ -55,10 +61,9 @@ export async function startSystem(name: string, opts: SystemOptions): Promise<St
       name,
       baseUrl: stack.baseUrl,
       modelName,
-      stepProfileLines: () =>
-        stack.processes
-          .flatMap((p) => p.jsonLines)
-          .filter((l) => l.event === "step-profile") as unknown as StepProfileLine[],
+      stepProfileLines: () => linesOf(stack, "step-profile") as unknown as StepProfileLine[],
+      workerProfileLines: () =>
+        linesOf(stack, "worker-step-profile") as unknown as WorkerStepProfileLine[],
       stop: () => stack.stop(),
     };
   } catch (err) {

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tryLoadLlamaCpp } from "../src/baseline/load-llama";
 import { createBaselineServer } from "../src/baseline/openai-server";
 import { SequencePool } from "../src/baseline/sequence-pool";
+import { StepBarrier } from "../src/baseline/step-barrier";
 import { exportLlamaToGguf } from "../src/gguf/export-llama";
 import { runLoad } from "../src/serve/runner";
 
@@ -43,6 +44,7 @@ describe.skipIf(loaded.llama === null)("baseline OpenAI server over llama.cpp", 
       pool: new SequencePool(context),
       modelName: "stories260K",
       apiKey: "sk-test",
+      barrier: new StepBarrier(),
     });
     server.listen(0, "127.0.0.1");
     await once(server, "listening");

@@ -1,6 +1,7 @@
 /**
  * The llama.cpp baseline server: `tsx src/baseline/main.ts --model <dir|file.gguf>
- * [--sequences 16] [--threads 2] [--context-size 1024] [--port 0] [--api-key KEY]`.
+ * [--sequences 16] [--threads 2] [--context-size 1024] [--port 0] [--api-key KEY]
+ * [--batching lockstep|next-cycle]` (see step-barrier.ts for why lockstep is the default).
  * An HF directory is exported to an F32 GGUF first (cached by `ensureGguf`). Prints
  * `{"event":"listening","port":N}` on stdout once it accepts requests, like Kiln's services.
  */
@@ -12,6 +13,7 @@ import { exportLlamaToGguf } from "../gguf/export-llama";
 import { loadLlamaCpp } from "./load-llama";
 import { createBaselineServer } from "./openai-server";
 import { SequencePool } from "./sequence-pool";
+import { StepBarrier } from "./step-barrier";
 
 /**
  * The GGUF for `model`: the file itself, or `<tmpdir>/kiln-<name>-<mtime>.f32.gguf`
@@ -58,6 +60,7 @@ async function main(): Promise<void> {
       host: { type: "string" },
       port: { type: "string" },
       "api-key": { type: "string" },
+      batching: { type: "string" },
     },
   });
   if (!values.model) throw new Error("--model <hf-dir | file.gguf> is required");
@@ -67,6 +70,10 @@ async function main(): Promise<void> {
   const modelPath = await ensureGguf(values.model);
   const llama = await loadLlamaCpp();
   const model = await llama.loadModel({ modelPath });
+  const batching = values.batching ?? "lockstep";
+  if (batching !== "lockstep" && batching !== "next-cycle") {
+    throw new Error("--batching: lockstep (one decode for all active sequences) or next-cycle");
+  }
   // contextSize is per sequence: node-llama-cpp allocates contextSize × sequences KV cells.
   const context = await model.createContext({
     sequences: numSequences,
@@ -76,6 +83,7 @@ async function main(): Promise<void> {
   const server = createBaselineServer({
     model,
     pool: new SequencePool(context),
+    barrier: batching === "lockstep" ? new StepBarrier() : null,
     modelName: values["model-name"] ?? basename(resolve(values.model)).replace(/\.gguf$/, ""),
     apiKey: values["api-key"] ?? process.env.KILN_API_KEY ?? null,
   });
@@ -84,7 +92,9 @@ async function main(): Promise<void> {
   await new Promise<void>((ok) => server.listen(Number(values.port ?? 0), host, ok));
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : 0;
-  console.log(JSON.stringify({ event: "listening", port, modelPath, numSequences, numThreads }));
+  console.log(
+    JSON.stringify({ event: "listening", port, modelPath, numSequences, numThreads, batching }),
+  );
   const shutdown = () => {
     server.close();
     server.closeAllConnections();

@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { LlamaModel, Token } from "node-llama-cpp";
+import type { LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import { BadRequest, type GenerationRequest, parseGenerationRequest } from "./request";
 import type { SequencePool } from "./sequence-pool";
+import type { StepBarrier } from "./step-barrier";
 
 /**
  * A minimal OpenAI-compatible HTTP server over llama.cpp, so the benchmark's load generator
@@ -18,6 +19,8 @@ export interface BaselineServerOptions {
   readonly modelName: string;
   /** When set, requests must send `Authorization: Bearer <apiKey>`. */
   readonly apiKey: string | null;
+  /** Lockstep decoding (see step-barrier.ts); null leaves batching to node-llama-cpp. */
+  readonly barrier: StepBarrier | null;
 }
 
 type FinishReason = "length" | "stop";
@@ -42,6 +45,7 @@ async function generate(
   const seq = await opts.pool.acquire();
   const tokens: Token[] = [];
   let numEmittedChars = 0;
+  opts.barrier?.join();
   try {
     const evaluation = seq.evaluate([...req.promptIds], {
       temperature: req.temperature,
@@ -60,14 +64,24 @@ async function generate(
       onToken(isIncomplete ? "" : text.slice(numEmittedChars), isLast ? "length" : null);
       if (!isIncomplete) numEmittedChars = text.length;
       if (isLast || isCancelled()) break;
+      await opts.barrier?.arrive(sequenceRank(seq));
     }
   } finally {
+    opts.barrier?.leave();
     await opts.pool.release(seq);
   }
   return {
     numTokens: tokens.length,
     finishReason: tokens.length >= req.maxTokens ? "length" : "stop",
   };
+}
+
+/**
+ * The sequence's id in its context, which node-llama-cpp keeps internal (pinned 3.22); 0 when
+ * it is not there, which only costs the ordering described in step-barrier.ts.
+ */
+function sequenceRank(seq: LlamaContextSequence): number {
+  return (seq as unknown as { _sequenceId?: number })._sequenceId ?? 0;
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

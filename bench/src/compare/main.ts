@@ -9,7 +9,7 @@ import { loadConfig } from "@kiln/model";
 import type { Target } from "../serve/client";
 import { createProgress } from "../serve/progress";
 import { formatMetrics } from "../serve/report";
-import { runLoad } from "../serve/runner";
+import { runLoad, type WorkItem } from "../serve/runner";
 import { buildWorkload } from "../serve/workload";
 import { type MachineInfo, machineInfo } from "./machine";
 import { ensureBenchModel, preflightLlamaCpp } from "./preflight";
@@ -81,48 +81,33 @@ async function main(): Promise<void> {
   });
 
   const runs: SystemRun[] = [];
-  let profileLines: StepProfileLine[] = [];
-  let workerLines: WorkerStepProfileLine[] = [];
+  const profileLines: StepProfileLine[] = [];
+  const workerLines: WorkerStepProfileLine[] = [];
   for (const name of systems) {
-    const system: StartedSystem = await startSystem(name, {
-      modelDir,
-      numThreads,
-      maxConcurrency,
-      kvCacheMemory: v["kv-cache-memory"] ?? "1GiB",
-      contextSize: 512,
-      isProfiled: !v["no-profile"],
-    });
-    try {
-      const target: Target = {
-        baseUrl: system.baseUrl,
-        endpoint: "/v1/completions",
-        model: system.modelName,
-        apiKey: null,
-        ignoreEos: true,
-      };
-      for (const c of concurrencies) {
-        const mark = system.stepProfileLines().length;
-        const workerMark = system.workerProfileLines().length;
-        const progress = createProgress(`${name} c=${c}`, items.length);
-        const result = await runLoad(target, items, {
-          requestRate: Number.POSITIVE_INFINITY,
-          maxConcurrency: c,
-          seed: 0,
-          numWarmups: 2,
-          slos: null,
-          percentiles: [50, 99],
-          onProgress: progress.onRequestDone,
-        });
-        progress.stop();
-        console.log(formatMetrics(`${name}, concurrency ${c}`, result.metrics));
-        runs.push({ system: name, maxConcurrency: c, metrics: result.metrics });
-        if (name === "kiln" && c === maxConcurrency) {
-          profileLines = system.stepProfileLines().slice(mark);
-          workerLines = system.workerProfileLines().slice(workerMark);
+    // llama.cpp gets a server per concurrency with exactly that many sequences: its batches
+    // stay one micro-batch only while every sequence of the context is in use (step-barrier.ts).
+    const groups = name === "llama.cpp" ? concurrencies.map((c) => [c]) : [concurrencies];
+    for (const group of groups) {
+      const system = await startSystem(name, {
+        modelDir,
+        numThreads,
+        maxConcurrency: Math.max(...group),
+        kvCacheMemory: v["kv-cache-memory"] ?? "1GiB",
+        contextSize: 512,
+        isProfiled: !v["no-profile"],
+      });
+      try {
+        for (const c of group) {
+          const run = await runConcurrency(system, items, c);
+          runs.push(run.run);
+          if (name === "kiln" && c === maxConcurrency) {
+            profileLines.push(...run.profileLines);
+            workerLines.push(...run.workerLines);
+          }
         }
+      } finally {
+        await system.stop();
       }
-    } finally {
-      await system.stop();
     }
   }
 
@@ -153,6 +138,36 @@ async function main(): Promise<void> {
   );
   console.log(`results written to ${resultFile}`);
   if (v["markdown-file"]) await writeFile(v["markdown-file"], `${tables}\n`);
+}
+
+/** One closed-loop run at concurrency `c`, with the step-profile lines it produced. */
+async function runConcurrency(system: StartedSystem, items: readonly WorkItem[], c: number) {
+  const target: Target = {
+    baseUrl: system.baseUrl,
+    endpoint: "/v1/completions",
+    model: system.modelName,
+    apiKey: null,
+    ignoreEos: true,
+  };
+  const mark = system.stepProfileLines().length;
+  const workerMark = system.workerProfileLines().length;
+  const progress = createProgress(`${system.name} c=${c}`, items.length);
+  const result = await runLoad(target, items, {
+    requestRate: Number.POSITIVE_INFINITY,
+    maxConcurrency: c,
+    seed: 0,
+    numWarmups: 2,
+    slos: null,
+    percentiles: [50, 99],
+    onProgress: progress.onRequestDone,
+  });
+  progress.stop();
+  console.log(formatMetrics(`${system.name}, concurrency ${c}`, result.metrics));
+  return {
+    run: { system: system.name, maxConcurrency: c, metrics: result.metrics } satisfies SystemRun,
+    profileLines: system.stepProfileLines().slice(mark),
+    workerLines: system.workerProfileLines().slice(workerMark),
+  };
 }
 
 function describeMachine(m: MachineInfo): string {

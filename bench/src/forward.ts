@@ -2,23 +2,28 @@
 // 12 heads, FFN 2048, vocab 32000): decode at several batch sizes, each sequence at context
 // ~128, and one long prefill. Runs the in-thread CpuModelRunner (what the worker thread runs).
 //   tsx bench/src/forward.ts [--batches 1,8,32] [--context 128] [--prefill 512] [--seconds 3]
-//                            [--threads N]   (gemm threads; OpenMP's default otherwise)
+//                            [--threads N]   (gemm and attention threads; OpenMP's default otherwise)
+//                            [--profile]     (or KILN_FORWARD_PROFILE=1: per-phase breakdown)
 // The model is generated into bench/models/llama-110m on first run and reused after.
 import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
   type CpuModelRunner,
+  createGemm,
   createKvLayer,
   DEFAULT_SAMPLING,
+  describeNativeGemm,
+  type Gemm,
   loadCpuModelRunner,
+  NativeAttention,
+  type PackedWeights,
   PagedAttention,
   type SampleRequest,
   type StepInput,
 } from "@kiln/kernels";
 import { writeRandomModel } from "@kiln/model";
-// The gemm is not part of @kiln/kernels' public surface yet; read it from source until it is.
-import { createGemm, type Gemm } from "../../packages/kernels/src/cpu/gemm";
+import { PhaseProfiler } from "./forward-profile";
 
 const MODEL_DIR = resolve(import.meta.dirname, "../models/llama-110m");
 const BLOCK_SIZE = 16;
@@ -97,6 +102,16 @@ class TimedGemm implements Gemm {
     this.inner.matmulTransB(...args);
     this.elapsedMs += performance.now() - start;
   }
+
+  packWeights(w: Float32Array, n: number, k: number): PackedWeights {
+    return this.inner.packWeights(w, n, k);
+  }
+
+  matmulPacked(...args: Parameters<Gemm["matmulPacked"]>): void {
+    const start = performance.now();
+    this.inner.matmulPacked(...args);
+    this.elapsedMs += performance.now() - start;
+  }
 }
 
 interface Timing {
@@ -142,10 +157,20 @@ interface Row {
 }
 
 /** The attention of one step alone (all layers), with the runner's kernel and shapes. */
-function attentionMs(runner: CpuModelRunner, input: StepInput, minSeconds: number): number {
+function attentionMs(
+  runner: CpuModelRunner,
+  input: StepInput,
+  minSeconds: number,
+  numThreads: number | undefined,
+): number {
   const cfg = runner.config;
-  // As in the runner: long chunks attend through the gemm, decodes through SIMD.
-  const attention = new PagedAttention({ ...cfg, blockSize: BLOCK_SIZE }, { gemm: createGemm() });
+  // As in the runner: long chunks attend through the gemm, the rest through its kernel.
+  const isNative = runner.attentionKernel === "native";
+  const native = isNative ? NativeAttention.tryCreate({ numThreads }) : null;
+  const attention = new PagedAttention(
+    { ...cfg, blockSize: BLOCK_SIZE },
+    { gemm: createGemm({ numThreads }), native },
+  );
   const qDim = cfg.numHeads * cfg.headDim;
   const numTokens = input.tokenIds.length;
   const q = new Float32Array(numTokens * qDim).fill(0.01); // [numTokens, qDim]
@@ -155,7 +180,7 @@ function attentionMs(runner: CpuModelRunner, input: StepInput, minSeconds: numbe
   const layers = Array.from({ length: cfg.numLayers }, () => {
     const layer = createKvLayer(
       { ...cfg, numBlocks, blockSize: BLOCK_SIZE },
-      { maxContextLen: cfg.maxPositionEmbeddings },
+      { maxContextLen: cfg.maxPositionEmbeddings, useSimd: runner.attentionKernel === "simd" },
     );
     // Fresh pages all map the kernel's zero page (always cached): write them first.
     layer.keys.fill(0.5);
@@ -206,6 +231,7 @@ async function main(): Promise<void> {
       prefill: { type: "string", default: "512" },
       seconds: { type: "string", default: "3" },
       threads: { type: "string" },
+      profile: { type: "boolean", default: process.env.KILN_FORWARD_PROFILE === "1" },
     },
   });
   const numThreads = values.threads === undefined ? undefined : Number(values.threads);
@@ -219,26 +245,44 @@ async function main(): Promise<void> {
   const maxBatch = Math.max(...batches);
   const numBlocks = Math.max(maxBatch * blocksPerSeq, Math.ceil(prefillLen / BLOCK_SIZE));
   const gemm = new TimedGemm(createGemm({ numThreads }));
-  const runner = await loadCpuModelRunner(MODEL_DIR, { numBlocks, blockSize: BLOCK_SIZE, gemm });
+  const profiler = values.profile ? new PhaseProfiler() : null;
+  const runner = await loadCpuModelRunner(MODEL_DIR, {
+    numBlocks,
+    blockSize: BLOCK_SIZE,
+    gemm,
+    ...(numThreads === undefined ? {} : { numThreads }),
+    ...(profiler === null ? {} : { profiler }),
+  });
   const threads = numThreads === undefined ? "default threads" : `${numThreads} threads`;
-  console.log(`gemm: ${gemm.name} (${threads}); KV pool: ${numBlocks} blocks of ${BLOCK_SIZE}`);
+  console.log(`native: ${describeNativeGemm()}`);
+  console.log(
+    `gemm: ${gemm.name} (${threads}); attention: ${runner.attentionKernel}; ` +
+      `KV pool: ${numBlocks} blocks of ${BLOCK_SIZE}`,
+  );
 
   const rows: Row[] = [fillContexts(runner, gemm, maxBatch, contextLen, blocksPerSeq)];
+  const profiles: string[] = [];
   for (const batch of batches) {
     const decode = (i: number) => runner.step(makeStep(batch, contextLen + i, 1, blocksPerSeq));
+    profiler?.reset();
     const { callMs, gemmMs } = timeCalls(decode, gemm, minSeconds, maxDecodeSteps);
-    const attn = attentionMs(runner, makeStep(batch, contextLen, 1, blocksPerSeq), minSeconds);
     const name = `decode batch ${batch} @ctx ${contextLen}`;
+    if (profiler !== null) profiles.push(profiler.summary(name));
+    const input = makeStep(batch, contextLen, 1, blocksPerSeq);
+    const attn = attentionMs(runner, input, minSeconds, numThreads);
     rows.push({ name, numTokens: batch, stepMs: callMs, gemmMs, attentionMs: attn });
   }
   if (prefillLen > 0) {
     const input = makeStep(1, 0, prefillLen, numBlocks);
+    profiler?.reset();
     const { callMs, gemmMs } = timeCalls(() => runner.step(input), gemm, 0, 3);
-    const attn = attentionMs(runner, input, 0);
     const name = `prefill ${prefillLen}`;
+    if (profiler !== null) profiles.push(profiler.summary(name));
+    const attn = attentionMs(runner, input, 0, numThreads);
     rows.push({ name, numTokens: prefillLen, stepMs: callMs, gemmMs, attentionMs: attn });
   }
   printTable(rows, batches);
+  if (profiles.length > 0) console.log(`\nphases (mean ms per step):\n${profiles.join("\n")}`);
 }
 
 function printTable(rows: readonly Row[], batches: readonly number[]): void {

@@ -1,11 +1,26 @@
 export * from "./backend";
+export { NativeAttention, type NativeAttentionOptions } from "./cpu/attention-native";
 export { type CpuBackendOptions, createCpuBackend } from "./cpu/cpu-backend";
+export {
+  createGemm,
+  describeNativeGemm,
+  type Gemm,
+  type GemmOptions,
+  loadNativeGemm,
+  type NativeGemmInfo,
+  nativeGemmInfo,
+  type PackedWeights,
+  typescriptGemm,
+} from "./cpu/gemm";
 export { createKvLayer, type KvLayer } from "./cpu/kv-cache";
 export {
+  type AttentionKernel,
   CpuModelRunner,
   type CpuModelRunnerOptions,
   DEFAULT_BLOCK_SIZE,
   loadCpuModelRunner,
+  type StepPhase,
+  type StepProfiler,
 } from "./cpu/model-runner";
 export { type AttentionShape, PagedAttention } from "./cpu/paged-attention";
 export { type DenseAttentionShape, referenceCausalAttention } from "./reference/dense-attention";

@@ -100,6 +100,10 @@ describe("CpuBackend lifecycle", () => {
     const backend = await createCpuBackend({ modelDir: STORIES_DIR, numBlocks: 4 });
     expect(numThreads()).toBeGreaterThan(before);
     await backend.dispose();
+    // The thread's OpenMP helpers (gemm, attention) exit shortly after it does.
+    for (let i = 0; i < 50 && numThreads() > before; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     expect(numThreads()).toBe(before);
     const input = buildStepInput([{ tokenIds: [1], startPos: 0, blocks: [0], sample: null }], 16);
     await expect(backend.step(input)).rejects.toThrow(/disposed/);

@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { NativeAttention } from "../src/cpu/attention-native";
 import { typescriptGemm } from "../src/cpu/gemm";
 import { createKvLayer } from "../src/cpu/kv-cache";
 import { PagedAttention } from "../src/cpu/paged-attention";
@@ -15,9 +16,29 @@ interface Case {
   readonly seed: number;
   /**
    * simd: the WebAssembly kernels (required to be available when headDim % 4 = 0); typescript:
-   * the TS loop; gemm: chunks of ≥ 2 tokens as matrix multiplies, with tiny score tiles.
+   * the TS loop; gemm: chunks of ≥ 2 tokens as matrix multiplies, with tiny score tiles;
+   * native: the addon's kernel (2 threads) on plain arrays; native-wasm: the same reading a SIMD
+   * layer's WebAssembly memory, with chunks of ≥ 4 tokens through the gemm.
    */
-  readonly path: "simd" | "typescript" | "gemm";
+  readonly path: Path;
+}
+
+type Path = "simd" | "typescript" | "gemm" | "native" | "native-wasm";
+
+/** Null without the addon (its tests are skipped; gemm.test.ts fails if the addon is built). */
+const native = NativeAttention.tryCreate({ numThreads: 2 });
+
+function attentionOptions(path: Path) {
+  switch (path) {
+    case "gemm":
+      return { gemm: typescriptGemm, gemmMinQueryLen: 2, gemmMaxTileScores: 200 };
+    case "native":
+      return { native };
+    case "native-wasm":
+      return { native, gemm: typescriptGemm, gemmMinQueryLen: 4 };
+    default:
+      return {};
+  }
 }
 
 function shuffled(n: number, rand: () => number): number[] {
@@ -50,9 +71,10 @@ function pagedVersusDense(c: Case): number {
   const maxContextLen = Math.max(...c.seqs.map((s) => s.prefixLen + s.queryLen));
   const layer = createKvLayer(
     { numLayers: 1, numKvHeads: c.numKvHeads, headDim, blockSize, numBlocks },
-    { maxContextLen, useSimd: c.path === "simd" },
+    { maxContextLen, useSimd: c.path === "simd" || c.path === "native-wasm" },
   );
-  expect(layer.simd !== null).toBe(c.path === "simd" && headDim % 4 === 0);
+  const isWasm = c.path === "simd" || c.path === "native-wasm";
+  expect(layer.simd !== null).toBe(isWasm && headDim % 4 === 0);
   const kCache = layer.keys; // [numBlocks, kvHeads, bs, hd]
   const vCache = layer.values;
   kCache.set(randomArray(numBlocks * blockStride, rand));
@@ -63,10 +85,9 @@ function pagedVersusDense(c: Case): number {
   const numTokens = c.seqs.reduce((a, s) => a + s.queryLen, 0);
   const q = randomArray(numTokens * qStride, rand, 2);
   const out = new Float32Array(numTokens * qDim);
-  const gemmOptions = { gemm: typescriptGemm, gemmMinQueryLen: 2, gemmMaxTileScores: 200 };
   const attention = new PagedAttention(
     { numHeads, numKvHeads: c.numKvHeads, headDim, blockSize },
-    c.path === "gemm" ? gemmOptions : {},
+    attentionOptions(c.path),
   );
   attention.run(out, q, qStride, qOffset, layer, {
     queryLens: Int32Array.from(c.seqs.map((s) => s.queryLen)),
@@ -114,7 +135,9 @@ const seqArb = fc.record({
   queryLen: fc.integer({ min: 1, max: 12 }),
 });
 
-const paths = ["simd", "typescript", "gemm"] as const;
+const paths = (["simd", "typescript", "gemm", "native", "native-wasm"] as const).filter(
+  (p) => native !== null || !p.startsWith("native"),
+);
 const variants = [1, 2, 4, 8].flatMap((groupSize) => paths.map((path) => ({ groupSize, path })));
 
 describe("PagedAttention", () => {
@@ -155,6 +178,26 @@ describe("PagedAttention", () => {
       seed: 7,
     };
     expect(pagedVersusDense(c)).toBeLessThan(1e-4);
+  });
+
+  it.skipIf(native === null)("native: rejects block ids outside the pool", () => {
+    const shape = { numHeads: 2, numKvHeads: 1, headDim: 4, blockSize: 2 };
+    const layer = createKvLayer(
+      { numLayers: 1, numKvHeads: 1, headDim: 4, blockSize: 2, numBlocks: 2 },
+      { maxContextLen: 8, useSimd: false },
+    );
+    const attention = new PagedAttention(shape, { native });
+    const batch = (table: number[]) => ({
+      queryLens: Int32Array.of(1),
+      contextLens: Int32Array.of(3),
+      blockTableOffsets: Int32Array.of(0, table.length),
+      blockTables: Int32Array.from(table),
+    });
+    const q = new Float32Array(8);
+    const out = new Float32Array(8);
+    expect(() => attention.run(out, q, 8, 0, layer, batch([0, 2]))).toThrow(RangeError);
+    expect(() => attention.run(out, q, 8, 0, layer, batch([1]))).toThrow(/block table/);
+    attention.run(out, q, 8, 0, layer, batch([1, 0]));
   });
 
   it("rejects head counts that do not group", () => {

@@ -92,6 +92,28 @@ function checkCase(gemm: Gemm, c: Case): number {
   return maxRelError(out, reference(a, w, c.m, c.n, c.k, c.isAccumulate ? init : undefined));
 }
 
+/** Like checkCase, through packWeights + matmulPacked (w is poisoned after packing). */
+function checkPackedCase(gemm: Gemm, c: Case): number {
+  const a = view(randomArray(c.m * c.k, c.seed), c.offset);
+  const wData = randomArray(c.n * c.k, c.seed + 1);
+  const w = view(wData, c.offset + 1);
+  const packed = gemm.packWeights(w, c.n, c.k);
+  expect(packed).toMatchObject({ n: c.n, k: c.k, kind: gemm.name });
+  // A copying gemm no longer reads w; the TypeScript one aliases it, so keep it intact there.
+  if (packed.numBytes > 0) w.fill(Number.NaN);
+  const init = randomArray(c.m * c.n, c.seed + 2);
+  const out = view(c.isAccumulate ? init : new Float32Array(c.m * c.n).fill(7), c.offset + 2);
+  gemm.matmulPacked(a, packed, out, c.m, c.isAccumulate);
+  return maxRelError(out, reference(a, wData, c.m, c.n, c.k, c.isAccumulate ? init : undefined));
+}
+
+/** M of every decode batch and prefill chunk size class, with odd N and K. */
+const packedCases: Case[] = [1, 3, 8, 32, 128].flatMap((m, i) => [
+  { m, n: 33, k: 65, offset: i, isAccumulate: false, seed: 20 + i },
+  { m, n: 301, k: 129, offset: 1, isAccumulate: true, seed: 30 + i },
+  { m, n: 7, k: 770, offset: 0, isAccumulate: i % 2 === 0, seed: 40 + i },
+]);
+
 const fixedCases: Case[] = [
   { m: 1, n: 1, k: 1, offset: 0, isAccumulate: false, seed: 1 },
   { m: 1, n: 300, k: 129, offset: 5, isAccumulate: false, seed: 2 },
@@ -129,6 +151,43 @@ describe.each(implementations)("%s gemm", (label, gemm) => {
     );
   });
 
+  run("packed weights match a float64 reference for M in 1, 3, 8, 32, 128", () => {
+    for (const c of packedCases) {
+      expect(checkPackedCase(gemm!, c), JSON.stringify(c)).toBeLessThan(1e-4);
+    }
+  });
+
+  run("packed weights match a float64 reference on random shapes (property)", () => {
+    const arbCase = fc.record({
+      m: fc.integer({ min: 1, max: 300 }),
+      n: fc.integer({ min: 1, max: 40 }),
+      k: fc.integer({ min: 1, max: 80 }),
+      offset: fc.integer({ min: 0, max: 9 }),
+      isAccumulate: fc.boolean(),
+      seed: fc.integer({ min: 1, max: 1 << 30 }),
+    });
+    fc.assert(
+      fc.property(arbCase, (c) => checkPackedCase(gemm!, c) < 1e-4),
+      { numRuns: 40 },
+    );
+  });
+
+  run("packed: k = 0 is an empty sum, m = 0 a no-op, and short arrays throw", () => {
+    const out = new Float32Array([5, 6]);
+    const empty = gemm!.packWeights(new Float32Array(0), 2, 0);
+    gemm!.matmulPacked(new Float32Array(0), empty, out, 1, true);
+    expect([...out]).toEqual([5, 6]);
+    gemm!.matmulPacked(new Float32Array(0), empty, out, 1);
+    expect([...out]).toEqual([0, 0]);
+    const packed = gemm!.packWeights(new Float32Array(8).fill(1), 2, 4);
+    gemm!.matmulPacked(new Float32Array(0), packed, out, 0);
+    expect([...out]).toEqual([0, 0]);
+    expect(() => gemm!.packWeights(new Float32Array(7), 2, 4)).toThrow(RangeError);
+    if (label === "native") {
+      expect(() => gemm!.matmulPacked(new Float32Array(4), packed, out, 2)).toThrow(RangeError);
+    }
+  });
+
   run("treats k = 0 as an empty sum and m = 0 or n = 0 as a no-op", () => {
     const out = new Float32Array([5, 6]);
     gemm!.matmulTransB(new Float32Array(0), new Float32Array(0), out, 1, 2, 0, true);
@@ -146,6 +205,15 @@ describe("native gemm addon", () => {
     // A built but unloadable addon (say libdnnl2 missing) must fail here, not fall back silently.
     if (isAddonBuilt) expect(native, describeNativeGemm()).not.toBeNull();
     expect(createGemm().name).toBe(isAddonBuilt ? "onednn" : "typescript");
+  });
+
+  it.skipIf(native === null)("rejects weights packed by another implementation", () => {
+    const w = new Float32Array(6).fill(1);
+    const out = new Float32Array(2);
+    const fromTs = typescriptGemm.packWeights(w, 2, 3);
+    const fromNative = native!.packWeights(w, 2, 3);
+    expect(() => native!.matmulPacked(w, fromTs, out, 1)).toThrow(TypeError);
+    expect(() => typescriptGemm.matmulPacked(w, fromNative, out, 1)).toThrow(TypeError);
   });
 
   it("rejects a non-positive thread count", () => {

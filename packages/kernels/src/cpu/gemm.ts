@@ -1,4 +1,28 @@
-import { createRequire } from "node:module";
+import {
+  checkNumThreads,
+  type NativeAddon,
+  type NativeGemmInfo,
+  type NativePackedHandle,
+  nativeAddonError,
+  tryLoadNativeAddon,
+} from "./native-addon";
+
+export type { NativeGemmInfo } from "./native-addon";
+
+/**
+ * Weights prepared once by `Gemm.packWeights` for repeated products; opaque. Only the Gemm
+ * implementation that packed them (same `kind`) can multiply by them.
+ */
+export interface PackedWeights {
+  /** Rows of w (outputs). */
+  readonly n: number;
+  /** Columns of w (inputs). */
+  readonly k: number;
+  /** The implementation that packed them ("typescript", or the native library's name). */
+  readonly kind: string;
+  /** Bytes of the packed copy; 0 when it aliases the caller's array (the TypeScript fallback). */
+  readonly numBytes: number;
+}
 
 /**
  * Matrix multiply for the CPU backend. Llama linear layers store W as [N, K] (out × in), so the
@@ -19,6 +43,34 @@ export interface Gemm {
     k: number,
     accumulate?: boolean,
   ): void;
+  /**
+   * Prepares w [N, K] for `matmulPacked`. The native gemm copies it into the layout its kernels
+   * prefer (ADR 0002: about 2× faster at M = 8–32) and the caller may drop w; the TypeScript
+   * fallback keeps a reference to w, so w must not be mutated afterwards.
+   */
+  packWeights(w: Float32Array, n: number, k: number): PackedWeights;
+  /**
+   * out[M, N] = a[M, K] · wᵀ for packed w, plus out's previous contents when `accumulate` is
+   * true. Throws TypeError for weights packed by another implementation.
+   */
+  matmulPacked(
+    a: Float32Array,
+    packed: PackedWeights,
+    out: Float32Array,
+    m: number,
+    accumulate?: boolean,
+  ): void;
+}
+
+/** The TypeScript fallback's "packing": the weights as they are. */
+class AliasedWeights implements PackedWeights {
+  readonly kind = "typescript";
+  readonly numBytes = 0;
+  constructor(
+    readonly w: Float32Array,
+    readonly n: number,
+    readonly k: number,
+  ) {}
 }
 
 /** Portable fallback: correct everywhere, about 2 GFLOP/s (see ADR 0002). */
@@ -47,6 +99,16 @@ export const typescriptGemm: Gemm = {
       }
     }
   },
+  packWeights(w, n, k) {
+    if (w.length < n * k) throw new RangeError("w is shorter than its shape");
+    return new AliasedWeights(w, n, k);
+  },
+  matmulPacked(a, packed, out, m, accumulate = false) {
+    if (!(packed instanceof AliasedWeights)) {
+      throw new TypeError(`weights packed by ${packed.kind} passed to the typescript gemm`);
+    }
+    typescriptGemm.matmulTransB(a, packed.w, out, m, packed.n, packed.k, accumulate);
+  },
 };
 
 /** How a native GEMM may run. */
@@ -59,73 +121,56 @@ export interface GemmOptions {
   readonly numThreads?: number;
 }
 
-/** What the native addon reports about itself, as seen from the calling thread. */
-export interface NativeGemmInfo {
-  readonly library: string;
-  readonly version: string;
-  /** Instruction set oneDNN dispatches to on this CPU, e.g. "avx512_core_bf16". */
-  readonly isa: string;
-  /** Threads a call with the default numThreads would use. */
-  readonly maxThreads: number;
-  /** How idle helper threads wait, e.g. "GOMP_SPINCOUNT=10000". */
-  readonly waitPolicy: string;
+/** Weights in oneDNN's layout; the handle frees them when it is garbage-collected. */
+class NativePackedWeights implements PackedWeights {
+  constructor(
+    readonly handle: NativePackedHandle,
+    readonly kind: string,
+    readonly n: number,
+    readonly k: number,
+    readonly numBytes: number,
+  ) {}
 }
 
-interface NativeAddon {
-  sgemmTransB(
-    a: Float32Array,
-    w: Float32Array,
-    out: Float32Array,
-    m: number,
-    n: number,
-    k: number,
-    accumulate: boolean,
-    numThreads: number,
-  ): void;
-  info(): NativeGemmInfo;
-}
-
-/** Built by `npm run build` (node-gyp, binding.gyp) relative to this file. */
-const ADDON_PATH = "../../build/Release/kiln_gemm.node";
-
-let addon: NativeAddon | null | undefined;
-let addonError = "";
-
-function tryLoadAddon(): NativeAddon | null {
-  if (addon !== undefined) return addon;
-  try {
-    addon = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon;
-  } catch (err) {
-    addon = null;
-    addonError = err instanceof Error ? err.message : String(err);
-  }
-  return addon;
+function nativeGemm(native: NativeAddon, numThreads: number): Gemm {
+  const name = native.info().library;
+  return {
+    name,
+    matmulTransB(a, w, out, m, n, k, accumulate = false) {
+      native.sgemmTransB(a, w, out, m, n, k, accumulate, numThreads);
+    },
+    packWeights(w, n, k) {
+      const handle = native.packWeights(w, n, k, numThreads);
+      return new NativePackedWeights(handle, name, n, k, native.packedInfo(handle).bytes);
+    },
+    matmulPacked(a, packed, out, m, accumulate = false) {
+      if (!(packed instanceof NativePackedWeights)) {
+        throw new TypeError(`weights packed by ${packed.kind} passed to the ${name} gemm`);
+      }
+      native.matmulPacked(a, packed.handle, out, m, accumulate, numThreads);
+    },
+  };
 }
 
 /**
- * The native GEMM (oneDNN's sgemm through the kiln_gemm addon), or null when the addon is not
- * built or its library cannot be loaded (`describeNativeGemm()` says why).
+ * The native GEMM (oneDNN through the kiln_gemm addon: dnnl_sgemm for matmulTransB, the matmul
+ * primitive for packed weights), or null when the addon is not built or its library cannot be
+ * loaded (`describeNativeGemm()` says why).
  *
  * Threads: calls are synchronous and run on the calling thread plus an OpenMP team that belongs to
  * that thread; the team's helpers spin briefly after each call, then sleep, and exit with the
  * calling thread. Call from one thread per process (the backend's worker_thread): each extra
- * calling thread gets a team of its own. Throws RangeError for bad `numThreads`; matmulTransB
- * throws TypeError/RangeError when an array is not a Float32Array or is shorter than its shape.
+ * calling thread gets a team of its own, and matmulPacked caches its oneDNN primitives per
+ * calling thread. Throws RangeError for bad `numThreads`; the products throw TypeError/RangeError
+ * when an array is not a Float32Array or is shorter than its shape.
  */
 export function loadNativeGemm(opts: GemmOptions = {}): Gemm | null {
   const { numThreads } = opts;
-  if (numThreads !== undefined && !(Number.isInteger(numThreads) && numThreads >= 1)) {
-    throw new RangeError(`numThreads must be a positive integer, got ${numThreads}`);
-  }
-  const native = tryLoadAddon();
+  checkNumThreads(numThreads);
+  const native = tryLoadNativeAddon();
   if (native === null) return null;
-  return {
-    name: native.info().library,
-    matmulTransB(a, w, out, m, n, k, accumulate = false) {
-      // 0 asks the addon to keep the calling thread's OpenMP default.
-      native.sgemmTransB(a, w, out, m, n, k, accumulate, numThreads ?? 0);
-    },
-  };
+  // 0 asks the addon to keep the calling thread's OpenMP default.
+  return nativeGemm(native, numThreads ?? 0);
 }
 
 /** The fastest available implementation: native when the addon loads, else TypeScript. */
@@ -133,10 +178,15 @@ export function createGemm(opts: GemmOptions = {}): Gemm {
   return loadNativeGemm(opts) ?? typescriptGemm;
 }
 
+/** What the native addon reports about itself, or null when it is unavailable. */
+export function nativeGemmInfo(): NativeGemmInfo | null {
+  return tryLoadNativeAddon()?.info() ?? null;
+}
+
 /** One line for logs and benchmarks: the native library and its ISA, or why it is unavailable. */
 export function describeNativeGemm(): string {
-  const native = tryLoadAddon();
-  if (native === null) return `native GEMM unavailable: ${addonError}`;
+  const native = tryLoadNativeAddon();
+  if (native === null) return `native GEMM unavailable: ${nativeAddonError()}`;
   const info = native.info();
   return `${info.library} ${info.version} (${info.isa}, ${info.maxThreads} threads by default, ${info.waitPolicy})`;
 }

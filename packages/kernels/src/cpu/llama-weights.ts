@@ -1,4 +1,5 @@
 import type { LlamaConfig, Tensor, WeightMap } from "@kiln/model";
+import type { Gemm, PackedWeights } from "./gemm";
 
 /**
  * The weights of one decoder layer as the CPU forward pass reads them. q/k/v are fused into
@@ -99,4 +100,59 @@ export function packLlamaWeights(config: LlamaConfig, weights: WeightMap): Llama
     ? embedTokens
     : get("lm_head.weight", [config.vocabSize, hidden]);
   return { embedTokens, layers, finalNorm: get("model.norm.weight", [hidden]), lmHead };
+}
+
+/** LayerWeights with every projection packed for the gemm that runs them. */
+export interface PackedLayerWeights {
+  /** [hiddenSize] */
+  readonly inputNorm: Float32Array;
+  /** [qDim + 2 × kvDim, hiddenSize] packed */
+  readonly qkv: PackedWeights;
+  /** [qDim + 2 × kvDim], or null without attention bias. */
+  readonly qkvBias: Float32Array | null;
+  /** [hiddenSize, qDim] packed */
+  readonly o: PackedWeights;
+  /** [hiddenSize] */
+  readonly postAttentionNorm: Float32Array;
+  /** [2 × intermediateSize, hiddenSize] packed */
+  readonly gateUp: PackedWeights;
+  /** [hiddenSize, intermediateSize] packed */
+  readonly down: PackedWeights;
+}
+
+export interface PackedLlamaWeights {
+  /** [vocabSize, hiddenSize] plain: embedding looks rows up. */
+  readonly embedTokens: Float32Array;
+  readonly layers: readonly PackedLayerWeights[];
+  /** [hiddenSize] */
+  readonly finalNorm: Float32Array;
+  /** [vocabSize, hiddenSize] packed (a copy of embedTokens when tied and the gemm copies). */
+  readonly lmHead: PackedWeights;
+}
+
+/**
+ * Packs every projection of `weights` with `gemm.packWeights`. The native gemm copies, so the
+ * plain matrices may be dropped afterwards; the TypeScript gemm aliases them.
+ */
+export function packProjections(weights: LlamaWeights, gemm: Gemm): PackedLlamaWeights {
+  const pack = (w: Float32Array, n: number, k: number) => gemm.packWeights(w, n, k);
+  const layers = weights.layers.map((l) => {
+    const k = l.inputNorm.length;
+    return {
+      inputNorm: l.inputNorm,
+      qkv: pack(l.qkv, l.qkv.length / k, k),
+      qkvBias: l.qkvBias,
+      o: pack(l.o, k, l.o.length / k),
+      postAttentionNorm: l.postAttentionNorm,
+      gateUp: pack(l.gateUp, l.gateUp.length / k, k),
+      down: pack(l.down, k, l.down.length / k),
+    };
+  });
+  const hidden = weights.finalNorm.length;
+  return {
+    embedTokens: weights.embedTokens,
+    layers,
+    finalNorm: weights.finalNorm,
+    lmHead: pack(weights.lmHead, weights.lmHead.length / hidden, hidden),
+  };
 }

@@ -1,11 +1,17 @@
 import { type LlamaConfig, loadModel, type WeightMap } from "@kiln/model";
 import type { BackendInfo, SampledToken, StepInput, StepOutput } from "../backend";
 import { createSamplingScratch, type SamplingScratch, sampleRow } from "../sampling";
-import { addBias, embed, rmsNorm, siluMul } from "./elementwise";
+import { NativeAttention } from "./attention-native";
+import { addBias, embed, nativeSiluMul, rmsNorm, type SiluMul, siluMul } from "./elementwise";
 import { ForwardScratch } from "./forward-scratch";
 import { createGemm, type Gemm } from "./gemm";
 import { KvCache } from "./kv-cache";
-import { type LayerWeights, type LlamaWeights, packLlamaWeights } from "./llama-weights";
+import {
+  type PackedLayerWeights,
+  type PackedLlamaWeights,
+  packLlamaWeights,
+  packProjections,
+} from "./llama-weights";
 import { PagedAttention } from "./paged-attention";
 import { applyRope, computeInvFreq, fillRopeTables } from "./rope";
 import { validateStepInput } from "./step-validation";
@@ -19,8 +25,41 @@ export interface CpuModelRunnerOptions {
   readonly gemm?: Gemm;
   /** Threads the default gemm may use (see GemmOptions); OpenMP's default when absent. */
   readonly numThreads?: number;
-  /** Attention through WebAssembly SIMD where available; true by default (false: TypeScript). */
-  readonly useSimd?: boolean;
+  /**
+   * Which kernel attends decodes and short chunks (long chunks always run as gemms): "native"
+   * (the addon, on the gemm's threads), "simd" (WebAssembly SIMD, one thread) or "typescript".
+   * Default: native when the addon loads, else simd where WebAssembly SIMD works, else
+   * typescript. Asking for "native" without the addon throws.
+   */
+  readonly attention?: AttentionKernel;
+  /** Told when each phase of a step begins (benchmarks time them); none by default. */
+  readonly profiler?: StepProfiler;
+}
+
+export type AttentionKernel = "native" | "simd" | "typescript";
+
+/** The phases of a step, in the order they run (the layer phases once per layer). */
+export type StepPhase =
+  | "embed"
+  | "norm"
+  | "qkv"
+  | "rope"
+  | "kv-write"
+  | "attention"
+  | "o-proj"
+  | "gate-up"
+  | "silu"
+  | "down"
+  | "lm-head" // final norm and lm_head
+  | "sampling"
+  | "done";
+
+/**
+ * Receives phase boundaries: `enter(p)` ends the previous phase and starts p; "done" ends the
+ * step. The runner holds no clock, so the profiler reads its own.
+ */
+export interface StepProfiler {
+  enter(phase: StepPhase): void;
 }
 
 export const DEFAULT_BLOCK_SIZE = 16;
@@ -34,16 +73,22 @@ export class CpuModelRunner {
   readonly info: BackendInfo;
   readonly config: LlamaConfig;
   readonly gemm: Gemm;
-  private readonly weights: LlamaWeights;
+  /** The kernel attending decodes and short chunks (see CpuModelRunnerOptions.attention). */
+  readonly attentionKernel: AttentionKernel;
+  private readonly weights: PackedLlamaWeights;
   private readonly kv: KvCache;
   private readonly attention: PagedAttention;
   private readonly scratch: ForwardScratch;
   private readonly invFreq: Float64Array; // [headDim / 2]
   private readonly samplingScratch: SamplingScratch;
+  private readonly profiler: StepProfiler | null;
+  private readonly siluMul: SiluMul;
 
   /**
-   * Packs `weights` (HF names; arrays of unfused tensors are aliased, not copied — do not
-   * mutate them afterwards) and allocates the KV pool. Throws on a missing or misshapen tensor.
+   * Packs `weights` (HF names) for the gemm and allocates the KV pool. The native gemm copies
+   * every projection; the embedding table (and, with the TypeScript gemm, every matrix) is
+   * aliased, not copied — do not mutate the map's tensors afterwards. Throws on a missing or
+   * misshapen tensor.
    */
   constructor(config: LlamaConfig, weights: WeightMap, opts: CpuModelRunnerOptions) {
     const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
@@ -56,15 +101,30 @@ export class CpuModelRunner {
     if (config.headDim % 2 !== 0) throw new Error(`headDim ${config.headDim} is odd`);
     this.config = config;
     this.gemm = opts.gemm ?? createGemm({ numThreads: opts.numThreads });
-    this.weights = packLlamaWeights(config, weights);
+    this.weights = packProjections(packLlamaWeights(config, weights), this.gemm);
+    const native =
+      opts.attention === "simd" || opts.attention === "typescript"
+        ? null
+        : NativeAttention.tryCreate({ numThreads: opts.numThreads });
+    if (opts.attention === "native" && native === null) {
+      throw new Error("native attention requested but the kiln_gemm addon is unavailable");
+    }
     this.kv = new KvCache(
       { ...config, numBlocks: opts.numBlocks, blockSize },
-      { maxContextLen: config.maxPositionEmbeddings, useSimd: opts.useSimd ?? true },
+      // The native kernel reads plain arrays; WebAssembly memory is only for the SIMD kernels.
+      {
+        maxContextLen: config.maxPositionEmbeddings,
+        useSimd: native === null && opts.attention !== "typescript",
+      },
     );
-    this.attention = new PagedAttention({ ...config, blockSize }, { gemm: this.gemm });
+    this.attentionKernel =
+      native !== null ? "native" : this.kv.layers[0]?.simd ? "simd" : "typescript";
+    this.attention = new PagedAttention({ ...config, blockSize }, { gemm: this.gemm, native });
     this.scratch = new ForwardScratch(config);
     this.invFreq = computeInvFreq(config);
     this.samplingScratch = createSamplingScratch(config.vocabSize);
+    this.profiler = opts.profiler ?? null;
+    this.siluMul = nativeSiluMul() ?? siluMul;
     this.info = {
       name: "cpu",
       numBlocks: opts.numBlocks,
@@ -82,11 +142,13 @@ export class CpuModelRunner {
    */
   step(input: StepInput): StepOutput {
     const numTokens = validateStepInput(input, this.info);
+    this.profiler?.enter("embed");
     for (let c = 0; c < input.blockCopies.length; c += 2) {
       this.kv.copyBlock(input.blockCopies[c]!, input.blockCopies[c + 1]!);
     }
     this.forward(input, numTokens);
     const numSamples = this.computeLogits(input);
+    this.profiler?.enter("sampling");
     const logits = this.scratch.logits;
     const vocabSize = this.config.vocabSize;
     const sampled: (SampledToken | null)[] = [];
@@ -100,6 +162,7 @@ export class CpuModelRunner {
       sampled.push(sampleRow(rowLogits, req, this.samplingScratch));
       row++;
     }
+    this.profiler?.enter("done");
     if (input.returnLogits !== true) return { sampled };
     return { sampled, logits: logits.slice(0, numSamples * vocabSize) };
   }
@@ -116,26 +179,37 @@ export class CpuModelRunner {
     }
   }
 
-  private runLayer(l: number, w: LayerWeights, input: StepInput, numTokens: number): void {
+  private runLayer(l: number, w: PackedLayerWeights, input: StepInput, numTokens: number): void {
     const { hiddenSize, numHeads, numKvHeads, headDim, intermediateSize, rmsNormEps } = this.config;
     const qDim = numHeads * headDim;
     const kvDim = numKvHeads * headDim;
     const qkvLen = qDim + 2 * kvDim;
     const s = this.scratch;
     const gemm = this.gemm;
+    const profiler = this.profiler;
+    profiler?.enter("norm");
     rmsNorm(s.xn, s.x, w.inputNorm, numTokens, hiddenSize, rmsNormEps);
-    gemm.matmulTransB(s.xn, w.qkv, s.qkv, numTokens, qkvLen, hiddenSize);
+    profiler?.enter("qkv");
+    gemm.matmulPacked(s.xn, w.qkv, s.qkv, numTokens);
+    profiler?.enter("rope");
     if (w.qkvBias !== null) addBias(s.qkv, w.qkvBias, numTokens, qkvLen);
     applyRope(s.qkv, numTokens, qkvLen, 0, numHeads, headDim, s.ropeCos, s.ropeSin);
     applyRope(s.qkv, numTokens, qkvLen, qDim, numKvHeads, headDim, s.ropeCos, s.ropeSin);
+    profiler?.enter("kv-write");
     this.kv.writeTokens(l, s.qkv, numTokens, qkvLen, qDim, qDim + kvDim, input.slotMapping);
+    profiler?.enter("attention");
     this.attention.run(s.attn, s.qkv, qkvLen, 0, this.kv.layers[l]!, input);
     // o_proj and down_proj accumulate into the residual stream: the residual add is free.
-    gemm.matmulTransB(s.attn, w.o, s.x, numTokens, hiddenSize, qDim, true);
+    profiler?.enter("o-proj");
+    gemm.matmulPacked(s.attn, w.o, s.x, numTokens, true);
+    profiler?.enter("norm");
     rmsNorm(s.xn, s.x, w.postAttentionNorm, numTokens, hiddenSize, rmsNormEps);
-    gemm.matmulTransB(s.xn, w.gateUp, s.gateUp, numTokens, 2 * intermediateSize, hiddenSize);
-    siluMul(s.act, s.gateUp, numTokens, intermediateSize);
-    gemm.matmulTransB(s.act, w.down, s.x, numTokens, hiddenSize, intermediateSize, true);
+    profiler?.enter("gate-up");
+    gemm.matmulPacked(s.xn, w.gateUp, s.gateUp, numTokens);
+    profiler?.enter("silu");
+    this.siluMul(s.act, s.gateUp, numTokens, intermediateSize);
+    profiler?.enter("down");
+    gemm.matmulPacked(s.act, w.down, s.x, numTokens, true);
   }
 
   /**
@@ -143,8 +217,9 @@ export class CpuModelRunner {
    * scratch.logits becomes [numSamples, vocabSize] in sequence order. Returns numSamples.
    */
   private computeLogits(input: StepInput): number {
-    const { hiddenSize, vocabSize, rmsNormEps } = this.config;
+    const { hiddenSize, rmsNormEps } = this.config;
     const s = this.scratch;
+    this.profiler?.enter("lm-head");
     let numSamples = 0;
     for (const req of input.samples) if (req !== null) numSamples++;
     if (numSamples === 0) return 0;
@@ -159,15 +234,7 @@ export class CpuModelRunner {
       rmsNorm(dst, src, this.weights.finalNorm, 1, hiddenSize, rmsNormEps);
       row++;
     }
-    const { sampledHidden, logits } = s;
-    this.gemm.matmulTransB(
-      sampledHidden,
-      this.weights.lmHead,
-      logits,
-      numSamples,
-      vocabSize,
-      hiddenSize,
-    );
+    this.gemm.matmulPacked(s.sampledHidden, this.weights.lmHead, s.logits, numSamples);
     return numSamples;
   }
 }

@@ -1,6 +1,7 @@
 import type { StepInput } from "../backend";
 import { expNonPositive } from "../sampling/exp-non-positive";
 import { GemmAttention } from "./attention-gemm";
+import type { NativeAttention } from "./attention-native";
 import type { Gemm } from "./gemm";
 import type { KvLayer } from "./kv-cache";
 
@@ -19,8 +20,9 @@ export type AttentionBatch = Pick<
 >;
 
 /**
- * Causal paged attention over the flattened batch: the WebAssembly SIMD kernels when the layer
- * has them (see SimdAttentionLayer), else this TypeScript loop. Query token i of a sequence
+ * Causal paged attention over the flattened batch: the native kernel when given one, else the
+ * WebAssembly SIMD kernels when the layer has them (see SimdAttentionLayer), else this
+ * TypeScript loop; long chunks go to the gemm path when it is enabled. Query token i of a sequence
  * (at position contextLen − queryLen + i) attends to positions 0..that position, read from the
  * layer's K/V pool ([numBlocks, numKvHeads, blockSize, headDim], see KvCache) through the
  * sequence's block table; query head h reads KV head floor(h / (numHeads / numKvHeads)).
@@ -39,6 +41,8 @@ export interface AttentionSequence {
 }
 
 export interface PagedAttentionOptions {
+  /** When set, every sequence not taken by the gemm path runs here, in one call per layer. */
+  readonly native?: NativeAttention | null;
   /** When set, chunks of at least `gemmMinQueryLen` tokens run as matrix multiplies. */
   readonly gemm?: Gemm;
   /** 8 by default. */
@@ -54,6 +58,7 @@ export class PagedAttention {
   private readonly acc: Float64Array; // [headDim] weighted sum of values
   private readonly gemmAttention: GemmAttention | null;
   private readonly gemmMinQueryLen: number;
+  private readonly native: NativeAttention | null;
 
   constructor(shape: AttentionShape, opts: PagedAttentionOptions = {}) {
     if (shape.numHeads % shape.numKvHeads !== 0) {
@@ -66,14 +71,15 @@ export class PagedAttention {
       ? new GemmAttention(shape, opts.gemm, opts.gemmMaxTileScores)
       : null;
     this.gemmMinQueryLen = opts.gemmMinQueryLen ?? 8;
+    this.native = opts.native ?? null;
   }
 
   /**
    * out[t, h × headDim ..] for every token t and query head h. Query head h of token t is read
    * at q[t × qStride + qOffset + h × headDim]; `out` is [numTokens, numHeads × headDim].
    * `layer` is the layer's K/V pool ([numBlocks, numKvHeads, blockSize, headDim] each).
-   * Per sequence: long chunks go to the gemm path, the rest to SIMD (when the layer has it) or
-   * TypeScript.
+   * Per sequence: long chunks go to the gemm path, the rest to the native kernel (all in one
+   * call), SIMD (when the layer has it) or TypeScript.
    */
   run(
     out: Float32Array,
@@ -84,6 +90,12 @@ export class PagedAttention {
     batch: AttentionBatch,
   ): void {
     const { numHeads, blockSize } = this.shape;
+    const hasGemm = this.gemmAttention !== null;
+    if (this.native !== null) {
+      const skipQueryLen = hasGemm ? this.gemmMinQueryLen : 0;
+      this.native.run(out, q, qStride, qOffset, layer, batch, this.shape, skipQueryLen);
+      if (!hasGemm) return;
+    }
     let tokenStart = 0;
     for (let s = 0; s < batch.queryLens.length; s++) {
       const queryLen = batch.queryLens[s]!;
@@ -94,6 +106,8 @@ export class PagedAttention {
       const seq: AttentionSequence = { tokenStart, queryLen, contextLen, table };
       if (this.gemmAttention !== null && queryLen >= this.gemmMinQueryLen) {
         this.gemmAttention.attendSequence(out, q, qStride, qOffset, layer, seq);
+      } else if (this.native !== null) {
+        // Done above, in one call for the batch.
       } else if (layer.simd !== null) {
         layer.simd.attendSequence(out, q, qStride, qOffset, seq, numHeads);
       } else {

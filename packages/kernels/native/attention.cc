@@ -1,0 +1,292 @@
+// Paged causal attention for decode and short prefill chunks, over the KV pool layout of
+// src/cpu/kv-cache.ts: per layer, keys and values are each [numBlocks, numKvHeads, blockSize,
+// headDim] floats, and slot s of a sequence lives in block table[s / blockSize] at offset
+// s % blockSize. Query token i of a sequence (position contextLen − queryLen + i) attends to
+// positions 0..that position; query head h reads KV head h / (numHeads / numKvHeads).
+//
+// Work is split into items, one per (sequence, KV head), taken from a shared counter by the
+// calling thread's OpenMP team (libgomp through onednn.h, the team oneDNN uses), so a thread
+// that loses its core to another process simply takes fewer items. Each item walks its query
+// rows; a row scores every visible key, takes an exact softmax (max-subtracted, float32) and
+// mixes the values. The inner loops use the 16-lane vectors of simd.h, compiled per instruction
+// set (AVX-512, AVX2+FMA, baseline x86-64) and picked at load time.
+#include <napi.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "napi-args.h"
+#include "onednn.h"
+#include "simd.h"
+
+namespace kiln {
+namespace {
+
+// Below this many (query head row, key) pairs in a call, the calling thread works alone:
+// waking the team costs more than it saves.
+constexpr int64_t kMinParallelScores = 2048;
+
+struct Job {
+  // Arrays (validated by the caller).
+  float* out;  // [numTokens, numHeads × headDim]
+  const float* q;  // row t, head h at t × qStride + qOffset + h × headDim
+  const float* keys;  // [numBlocks, numKvHeads, blockSize, headDim]
+  const float* values;  // same
+  const int32_t* queryLens;  // [numSeqs]
+  const int32_t* contextLens;  // [numSeqs]
+  const int32_t* tableOffsets;  // [numSeqs] start of each sequence's block table
+  const int32_t* tables;
+  std::vector<int64_t> tokenStarts;  // [numSeqs]
+  std::vector<int32_t> itemSeqs;  // [numItems / numKvHeads] sequences this call attends
+  int64_t qStride, qOffset;
+  int numHeads, numKvHeads, headDim, blockSize;
+  float scale;  // 1 / sqrt(headDim)
+  // Per team thread: scores [paddedKeys] · q row [headDim] · acc [headDim] floats, and
+  // key offsets [paddedKeys].
+  float* scratch;
+  int64_t scratchStride;
+  int64_t* offsets;
+  int64_t paddedKeys;  // longest context rounded up to kLanes
+  int64_t numItems;
+  std::atomic<int64_t> next{0};
+};
+
+KILN_INLINE int64_t roundUp(int64_t n, int64_t multiple) {
+  return (n + multiple - 1) / multiple * multiple;
+}
+
+// offsets[j] = element offset of key j of KV head g in the pool (the same for values), for
+// j < contextLen; padded to a whole vector with offsets[0] so full-vector loops stay in bounds.
+KILN_INLINE void keyOffsets(const Job& job, const int32_t* table, int g, int64_t contextLen,
+                            int64_t* offsets) {
+  const int64_t headLen = static_cast<int64_t>(job.blockSize) * job.headDim;
+  for (int64_t j0 = 0, b = 0; j0 < contextLen; j0 += job.blockSize, b++) {
+    const int64_t base = (static_cast<int64_t>(table[b]) * job.numKvHeads + g) * headLen;
+    const int64_t n = std::min<int64_t>(job.blockSize, contextLen - j0);
+    for (int64_t p = 0; p < n; p++) offsets[j0 + p] = base + p * job.headDim;
+  }
+  for (int64_t j = contextLen; j < roundUp(contextLen, kLanes); j++) offsets[j] = offsets[0];
+}
+
+// scores[j] = qs · K[j] for j < numKeys, sixteen keys at a time: sixteen independent FMA
+// chains, then one transposing reduction instead of sixteen horizontal sums.
+KILN_INLINE void scoreKeys(const Job& job, const int64_t* offsets, const float* qs,
+                           int64_t numKeys, float* scores) {
+  const int headDim = job.headDim;
+  const int numFull = headDim / kLanes * kLanes;
+  for (int64_t j0 = 0; j0 < numKeys; j0 += kLanes) {
+    const float* k[kLanes];
+    for (int l = 0; l < kLanes; l++) k[l] = job.keys + offsets[j0 + l];
+    vf16 acc[kLanes] = {};
+    for (int d = 0; d < numFull; d += kLanes) {
+      const vf16 qv = load(qs + d);
+      for (int l = 0; l < kLanes; l++) acc[l] += qv * load(k[l] + d);
+    }
+    vf16 s = sumLanes16(acc);
+    for (int d = numFull; d < headDim; d++) {
+      for (int l = 0; l < kLanes; l++) s[l] += qs[d] * k[l][d];
+    }
+    store(scores + j0, s);
+  }
+}
+
+// Turns scores[0..numKeys) into softmax numerators exp(s − max), zeroes the padding up to a
+// whole vector, and returns their sum.
+KILN_INLINE float expScores(int64_t numKeys, float* scores) {
+  const int64_t padded = roundUp(numKeys, kLanes);
+  float max = -INFINITY;
+  for (int64_t j = 0; j < numKeys; j++) max = std::max(max, scores[j]);
+  vf16 sum = vf16{};
+  for (int64_t j = 0; j < padded; j += kLanes) {
+    vf16 e = expNonPositive(load(scores + j) - max);
+    store(scores + j, e);
+  }
+  for (int64_t j = numKeys; j < padded; j++) scores[j] = 0;
+  for (int64_t j = 0; j < padded; j += kLanes) sum += load(scores + j);
+  return sumLanes(sum);
+}
+
+// acc[0..headDim) = Σ_j weights[j] × V[j], four keys per pass over acc; weights beyond
+// numKeys are zero up to a whole vector, so the last pass may run past numKeys.
+KILN_INLINE void mixValues(const Job& job, const int64_t* offsets, const float* weights,
+                           int64_t numKeys, float* acc) {
+  const int headDim = job.headDim;
+  const int numFull = headDim / kLanes * kLanes;
+  std::fill(acc, acc + headDim, 0.0f);
+  for (int64_t j = 0; j < numKeys; j += 4) {
+    const float* v0 = job.values + offsets[j];
+    const float* v1 = job.values + offsets[j + 1];
+    const float* v2 = job.values + offsets[j + 2];
+    const float* v3 = job.values + offsets[j + 3];
+    const float w0 = weights[j], w1 = weights[j + 1], w2 = weights[j + 2], w3 = weights[j + 3];
+    for (int d = 0; d < numFull; d += kLanes) {
+      vf16 a = load(acc + d) + w0 * load(v0 + d) + w1 * load(v1 + d);
+      store(acc + d, a + w2 * load(v2 + d) + w3 * load(v3 + d));
+    }
+    for (int d = numFull; d < headDim; d++) {
+      acc[d] += w0 * v0[d] + w1 * v1[d] + w2 * v2[d] + w3 * v3[d];
+    }
+  }
+}
+
+// Every query row of one (sequence, KV head) item.
+KILN_MULTIVERSION void attendItem(const Job& job, int64_t item, float* scratch,
+                                  int64_t* offsets) {
+  const int32_t s = job.itemSeqs[item / job.numKvHeads];
+  const int g = static_cast<int>(item % job.numKvHeads);
+  const int headDim = job.headDim;
+  const int groupSize = job.numHeads / job.numKvHeads;
+  const int64_t queryLen = job.queryLens[s];
+  const int64_t contextLen = job.contextLens[s];
+  const int64_t prefixLen = contextLen - queryLen;
+  float* qs = scratch + job.paddedKeys;
+  float* acc = qs + headDim;
+  keyOffsets(job, job.tables + job.tableOffsets[s], g, contextLen, offsets);
+  for (int64_t i = 0; i < queryLen; i++) {
+    const int64_t t = job.tokenStarts[s] + i;
+    const int64_t numKeys = prefixLen + i + 1;
+    for (int hq = 0; hq < groupSize; hq++) {
+      const int h = g * groupSize + hq;
+      const float* qRow = job.q + t * job.qStride + job.qOffset + static_cast<int64_t>(h) * headDim;
+      for (int d = 0; d < headDim; d++) qs[d] = qRow[d] * job.scale;
+      scoreKeys(job, offsets, qs, numKeys, scratch);
+      const float invSum = 1.0f / expScores(numKeys, scratch);
+      mixValues(job, offsets, scratch, numKeys, acc);
+      float* outRow = job.out + (t * job.numHeads + h) * headDim;
+      for (int d = 0; d < headDim; d++) outRow[d] = acc[d] * invSum;
+    }
+  }
+}
+
+void runTeamMember(void* data) {
+  Job& job = *static_cast<Job*>(data);
+  const int thread = onednn().ompGetThreadNum();
+  float* scratch = job.scratch + thread * job.scratchStride;
+  int64_t* offsets = job.offsets + thread * job.paddedKeys;
+  for (;;) {
+    const int64_t item = job.next.fetch_add(1, std::memory_order_relaxed);
+    if (item >= job.numItems) break;
+    attendItem(job, item, scratch, offsets);
+  }
+}
+
+void fail(const Napi::Env& env, const std::string& message) {
+  throw Napi::RangeError::New(env, "pagedAttention: " + message);
+}
+
+struct BatchPlan {
+  int64_t numTokens = 0;  // all sequences, attended or not
+  int64_t maxContextLen = 0;  // of the attended sequences
+  int64_t numScores = 0;  // (row, key) pairs of the attended sequences
+};
+
+// Checks every attended sequence's block table against the pool (numBlocks blocks) and fills
+// job.tokenStarts and job.itemSeqs. Sequences with queryLen 0 or ≥ skipQueryLen (when > 0)
+// are not attended.
+BatchPlan planSequences(const Napi::Env& env, Job& job, int64_t numSeqs, int64_t numTables,
+                        int64_t numBlocks, int64_t skipQueryLen) {
+  BatchPlan plan;
+  for (int64_t s = 0; s < numSeqs; s++) {
+    const int64_t queryLen = job.queryLens[s];
+    const int64_t contextLen = job.contextLens[s];
+    if (queryLen < 0 || contextLen < queryLen) fail(env, "bad queryLen/contextLen");
+    job.tokenStarts[s] = plan.numTokens;
+    plan.numTokens += queryLen;
+    if (queryLen == 0 || (skipQueryLen > 0 && queryLen >= skipQueryLen)) continue;
+    const int64_t first = job.tableOffsets[s];
+    const int64_t numTableBlocks = (contextLen + job.blockSize - 1) / job.blockSize;
+    if (first < 0 || first + numTableBlocks > numTables) fail(env, "block table out of range");
+    for (int64_t b = 0; b < numTableBlocks; b++) {
+      const int32_t id = job.tables[first + b];
+      if (id < 0 || id >= numBlocks) fail(env, "block id outside the KV pool");
+    }
+    job.itemSeqs.push_back(static_cast<int32_t>(s));
+    plan.maxContextLen = std::max(plan.maxContextLen, contextLen);
+    plan.numScores += queryLen * contextLen * job.numHeads;
+  }
+  return plan;
+}
+
+// pagedAttention(out, q, qStride, qOffset, keys, values, queryLens, contextLens,
+//   blockTableOffsets, blockTables, numHeads, numKvHeads, headDim, blockSize, skipQueryLen,
+//   numThreads): writes out rows of every sequence whose queryLen is below skipQueryLen
+//   (0: every sequence); other rows of out are left as they are.
+Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 16) throw Napi::TypeError::New(env, "pagedAttention takes 16 arguments");
+  Napi::Float32Array out = float32Arg(info, 0, "out");
+  Napi::Float32Array q = float32Arg(info, 1, "q");
+  Napi::Float32Array keys = float32Arg(info, 4, "keys");
+  Napi::Float32Array values = float32Arg(info, 5, "values");
+  Napi::Int32Array queryLens = int32Arg(info, 6, "queryLens");
+  Napi::Int32Array contextLens = int32Arg(info, 7, "contextLens");
+  Napi::Int32Array tableOffsets = int32Arg(info, 8, "blockTableOffsets");
+  Napi::Int32Array tables = int32Arg(info, 9, "blockTables");
+  Job job;
+  job.qStride = dimArg(info, 2, "qStride");
+  job.qOffset = dimArg(info, 3, "qOffset");
+  job.numHeads = static_cast<int>(dimArg(info, 10, "numHeads"));
+  job.numKvHeads = static_cast<int>(dimArg(info, 11, "numKvHeads"));
+  job.headDim = static_cast<int>(dimArg(info, 12, "headDim"));
+  job.blockSize = static_cast<int>(dimArg(info, 13, "blockSize"));
+  const int64_t skipQueryLen = dimArg(info, 14, "skipQueryLen");
+  const int numThreads = static_cast<int>(dimArg(info, 15, "numThreads"));
+  if (job.numKvHeads < 1 || job.headDim < 1 || job.blockSize < 1 ||
+      job.numHeads % job.numKvHeads != 0) {
+    fail(env, "bad head geometry");
+  }
+  const int64_t numSeqs = queryLens.ElementLength();
+  requireLen(env, contextLens, numSeqs, "contextLens");
+  requireLen(env, tableOffsets, numSeqs, "blockTableOffsets");
+  const int64_t qDim = static_cast<int64_t>(job.numHeads) * job.headDim;
+  const int64_t blockLen = static_cast<int64_t>(job.numKvHeads) * job.blockSize * job.headDim;
+  if (keys.ElementLength() != values.ElementLength()) fail(env, "keys and values differ in size");
+  if (job.qStride < job.qOffset + qDim) fail(env, "qStride is shorter than a q row");
+  job.out = out.Data();
+  job.q = q.Data();
+  job.keys = keys.Data();
+  job.values = values.Data();
+  job.queryLens = queryLens.Data();
+  job.contextLens = contextLens.Data();
+  job.tableOffsets = tableOffsets.Data();
+  job.tables = tables.Data();
+  job.tokenStarts.resize(numSeqs);
+  const BatchPlan plan = planSequences(env, job, numSeqs, tables.ElementLength(),
+                                       keys.ElementLength() / blockLen, skipQueryLen);
+  requireLen(env, out, plan.numTokens * qDim, "out");
+  if (plan.numTokens > 0) {
+    requireLen(env, q, (plan.numTokens - 1) * job.qStride + job.qOffset + qDim, "q");
+  }
+  job.numItems = static_cast<int64_t>(job.itemSeqs.size()) * job.numKvHeads;
+  if (job.numItems == 0) return env.Undefined();
+  job.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(job.headDim)));
+  setNumThreads(numThreads);
+  const bool isParallel = plan.numScores >= kMinParallelScores;
+  const int teamSize = isParallel ? onednn().ompGetMaxThreads() : 1;
+  job.paddedKeys = roundUp(plan.maxContextLen, kLanes);
+  job.scratchStride = job.paddedKeys + 2 * job.headDim;
+  std::vector<float> scratch(job.scratchStride * teamSize);
+  std::vector<int64_t> offsets(job.paddedKeys * teamSize);
+  job.scratch = scratch.data();
+  job.offsets = offsets.data();
+  if (isParallel) {
+    onednn().gompParallel(runTeamMember, &job, static_cast<unsigned>(teamSize), 0);
+  } else {
+    for (int64_t item = 0; item < job.numItems; item++) {
+      attendItem(job, item, job.scratch, job.offsets);
+    }
+  }
+  return env.Undefined();
+}
+
+}  // namespace
+
+void registerAttention(Napi::Env env, Napi::Object exports) {
+  exports.Set("pagedAttention", Napi::Function::New(env, PagedAttention, "pagedAttention"));
+}
+
+}  // namespace kiln

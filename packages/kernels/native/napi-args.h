@@ -1,0 +1,52 @@
+// Argument checks shared by the addon's functions: every array is a typed array of the right
+// kind and long enough for its shape, so a bad call throws in JavaScript instead of reading or
+// writing out of bounds.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+
+namespace kiln {
+
+// Reads argument i as a Float32Array. Data() already points at byteOffset, so views just work.
+inline Napi::Float32Array float32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a Float32Array");
+  }
+  return v.As<Napi::Float32Array>();
+}
+
+inline Napi::Int32Array int32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be an Int32Array");
+  }
+  return v.As<Napi::Int32Array>();
+}
+
+// An integer in [0, 2^31): every product of two such dimensions stays exact in int64.
+inline int64_t dimArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && d < 2147483648.0) || d != static_cast<double>(static_cast<int64_t>(d))) {
+    throw Napi::RangeError::New(info.Env(), std::string(name) + " must be an integer in [0, 2^31)");
+  }
+  return static_cast<int64_t>(d);
+}
+
+template <typename TypedArray>
+void requireLen(const Napi::Env& env, const TypedArray& arr, int64_t needed, const char* name) {
+  if (static_cast<int64_t>(arr.ElementLength()) < needed) {
+    throw Napi::RangeError::New(env, std::string(name) + " is shorter than its shape");
+  }
+}
+
+// Registration hooks of the addon's parts, called from Init (gemm.cc).
+void registerPackedMatmul(Napi::Env env, Napi::Object exports);
+void registerAttention(Napi::Env env, Napi::Object exports);
+void registerElementwise(Napi::Env env, Napi::Object exports);
+
+}  // namespace kiln

@@ -1,0 +1,117 @@
+import { createRequire } from "node:module";
+
+/**
+ * The kiln_gemm N-API addon (native/*.cc, built by `npm run build` with node-gyp): oneDNN's
+ * sgemm and matmul primitive, and native paged attention. Loaded once per thread on first use;
+ * `tryLoadNativeAddon()` is null when it is not built or its library cannot be opened, and
+ * `nativeAddonError()` says why. Every function throws TypeError/RangeError on arrays of the
+ * wrong type or shorter than their shape, and runs synchronously on the calling thread plus
+ * that thread's OpenMP team (numThreads 0 keeps the team's current size).
+ */
+export interface NativeAddon {
+  /** out[M,N] = a[M,K]·w[N,K]ᵀ (+ out) through dnnl_sgemm. */
+  sgemmTransB(
+    a: Float32Array,
+    w: Float32Array,
+    out: Float32Array,
+    m: number,
+    n: number,
+    k: number,
+    accumulate: boolean,
+    numThreads: number,
+  ): void;
+  /** A copy of w [N,K] in the matmul primitive's preferred layout, owned by the handle. */
+  packWeights(w: Float32Array, n: number, k: number, numThreads: number): NativePackedHandle;
+  /** out[M,N] = a[M,K]·wᵀ (+ out) for weights packed by packWeights. */
+  matmulPacked(
+    a: Float32Array,
+    packed: NativePackedHandle,
+    out: Float32Array,
+    m: number,
+    accumulate: boolean,
+    numThreads: number,
+  ): void;
+  packedInfo(packed: NativePackedHandle): NativePackedInfo;
+  /**
+   * Paged attention (see PagedAttention.run) for every sequence whose queryLen is below
+   * skipQueryLen (0: all); other rows of out are untouched. Throws RangeError when a block
+   * table points outside the pool.
+   */
+  pagedAttention(
+    out: Float32Array,
+    q: Float32Array,
+    qStride: number,
+    qOffset: number,
+    keys: Float32Array,
+    values: Float32Array,
+    queryLens: Int32Array,
+    contextLens: Int32Array,
+    blockTableOffsets: Int32Array,
+    blockTables: Int32Array,
+    numHeads: number,
+    numKvHeads: number,
+    headDim: number,
+    blockSize: number,
+    skipQueryLen: number,
+    numThreads: number,
+  ): void;
+  /** elementwise.ts siluMul, vectorized (float32, relative error ~3e-7). */
+  siluMul(out: Float32Array, gateUp: Float32Array, numRows: number, ffnLen: number): void;
+  info(): NativeGemmInfo;
+}
+
+/** An opaque external value; its memory is freed when it is garbage-collected. */
+export type NativePackedHandle = { readonly __nativePacked: unique symbol };
+
+export interface NativePackedInfo {
+  readonly n: number;
+  readonly k: number;
+  readonly bytes: number;
+  /** oneDNN implementation the layout was chosen for, e.g. "brg:avx512_core". */
+  readonly impl: string;
+}
+
+/** What the native addon reports about itself, as seen from the calling thread. */
+export interface NativeGemmInfo {
+  readonly library: string;
+  readonly version: string;
+  /** Instruction set oneDNN dispatches to on this CPU, e.g. "avx512_core_bf16". */
+  readonly isa: string;
+  /** Threads a call with the default numThreads would use. */
+  readonly maxThreads: number;
+  /** How idle helper threads wait, e.g. "GOMP_SPINCOUNT=10000". */
+  readonly waitPolicy: string;
+}
+
+/** Built by `npm run build` (node-gyp, binding.gyp) relative to this file. */
+const ADDON_PATH = "../../build/Release/kiln_gemm.node";
+
+let addon: NativeAddon | null | undefined;
+let addonError = "";
+
+export function tryLoadNativeAddon(): NativeAddon | null {
+  if (addon !== undefined) return addon;
+  try {
+    const loaded = createRequire(import.meta.url)(ADDON_PATH) as Partial<NativeAddon>;
+    if (typeof loaded.siluMul !== "function" || typeof loaded.pagedAttention !== "function") {
+      throw new Error(`${ADDON_PATH} is out of date: run \`npm run build -w @kiln/kernels\``);
+    }
+    addon = loaded as NativeAddon;
+  } catch (err) {
+    addon = null;
+    addonError = err instanceof Error ? err.message : String(err);
+  }
+  return addon;
+}
+
+/** Why the addon did not load ("" when it did or was not tried yet). */
+export function nativeAddonError(): string {
+  return addonError;
+}
+
+/** Checks a thread count option: undefined (OpenMP's default) or a positive integer. */
+export function checkNumThreads(numThreads: number | undefined): void {
+  if (numThreads !== undefined && !(Number.isInteger(numThreads) && numThreads >= 1)) {
+    throw new RangeError(`numThreads must be a positive integer, got ${numThreads}`);
+  }
+}

@@ -165,7 +165,7 @@ function attentionMs(
 ): number {
   const cfg = runner.config;
   // As in the runner: long chunks attend through the gemm, the rest through its kernel.
-  const isNative = runner.attentionKernel === "native";
+  const isNative = runner.kernels === "native";
   const native = isNative ? NativeAttention.tryCreate({ numThreads }) : null;
   const attention = new PagedAttention(
     { ...cfg, blockSize: BLOCK_SIZE },
@@ -180,7 +180,7 @@ function attentionMs(
   const layers = Array.from({ length: cfg.numLayers }, () => {
     const layer = createKvLayer(
       { ...cfg, numBlocks, blockSize: BLOCK_SIZE },
-      { maxContextLen: cfg.maxPositionEmbeddings, useSimd: runner.attentionKernel === "simd" },
+      { maxContextLen: cfg.maxPositionEmbeddings, useSimd: runner.kernels === "simd" },
     );
     // Fresh pages all map the kernel's zero page (always cached): write them first.
     layer.keys.fill(0.5);
@@ -256,7 +256,7 @@ async function main(): Promise<void> {
   const threads = numThreads === undefined ? "default threads" : `${numThreads} threads`;
   console.log(`native: ${describeNativeGemm()}`);
   console.log(
-    `gemm: ${gemm.name} (${threads}); attention: ${runner.attentionKernel}; ` +
+    `gemm: ${gemm.name} (${threads}); kernels: ${runner.kernels}; ` +
       `KV pool: ${numBlocks} blocks of ${BLOCK_SIZE}`,
   );
 

@@ -14,7 +14,7 @@ export {
 } from "./cpu/gemm";
 export { createKvLayer, type KvLayer } from "./cpu/kv-cache";
 export {
-  type AttentionKernel,
+  type CpuKernels,
   CpuModelRunner,
   type CpuModelRunnerOptions,
   DEFAULT_BLOCK_SIZE,

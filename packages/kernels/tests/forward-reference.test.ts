@@ -1,7 +1,7 @@
 import type { LlamaConfig } from "@kiln/model";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_SAMPLING, type SampleRequest } from "../src/backend";
-import { CpuModelRunner } from "../src/cpu/model-runner";
+import { type CpuKernels, CpuModelRunner } from "../src/cpu/model-runner";
 import { computeInvFreq } from "../src/cpu/rope";
 import { referenceForward, referenceInvFreq } from "../src/reference/llama-reference";
 import { maxRelativeError, mulberry32, randomWeights, tinyConfig } from "./helpers/random-model";
@@ -45,14 +45,18 @@ const configs: [string, LlamaConfig, number][] = [
  * Two sequences in the same steps: prefill chunks of 6 and 4 tokens, then decodes, each step
  * sampling the last token of each. Returns the worst error of the sampled rows' logits.
  */
-function runnerVersusReference(cfg: LlamaConfig, blockSize: number): number {
+function runnerVersusReference(cfg: LlamaConfig, blockSize: number, kernels?: CpuKernels): number {
   const weights = randomWeights(cfg, 42);
   const rand = mulberry32(9);
   const tokens = [0, 1].map(() =>
     Array.from({ length: 14 }, () => Math.floor(rand() * cfg.vocabSize)),
   );
   const expected = tokens.map((t) => referenceForward(cfg, weights, t));
-  const runner = new CpuModelRunner(cfg, weights, { numBlocks: 40, blockSize });
+  const runner = new CpuModelRunner(cfg, weights, {
+    numBlocks: 40,
+    blockSize,
+    ...(kernels === undefined ? {} : { kernels }),
+  });
   // Interleaved, descending and ascending ids: never contiguous, never shared.
   const blocks = [
     Array.from({ length: 14 }, (_, i) => 38 - 2 * i),
@@ -86,6 +90,12 @@ function runnerVersusReference(cfg: LlamaConfig, blockSize: number): number {
 describe("CpuModelRunner versus the float64 reference", () => {
   it.each(configs)("%s", (_name, cfg, blockSize) => {
     expect(runnerVersusReference(cfg, blockSize)).toBeLessThan(1e-4);
+  });
+
+  it.each(["typescript", "simd"] as const)("%s kernels", (kernels) => {
+    for (const [, cfg, blockSize] of configs) {
+      expect(runnerVersusReference(cfg, blockSize, kernels)).toBeLessThan(1e-4);
+    }
   });
 
   it("computes rope frequencies as the reference does", () => {

@@ -1,6 +1,6 @@
 import { type LoadedModel, loadModel } from "@kiln/model";
 import { beforeAll, describe, expect, it } from "vitest";
-import { type AttentionKernel, CpuModelRunner } from "../src/cpu/model-runner";
+import { type CpuKernels, CpuModelRunner } from "../src/cpu/model-runner";
 import { type GoldenCase, readGoldenCases, STORIES_DIR } from "./helpers/golden";
 import { type GreedyRunOptions, greedyGenerate } from "./helpers/step-driver";
 
@@ -19,14 +19,14 @@ beforeAll(async () => {
 
 async function generate(
   opts: Omit<GreedyRunOptions, "maxNewTokens" | "numBlocks">,
-  attention?: AttentionKernel,
+  kernels?: CpuKernels,
 ) {
   const maxLen = Math.max(...prompts.map((p) => p.length)) + maxNewTokens;
   const numBlocks = cases.length * Math.ceil(maxLen / opts.blockSize) + 3;
   const runner = new CpuModelRunner(model.config, model.weights, {
     numBlocks,
     blockSize: opts.blockSize,
-    ...(attention === undefined ? {} : { attention }),
+    ...(kernels === undefined ? {} : { kernels }),
     // One gemm thread: the matrices are tiny, and the test machine's cores are shared.
     numThreads: 1,
   });
@@ -47,8 +47,8 @@ describe("stories260K greedy golden", () => {
     expect(await generate({ blockSize: 4, isBatched: false, chunkLen: 7 })).toEqual(expected);
   });
 
-  it.each(["typescript", "simd"] as const)("with the %s attention path", async (attention) => {
-    const generated = await generate({ blockSize: 4, isBatched: true, chunkLen: 7 }, attention);
+  it.each(["typescript", "simd"] as const)("with the %s kernels", async (kernels) => {
+    const generated = await generate({ blockSize: 4, isBatched: true, chunkLen: 7 }, kernels);
     expect(generated).toEqual(expected);
   });
 

@@ -1,5 +1,3 @@
-import { tryLoadNativeAddon } from "./native-addon";
-
 /**
  * The small row-wise operations of the Llama forward pass. Each reads and writes row-major
  * buffers; `out` may alias `x` where noted.
@@ -29,14 +27,6 @@ export function rmsNorm(
     for (let i = 0; i < dim; i++) out[off + i] = Math.fround(x[off + i]! * invRms) * weight[i]!;
   }
 }
-
-/** Signature of siluMul, shared with the native version (see nativeSiluMul). */
-export type SiluMul = (
-  out: Float32Array,
-  gateUp: Float32Array,
-  numRows: number,
-  ffnLen: number,
-) => void;
 
 /**
  * out[r, i] = silu(gateUp[r, i]) × gateUp[r, ffnLen + i]: gate and up projections are fused as
@@ -83,15 +73,4 @@ export function addBias(
     const off = r * rowLen;
     for (let c = 0; c < rowLen; c++) buf[off + c] = buf[off + c]! + bias[c]!;
   }
-}
-
-/**
- * The addon's vectorized siluMul (about 50× faster than the loop above at batch 32), or null
- * when the addon is unavailable.
- */
-export function nativeSiluMul(): SiluMul | null {
-  const native = tryLoadNativeAddon();
-  return native === null
-    ? null
-    : (out, gateUp, numRows, ffnLen) => native.siluMul(out, gateUp, numRows, ffnLen);
 }

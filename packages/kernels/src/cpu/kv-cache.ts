@@ -29,6 +29,62 @@ export interface KvCacheOptions {
   readonly maxContextLen: number;
   /** Use WebAssembly SIMD attention where the shape allows; true by default. */
   readonly useSimd?: boolean;
+  /** Writes new tokens' K/V (writeTokens); `writeKvRows` by default. */
+  readonly writeKv?: KvWriter;
+}
+
+/**
+ * Writes K and V of `numTokens` tokens into their slots of one layer's pool (keys/values
+ * [numBlocks, numKvHeads, blockSize, headDim]). Token t's KV head g is read from
+ * qkv[t × rowStride + kOffset + g × headDim] (and vOffset for V).
+ */
+export type KvWriter = (
+  keys: Float32Array,
+  values: Float32Array,
+  qkv: Float32Array,
+  numTokens: number,
+  rowStride: number,
+  kOffset: number,
+  vOffset: number,
+  slotMapping: Int32Array,
+  numKvHeads: number,
+  blockSize: number,
+  headDim: number,
+) => void;
+
+/** The TypeScript KvWriter. */
+export function writeKvRows(
+  ...[
+    kCache,
+    vCache,
+    qkv,
+    numTokens,
+    rowStride,
+    kOffset,
+    vOffset,
+    slotMapping,
+    numKvHeads,
+    blockSize,
+    headDim,
+  ]: Parameters<KvWriter>
+): void {
+  const headStride = blockSize * headDim;
+  const blockStride = numKvHeads * headStride;
+  for (let t = 0; t < numTokens; t++) {
+    const slot = slotMapping[t]!;
+    const block = (slot / blockSize) | 0;
+    const slotBase = block * blockStride + (slot - block * blockSize) * headDim;
+    const rowOff = t * rowStride;
+    for (let g = 0; g < numKvHeads; g++) {
+      const dst = slotBase + g * headStride;
+      const kSrc = rowOff + kOffset + g * headDim;
+      const vSrc = rowOff + vOffset + g * headDim;
+      for (let d = 0; d < headDim; d++) {
+        kCache[dst + d] = qkv[kSrc + d]!;
+        vCache[dst + d] = qkv[vSrc + d]!;
+      }
+    }
+  }
 }
 
 /**
@@ -53,9 +109,11 @@ export class KvCache {
   readonly layers: KvLayer[];
   /** Floats per block per layer: numKvHeads × blockSize × headDim. */
   readonly blockStride: number;
+  private readonly writeKv: KvWriter;
 
   constructor(shape: KvCacheShape, opts: KvCacheOptions) {
     this.shape = shape;
+    this.writeKv = opts.writeKv ?? writeKvRows;
     this.blockStride = shape.numKvHeads * shape.blockSize * shape.headDim;
     this.layers = [];
     for (let l = 0; l < shape.numLayers; l++) this.layers.push(createKvLayer(shape, opts));
@@ -72,9 +130,8 @@ export class KvCache {
   }
 
   /**
-   * Writes K and V of `numTokens` tokens of `layer` into their slots. Token t's KV head g is
-   * read from qkv[t × rowStride + kOffset + g × headDim] (and vOffset for V), so the fused
-   * [numTokens, qDim + 2 × kvDim] projection output is consumed without a copy.
+   * Writes K and V of `numTokens` tokens of `layer` into their slots (see KvWriter), so the
+   * fused [numTokens, qDim + 2 × kvDim] projection output is consumed without a copy.
    */
   writeTokens(
     layer: number,
@@ -86,22 +143,19 @@ export class KvCache {
     slotMapping: Int32Array,
   ): void {
     const { numKvHeads, blockSize, headDim } = this.shape;
-    const { keys: kCache, values: vCache } = this.layers[layer]!;
-    const headStride = blockSize * headDim;
-    for (let t = 0; t < numTokens; t++) {
-      const slot = slotMapping[t]!;
-      const block = (slot / blockSize) | 0;
-      const slotBase = block * this.blockStride + (slot - block * blockSize) * headDim;
-      const rowOff = t * rowStride;
-      for (let g = 0; g < numKvHeads; g++) {
-        const dst = slotBase + g * headStride;
-        const kSrc = rowOff + kOffset + g * headDim;
-        const vSrc = rowOff + vOffset + g * headDim;
-        for (let d = 0; d < headDim; d++) {
-          kCache[dst + d] = qkv[kSrc + d]!;
-          vCache[dst + d] = qkv[vSrc + d]!;
-        }
-      }
-    }
+    const { keys, values } = this.layers[layer]!;
+    this.writeKv(
+      keys,
+      values,
+      qkv,
+      numTokens,
+      rowStride,
+      kOffset,
+      vOffset,
+      slotMapping,
+      numKvHeads,
+      blockSize,
+      headDim,
+    );
   }
 }

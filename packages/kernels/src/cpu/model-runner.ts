@@ -2,7 +2,7 @@ import { type LlamaConfig, loadModel, type WeightMap } from "@kiln/model";
 import type { BackendInfo, SampledToken, StepInput, StepOutput } from "../backend";
 import { createSamplingScratch, type SamplingScratch, sampleRow } from "../sampling";
 import { NativeAttention } from "./attention-native";
-import { addBias, embed, nativeSiluMul, rmsNorm, type SiluMul, siluMul } from "./elementwise";
+import { addBias, embed } from "./elementwise";
 import { ForwardScratch } from "./forward-scratch";
 import { createGemm, type Gemm } from "./gemm";
 import { KvCache } from "./kv-cache";
@@ -13,7 +13,8 @@ import {
   packProjections,
 } from "./llama-weights";
 import { PagedAttention } from "./paged-attention";
-import { applyRope, computeInvFreq, fillRopeTables } from "./rope";
+import { computeInvFreq, fillRopeTables } from "./rope";
+import { type RowKernels, tryNativeRowKernels, typescriptRowKernels } from "./row-kernels";
 import { validateStepInput } from "./step-validation";
 
 export interface CpuModelRunnerOptions {
@@ -26,17 +27,18 @@ export interface CpuModelRunnerOptions {
   /** Threads the default gemm may use (see GemmOptions); OpenMP's default when absent. */
   readonly numThreads?: number;
   /**
-   * Which kernel attends decodes and short chunks (long chunks always run as gemms): "native"
-   * (the addon, on the gemm's threads), "simd" (WebAssembly SIMD, one thread) or "typescript".
-   * Default: native when the addon loads, else simd where WebAssembly SIMD works, else
-   * typescript. Asking for "native" without the addon throws.
+   * Kernels besides the gemm. "native": the addon's attention (on the gemm's threads) and row
+   * kernels (norms, RoPE, SiLU, KV writes); "simd": WebAssembly SIMD attention (one thread) and
+   * TypeScript rows; "typescript": TypeScript only. Long prefill chunks attend through the gemm
+   * in every case. Default: native when the addon loads, else simd where WebAssembly SIMD works,
+   * else typescript. Asking for "native" without the addon throws.
    */
-  readonly attention?: AttentionKernel;
+  readonly kernels?: CpuKernels;
   /** Told when each phase of a step begins (benchmarks time them); none by default. */
   readonly profiler?: StepProfiler;
 }
 
-export type AttentionKernel = "native" | "simd" | "typescript";
+export type CpuKernels = "native" | "simd" | "typescript";
 
 /** The phases of a step, in the order they run (the layer phases once per layer). */
 export type StepPhase =
@@ -73,8 +75,8 @@ export class CpuModelRunner {
   readonly info: BackendInfo;
   readonly config: LlamaConfig;
   readonly gemm: Gemm;
-  /** The kernel attending decodes and short chunks (see CpuModelRunnerOptions.attention). */
-  readonly attentionKernel: AttentionKernel;
+  /** The kernels in use besides the gemm (see CpuModelRunnerOptions.kernels). */
+  readonly kernels: CpuKernels;
   private readonly weights: PackedLlamaWeights;
   private readonly kv: KvCache;
   private readonly attention: PagedAttention;
@@ -82,7 +84,7 @@ export class CpuModelRunner {
   private readonly invFreq: Float64Array; // [headDim / 2]
   private readonly samplingScratch: SamplingScratch;
   private readonly profiler: StepProfiler | null;
-  private readonly siluMul: SiluMul;
+  private readonly rows: RowKernels;
 
   /**
    * Packs `weights` (HF names) for the gemm and allocates the KV pool. The native gemm copies
@@ -102,29 +104,27 @@ export class CpuModelRunner {
     this.config = config;
     this.gemm = opts.gemm ?? createGemm({ numThreads: opts.numThreads });
     this.weights = packProjections(packLlamaWeights(config, weights), this.gemm);
-    const native =
-      opts.attention === "simd" || opts.attention === "typescript"
-        ? null
-        : NativeAttention.tryCreate({ numThreads: opts.numThreads });
-    if (opts.attention === "native" && native === null) {
-      throw new Error("native attention requested but the kiln_gemm addon is unavailable");
+    const isNative = opts.kernels === undefined || opts.kernels === "native";
+    const native = isNative ? NativeAttention.tryCreate({ numThreads: opts.numThreads }) : null;
+    if (opts.kernels === "native" && native === null) {
+      throw new Error("native kernels requested but the kiln_gemm addon is unavailable");
     }
+    this.rows = (native !== null ? tryNativeRowKernels() : null) ?? typescriptRowKernels;
     this.kv = new KvCache(
       { ...config, numBlocks: opts.numBlocks, blockSize },
-      // The native kernel reads plain arrays; WebAssembly memory is only for the SIMD kernels.
       {
         maxContextLen: config.maxPositionEmbeddings,
-        useSimd: native === null && opts.attention !== "typescript",
+        // The native kernel reads plain arrays; WebAssembly memory is only for the SIMD kernels.
+        useSimd: native === null && opts.kernels !== "typescript",
+        writeKv: this.rows.writeKv,
       },
     );
-    this.attentionKernel =
-      native !== null ? "native" : this.kv.layers[0]?.simd ? "simd" : "typescript";
+    this.kernels = native !== null ? "native" : this.kv.layers[0]?.simd ? "simd" : "typescript";
     this.attention = new PagedAttention({ ...config, blockSize }, { gemm: this.gemm, native });
     this.scratch = new ForwardScratch(config);
     this.invFreq = computeInvFreq(config);
     this.samplingScratch = createSamplingScratch(config.vocabSize);
     this.profiler = opts.profiler ?? null;
-    this.siluMul = nativeSiluMul() ?? siluMul;
     this.info = {
       name: "cpu",
       numBlocks: opts.numBlocks,
@@ -187,14 +187,16 @@ export class CpuModelRunner {
     const s = this.scratch;
     const gemm = this.gemm;
     const profiler = this.profiler;
+    const rows = this.rows;
     profiler?.enter("norm");
-    rmsNorm(s.xn, s.x, w.inputNorm, numTokens, hiddenSize, rmsNormEps);
+    rows.rmsNorm(s.xn, s.x, w.inputNorm, numTokens, hiddenSize, rmsNormEps);
     profiler?.enter("qkv");
     gemm.matmulPacked(s.xn, w.qkv, s.qkv, numTokens);
     profiler?.enter("rope");
     if (w.qkvBias !== null) addBias(s.qkv, w.qkvBias, numTokens, qkvLen);
-    applyRope(s.qkv, numTokens, qkvLen, 0, numHeads, headDim, s.ropeCos, s.ropeSin);
-    applyRope(s.qkv, numTokens, qkvLen, qDim, numKvHeads, headDim, s.ropeCos, s.ropeSin);
+    // q and k heads are adjacent in a qkv row: one pass rotates both.
+    const numRotated = numHeads + numKvHeads;
+    rows.applyRope(s.qkv, numTokens, qkvLen, 0, numRotated, headDim, s.ropeCos, s.ropeSin);
     profiler?.enter("kv-write");
     this.kv.writeTokens(l, s.qkv, numTokens, qkvLen, qDim, qDim + kvDim, input.slotMapping);
     profiler?.enter("attention");
@@ -203,11 +205,11 @@ export class CpuModelRunner {
     profiler?.enter("o-proj");
     gemm.matmulPacked(s.attn, w.o, s.x, numTokens, true);
     profiler?.enter("norm");
-    rmsNorm(s.xn, s.x, w.postAttentionNorm, numTokens, hiddenSize, rmsNormEps);
+    rows.rmsNorm(s.xn, s.x, w.postAttentionNorm, numTokens, hiddenSize, rmsNormEps);
     profiler?.enter("gate-up");
     gemm.matmulPacked(s.xn, w.gateUp, s.gateUp, numTokens);
     profiler?.enter("silu");
-    this.siluMul(s.act, s.gateUp, numTokens, intermediateSize);
+    rows.siluMul(s.act, s.gateUp, numTokens, intermediateSize);
     profiler?.enter("down");
     gemm.matmulPacked(s.act, w.down, s.x, numTokens, true);
   }
@@ -231,7 +233,7 @@ export class CpuModelRunner {
       if (input.samples[q] === null) continue;
       const src = s.x.subarray(lastToken * hiddenSize, (lastToken + 1) * hiddenSize);
       const dst = s.sampledHidden.subarray(row * hiddenSize, (row + 1) * hiddenSize);
-      rmsNorm(dst, src, this.weights.finalNorm, 1, hiddenSize, rmsNormEps);
+      this.rows.rmsNorm(dst, src, this.weights.finalNorm, 1, hiddenSize, rmsNormEps);
       row++;
     }
     this.gemm.matmulPacked(s.sampledHidden, this.weights.lmHead, s.logits, numSamples);

@@ -1,4 +1,5 @@
 import { createRequire } from "node:module";
+import type { KvWriter } from "./kv-cache";
 
 /**
  * The kiln_gemm N-API addon (native/*.cc, built by `npm run build` with node-gyp): oneDNN's
@@ -57,6 +58,28 @@ export interface NativeAddon {
   ): void;
   /** elementwise.ts siluMul, vectorized (float32, relative error ~3e-7). */
   siluMul(out: Float32Array, gateUp: Float32Array, numRows: number, ffnLen: number): void;
+  /** elementwise.ts rmsNorm, vectorized (float32 sum of squares). */
+  rmsNorm(
+    out: Float32Array,
+    x: Float32Array,
+    weight: Float32Array,
+    numRows: number,
+    dim: number,
+    eps: number,
+  ): void;
+  /** rope.ts applyRope, vectorized. */
+  applyRope(
+    buf: Float32Array,
+    numTokens: number,
+    rowStride: number,
+    colOffset: number,
+    numHeads: number,
+    headDim: number,
+    cos: Float32Array,
+    sin: Float32Array,
+  ): void;
+  /** kv-cache.ts KvWriter; throws RangeError for a slot outside the pool. */
+  writeKv: KvWriter;
   info(): NativeGemmInfo;
 }
 
@@ -93,7 +116,7 @@ export function tryLoadNativeAddon(): NativeAddon | null {
   if (addon !== undefined) return addon;
   try {
     const loaded = createRequire(import.meta.url)(ADDON_PATH) as Partial<NativeAddon>;
-    if (typeof loaded.siluMul !== "function" || typeof loaded.pagedAttention !== "function") {
+    if (typeof loaded.writeKv !== "function" || typeof loaded.pagedAttention !== "function") {
       throw new Error(`${ADDON_PATH} is out of date: run \`npm run build -w @kiln/kernels\``);
     }
     addon = loaded as NativeAddon;

@@ -164,12 +164,13 @@ function attentionMs(
   numThreads: number | undefined,
 ): number {
   const cfg = runner.config;
-  // As in the runner: long chunks attend through the gemm, the rest through its kernel.
+  // As in the runner: native attention takes every chunk; without it, long chunks attend
+  // through the gemm and the rest through SIMD or TypeScript.
   const isNative = runner.kernels === "native";
   const native = isNative ? NativeAttention.tryCreate({ numThreads }) : null;
   const attention = new PagedAttention(
     { ...cfg, blockSize: BLOCK_SIZE },
-    { gemm: createGemm({ numThreads }), native },
+    native !== null ? { native } : { gemm: createGemm({ numThreads }) },
   );
   const qDim = cfg.numHeads * cfg.headDim;
   const numTokens = input.tokenIds.length;

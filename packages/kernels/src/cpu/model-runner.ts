@@ -29,9 +29,9 @@ export interface CpuModelRunnerOptions {
   /**
    * Kernels besides the gemm. "native": the addon's attention (on the gemm's threads) and row
    * kernels (norms, RoPE, SiLU, KV writes); "simd": WebAssembly SIMD attention (one thread) and
-   * TypeScript rows; "typescript": TypeScript only. Long prefill chunks attend through the gemm
-   * in every case. Default: native when the addon loads, else simd where WebAssembly SIMD works,
-   * else typescript. Asking for "native" without the addon throws.
+   * TypeScript rows; "typescript": TypeScript only. Without native kernels, prefill chunks of 8
+   * tokens or more attend through the gemm. Default: native when the addon loads, else simd
+   * where WebAssembly SIMD works, else typescript. Asking for "native" without the addon throws.
    */
   readonly kernels?: CpuKernels;
   /** Told when each phase of a step begins (benchmarks time them); none by default. */
@@ -120,7 +120,9 @@ export class CpuModelRunner {
       },
     );
     this.kernels = native !== null ? "native" : this.kv.layers[0]?.simd ? "simd" : "typescript";
-    this.attention = new PagedAttention({ ...config, blockSize }, { gemm: this.gemm, native });
+    // Native attention takes every chunk: it beats gathering K/V for gemms (ADR 0003).
+    const attentionOpts = native !== null ? { native } : { gemm: this.gemm };
+    this.attention = new PagedAttention({ ...config, blockSize }, attentionOpts);
     this.scratch = new ForwardScratch(config);
     this.invFreq = computeInvFreq(config);
     this.samplingScratch = createSamplingScratch(config.vocabSize);

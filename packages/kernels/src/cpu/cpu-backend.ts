@@ -9,9 +9,9 @@ import type { CpuWorkerInit, CpuWorkerMessage, StepRequestMessage } from "./work
 
 export interface CpuBackendOptions extends BackendOptions {
   /**
-   * Threads the native gemm may use (its OpenMP team, led by the backend's thread); OpenMP's
-   * default (all CPUs of the process) when absent. Attention and the rest of the forward pass
-   * run on the backend's one thread.
+   * Threads the native kernels may use (one OpenMP team, led by the backend's thread, runs the
+   * gemm and attention); OpenMP's default (all CPUs of the process) when absent. The rest of the
+   * forward pass runs on the backend's one thread.
    */
   readonly numThreads?: number;
 }

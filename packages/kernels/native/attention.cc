@@ -29,6 +29,9 @@ namespace {
 // Below this many (query head row, key) pairs in a call, the calling thread works alone:
 // waking the team costs more than it saves.
 constexpr int64_t kMinParallelScores = 2048;
+// Query rows of one (sequence, KV head) item attended together, sharing each key and value load
+// (prefill chunks and GQA groups).
+constexpr int kTileRows = 4;
 
 struct Job {
   // Arrays (validated by the caller).
@@ -45,8 +48,8 @@ struct Job {
   int64_t qStride, qOffset;
   int numHeads, numKvHeads, headDim, blockSize;
   float scale;  // 1 / sqrt(headDim)
-  // Per team thread: scores [paddedKeys] · q row [headDim] · acc [headDim] floats, and
-  // key offsets [paddedKeys].
+  // Per team thread: scores [kTileRows, paddedKeys] · q rows [kTileRows, headDim] · acc
+  // [kTileRows, headDim] floats, and key offsets [paddedKeys].
   float* scratch;
   int64_t scratchStride;
   int64_t* offsets;
@@ -72,92 +75,136 @@ KILN_INLINE void keyOffsets(const Job& job, const int32_t* table, int g, int64_t
   for (int64_t j = contextLen; j < roundUp(contextLen, kLanes); j++) offsets[j] = offsets[0];
 }
 
-// scores[j] = qs · K[j] for j < numKeys, sixteen keys at a time: sixteen independent FMA
-// chains, then one transposing reduction instead of sixteen horizontal sums.
+// scores[r × stride + j] = qs[r] · K[j] for the tile's rows r and keys j < numKeys, sixteen
+// keys at a time: sixteen independent FMA chains, then one transposing reduction instead of
+// sixteen horizontal sums. Chunk-outer, so a chunk's keys come from memory once per tile and
+// from L1 for the tile's other rows.
+template <int numRows>
 KILN_INLINE void scoreKeys(const Job& job, const int64_t* offsets, const float* qs,
-                           int64_t numKeys, float* scores) {
+                           int64_t numKeys, float* scores, int64_t stride) {
   const int headDim = job.headDim;
   const int numFull = headDim / kLanes * kLanes;
   for (int64_t j0 = 0; j0 < numKeys; j0 += kLanes) {
     const float* k[kLanes];
     for (int l = 0; l < kLanes; l++) k[l] = job.keys + offsets[j0 + l];
-    vf16 acc[kLanes] = {};
-    for (int d = 0; d < numFull; d += kLanes) {
-      const vf16 qv = load(qs + d);
-      for (int l = 0; l < kLanes; l++) acc[l] += qv * load(k[l] + d);
+    for (int r = 0; r < numRows; r++) {
+      const float* q = qs + r * headDim;
+      vf16 acc[kLanes] = {};
+      for (int d = 0; d < numFull; d += kLanes) {
+        const vf16 qv = load(q + d);
+        for (int l = 0; l < kLanes; l++) acc[l] += qv * load(k[l] + d);
+      }
+      vf16 sum = sumLanes16(acc);
+      for (int d = numFull; d < headDim; d++) {
+        for (int l = 0; l < kLanes; l++) sum[l] += q[d] * k[l][d];
+      }
+      store(scores + r * stride + j0, sum);
     }
-    vf16 s = sumLanes16(acc);
-    for (int d = numFull; d < headDim; d++) {
-      for (int l = 0; l < kLanes; l++) s[l] += qs[d] * k[l][d];
-    }
-    store(scores + j0, s);
   }
 }
 
-// Turns scores[0..numKeys) into softmax numerators exp(s − max), zeroes the padding up to a
-// whole vector, and returns their sum.
-KILN_INLINE float expScores(int64_t numKeys, float* scores) {
+// Turns scores[0..numKeys) into softmax numerators exp(s − max), zeroes [numKeys, zeroEnd)
+// (zeroEnd a multiple of kLanes), and returns the numerators' sum.
+KILN_INLINE float expScores(int64_t numKeys, int64_t zeroEnd, float* scores) {
   const int64_t padded = roundUp(numKeys, kLanes);
   float max = -INFINITY;
   for (int64_t j = 0; j < numKeys; j++) max = std::max(max, scores[j]);
-  vf16 sum = vf16{};
   for (int64_t j = 0; j < padded; j += kLanes) {
-    vf16 e = expNonPositive(load(scores + j) - max);
-    store(scores + j, e);
+    store(scores + j, expNonPositive(load(scores + j) - max));
   }
-  for (int64_t j = numKeys; j < padded; j++) scores[j] = 0;
+  for (int64_t j = numKeys; j < zeroEnd; j++) scores[j] = 0;
+  vf16 sum = vf16{};
   for (int64_t j = 0; j < padded; j += kLanes) sum += load(scores + j);
   return sumLanes(sum);
 }
 
-// acc[0..headDim) = Σ_j weights[j] × V[j], four keys per pass over acc; weights beyond
-// numKeys are zero up to a whole vector, so the last pass may run past numKeys.
+// acc[r × headDim + d] = Σ_j weights[r × stride + j] × V[j][d] for the tile's rows, four keys
+// per pass; each value vector is loaded once per tile. Weights are zero from each row's
+// numKeys up to a whole vector past numKeys, so the last pass may run past it.
+template <int numRows>
 KILN_INLINE void mixValues(const Job& job, const int64_t* offsets, const float* weights,
-                           int64_t numKeys, float* acc) {
+                           int64_t stride, int64_t numKeys, float* acc) {
   const int headDim = job.headDim;
   const int numFull = headDim / kLanes * kLanes;
-  std::fill(acc, acc + headDim, 0.0f);
+  std::fill(acc, acc + numRows * headDim, 0.0f);
   for (int64_t j = 0; j < numKeys; j += 4) {
     const float* v0 = job.values + offsets[j];
     const float* v1 = job.values + offsets[j + 1];
     const float* v2 = job.values + offsets[j + 2];
     const float* v3 = job.values + offsets[j + 3];
-    const float w0 = weights[j], w1 = weights[j + 1], w2 = weights[j + 2], w3 = weights[j + 3];
+    float w[numRows][4];
+    for (int r = 0; r < numRows; r++) {
+      for (int u = 0; u < 4; u++) w[r][u] = weights[r * stride + j + u];
+    }
     for (int d = 0; d < numFull; d += kLanes) {
-      vf16 a = load(acc + d) + w0 * load(v0 + d) + w1 * load(v1 + d);
-      store(acc + d, a + w2 * load(v2 + d) + w3 * load(v3 + d));
+      const vf16 x0 = load(v0 + d), x1 = load(v1 + d), x2 = load(v2 + d), x3 = load(v3 + d);
+      for (int r = 0; r < numRows; r++) {
+        float* a = acc + r * headDim + d;
+        store(a, load(a) + w[r][0] * x0 + w[r][1] * x1 + w[r][2] * x2 + w[r][3] * x3);
+      }
     }
     for (int d = numFull; d < headDim; d++) {
-      acc[d] += w0 * v0[d] + w1 * v1[d] + w2 * v2[d] + w3 * v3[d];
+      for (int r = 0; r < numRows; r++) {
+        acc[r * headDim + d] += w[r][0] * v0[d] + w[r][1] * v1[d] + w[r][2] * v2[d] + w[r][3] * v3[d];
+      }
     }
   }
 }
 
-// Every query row of one (sequence, KV head) item.
+// Scores, softmax and values of one tile of numRows rows (row0 onwards) of an item.
+template <int numRows>
+KILN_INLINE void attendTile(const Job& job, const int64_t* offsets, int64_t prefixLen,
+                            int groupSize, int64_t row0, float* scratch) {
+  const int headDim = job.headDim;
+  const int64_t stride = job.paddedKeys;
+  const float* qs = scratch + kTileRows * stride;  // [kTileRows, headDim]
+  float* acc = scratch + kTileRows * (stride + headDim);  // [kTileRows, headDim]
+  // The tile's last row sees the most keys.
+  const int64_t maxKeys = prefixLen + (row0 + numRows - 1) / groupSize + 1;
+  scoreKeys<numRows>(job, offsets, qs, maxKeys, scratch, stride);
+  float invSums[numRows];
+  for (int r = 0; r < numRows; r++) {
+    const int64_t numKeys = prefixLen + (row0 + r) / groupSize + 1;
+    invSums[r] = 1.0f / expScores(numKeys, roundUp(maxKeys, kLanes), scratch + r * stride);
+  }
+  mixValues<numRows>(job, offsets, scratch, stride, maxKeys, acc);
+  for (int r = 0; r < numRows; r++) {
+    for (int d = 0; d < headDim; d++) acc[r * headDim + d] *= invSums[r];
+  }
+}
+
+// Every query row of one (sequence, KV head) item, kTileRows rows at a time. Row ρ is query
+// token ρ / groupSize, head g × groupSize + ρ mod groupSize; it sees prefixLen + token + 1 keys.
 KILN_MULTIVERSION void attendItem(const Job& job, int64_t item, float* scratch,
                                   int64_t* offsets) {
   const int32_t s = job.itemSeqs[item / job.numKvHeads];
   const int g = static_cast<int>(item % job.numKvHeads);
   const int headDim = job.headDim;
   const int groupSize = job.numHeads / job.numKvHeads;
-  const int64_t queryLen = job.queryLens[s];
-  const int64_t contextLen = job.contextLens[s];
-  const int64_t prefixLen = contextLen - queryLen;
-  float* qs = scratch + job.paddedKeys;
-  float* acc = qs + headDim;
-  keyOffsets(job, job.tables + job.tableOffsets[s], g, contextLen, offsets);
-  for (int64_t i = 0; i < queryLen; i++) {
-    const int64_t t = job.tokenStarts[s] + i;
-    const int64_t numKeys = prefixLen + i + 1;
-    for (int hq = 0; hq < groupSize; hq++) {
-      const int h = g * groupSize + hq;
-      const float* qRow = job.q + t * job.qStride + job.qOffset + static_cast<int64_t>(h) * headDim;
-      for (int d = 0; d < headDim; d++) qs[d] = qRow[d] * job.scale;
-      scoreKeys(job, offsets, qs, numKeys, scratch);
-      const float invSum = 1.0f / expScores(numKeys, scratch);
-      mixValues(job, offsets, scratch, numKeys, acc);
+  const int64_t numRows = job.queryLens[s] * groupSize;
+  const int64_t prefixLen = job.contextLens[s] - job.queryLens[s];
+  float* qs = scratch + kTileRows * job.paddedKeys;  // [kTileRows, headDim]
+  const float* acc = qs + kTileRows * headDim;  // [kTileRows, headDim]
+  keyOffsets(job, job.tables + job.tableOffsets[s], g, job.contextLens[s], offsets);
+  for (int64_t row0 = 0; row0 < numRows; row0 += kTileRows) {
+    const int tileRows = static_cast<int>(std::min<int64_t>(kTileRows, numRows - row0));
+    for (int r = 0; r < tileRows; r++) {
+      const int64_t t = job.tokenStarts[s] + (row0 + r) / groupSize;
+      const int64_t h = g * groupSize + (row0 + r) % groupSize;
+      const float* qRow = job.q + t * job.qStride + job.qOffset + h * headDim;
+      for (int d = 0; d < headDim; d++) qs[r * headDim + d] = qRow[d] * job.scale;
+    }
+    switch (tileRows) {
+      case 1: attendTile<1>(job, offsets, prefixLen, groupSize, row0, scratch); break;
+      case 2: attendTile<2>(job, offsets, prefixLen, groupSize, row0, scratch); break;
+      case 3: attendTile<3>(job, offsets, prefixLen, groupSize, row0, scratch); break;
+      default: attendTile<kTileRows>(job, offsets, prefixLen, groupSize, row0, scratch); break;
+    }
+    for (int r = 0; r < tileRows; r++) {
+      const int64_t t = job.tokenStarts[s] + (row0 + r) / groupSize;
+      const int64_t h = g * groupSize + (row0 + r) % groupSize;
       float* outRow = job.out + (t * job.numHeads + h) * headDim;
-      for (int d = 0; d < headDim; d++) outRow[d] = acc[d] * invSum;
+      std::memcpy(outRow, acc + r * headDim, sizeof(float) * headDim);
     }
   }
 }
@@ -268,7 +315,7 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   const bool isParallel = plan.numScores >= kMinParallelScores;
   const int teamSize = isParallel ? onednn().ompGetMaxThreads() : 1;
   job.paddedKeys = roundUp(plan.maxContextLen, kLanes);
-  job.scratchStride = job.paddedKeys + 2 * job.headDim;
+  job.scratchStride = kTileRows * (job.paddedKeys + 2 * job.headDim);
   std::vector<float> scratch(job.scratchStride * teamSize);
   std::vector<int64_t> offsets(job.paddedKeys * teamSize);
   job.scratch = scratch.data();

@@ -24,7 +24,7 @@ import {
   summarizeProfile,
 } from "./report";
 import { measureStepSplit } from "./step-split";
-import { type StartedSystem, startSystem } from "./systems";
+import { type StartedSystem, type SystemOptions, startSystem } from "./systems";
 
 const HELP = `npm run bench:compare -- [options]
   --model DIR            HF model (default bench/models/llama-110m, generated if missing)
@@ -61,6 +61,8 @@ async function main(): Promise<void> {
   const numThreads = Number(v.threads ?? 2);
   const concurrencies = (v.concurrency ?? "1,4,16").split(",").map(Number);
   const systems = (v.systems ?? "kiln,llama.cpp").split(",");
+  const unknown = systems.find((name) => name !== "kiln" && name !== "llama.cpp");
+  if (unknown !== undefined) throw new Error(`--systems: kiln and/or llama.cpp, not ${unknown}`);
   const maxConcurrency = Math.max(...concurrencies);
   const inputLen = Number(v["input-len"] ?? 128);
   const outputLen = Number(v["output-len"] ?? 128);
@@ -83,32 +85,40 @@ async function main(): Promise<void> {
   const runs: SystemRun[] = [];
   const profileLines: StepProfileLine[] = [];
   const workerLines: WorkerStepProfileLine[] = [];
-  for (const name of systems) {
-    // llama.cpp gets a server per concurrency with exactly that many sequences: its batches
-    // stay one micro-batch only while every sequence of the context is in use (step-barrier.ts).
-    const groups = name === "llama.cpp" ? concurrencies.map((c) => [c]) : [concurrencies];
-    for (const group of groups) {
-      const system = await startSystem(name, {
-        modelDir,
-        numThreads,
-        maxConcurrency: Math.max(...group),
-        kvCacheMemory: v["kv-cache-memory"] ?? "1GiB",
-        contextSize: 512,
-        isProfiled: !v["no-profile"],
-      });
-      try {
-        for (const c of group) {
-          const run = await runConcurrency(system, items, c);
-          runs.push(run.run);
-          if (name === "kiln" && c === maxConcurrency) {
-            profileLines.push(...run.profileLines);
-            workerLines.push(...run.workerLines);
-          }
+  const options = (maxSeqs: number): SystemOptions => ({
+    modelDir,
+    numThreads,
+    maxConcurrency: maxSeqs,
+    kvCacheMemory: v["kv-cache-memory"] ?? "1GiB",
+    contextSize: 512,
+    isProfiled: !v["no-profile"],
+  });
+  // Interleaved by concurrency (Kiln c, llama.cpp c, next c…) so that drifting load from
+  // other processes hits both systems alike. Kiln stays up (idle) across the runs; llama.cpp
+  // gets a server per concurrency with exactly that many sequences, because its batches stay
+  // one micro-batch only while every sequence of its context is busy (step-barrier.ts).
+  const kiln = systems.includes("kiln") ? await startSystem("kiln", options(maxConcurrency)) : null;
+  try {
+    for (const c of concurrencies) {
+      if (kiln) {
+        const run = await runConcurrency(kiln, items, c);
+        runs.push(run.run);
+        if (c === maxConcurrency) {
+          profileLines.push(...run.profileLines);
+          workerLines.push(...run.workerLines);
         }
-      } finally {
-        await system.stop();
+      }
+      if (systems.includes("llama.cpp")) {
+        const baseline = await startSystem("llama.cpp", options(c));
+        try {
+          runs.push((await runConcurrency(baseline, items, c)).run);
+        } finally {
+          await baseline.stop();
+        }
       }
     }
+  } finally {
+    await kiln?.stop();
   }
 
   let profile: StepProfile | null = null;
@@ -123,6 +133,7 @@ async function main(): Promise<void> {
     profile = summarizeProfile(profileLines, workerLines, maxConcurrency, split);
   }
 
+  runs.sort((a, b) => a.system.localeCompare(b.system) || a.maxConcurrency - b.maxConcurrency);
   const tables = [
     `## Results (${items.length} requests, ${inputLen} in / ${outputLen} out, closed loop)`,
     resultsTable(runs),

@@ -1,4 +1,4 @@
-// Paged causal attention for decode and short prefill chunks, over the KV pool layout of
+// Paged causal attention for decodes and prefill chunks, over the KV pool layout of
 // src/cpu/kv-cache.ts: per layer, keys and values are each [numBlocks, numKvHeads, blockSize,
 // headDim] floats, and slot s of a sequence lives in block table[s / blockSize] at offset
 // s % blockSize. Query token i of a sequence (position contextLen − queryLen + i) attends to
@@ -7,7 +7,8 @@
 // Work is split into items, one per (sequence, KV head), taken from a shared counter by the
 // calling thread's OpenMP team (libgomp through onednn.h, the team oneDNN uses), so a thread
 // that loses its core to another process simply takes fewer items. Each item walks its query
-// rows; a row scores every visible key, takes an exact softmax (max-subtracted, float32) and
+// rows four at a time (so a prefill chunk or a GQA group reads each key and value once per four
+// rows); a row scores every visible key, takes an exact softmax (max-subtracted, float32) and
 // mixes the values. The inner loops use the 16-lane vectors of simd.h, compiled per instruction
 // set (AVX-512, AVX2+FMA, baseline x86-64) and picked at load time.
 #include <napi.h>

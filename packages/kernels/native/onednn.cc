@@ -16,10 +16,11 @@
 namespace kiln {
 namespace {
 
-// Helpers spin a few microseconds before sleeping: enough to bridge back-to-back regions (a gemm
-// and the row kernel after it), short enough that a helper never spins on a core another
-// process wants. Under contention the forward pass is 1.5-3× faster than with 10000 (ADR 0002).
-constexpr const char* kDefaultSpinCount = "300";
+// Helpers spin some 10-20 µs before sleeping: enough to bridge the regions of one forward step
+// (a gemm, the row kernels after it, the next gemm), short enough that a helper does not hold a
+// core another process wants. Against 10000: as fast on a quiet machine, 1.4-2.5× faster when
+// another process keeps a core busy (ADR 0002).
+constexpr const char* kDefaultSpinCount = "1000";
 
 // The soname of the oneDNN major version whose header this file is compiled against.
 #define KILN_STR2(x) #x

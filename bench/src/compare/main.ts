@@ -11,11 +11,13 @@ import { createProgress } from "../serve/progress";
 import { formatMetrics } from "../serve/report";
 import { runLoad, type WorkItem } from "../serve/runner";
 import { buildWorkload } from "../serve/workload";
+import { type CpuShare, cpuShareBetween, snapshotCpu } from "./cpu-usage";
 import { type MachineInfo, machineInfo } from "./machine";
 import { ensureBenchModel, preflightLlamaCpp } from "./preflight";
 import { REPO_ROOT } from "./processes";
 import type { StepProfileLine, WorkerStepProfileLine } from "./report";
 import {
+  cpuTable,
   profileTable,
   ratioTable,
   resultsTable,
@@ -140,6 +142,9 @@ async function main(): Promise<void> {
     "## Ratios",
     ratioTable(runs, "kiln", "llama.cpp"),
     ...(profile ? [`## Kiln decode step at batch ${maxConcurrency}`, profileTable(profile)] : []),
+    ...runs
+      .filter((r) => r.cpu && r.maxConcurrency === maxConcurrency)
+      .map((r) => `## CPU during ${r.system} at concurrency ${r.maxConcurrency}\n\n${cpuTable(r)}`),
   ].join("\n\n");
   console.log(`\n${describeMachine(machineInfo())}\n\n${tables}`);
   const resultFile = resolve(REPO_ROOT, v["result-file"] ?? "bench-compare.json");
@@ -163,6 +168,7 @@ async function runConcurrency(system: StartedSystem, items: readonly WorkItem[],
   const mark = system.stepProfileLines().length;
   const workerMark = system.workerProfileLines().length;
   const progress = createProgress(`${system.name} c=${c}`, items.length);
+  const cpuBefore = snapshotCpu(system.processes);
   const result = await runLoad(target, items, {
     requestRate: Number.POSITIVE_INFINITY,
     maxConcurrency: c,
@@ -172,14 +178,29 @@ async function runConcurrency(system: StartedSystem, items: readonly WorkItem[],
     percentiles: [50, 99],
     onProgress: progress.onRequestDone,
   });
+  const cpu = cpuShareBetween(cpuBefore, snapshotCpu(system.processes));
   progress.stop();
   console.log(formatMetrics(`${system.name}, concurrency ${c}`, result.metrics));
+  console.log(`CPU share of the machine: ${describeCpu(cpu)}`);
   return {
-    run: { system: system.name, maxConcurrency: c, metrics: result.metrics } satisfies SystemRun,
+    run: {
+      system: system.name,
+      maxConcurrency: c,
+      metrics: result.metrics,
+      cpu,
+    } satisfies SystemRun,
     profileLines: system.stepProfileLines().slice(mark),
     workerLines: system.workerProfileLines().slice(workerMark),
   };
 }
+
+function describeCpu(cpu: CpuShare): string {
+  const parts = Object.entries(cpu.byProcess).map(([name, share]) => `${name} ${pct(share)}`);
+  if (cpu.others !== null) parts.push(`other processes ${pct(cpu.others)}`);
+  return parts.join(", ");
+}
+
+const pct = (share: number) => `${(100 * share).toFixed(0)}%`;
 
 function describeMachine(m: MachineInfo): string {
   return `machine: ${m.cpuModel}, ${m.numCpus} CPUs, load average ${m.loadAverage.map((l) => l.toFixed(2)).join(" ")}; node ${m.nodeVersion}; Kiln GEMM: ${m.kilnGemm}; llama.cpp ${m.llamaCppRelease}`;

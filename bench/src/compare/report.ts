@@ -1,5 +1,6 @@
 import type { BenchMetrics } from "../serve/metrics";
 import { markdownTable } from "../serve/report";
+import type { CpuShare } from "./cpu-usage";
 import type { StepSplit } from "./step-split";
 
 /** The tables `bench:compare` prints (Markdown, so docs/benchmarks.md can quote them as is). */
@@ -8,6 +9,8 @@ export interface SystemRun {
   readonly system: string;
   readonly maxConcurrency: number;
   readonly metrics: BenchMetrics;
+  /** How the machine's CPU was spent during the run (null off Linux). */
+  readonly cpu?: CpuShare;
 }
 
 const f = (v: number, digits = 1) => (Number.isFinite(v) ? v.toFixed(digits) : "–");
@@ -30,25 +33,30 @@ export function resultsTable(runs: readonly SystemRun[]): string {
     "E2EL med",
     "E2EL p99",
     "fail",
+    "others' CPU",
   ];
-  const rows = runs.map(({ system, maxConcurrency, metrics: m }) => [
-    system,
-    String(maxConcurrency),
-    f(m.requestThroughput, 2),
-    f(m.outputThroughput),
-    f(m.ttftMs.mean),
-    f(m.ttftMs.median),
-    f(m.ttftMs.p99),
-    f(m.tpotMs.mean),
-    f(m.tpotMs.median),
-    f(m.tpotMs.p99),
-    f(m.itlMs.median),
-    f(m.itlMs.p99),
-    f(m.e2elMs.median),
-    f(m.e2elMs.p99),
-    String(m.numFailed),
-  ]);
-  return `${markdownTable(header, rows)}\n(latencies in ms)`;
+  const rows = runs.map(({ system, maxConcurrency, metrics: m, cpu }) => {
+    const others = cpu?.others ?? null;
+    return [
+      system,
+      String(maxConcurrency),
+      f(m.requestThroughput, 2),
+      f(m.outputThroughput),
+      f(m.ttftMs.mean),
+      f(m.ttftMs.median),
+      f(m.ttftMs.p99),
+      f(m.tpotMs.mean),
+      f(m.tpotMs.median),
+      f(m.tpotMs.p99),
+      f(m.itlMs.median),
+      f(m.itlMs.p99),
+      f(m.e2elMs.median),
+      f(m.e2elMs.p99),
+      String(m.numFailed),
+      others === null ? "–" : `${f(100 * others, 0)}%`,
+    ];
+  });
+  return `${markdownTable(header, rows)}\n(latencies in ms; others' CPU: share of the machine's CPU used by processes outside the benchmark during the run)`;
 }
 
 /**
@@ -170,4 +178,18 @@ export function profileTable(p: StepProfile): string {
     `sampling timed in-process on the batch's logits; in-process CpuModelRunner.step ` +
     `${f(p.split.stepMs, 2)} ms vs backend.step ${f(p.backendMs, 2)} ms in the worker)`;
   return `${markdownTable(["part of a decode step", "ms", "share"], rows)}\n${note}`;
+}
+
+/** How the machine's CPU was spent during one run, one row per process. */
+export function cpuTable(run: SystemRun): string {
+  const cpu = run.cpu;
+  if (!cpu) return "";
+  const rows = Object.entries(cpu.byProcess).map(([name, share]) => [
+    name,
+    `${f(100 * share, 1)}%`,
+  ]);
+  if (cpu.others !== null)
+    rows.push(["other processes on the machine", `${f(100 * cpu.others, 1)}%`]);
+  if (cpu.total !== null) rows.push(["machine total", `${f(100 * cpu.total, 1)}%`]);
+  return `${markdownTable(["process", "share of the machine's CPU"], rows)}\n(${run.system} at concurrency ${run.maxConcurrency}; 100% = every core busy for the whole run)`;
 }

@@ -12,6 +12,8 @@ export interface StartedSystem {
   stepProfileLines(): StepProfileLine[];
   /** The worker's step-profile lines so far. */
   workerProfileLines(): WorkerStepProfileLine[];
+  /** Its processes, for CPU accounting. */
+  readonly processes: readonly { readonly name: string; readonly pid: number | undefined }[];
   stop(): Promise<void>;
 }
 
@@ -64,6 +66,7 @@ export async function startSystem(name: string, opts: SystemOptions): Promise<St
       stepProfileLines: () => linesOf(stack, "step-profile") as unknown as StepProfileLine[],
       workerProfileLines: () =>
         linesOf(stack, "worker-step-profile") as unknown as WorkerStepProfileLine[],
+      processes: stack.processes.map((p) => ({ name: p.name, pid: p.child.pid })),
       stop: () => stack.stop(),
     };
   } catch (err) {

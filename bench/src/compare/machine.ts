@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { cpus, loadavg, totalmem } from "node:os";
@@ -15,6 +16,24 @@ export interface MachineInfo {
   /** "native (oneDNN)" when the kernels' addon is built, else the TypeScript fallback. */
   readonly kilnGemm: string;
   readonly llamaCppRelease: string;
+  /** The commit the Kiln processes ran from, and the files that differed from it. */
+  readonly gitCommit: string;
+  readonly dirtyFiles: readonly string[];
+}
+
+/** HEAD and the modified tracked files under packages/ and services/ (what Kiln runs). */
+function gitState(): { gitCommit: string; dirtyFiles: string[] } {
+  const git = (args: string[]) =>
+    execFileSync("git", args, { cwd: REPO_ROOT, encoding: "utf8" }).trim();
+  try {
+    const status = git(["status", "--porcelain", "--untracked-files=no", "packages", "services"]);
+    return {
+      gitCommit: git(["rev-parse", "--short", "HEAD"]),
+      dirtyFiles: status ? status.split("\n").map((line) => line.slice(3)) : [],
+    };
+  } catch {
+    return { gitCommit: "unknown", dirtyFiles: [] };
+  }
 }
 
 function llamaCppRelease(): string {
@@ -42,5 +61,6 @@ export function machineInfo(): MachineInfo {
     nodeVersion: process.version,
     kilnGemm: existsSync(addon) ? "native (oneDNN)" : "TypeScript fallback (addon not built)",
     llamaCppRelease: llamaCppRelease(),
+    ...gitState(),
   };
 }

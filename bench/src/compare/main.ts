@@ -203,7 +203,7 @@ function describeCpu(cpu: CpuShare): string {
 const pct = (share: number) => `${(100 * share).toFixed(0)}%`;
 
 function describeMachine(m: MachineInfo): string {
-  return `machine: ${m.cpuModel}, ${m.numCpus} CPUs, load average ${m.loadAverage.map((l) => l.toFixed(2)).join(" ")}; node ${m.nodeVersion}; Kiln GEMM: ${m.kilnGemm}; llama.cpp ${m.llamaCppRelease}`;
+  return `machine: ${m.cpuModel}, ${m.numCpus} CPUs, load average ${m.loadAverage.map((l) => l.toFixed(2)).join(" ")}; node ${m.nodeVersion}; Kiln GEMM: ${m.kilnGemm}; llama.cpp ${m.llamaCppRelease}; Kiln at ${m.gitCommit}${m.dirtyFiles.length ? ` + ${m.dirtyFiles.length} uncommitted file(s) under packages/ and services/` : ""}`;
 }
 
 main().then(

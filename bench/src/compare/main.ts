@@ -2,8 +2,8 @@
  * `npm run bench:compare`: Kiln and llama.cpp on the same weights and workload, side by side
  * in one run, then the ratio table and a profile of Kiln's decode step. See HELP.
  */
-import { writeFile } from "node:fs/promises";
-import { resolve } from "node:path";
+import { mkdir, writeFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { loadConfig } from "@kiln/model";
 import type { Target } from "../serve/client";
@@ -38,7 +38,7 @@ const HELP = `npm run bench:compare -- [options]
   --kv-cache-memory S    Kiln worker KV pool (default 1GiB)
   --systems LIST         kiln,llama.cpp (default both)
   --no-profile           skip the decode-step profile
-  --result-file PATH     JSON results (default bench-compare.json in the repo root)
+  --result-file PATH     JSON results (default bench/results/compare.json, gitignored)
   --markdown-file PATH   also write the tables as Markdown`;
 
 async function main(): Promise<void> {
@@ -147,7 +147,8 @@ async function main(): Promise<void> {
       .map((r) => `## CPU during ${r.system} at concurrency ${r.maxConcurrency}\n\n${cpuTable(r)}`),
   ].join("\n\n");
   console.log(`\n${describeMachine(machineInfo())}\n\n${tables}`);
-  const resultFile = resolve(REPO_ROOT, v["result-file"] ?? "bench-compare.json");
+  const resultFile = resolve(REPO_ROOT, v["result-file"] ?? "bench/results/compare.json");
+  await mkdir(dirname(resultFile), { recursive: true });
   await writeFile(
     resultFile,
     `${JSON.stringify({ date: new Date().toISOString(), machine, machineAfter: machineInfo(), modelDir, inputLen, outputLen, numPrompts: items.length, numThreads, runs, profile }, null, 2)}\n`,

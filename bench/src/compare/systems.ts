@@ -66,7 +66,7 @@ export async function startSystem(name: string, opts: SystemOptions): Promise<St
       stepProfileLines: () => linesOf(stack, "step-profile") as unknown as StepProfileLine[],
       workerProfileLines: () =>
         linesOf(stack, "worker-step-profile") as unknown as WorkerStepProfileLine[],
-      processes: stack.processes.map((p) => ({ name: p.name, pid: p.child.pid })),
+      processes: stack.processes.map((p) => ({ name: p.name, pid: p.pid })),
       stop: () => stack.stop(),
     };
   } catch (err) {

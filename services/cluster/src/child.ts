@@ -14,6 +14,8 @@ export interface ChildSpec {
   readonly args: readonly string[];
   readonly cwd: string;
   readonly env?: NodeJS.ProcessEnv;
+  /** Receives every JSON object line the child prints on stdout (status lines, profiles). */
+  readonly onJson?: (message: Record<string, unknown>) => void;
 }
 
 /**
@@ -126,6 +128,7 @@ export class Child {
     } catch {
       return;
     }
+    this.spec.onJson?.(parsed);
     for (const waiter of this.eventWaiters.filter((w) => w.event === parsed["event"])) {
       waiter.resolve(parsed);
     }

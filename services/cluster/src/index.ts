@@ -1,3 +1,8 @@
 export { Child, type ChildExit, type ChildSpec } from "./child";
 export { type ClusterOptions, type RunningCluster, startCluster } from "./cluster";
 export { type ModelSpec, NO_MODEL_MESSAGE, tryResolveModelSpec } from "./model-spec";
+export {
+  type ServiceProcess,
+  type ServiceProcessOptions,
+  startServiceProcess,
+} from "./service-process";

@@ -118,8 +118,9 @@ describe("a worker killed mid-stream", () => {
       );
       await waitFor(() => numStarted === 8, 30_000, "every stream to start");
       const killedAt = Date.now();
-      worker.child.kill("SIGKILL");
+      const killed = worker.kill();
       const results = await Promise.all(streams);
+      await killed;
       expect(Date.now() - killedAt).toBeLessThan(5000);
       for (const result of results) {
         expect(result.events.at(-1)?.error?.code).toBe(ErrorCode.WORKER_LOST);

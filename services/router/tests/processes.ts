@@ -1,8 +1,6 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
 import { dirname, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { type ServiceProcess, startServiceProcess } from "@kiln/cluster";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 export const STORIES_DIR = resolve(REPO_ROOT, "../shared/models/stories260K");
@@ -17,66 +15,19 @@ export interface Golden {
   }[];
 }
 
-/** A service started as a real child process (through tsx), with the port it reported. */
-export interface ServiceProcess {
-  readonly child: ChildProcess;
-  readonly port: number;
-  /** SIGTERM, then SIGKILL after a grace period; resolves once the process has exited. */
-  stop(): Promise<void>;
-}
+export type { ServiceProcess } from "@kiln/cluster";
 
 /**
- * Starts `services/<name>/src/main.ts` with `args` and resolves once it prints its
- * `{"event":"listening"}` line. Rejects (and kills it) when it exits first or takes too long.
+ * Starts `services/<name>/src/main.ts` with `args` as a real process and resolves once it
+ * prints its `{"event":"listening"}` line (see `startServiceProcess`).
  */
-export async function startService(
+export function startService(
   name: "router" | "worker" | "gateway",
   args: readonly string[],
   timeoutMs = 60_000,
 ): Promise<ServiceProcess> {
   const script = resolve(REPO_ROOT, `services/${name}/src/main.ts`);
-  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
-    cwd: REPO_ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stderr = "";
-  child.stderr?.on("data", (chunk: Buffer) => {
-    stderr = (stderr + chunk.toString()).slice(-4000);
-  });
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = once(child, "exit");
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
-    await exited;
-    clearTimeout(timer);
-  };
-  const port = await new Promise<number>((resolvePort, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${name} did not start: ${stderr}`)),
-      timeoutMs,
-    );
-    const lines = createInterface({ input: child.stdout! });
-    lines.on("line", (line) => {
-      try {
-        const msg = JSON.parse(line) as { event?: string; port?: number };
-        if (msg.event === "listening" && typeof msg.port === "number") {
-          clearTimeout(timer);
-          resolvePort(msg.port);
-        }
-      } catch {
-        // not a JSON status line
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited with ${code} before listening: ${stderr}`));
-    });
-  }).catch(async (err: unknown) => {
-    await stop();
-    throw err;
-  });
-  return { child, port, stop };
+  return startServiceProcess(name, script, { args, cwd: REPO_ROOT, timeoutMs });
 }
 
 /** Polls `check` every 50 ms until it returns true; throws after `timeoutMs`. */

@@ -6,17 +6,17 @@ import {
   status,
 } from "@grpc/grpc-js";
 import { asRequestId, type NewRequest } from "@kiln/engine-core";
-import type {
-  AbortRequest,
-  AbortResponse,
-  GenerateEvent,
-  GenerateRequest,
-  RegisterWorkerRequest,
-  RegisterWorkerResponse,
-  RouterHealthResponse,
-  RouterServer,
+import {
+  type AbortRequest,
+  type AbortResponse,
+  type GenerateEvent,
+  type GenerateRequest,
+  type RegisterWorkerRequest,
+  type RegisterWorkerResponse,
+  type RouterHealthResponse,
+  type RouterServer,
   SamplingParams,
-  StatsResponse,
+  type StatsResponse,
 } from "@kiln/proto";
 import { extractTraceContext } from "@kiln/telemetry";
 import type { ReplicaSet } from "./replica-set";
@@ -61,7 +61,8 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
         requestId,
         replicaId: replica.replicaId,
         promptTokenIds: req.promptTokenIds,
-        sampling: req.sampling ?? defaultSampling(),
+        // proto3 zero values mean "off" for every knob (the worker maps topP 0 and penalty 0 to 1).
+        sampling: req.sampling ?? SamplingParams.fromPartial({}),
         outputTokenIds: Array.from({ length: n }, () => []),
         emit: (event) => {
           if (!isEnded) call.write(event);
@@ -146,20 +147,5 @@ function toNewRequest(
     stopTokenIds: req.stopTokenIds,
     ignoreEos: req.ignoreEos,
     cacheSalt: req.cacheSalt || null,
-  };
-}
-
-function defaultSampling(): SamplingParams {
-  return {
-    temperature: 0,
-    topK: 0,
-    topP: 1,
-    minP: 0,
-    repetitionPenalty: 1,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    logitBias: {},
-    seed: 0,
-    numTopLogprobs: 0,
   };
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { ErrorCode } from "@kiln/proto";
+import { ErrorCode, SamplingParams } from "@kiln/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   GOLDEN_PATH,
@@ -81,7 +81,7 @@ describe("router and worker processes", () => {
             promptTokenIds: prompt,
             maxTokens: 400,
             ignoreEos: true,
-            sampling: samplingWithSeed(i),
+            sampling: SamplingParams.fromPartial({ temperature: 1, seed: i }),
           },
           (numTokens) => numTokens >= 3 + (i % 5),
         ),
@@ -217,18 +217,3 @@ describe("two replicas", () => {
     }
   }, 120_000);
 });
-
-function samplingWithSeed(seed: number) {
-  return {
-    temperature: 1,
-    topK: 0,
-    topP: 1,
-    minP: 0,
-    repetitionPenalty: 1,
-    presencePenalty: 0,
-    frequencyPenalty: 0,
-    logitBias: {},
-    seed,
-    numTopLogprobs: 0,
-  };
-}

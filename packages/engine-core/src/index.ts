@@ -20,7 +20,7 @@ export {
 } from "./kv-cache-manager";
 export { type CacheNode, cacheNamespace, PrefixCache, type PrefixMatch } from "./prefix-cache";
 export { Scheduler, type StepScheduler } from "./scheduler";
-export { buildStepArrays, type StepArrays } from "./step-arrays";
+export { buildStepArrays, type FlatSeq, type FlatStep, type StepArrays } from "./step-arrays";
 export { checkStop, type StopCriteria, type StopDecision, stopTokenIdsOf } from "./stop";
 export type {
   AddResult,

@@ -1,4 +1,21 @@
-import type { StepPlan } from "./types";
+/** The parts of a sequence's step that the flat arrays are built from (a `ScheduledSeq` has them). */
+export interface FlatSeq {
+  /** [queryLen] the token ids to compute. */
+  readonly tokenIds: readonly number[];
+  readonly queryLen: number;
+  /** Tokens in the KV cache once the step ran. */
+  readonly contextLen: number;
+  /** Block ids covering positions 0..contextLen-1. */
+  readonly blockTable: readonly number[];
+}
+
+/** The parts of a step the arrays are built from; a `StepPlan` is one. */
+export interface FlatStep {
+  readonly seqs: readonly FlatSeq[];
+  /** Σ queryLen over `seqs`. */
+  readonly numScheduledTokens: number;
+  readonly blockCopies: readonly { readonly src: number; readonly dst: number }[];
+}
 
 /**
  * A plan flattened the way the backend's StepInput wants it (every field but `samples`, which the
@@ -24,8 +41,11 @@ export interface StepArrays {
   readonly blockCopies: Int32Array;
 }
 
-/** Flattens a plan (pure; allocates the arrays). */
-export function buildStepArrays<S>(plan: StepPlan<S>, blockSize: number): StepArrays {
+/**
+ * Flattens a step (pure; allocates the arrays). The router's plans and the worker's rebuilt
+ * steps both go through here. Every block table must cover its sequence's contextLen.
+ */
+export function buildStepArrays(plan: FlatStep, blockSize: number): StepArrays {
   const seqs = plan.seqs;
   const numTokens = plan.numScheduledTokens;
   let numTableEntries = 0;

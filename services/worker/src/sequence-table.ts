@@ -1,3 +1,4 @@
+import { buildStepArrays } from "@kiln/engine-core";
 import type { SampleRequest, SamplingParams, StepInput } from "@kiln/kernels";
 
 /**
@@ -108,64 +109,33 @@ export class SequenceTable {
   }
 
   private buildInput(delta: StepDelta, states: readonly SequenceState[]): StepInput {
-    const numSeqs = delta.sequences.length;
-    const numTokens = delta.sequences.reduce((n, seq) => n + seq.tokenIds.length, 0);
-    const numTableEntries = states.reduce((n, s) => n + s.blockTable.length, 0);
-    const tokenIds = new Int32Array(numTokens); // [numTokens]
-    const positions = new Int32Array(numTokens); // [numTokens]
-    const slotMapping = new Int32Array(numTokens); // [numTokens]
-    const queryLens = new Int32Array(numSeqs); // [numSeqs]
-    const contextLens = new Int32Array(numSeqs); // [numSeqs]
-    const blockTableOffsets = new Int32Array(numSeqs + 1); // [numSeqs + 1]
-    const blockTables = new Int32Array(numTableEntries); // [sum of table lengths]
-    const samples: (SampleRequest | null)[] = [];
-    let t = 0;
-    let b = 0;
-    delta.sequences.forEach((seq, i) => {
-      const state = states[i]!;
+    const seqs = delta.sequences.map((seq, i) => {
+      const blockTable = states[i]!.blockTable;
       const contextLen = seq.numComputedTokens + seq.tokenIds.length;
-      if (state.blockTable.length * this.blockSize < contextLen) {
+      if (blockTable.length * this.blockSize < contextLen) {
         throw new StepDeltaError(
-          `sequence ${seq.seqId} needs ${contextLen} KV slots but holds ${state.blockTable.length} blocks`,
+          `sequence ${seq.seqId} needs ${contextLen} KV slots but holds ${blockTable.length} blocks`,
         );
       }
-      queryLens[i] = seq.tokenIds.length;
-      contextLens[i] = contextLen;
-      blockTableOffsets[i] = b;
-      blockTables.set(state.blockTable, b);
-      b += state.blockTable.length;
-      for (let j = 0; j < seq.tokenIds.length; j++, t++) {
-        const pos = seq.numComputedTokens + j;
-        tokenIds[t] = seq.tokenIds[j]!;
-        positions[t] = pos;
-        slotMapping[t] =
-          state.blockTable[Math.floor(pos / this.blockSize)]! * this.blockSize +
-          (pos % this.blockSize);
-      }
-      samples.push(
-        seq.doSample
-          ? {
-              params: state.sampling,
-              outputIndex: seq.outputIndex,
-              promptTokenIds: state.promptTokenIds,
-              outputTokenIds: state.outputTokenIds,
-              bannedTokenIds: seq.bannedTokenIds ?? [],
-            }
-          : null,
-      );
+      return { tokenIds: seq.tokenIds, queryLen: seq.tokenIds.length, contextLen, blockTable };
     });
-    blockTableOffsets[numSeqs] = b;
-    const blockCopies = Int32Array.from(delta.blockCopies);
-    return {
-      tokenIds,
-      positions,
-      queryLens,
-      contextLens,
-      blockTableOffsets,
-      blockTables,
-      slotMapping,
-      blockCopies,
-      samples,
-    };
+    const blockCopies: { src: number; dst: number }[] = [];
+    for (let i = 0; i < delta.blockCopies.length; i += 2) {
+      blockCopies.push({ src: delta.blockCopies[i]!, dst: delta.blockCopies[i + 1]! });
+    }
+    const numScheduledTokens = seqs.reduce((n, seq) => n + seq.queryLen, 0);
+    const arrays = buildStepArrays({ seqs, numScheduledTokens, blockCopies }, this.blockSize);
+    const samples = delta.sequences.map((seq, i): SampleRequest | null => {
+      if (!seq.doSample) return null;
+      const state = states[i]!;
+      return {
+        params: state.sampling,
+        outputIndex: seq.outputIndex,
+        promptTokenIds: state.promptTokenIds,
+        outputTokenIds: state.outputTokenIds,
+        bannedTokenIds: seq.bannedTokenIds ?? [],
+      };
+    });
+    return { ...arrays, samples };
   }
 }

@@ -18,6 +18,12 @@ describe("ERROR_TABLE", () => {
     expect(codeFromGrpcStatus(status.INVALID_ARGUMENT)).toBe("INVALID_REQUEST");
     expect(codeFromGrpcStatus(status.DATA_LOSS)).toBe("INTERNAL");
   });
+
+  it("maps a status that several codes share to the general code", () => {
+    expect(codeFromGrpcStatus(status.UNAVAILABLE)).toBe("UNAVAILABLE");
+    expect(codeFromGrpcStatus(status.NOT_FOUND)).toBe("NOT_FOUND");
+    expect(codeFromGrpcStatus(status.INVALID_ARGUMENT)).toBe("INVALID_REQUEST");
+  });
 });
 
 describe("generated messages", () => {

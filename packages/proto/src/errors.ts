@@ -76,8 +76,20 @@ export class KilnError extends Error {
   }
 }
 
+/**
+ * Where several codes share a gRPC status, the general one is what a bare status means: a call
+ * that failed with UNAVAILABLE says nothing about a worker, NOT_FOUND nothing about a model.
+ */
+const GENERAL_CODE_OF_STATUS: Partial<Record<status, KilnErrorCode>> = {
+  [status.INVALID_ARGUMENT]: "INVALID_REQUEST",
+  [status.NOT_FOUND]: "NOT_FOUND",
+  [status.UNAVAILABLE]: "UNAVAILABLE",
+};
+
 /** The code a gRPC status maps back to, for errors that arrive from another process. */
 export function codeFromGrpcStatus(grpcStatus: status): KilnErrorCode {
+  const general = GENERAL_CODE_OF_STATUS[grpcStatus];
+  if (general) return general;
   const entry = Object.entries(ERROR_TABLE).find(([, m]) => m.grpcStatus === grpcStatus);
   return (entry?.[0] as KilnErrorCode | undefined) ?? "INTERNAL";
 }

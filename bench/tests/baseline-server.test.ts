@@ -1,11 +1,10 @@
 import { once } from "node:events";
-import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { loadGolden, STORIES_DIR } from "@kiln/test-support";
 import type { LlamaContext, LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tryLoadLlamaCpp } from "../src/baseline/load-llama";
@@ -17,10 +16,7 @@ import { runLoad } from "../src/serve/runner";
 
 /** The llama.cpp baseline server in-process on stories260K with 2 sequence slots. */
 
-const SHARED = resolve(dirname(fileURLToPath(import.meta.url)), "../../../shared");
-const golden = JSON.parse(readFileSync(join(SHARED, "golden/stories260K-greedy.json"), "utf8")) as {
-  cases: { prompt_ids: number[]; greedy_ids: number[]; greedy_text: string }[];
-};
+const golden = loadGolden();
 const loaded = await tryLoadLlamaCpp();
 if (loaded.error !== null) {
   console.warn(`SKIPPING baseline server tests: node-llama-cpp cannot load: ${loaded.error}`);
@@ -36,7 +32,7 @@ describe.skipIf(loaded.llama === null)("baseline OpenAI server over llama.cpp", 
   beforeAll(async () => {
     workDir = await mkdtemp(join(tmpdir(), "kiln-baseline-"));
     const path = join(workDir, "stories260K.gguf");
-    await exportLlamaToGguf(join(SHARED, "models/stories260K"), path);
+    await exportLlamaToGguf(STORIES_DIR, path);
     model = await loaded.llama!.loadModel({ modelPath: path });
     context = await model.createContext({ contextSize: 512, sequences: 2, threads: 1 });
     server = createBaselineServer({

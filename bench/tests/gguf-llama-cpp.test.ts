@@ -1,8 +1,7 @@
-import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { loadGolden, STORIES_DIR } from "@kiln/test-support";
 import type { LlamaModel, Token } from "node-llama-cpp";
 import { readGgufFileInfo } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,11 +14,7 @@ import { exportLlamaToGguf } from "../src/gguf/export-llama";
  * tokenizer/detokenizer must agree with the golden prompt ids and text.
  */
 
-const SHARED = resolve(dirname(fileURLToPath(import.meta.url)), "../../../shared");
-const STORIES_DIR = join(SHARED, "models/stories260K");
-const golden = JSON.parse(readFileSync(join(SHARED, "golden/stories260K-greedy.json"), "utf8")) as {
-  cases: { prompt: string; prompt_ids: number[]; greedy_ids: number[]; greedy_text: string }[];
-};
+const golden = loadGolden();
 
 const loaded = await tryLoadLlamaCpp();
 if (loaded.error !== null) {

@@ -1,6 +1,7 @@
-import { readFile, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { loadGolden } from "@kiln/test-support";
 import type { Llama, Token } from "node-llama-cpp";
 import { exportLlamaToGguf } from "../gguf/export-llama";
 
@@ -15,16 +16,12 @@ export interface GoldenResult {
   readonly firstMismatch: string | null;
 }
 
-interface Golden {
-  readonly cases: readonly { readonly prompt_ids: number[]; readonly greedy_ids: number[] }[];
-}
-
 export async function checkLlamaCppGolden(
   llama: Llama,
   storiesDir: string,
   goldenPath: string,
 ): Promise<GoldenResult> {
-  const golden = JSON.parse(await readFile(goldenPath, "utf8")) as Golden;
+  const golden = loadGolden(goldenPath);
   const ggufPath = join(tmpdir(), `kiln-golden-stories260K-${process.pid}.gguf`);
   await exportLlamaToGguf(storiesDir, ggufPath);
   const model = await llama.loadModel({ modelPath: ggufPath });

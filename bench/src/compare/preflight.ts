@@ -1,11 +1,9 @@
 import { stat } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { writeRandomModel } from "@kiln/model";
+import { STORIES_DIR, STORIES_GOLDEN_PATH } from "@kiln/test-support";
 import { checkLlamaCppGolden } from "../baseline/golden-check";
 import { loadLlamaCpp } from "../baseline/load-llama";
-import { REPO_ROOT } from "./processes";
-
-const SHARED = resolve(REPO_ROOT, "../shared");
 
 /** Generates the random-weight llama-110m into `dir` (seed 0) unless it is there already. */
 export async function ensureBenchModel(dir: string): Promise<void> {
@@ -24,11 +22,7 @@ export async function ensureBenchModel(dir: string): Promise<void> {
  */
 export async function preflightLlamaCpp(): Promise<void> {
   const llama = await loadLlamaCpp();
-  const result = await checkLlamaCppGolden(
-    llama,
-    join(SHARED, "models/stories260K"),
-    join(SHARED, "golden/stories260K-greedy.json"),
-  );
+  const result = await checkLlamaCppGolden(llama, STORIES_DIR, STORIES_GOLDEN_PATH);
   await llama.dispose();
   if (result.numMatched !== result.numCases) {
     throw new Error(

@@ -1,10 +1,10 @@
-import { dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
 import { type ServiceProcess, startServiceProcess } from "@kiln/cluster";
+import { REPO_ROOT } from "@kiln/test-support";
 
 export type { ServiceProcess } from "@kiln/cluster";
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+export { REPO_ROOT } from "@kiln/test-support";
 
 export interface StartOptions {
   readonly args?: readonly string[];
@@ -26,17 +26,4 @@ export function startProcess(
     cwd: REPO_ROOT,
     timeoutMs: opts.timeoutMs ?? 120_000,
   });
-}
-
-/** Polls `check` every 100 ms until it returns true; throws after `timeoutMs`. */
-export async function waitFor(
-  check: () => Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }

@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
-import { REPO_ROOT, type ServiceProcess, startProcess, waitFor } from "./processes";
+import { waitFor } from "@kiln/test-support";
+import { REPO_ROOT, type ServiceProcess, startProcess } from "./processes";
 
 /**
  * The two systems under test, each started as real processes and exposed as one
@@ -31,8 +32,8 @@ async function stopAll(processes: readonly ServiceProcess[]): Promise<void> {
 }
 
 async function isHealthy(baseUrl: string): Promise<boolean> {
-  const res = await fetch(new URL("/health", baseUrl));
-  return res.ok;
+  const res = await fetch(new URL("/health", baseUrl)).catch(() => null);
+  return res?.ok === true;
 }
 
 /** Router, then a worker registering with it, then the gateway; resolves once /health is OK. */
@@ -65,7 +66,10 @@ export async function startKilnStack(opts: KilnStackOptions): Promise<Stack> {
     });
     started.push(gateway);
     const baseUrl = `http://127.0.0.1:${gateway.port}`;
-    await waitFor(() => isHealthy(baseUrl), 120_000, "the Kiln gateway's /health");
+    await waitFor(() => isHealthy(baseUrl), "the Kiln gateway's /health", {
+      timeoutMs: 120_000,
+      intervalMs: 100,
+    });
     return { name: "Kiln", baseUrl, processes: started, stop: () => stopAll(started) };
   } catch (err) {
     await stopAll(started);

@@ -1,13 +1,10 @@
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { LLAMA2_TOKENIZER_DIR, STORIES_DIR } from "@kiln/test-support";
 import { describe, expect, it } from "vitest";
 import { readGgufVocab, TokenType } from "./vocab";
 
-const MODELS = resolve(dirname(fileURLToPath(import.meta.url)), "../../../../shared/models");
-
 describe("readGgufVocab", () => {
   it("rebuilds stories260K's tokenizer.model exactly from tokenizer.json", async () => {
-    const dir = join(MODELS, "stories260K");
+    const dir = STORIES_DIR;
     const sp = await readGgufVocab(dir, 512);
     const json = await readGgufVocab(dir, 512, { ignoreSentencePieceModel: true });
     expect(sp.source).toBe("tokenizer.model");
@@ -25,7 +22,7 @@ describe("readGgufVocab", () => {
   });
 
   it("matches Llama-2's tokenizer.model but for the pieces Meta pinned by hand", async () => {
-    const dir = join(MODELS, "llama2-tokenizer");
+    const dir = LLAMA2_TOKENIZER_DIR;
     const sp = await readGgufVocab(dir, 32000);
     const json = await readGgufVocab(dir, 32000, { ignoreSentencePieceModel: true });
     const differing = sp.tokens
@@ -39,7 +36,7 @@ describe("readGgufVocab", () => {
   });
 
   it("pads a vocabulary smaller than the embedding with unused tokens", async () => {
-    const vocab = await readGgufVocab(join(MODELS, "stories260K"), 515);
+    const vocab = await readGgufVocab(STORIES_DIR, 515);
     expect(vocab.tokens.slice(512)).toEqual(["[PAD512]", "[PAD513]", "[PAD514]"]);
     expect(vocab.tokenTypes[514]).toBe(TokenType.UNUSED);
   });

@@ -1,21 +1,19 @@
+import { mulberry32 } from "@kiln/test-support";
+
 /**
  * A seeded PRNG (mulberry32) so a dataset and an arrival schedule are the same on every run
  * and for every endpoint being compared. Not cryptographic; 2^32 period is plenty here.
  */
 export class Rng {
-  private state: number;
+  private readonly uniform: () => number;
 
   constructor(seed: number) {
-    this.state = seed >>> 0;
+    this.uniform = mulberry32(seed);
   }
 
   /** Uniform in [0, 1). */
   next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return this.uniform();
   }
 
   /** Uniform integer in [lo, hi] (both inclusive). */

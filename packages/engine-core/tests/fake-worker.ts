@@ -1,17 +1,5 @@
 import type { BlockId, ScheduledSeq, SeqId, StepPlan } from "../src/index";
 
-/** Seeded PRNG (mulberry32): deterministic randomness for tests. Returns floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * The fake model's "K/V" of a position: a hash chained over every token up to it, seeded by the
  * namespace of the request, so a block computed for a different prefix or adapter never matches.

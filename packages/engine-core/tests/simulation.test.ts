@@ -1,6 +1,6 @@
+import { mulberry32 } from "@kiln/test-support";
 import { describe, expect, it } from "vitest";
 import type { RequestId, RequestSummary } from "../src/index";
-import { mulberry32 } from "./fake-worker";
 import { adapter, Harness } from "./harness";
 
 const NUM_REQUESTS = 1000;

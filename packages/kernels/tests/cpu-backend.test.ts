@@ -1,8 +1,8 @@
 import { readdirSync } from "node:fs";
+import { loadGoldenCases, STORIES_DIR } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Backend, DEFAULT_SAMPLING, type SampleRequest } from "../src/backend";
 import { createCpuBackend } from "../src/cpu/cpu-backend";
-import { readGoldenCases, STORIES_DIR } from "./helpers/golden";
 import { buildStepInput, greedyGenerate } from "./helpers/step-driver";
 
 const GREEDY: SampleRequest = {
@@ -43,7 +43,7 @@ describe("createCpuBackend (worker thread)", () => {
   });
 
   it("reproduces a golden continuation with batched, chunked prefill", async () => {
-    const cases = readGoldenCases();
+    const cases = loadGoldenCases();
     const generated = await greedyGenerate(
       backend,
       cases.map((c) => c.prompt_ids),

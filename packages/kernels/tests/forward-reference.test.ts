@@ -1,10 +1,11 @@
 import type { LlamaConfig } from "@kiln/model";
+import { mulberry32 } from "@kiln/test-support";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_SAMPLING, type SampleRequest } from "../src/backend";
 import { type CpuKernels, CpuModelRunner } from "../src/cpu/model-runner";
 import { computeInvFreq } from "../src/cpu/rope";
 import { referenceForward, referenceInvFreq } from "../src/reference/llama-reference";
-import { maxRelativeError, mulberry32, randomWeights, tinyConfig } from "./helpers/random-model";
+import { maxRelativeError, randomWeights, tinyConfig } from "./helpers/random-model";
 import { buildStepInput, type ScheduledChunk } from "./helpers/step-driver";
 
 // The paged, fused, batched f32 forward pass against the dense float64 reference, on configs

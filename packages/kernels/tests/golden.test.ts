@@ -1,13 +1,13 @@
 import { type LoadedModel, loadModel } from "@kiln/model";
+import { type GoldenCase, loadGoldenCases, STORIES_DIR } from "@kiln/test-support";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type CpuKernels, CpuModelRunner } from "../src/cpu/model-runner";
-import { type GoldenCase, readGoldenCases, STORIES_DIR } from "./helpers/golden";
 import { type GreedyRunOptions, greedyGenerate } from "./helpers/step-driver";
 
 // Parity: the CPU forward pass reproduces the independent reference's greedy continuations of
 // stories260K token for token, whatever the batching, chunking and block size.
 
-const cases: GoldenCase[] = readGoldenCases();
+const cases: readonly GoldenCase[] = loadGoldenCases();
 const prompts = cases.map((c) => c.prompt_ids);
 const expected = cases.map((c) => c.greedy_ids);
 const maxNewTokens = Math.max(...expected.map((ids) => ids.length));

@@ -1,3 +1,4 @@
+import { mulberry32 } from "@kiln/test-support";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { NativeAttention } from "../src/cpu/attention-native";
@@ -5,7 +6,7 @@ import { typescriptGemm } from "../src/cpu/gemm";
 import { createKvLayer } from "../src/cpu/kv-cache";
 import { PagedAttention } from "../src/cpu/paged-attention";
 import { referenceCausalAttention } from "../src/reference/dense-attention";
-import { maxRelativeError, mulberry32, randomArray } from "./helpers/random-model";
+import { maxRelativeError, randomArray } from "./helpers/random-model";
 
 interface Case {
   readonly numKvHeads: number;

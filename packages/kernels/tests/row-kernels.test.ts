@@ -1,6 +1,7 @@
+import { mulberry32 } from "@kiln/test-support";
 import { describe, expect, it } from "vitest";
 import { type RowKernels, tryNativeRowKernels, typescriptRowKernels } from "../src/cpu/row-kernels";
-import { mulberry32, randomArray } from "./helpers/random-model";
+import { randomArray } from "./helpers/random-model";
 
 // The row kernels against float64 formulas: the TypeScript set always, the native set when the
 // addon is built (gemm.test.ts fails if it is built but does not load).

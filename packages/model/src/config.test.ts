@@ -1,7 +1,8 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { STORIES_DIR } from "@kiln/test-support";
 import { describe, expect, it } from "vitest";
-import { makeTmpDir, STORIES_DIR } from "../tests/helpers";
+import { makeTmpDir } from "../tests/helpers";
 import { loadConfig, parseConfig } from "./config";
 import { ModelError } from "./errors";
 

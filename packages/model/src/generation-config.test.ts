@@ -1,7 +1,8 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { STORIES_DIR } from "@kiln/test-support";
 import { describe, expect, it } from "vitest";
-import { makeTmpDir, STORIES_DIR } from "../tests/helpers";
+import { makeTmpDir } from "../tests/helpers";
 import { loadGenerationConfig, parseGenerationConfig } from "./generation-config";
 
 describe("generation config", () => {

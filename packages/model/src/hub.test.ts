@@ -1,8 +1,9 @@
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { STORIES_DIR } from "@kiln/test-support";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type FakeHub, startFakeHub } from "../tests/fake-hub";
-import { f32Tensor, makeTmpDir, STORIES_DIR, writeSafetensors } from "../tests/helpers";
+import { f32Tensor, makeTmpDir, writeSafetensors } from "../tests/helpers";
 import { ModelError } from "./errors";
 import { downloadFromHub, type HubProgress, resolveModelDir } from "./hub";
 import { loadModel, loadWeights } from "./weights";

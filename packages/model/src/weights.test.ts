@@ -1,12 +1,12 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { STORIES_DIR } from "@kiln/test-support";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   f32Tensor,
   headerFor,
   makeTmpDir,
   type RawTensor,
-  STORIES_DIR,
   safetensorsBytes,
   writeSafetensors,
 } from "../tests/helpers";

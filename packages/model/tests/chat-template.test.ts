@@ -1,6 +1,7 @@
 import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { LLAMA2_TOKENIZER_DIR, STORIES_DIR } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type ChatMessage,
@@ -11,9 +12,8 @@ import {
   type Tokenizer,
 } from "../src/tokenizer";
 
-const MODELS = join(import.meta.dirname, "../../../../shared/models");
-const STORIES = join(MODELS, "stories260K");
-const LLAMA2 = join(MODELS, "llama2-tokenizer");
+const STORIES = STORIES_DIR;
+const LLAMA2 = LLAMA2_TOKENIZER_DIR;
 
 let stories: Tokenizer;
 let llama2: Tokenizer;

@@ -2,10 +2,6 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-/** Path to a shared test asset, relative to the repository's sibling `shared/` directory. */
-export const SHARED = join(import.meta.dirname, "../../../../shared");
-export const STORIES_DIR = join(SHARED, "models/stories260K");
-
 export interface RawTensor {
   readonly name: string;
   readonly dtype: string;

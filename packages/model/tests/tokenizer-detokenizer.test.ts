@@ -1,11 +1,10 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { LLAMA2_TOKENIZER_DIR, STORIES_DIR } from "@kiln/test-support";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadTokenizer, type Tokenizer } from "../src/tokenizer";
-
-const MODELS = join(import.meta.dirname, "../../../../shared/models");
 
 let stories: Tokenizer;
 let llama2: Tokenizer;
@@ -16,8 +15,8 @@ beforeAll(async () => {
   byteLevelDir = await mkdtemp(join(tmpdir(), "kiln-bytelevel-"));
   await writeFile(join(byteLevelDir, "tokenizer.json"), JSON.stringify(byteLevelTokenizerJson()));
   [stories, llama2, byteLevel] = await Promise.all([
-    loadTokenizer(join(MODELS, "stories260K")),
-    loadTokenizer(join(MODELS, "llama2-tokenizer")),
+    loadTokenizer(STORIES_DIR),
+    loadTokenizer(LLAMA2_TOKENIZER_DIR),
     loadTokenizer(byteLevelDir),
   ]);
 });

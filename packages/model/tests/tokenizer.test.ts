@@ -2,24 +2,16 @@ import { readFileSync } from "node:fs";
 import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { LLAMA2_TOKENIZER_DIR, loadGolden, MODELS_DIR, STORIES_DIR } from "@kiln/test-support";
 import fc from "fast-check";
 import { Tokenizer as NativeTokenizer } from "tokenizers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ModelError } from "../src/errors";
 import { loadTokenizer, type Tokenizer } from "../src/tokenizer";
 
-const MODELS = join(import.meta.dirname, "../../../../shared/models");
-const STORIES = join(MODELS, "stories260K");
-const LLAMA2 = join(MODELS, "llama2-tokenizer");
-const GOLDEN = join(import.meta.dirname, "../../../../shared/golden/stories260K-greedy.json");
-
-interface GoldenCase {
-  readonly prompt: string;
-  readonly prompt_ids: number[];
-  readonly greedy_ids: number[];
-  readonly greedy_text: string;
-}
-const golden = JSON.parse(readFileSync(GOLDEN, "utf8")) as { cases: GoldenCase[] };
+const STORIES = STORIES_DIR;
+const LLAMA2 = LLAMA2_TOKENIZER_DIR;
+const golden = loadGolden();
 
 let stories: Tokenizer;
 let llama2: Tokenizer;
@@ -211,7 +203,7 @@ describe("add_bos_token / add_eos_token", () => {
 
 describe("loadTokenizer errors", () => {
   it("is NOT_FOUND without tokenizer.json", async () => {
-    const err = await loadTokenizer(join(MODELS, "no-such-model")).catch((e: unknown) => e);
+    const err = await loadTokenizer(join(MODELS_DIR, "no-such-model")).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ModelError);
     expect((err as ModelError).code).toBe("NOT_FOUND");
   });

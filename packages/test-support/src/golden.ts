@@ -4,9 +4,9 @@ import { STORIES_GOLDEN_PATH } from "./paths";
 /** One greedy continuation computed by an independent reference implementation. */
 export interface GoldenCase {
   readonly prompt: string;
-  /** With BOS. */
-  readonly prompt_ids: readonly number[];
-  readonly greedy_ids: readonly number[];
+  /** With BOS. (Mutable types so they pass to APIs that take `number[]`; each load is fresh.) */
+  readonly prompt_ids: number[];
+  readonly greedy_ids: number[];
   readonly greedy_text: string;
 }
 

@@ -1,19 +1,9 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { SHARED_DIR } from "@kiln/model";
+import { loadGolden } from "@kiln/test-support";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MODEL, type Stack, startStack, stopStack } from "./helpers/stack";
 
-interface GoldenCase {
-  prompt: string;
-  prompt_ids: number[];
-  greedy_ids: number[];
-  greedy_text: string;
-}
-const GOLDEN: { max_new_tokens: number; cases: GoldenCase[] } = JSON.parse(
-  readFileSync(join(SHARED_DIR, "golden/stories260K-greedy.json"), "utf8"),
-);
+const GOLDEN = loadGolden();
 
 let stack: Stack;
 let client: OpenAI;

@@ -1,20 +1,16 @@
 import { request } from "node:http";
 import type { AddressInfo } from "node:net";
+import { waitFor } from "@kiln/test-support";
 import { afterEach, describe, expect, it } from "vitest";
 import { makeApp, parseSse, type TestApp } from "./helpers/app";
+
+/** In-process fake router: the conditions hold within milliseconds. */
+const FAST = { timeoutMs: 3000, intervalMs: 10 };
 
 let t: TestApp;
 afterEach(async () => {
   await t?.app.close();
 });
-
-async function waitFor(check: () => boolean, timeoutMs = 3000): Promise<void> {
-  const start = Date.now();
-  while (!check()) {
-    if (Date.now() - start > timeoutMs) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Posts a streaming request and hangs up once the first bytes arrive. */
 async function postAndHangUp(port: number, body: object): Promise<void> {
@@ -57,10 +53,14 @@ describe("client disconnects", () => {
       req.on("error", () => {});
       req.setHeader("content-type", "application/json");
       req.end(JSON.stringify(body));
-      await waitFor(() => t.router.numOpen === 1);
+      await waitFor(() => t.router.numOpen === 1, "one open call", FAST);
       req.destroy();
     }
-    await waitFor(() => t.router.numCancelled === 1 && t.router.numOpen === 0).catch((e) => {
+    await waitFor(
+      () => t.router.numCancelled === 1 && t.router.numOpen === 0,
+      "the call to be cancelled",
+      FAST,
+    ).catch((e) => {
       throw new Error(
         `${e} open=${t.router.numOpen} cancelled=${t.router.numCancelled} reqs=${t.router.requests.length}`,
       );
@@ -78,7 +78,7 @@ describe("shutdown", () => {
         url: "/v1/chat/completions",
         payload: { model: "toy", messages: [{ role: "user", content: "hi" }], stream },
       });
-      await waitFor(() => t.router.numOpen === 1);
+      await waitFor(() => t.router.numOpen === 1, "one open call", FAST);
       // Streamed: let tokens flow so the 200 is committed (before that it is a plain 503).
       if (stream) await new Promise((r) => setTimeout(r, 50));
       t.inFlight.abortAll();

@@ -1,21 +1,11 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { loadTokenizer, SHARED_DIR } from "@kiln/model";
+import { loadTokenizer } from "@kiln/model";
+import { loadGolden, STORIES_DIR } from "@kiln/test-support";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createModelCodec } from "../src/model-codec";
 import type { TextCodec } from "../src/text-codec";
 
-const MODEL_DIR = join(SHARED_DIR, "models/stories260K");
-
-interface GoldenCase {
-  prompt: string;
-  prompt_ids: number[];
-  greedy_ids: number[];
-  greedy_text: string;
-}
-export const GOLDEN: { cases: GoldenCase[] } = JSON.parse(
-  readFileSync(join(SHARED_DIR, "golden/stories260K-greedy.json"), "utf8"),
-);
+const MODEL_DIR = STORIES_DIR;
+const GOLDEN = loadGolden();
 
 let codec: TextCodec;
 beforeAll(async () => {

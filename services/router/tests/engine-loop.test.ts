@@ -1,17 +1,10 @@
-import { readFileSync } from "node:fs";
 import { ErrorCode, SamplingParams } from "@kiln/proto";
+import { loadGolden, STORIES_DIR, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  GOLDEN_PATH,
-  type Golden,
-  type ServiceProcess,
-  STORIES_DIR,
-  startService,
-  waitFor,
-} from "./processes";
+import { type ServiceProcess, startService } from "./processes";
 import { TestRouterClient } from "./router-client";
 
-const golden = JSON.parse(readFileSync(GOLDEN_PATH, "utf8")) as Golden;
+const golden = loadGolden();
 
 async function startWorker(routerPort: number, replicaId = "replica-0"): Promise<ServiceProcess> {
   return startService("worker", [
@@ -29,8 +22,8 @@ async function startWorker(routerPort: number, replicaId = "replica-0"): Promise
 async function waitForReplicas(client: TestRouterClient, numHealthy: number): Promise<void> {
   await waitFor(
     async () => (await client.stats()).replicas.filter((r) => r.healthy).length === numHealthy,
-    30_000,
     `${numHealthy} healthy replicas`,
+    { timeoutMs: 30_000 },
   );
 }
 
@@ -95,8 +88,8 @@ describe("router and worker processes", () => {
           replica!.numUsedBlocks === 0 && replica!.numRunning === 0 && replica!.numWaiting === 0
         );
       },
-      5000,
       "all blocks free",
+      { timeoutMs: 5000 },
     );
   }, 60_000);
 });
@@ -116,7 +109,7 @@ describe("a worker killed mid-stream", () => {
           return false;
         }),
       );
-      await waitFor(() => numStarted === 8, 30_000, "every stream to start");
+      await waitFor(() => numStarted === 8, "every stream to start", { timeoutMs: 30_000 });
       const killedAt = Date.now();
       const killed = worker.kill();
       const results = await Promise.all(streams);

@@ -1,25 +1,13 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort, hasBinary } from "@kiln/test-support";
 
 /** True when the `prometheus` binary (Debian package `prometheus`) is on PATH. */
 export function hasPrometheus(): boolean {
-  return spawnSync("prometheus", ["--version"], { stdio: "ignore" }).status === 0;
-}
-
-/** A port that was free a moment ago (Prometheus cannot listen on port 0 and report it). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  server.close();
-  await once(server, "close");
-  if (typeof address !== "object" || !address) throw new Error("no port");
-  return address.port;
+  return hasBinary("prometheus", ["--version"]);
 }
 
 export interface PrometheusTargets {

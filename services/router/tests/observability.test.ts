@@ -7,23 +7,23 @@
  */
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { freePort, REPO_ROOT, requireAvailable, STORIES_DIR, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OtlpReceiver, type ReceivedSpan } from "./observability-otlp";
-import {
-  freePort,
-  hasPrometheus,
-  startPrometheus,
-  type TestPrometheus,
-} from "./observability-prometheus";
+import { hasPrometheus, startPrometheus, type TestPrometheus } from "./observability-prometheus";
 import { dashboardQueries, substituteVariables, withBoolComparisons } from "./observability-promql";
-import { type ServiceProcess, STORIES_DIR, startService, waitFor } from "./processes";
+import { type ServiceProcess, startService } from "./processes";
 
-const REPO_ROOT = resolve(import.meta.dirname, "../../..");
 const MODEL = "stories260K";
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN_ID = "00f067aa0ba902b7";
 const PROMPT = "Once upon a time, there was a little girl named Lily. She loved to play outside";
-const isPrometheusInstalled = hasPrometheus();
+/** Under CI=true a missing binary fails the suite instead of skipping the Prometheus checks. */
+const isPrometheusInstalled = requireAvailable(
+  "the `prometheus` binary",
+  hasPrometheus(),
+  "apt-get install prometheus",
+);
 /** API requests sent so far (Prometheus must have scraped them all before the checks). */
 let numApiRequests = 0;
 
@@ -64,8 +64,8 @@ async function startStack(): Promise<Stack> {
         (r) => r.ok,
         () => false,
       ),
-    30_000,
     "a healthy gateway",
+    { timeoutMs: 30_000 },
   );
   return { router, worker, gateway, routerMetricsPort, workerMetricsPort };
 }
@@ -147,8 +147,8 @@ beforeAll(async () => {
     });
     await waitFor(
       async () => (await prometheus!.query("up == 1")).length === 3,
-      30_000,
       "Prometheus scraping all three services",
+      { timeoutMs: 30_000 },
     );
   }
   await sendLoad();
@@ -169,8 +169,8 @@ async function waitForScrapesAfterLoad(p: TestPrometheus): Promise<void> {
     async () =>
       (await value(`sum(${selector})`)) === numApiRequests &&
       (await value(`min(count_over_time(${selector}[1m]))`)) >= 2,
-    15_000,
     "Prometheus scraping the end of the load twice",
+    { timeoutMs: 15_000 },
   );
 }
 
@@ -187,8 +187,8 @@ describe("metrics", () => {
     expect(maxKvUsageSeen).toBeGreaterThan(0);
     await waitFor(
       async () => (await gatewayKvUsage()).every((v) => v === 0),
-      10_000,
       "KV usage back at 0",
+      { timeoutMs: 10_000 },
     );
     expect(await gatewayKvUsage()).toEqual([0]);
   });
@@ -200,8 +200,8 @@ describe("traces", () => {
   it("link gateway, router and worker spans into one request's trace", async () => {
     await waitFor(
       () => receiver.spans.some((s) => s.traceId === TRACE_ID && s.name === "router.decode"),
-      10_000,
       "the traced request's spans",
+      { timeoutMs: 10_000 },
     );
     const http = find((s) => s.traceId === TRACE_ID && s.service === "kiln-gateway");
     expect(http?.name).toBe("POST /v1/completions");
@@ -220,8 +220,8 @@ describe("traces", () => {
       s.links.some((l) => l.traceId === TRACE_ID && l.spanId === request!.spanId);
     await waitFor(
       () => receiver.spans.some((s) => s.service === "kiln-worker" && linksRequest(s)),
-      10_000,
       "a worker step span linked to the request",
+      { timeoutMs: 10_000 },
     );
     const routerStep = find((s) => s.name === "router.step" && linksRequest(s));
     expect(routerStep?.parentSpanId).toBe("");
@@ -255,8 +255,8 @@ describe.skipIf(!isPrometheusInstalled)("Prometheus (Debian package `prometheus`
   it("every alert rule evaluates without error and its signals return data", async () => {
     await waitFor(
       async () => (await prometheus!.rules()).every((r) => r.health === "ok"),
-      10_000,
       "every rule evaluated",
+      { timeoutMs: 10_000 },
     );
     const rules = await prometheus!.rules();
     expect(rules.map((r) => r.name)).toEqual(
@@ -282,8 +282,8 @@ describe.skipIf(!isPrometheusInstalled)("Prometheus (Debian package `prometheus`
         const now = await prometheus!.query('kiln_kv_cache_usage_ratio{job="kiln-router"}');
         return now.length === 1 && (now[0] as { value: [number, string] }).value[1] === "0";
       },
-      10_000,
       "the router's KV usage back at 0 in Prometheus",
+      { timeoutMs: 10_000 },
     );
   });
 });

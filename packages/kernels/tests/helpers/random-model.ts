@@ -1,16 +1,5 @@
 import type { LlamaConfig, Tensor, WeightMap } from "@kiln/model";
-
-/** Deterministic uniform [0, 1) generator (mulberry32) for test data. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from "@kiln/test-support";
 
 export function randomArray(len: number, rand: () => number, scale = 1, center = 0): Float32Array {
   const out = new Float32Array(len);

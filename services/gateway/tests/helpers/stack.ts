@@ -1,9 +1,8 @@
-import { join, resolve } from "node:path";
 import { type RunningCluster, startCluster } from "@kiln/cluster";
-import { SHARED_DIR } from "@kiln/model";
+import { REPO_ROOT, STORIES_DIR } from "@kiln/test-support";
 import OpenAI from "openai";
 
-export const MODEL_DIR = join(SHARED_DIR, "models/stories260K");
+export const MODEL_DIR = STORIES_DIR;
 export const MODEL = "stories260K";
 
 export interface Stack {
@@ -21,7 +20,7 @@ export interface Stack {
 export async function startStack(env: NodeJS.ProcessEnv = {}): Promise<Stack> {
   const logs: string[] = [];
   const cluster = await startCluster({
-    repoRoot: resolve(import.meta.dirname, "../../../.."),
+    repoRoot: REPO_ROOT,
     modelDir: MODEL_DIR,
     servedName: MODEL,
     host: "127.0.0.1",

@@ -1,13 +1,18 @@
 import { ErrorCode, SamplingParams } from "@kiln/proto";
-import { loadGolden, STORIES_DIR, waitFor } from "@kiln/test-support";
+import { freePort, loadGolden, STORIES_DIR, scrapeSum, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ServiceProcess, startService } from "./processes";
 import { TestRouterClient } from "./router-client";
 
 const golden = loadGolden();
 
-async function startWorker(routerPort: number, replicaId = "replica-0"): Promise<ServiceProcess> {
+async function startWorker(
+  routerPort: number,
+  replicaId = "replica-0",
+  extraArgs: readonly string[] = [],
+): Promise<ServiceProcess> {
   return startService("worker", [
+    ...extraArgs,
     "--model",
     STORIES_DIR,
     "--router",
@@ -31,10 +36,18 @@ describe("router and worker processes", () => {
   let router: ServiceProcess;
   let worker: ServiceProcess;
   let client: TestRouterClient;
+  let routerMetricsPort: number;
+  let workerMetricsPort: number;
 
   beforeAll(async () => {
-    router = await startService("router", ["--port", "0", "--max-num-seqs", "64"]);
-    worker = await startWorker(router.port);
+    [routerMetricsPort, workerMetricsPort] = [await freePort(), await freePort()];
+    router = await startService("router", [
+      ...["--port", "0", "--max-num-seqs", "64"],
+      ...["--metrics-port", `${routerMetricsPort}`],
+    ]);
+    worker = await startWorker(router.port, "replica-0", [
+      ...["--metrics-port", `${workerMetricsPort}`],
+    ]);
     client = new TestRouterClient(router.port);
     await waitForReplicas(client, 1);
   }, 90_000);
@@ -65,7 +78,15 @@ describe("router and worker processes", () => {
     });
   }, 60_000);
 
-  it("50 streams aborted mid-generation give every block back", async () => {
+  it("50 streams cancelled mid-generation end as aborted, stop computing and give every block back", async () => {
+    const finished = (reason: string) =>
+      scrapeSum(routerMetricsPort, "kiln_request_success_total", { finished_reason: reason });
+    const generated = () => scrapeSum(routerMetricsPort, "kiln_generation_tokens_total");
+    const before = {
+      aborted: await finished("abort"),
+      completed: (await finished("stop")) + (await finished("length")),
+      generated: await generated(),
+    };
     const prompt = golden.cases[0]!.prompt_ids;
     const results = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
@@ -80,17 +101,26 @@ describe("router and worker processes", () => {
         ),
       ),
     );
-    expect(results.every((r) => r.error === "cancelled")).toBe(true);
+    expect(results.every((r) => r.events.every((e) => e.finished === undefined))).toBe(true);
+    // The server side: the router recorded 50 aborts and no completion, the worker dropped every
+    // sequence, the scheduler holds no request and no block.
     await waitFor(
       async () => {
         const [replica] = (await client.stats()).replicas;
         return (
-          replica!.numUsedBlocks === 0 && replica!.numRunning === 0 && replica!.numWaiting === 0
+          replica!.numUsedBlocks === 0 &&
+          replica!.numRunning + replica!.numWaiting === 0 &&
+          (await finished("abort")) - before.aborted === 50 &&
+          (await scrapeSum(workerMetricsPort, "kiln_worker_num_sequences")) === 0
         );
       },
-      "all blocks free",
+      "50 aborts recorded, no sequence on the worker, all blocks free",
       { timeoutMs: 5000 },
     );
+    expect((await finished("stop")) + (await finished("length")) - before.completed).toBe(0);
+    // Cancelled work stops: each stream saw at most 7 tokens; a few steps in flight may add more,
+    // but nowhere near the 400 a stream would compute if the cancel were ignored.
+    expect((await generated()) - before.generated).toBeLessThan(50 * 40);
   }, 60_000);
 });
 
@@ -171,38 +201,62 @@ describe("a bounded waiting queue", () => {
 });
 
 describe("two replicas", () => {
-  it("routes requests that share a long prefix to the replica that caches it", async () => {
+  it("routes requests that share a long prefix to the replica that caches it, against the load tie-break", async () => {
     const router = await startService("router", ["--port", "0"]);
     const workers = await Promise.all([
       startWorker(router.port, "a"),
       startWorker(router.port, "b"),
     ]);
     const client = new TestRouterClient(router.port);
+    const routed = async () =>
+      new Map((await client.stats()).replicas.map((r) => [r.replicaId, r.numRequestsRouted]));
     try {
       await waitForReplicas(client, 2);
+      // With both replicas idle, a tie goes to the first one: occupy it with an unrelated long
+      // stream, so the prefix is warmed on the other one, the replica that loses ties.
+      let isBusyStarted = false;
+      let isBusyCancelled = false;
+      const busy = client.generate(
+        { promptTokenIds: [1, 20, 30, 40], maxTokens: 400, ignoreEos: true },
+        () => {
+          isBusyStarted = true;
+          return isBusyCancelled;
+        },
+      );
+      await waitFor(() => isBusyStarted, "the unrelated stream to start", { timeoutMs: 30_000 });
+      const tieWinner = [...(await routed())].find(([, n]) => n === 1)![0];
       // 160 tokens of shared prefix: ten full blocks of 16.
       const prefix = [1, ...Array.from({ length: 159 }, (_, i) => 300 + (i % 150))];
       const first = await client.generate({ promptTokenIds: [...prefix, 400], maxTokens: 4 });
       expect(first.error).toBeNull();
+      const warm = [...(await routed())].find(([id]) => id !== tieWinner)![0];
+      expect(await routed()).toEqual(
+        new Map([
+          [tieWinner, 1],
+          [warm, 1],
+        ]),
+      );
+      // Both idle again: load alone would now send every request to the tie winner.
+      isBusyCancelled = true;
+      expect((await busy).error).toBe("cancelled");
+      await waitFor(
+        async () => (await client.stats()).replicas.every((r) => r.numRunning + r.numWaiting === 0),
+        "both replicas idle",
+        { timeoutMs: 10_000 },
+      );
       for (let i = 0; i < 4; i++) {
         const r = await client.generate({ promptTokenIds: [...prefix, 401 + i], maxTokens: 4 });
         expect(r.error).toBeNull();
       }
       const { replicas } = await client.stats();
-      const routed = replicas.map((r) => r.numRequestsRouted).sort();
-      expect(routed).toEqual([0, 5]);
-      const hot = replicas.find((r) => r.numRequestsRouted === 5)!;
-      expect(hot.prefixCacheHits).toBeGreaterThanOrEqual(4 * 160);
-
-      // Unrelated prompts at once spread by load instead.
-      const spread = await Promise.all(
-        [0, 1].map((i) =>
-          client.generate({ promptTokenIds: [1, 20 + i, 30, 40], maxTokens: 64, ignoreEos: true }),
-        ),
+      expect(new Map(replicas.map((r) => [r.replicaId, r.numRequestsRouted]))).toEqual(
+        new Map([
+          [tieWinner, 1],
+          [warm, 5],
+        ]),
       );
-      expect(spread.every((r) => r.error === null)).toBe(true);
-      const after = (await client.stats()).replicas;
-      expect(after.map((r) => r.numRequestsRouted).sort()).toEqual([1, 6]);
+      const hot = replicas.find((r) => r.replicaId === warm)!;
+      expect(hot.prefixCacheHits).toBeGreaterThanOrEqual(4 * 160);
     } finally {
       client.close();
       await Promise.all(workers.map((w) => w.stop()));

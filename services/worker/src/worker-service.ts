@@ -45,6 +45,7 @@ export function createWorkerService(
   telemetry: WorkerTelemetry | null = null,
 ): WorkerServer {
   const table = new SequenceTable(backend.info.blockSize, backend.info.numBlocks);
+  telemetry?.trackSequences(() => table.numSequences);
   const info: WorkerInfo = {
     workerId: identity.workerId,
     model: identity.model,

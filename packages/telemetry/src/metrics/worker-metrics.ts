@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { ITL_BUCKETS_S } from "./buckets";
 import type { ReplicaLabels } from "./scheduler-metrics";
 
@@ -7,12 +7,15 @@ type L = "model" | "replica";
 /**
  * A worker's own view of its steps: `kiln_worker_step_duration_seconds` (applying the step
  * delta, the forward pass and sampling, as the worker measures it) and
- * `kiln_worker_step_failures_total`. The router's `kiln_step_duration_seconds{phase="execute"}`
+ * `kiln_worker_step_failures_total`, and `kiln_worker_num_sequences` (sequences whose state the
+ * worker holds, read at scrape time from `trackSequences`'s source). The router's `kiln_step_duration_seconds{phase="execute"}`
  * adds the network round trip on top.
  */
 export class WorkerMetrics {
   readonly stepDuration: Histogram<L>;
   readonly stepFailures: Counter<L>;
+  readonly numSequences: Gauge<L>;
+  private readSequences: () => number = () => 0;
 
   constructor(
     registry: Registry,
@@ -33,8 +36,23 @@ export class WorkerMetrics {
       labelNames,
       registers,
     });
+    const metrics = this;
+    this.numSequences = new Gauge({
+      name: "kiln_worker_num_sequences",
+      help: "Sequences whose tokens and block table the worker holds (0 once all ended).",
+      labelNames,
+      registers,
+      collect() {
+        this.set({ ...labels }, metrics.readSequences());
+      },
+    });
     this.stepDuration.zero({ ...labels });
     this.stepFailures.inc({ ...labels }, 0);
+  }
+
+  /** Where `kiln_worker_num_sequences` reads its value at each scrape. */
+  trackSequences(read: () => number): void {
+    this.readSequences = read;
   }
 
   observeStep(durationS: number): void {

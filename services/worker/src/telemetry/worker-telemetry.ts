@@ -55,6 +55,11 @@ export class WorkerTelemetry {
     }
   }
 
+  /** Exposes the worker's live sequence count as `kiln_worker_num_sequences`. */
+  trackSequences(read: () => number): void {
+    this.metrics.trackSequences(read);
+  }
+
   /** A step refused before it ran (another one was running). */
   countRefusedStep(): void {
     this.metrics.countFailure();

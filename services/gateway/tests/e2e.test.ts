@@ -1,4 +1,4 @@
-import { loadGolden } from "@kiln/test-support";
+import { freePort, loadGolden, scrapeSum, waitFor } from "@kiln/test-support";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MODEL, type Stack, startStack, stopStack } from "./helpers/stack";
@@ -7,10 +7,18 @@ const GOLDEN = loadGolden();
 
 let stack: Stack;
 let client: OpenAI;
+/** The router's and the worker's /metrics: what the server side did, not what the client saw. */
+let routerMetricsPort: number;
+let workerMetricsPort: number;
 beforeAll(async () => {
+  [routerMetricsPort, workerMetricsPort] = [await freePort(), await freePort()];
   // A small body limit: a rejected body small enough to sit in socket buffers, so the client
   // reads the 413 instead of racing the server's close of the connection (EPIPE).
-  stack = await startStack({ KILN_MAX_BODY_BYTES: String(64 * 1024) });
+  stack = await startStack({
+    KILN_MAX_BODY_BYTES: String(64 * 1024),
+    KILN_ROUTER_METRICS_PORT: String(routerMetricsPort),
+    KILN_WORKER_METRICS_PORT: String(workerMetricsPort),
+  });
   client = stack.client;
 }, 90_000);
 afterAll(() => stopStack(stack), 30_000);
@@ -79,6 +87,9 @@ describe("the running stack, through the official openai client", () => {
       for (const c of chunk.choices) texts[c.index] += c.text;
     }
     expect(texts).toEqual(first.choices.map((c) => c.text));
+    // One request seed, but each choice samples with its own stream (seed + index): the two
+    // choices must differ, or n > 1 would return n copies of one sample.
+    expect(first.choices[0]!.text).not.toBe(first.choices[1]!.text);
   });
 
   it("cuts at stop strings and reports length at max_tokens", async () => {
@@ -152,7 +163,12 @@ describe("the running stack, through the official openai client", () => {
     }
   }, 60_000);
 
-  it("aborts a request whose client disconnects, and keeps serving", async () => {
+  it("aborts a request whose client disconnects: recorded as an abort, computed no further", async () => {
+    const finished = (reason: string) =>
+      scrapeSum(routerMetricsPort, "kiln_request_success_total", { finished_reason: reason });
+    const generated = () => scrapeSum(routerMetricsPort, "kiln_generation_tokens_total");
+    const before = { aborted: await finished("abort"), length: await finished("length") };
+    const generatedBefore = await generated();
     const controller = new AbortController();
     const stream = await client.completions.create(
       { model: MODEL, prompt: "Once", max_tokens: 400, stream: true },
@@ -167,9 +183,21 @@ describe("the running stack, through the official openai client", () => {
       // Depending on timing the client ends the loop quietly or with an abort error.
       expect(String(err)).toMatch(/abort/i);
     }
-    expect(numChunks).toBeLessThan(10);
+    // The server side: the router ended the request as an abort (not as a finished one), the
+    // worker holds no sequence, no KV block is in use, and generation stopped far short of 400.
+    await waitFor(
+      async () =>
+        (await finished("abort")) === before.aborted + 1 &&
+        (await scrapeSum(workerMetricsPort, "kiln_worker_num_sequences")) === 0 &&
+        (await scrapeSum(routerMetricsPort, "kiln_kv_cache_usage_ratio")) === 0,
+      "the router to record the abort and the worker to drop the sequence",
+      { timeoutMs: 5000 },
+    );
+    expect(await finished("length")).toBe(before.length);
+    expect((await generated()) - generatedBefore).toBeLessThan(40);
     const res = await client.completions.create({ model: MODEL, prompt: "Once", max_tokens: 4 });
     expect(res.choices[0]!.finish_reason).toBe("length");
+    expect(await finished("length")).toBe(before.length + 1);
   });
 });
 

@@ -1,6 +1,7 @@
 import { type LoadedModel, loadModel } from "@kiln/model";
 import { type GoldenCase, loadGoldenCases, STORIES_DIR } from "@kiln/test-support";
 import { beforeAll, describe, expect, it } from "vitest";
+import { type Gemm, typescriptGemm } from "../src/cpu/gemm";
 import { type CpuKernels, CpuModelRunner } from "../src/cpu/model-runner";
 import { type GreedyRunOptions, greedyGenerate } from "./helpers/step-driver";
 
@@ -20,17 +21,23 @@ beforeAll(async () => {
 async function generate(
   opts: Omit<GreedyRunOptions, "maxNewTokens" | "numBlocks">,
   kernels?: CpuKernels,
+  gemm?: Gemm,
+  inputs: readonly (readonly number[])[] = prompts,
+  numNewTokens = maxNewTokens,
 ) {
-  const maxLen = Math.max(...prompts.map((p) => p.length)) + maxNewTokens;
-  const numBlocks = cases.length * Math.ceil(maxLen / opts.blockSize) + 3;
+  const maxLen = Math.max(...inputs.map((p) => p.length)) + numNewTokens;
+  const numBlocks = inputs.length * Math.ceil(maxLen / opts.blockSize) + 3;
   const runner = new CpuModelRunner(model.config, model.weights, {
     numBlocks,
     blockSize: opts.blockSize,
     ...(kernels === undefined ? {} : { kernels }),
+    ...(gemm === undefined ? {} : { gemm }),
     // One gemm thread: the matrices are tiny, and the test machine's cores are shared.
     numThreads: 1,
   });
-  return greedyGenerate(runner, prompts, { ...opts, numBlocks, maxNewTokens });
+  if (gemm !== undefined) expect(runner.gemm.name).toBe(gemm.name);
+  if (kernels !== undefined) expect(runner.kernels).toBe(kernels);
+  return greedyGenerate(runner, inputs, { ...opts, numBlocks, maxNewTokens: numNewTokens });
 }
 
 describe("stories260K greedy golden", () => {
@@ -54,5 +61,45 @@ describe("stories260K greedy golden", () => {
 
   it.each([1, 4, 16])("block size %i", async (blockSize) => {
     expect(await generate({ blockSize, isBatched: true, chunkLen: 5 })).toEqual(expected);
+  });
+});
+
+describe("the pure-TypeScript fallback as a whole forward pass (no addon, no SIMD)", () => {
+  /** typescriptGemm, counting the attention products (projections use matmulPacked). */
+  function countingTypescriptGemm(): { gemm: Gemm; numAttentionProducts: () => number } {
+    let numCalls = 0;
+    const gemm: Gemm = {
+      ...typescriptGemm,
+      matmulTransB(...args: Parameters<Gemm["matmulTransB"]>) {
+        numCalls++;
+        typescriptGemm.matmulTransB(...args);
+      },
+    };
+    return { gemm, numAttentionProducts: () => numCalls };
+  }
+
+  it("reproduces the goldens with typescriptGemm and TypeScript kernels", async () => {
+    const { gemm, numAttentionProducts } = countingTypescriptGemm();
+    const generated = await generate({ blockSize: 16, isBatched: true }, "typescript", gemm);
+    expect(generated).toEqual(expected);
+    // The 12-token prompt is one chunk of 8 or more: its attention ran through the gemm.
+    expect(numAttentionProducts()).toBeGreaterThan(0);
+  });
+
+  it("continues the goldens from prompts extended by 24 golden tokens, prefilled in chunks of 8", async () => {
+    // Every prefill chunk but the last has 8 tokens, so attention over long contexts runs
+    // through the gemm; the continuation must still be the golden one, token for token.
+    const numForced = 24;
+    const extended = cases.map((c) => [...c.prompt_ids, ...c.greedy_ids.slice(0, numForced)]);
+    const { gemm, numAttentionProducts } = countingTypescriptGemm();
+    const generated = await generate(
+      { blockSize: 4, isBatched: true, chunkLen: 8 },
+      "typescript",
+      gemm,
+      extended,
+      maxNewTokens - numForced,
+    );
+    expect(generated).toEqual(cases.map((c) => c.greedy_ids.slice(numForced)));
+    expect(numAttentionProducts()).toBeGreaterThanOrEqual(cases.length * 3 * 2);
   });
 });

@@ -1,4 +1,4 @@
-import { mulberry32 } from "@kiln/test-support";
+import { mulberry32, requireAvailable } from "@kiln/test-support";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { NativeAttention } from "../src/cpu/attention-native";
@@ -26,8 +26,16 @@ interface Case {
 
 type Path = "simd" | "typescript" | "gemm" | "native" | "native-wasm";
 
-/** Null without the addon (its tests are skipped; gemm.test.ts fails if the addon is built). */
+/**
+ * Null without the addon: its variants are skipped locally (gemm.test.ts fails if the addon is
+ * built but does not load) and fail under CI=true.
+ */
 const native = NativeAttention.tryCreate({ numThreads: 2 });
+requireAvailable(
+  "the native attention kernel (kiln_gemm addon)",
+  native !== null,
+  "build it: npm run build -w @kiln/kernels",
+);
 
 function attentionOptions(path: Path) {
   switch (path) {

@@ -1,11 +1,16 @@
-import { mulberry32 } from "@kiln/test-support";
+import { mulberry32, requireAvailable } from "@kiln/test-support";
 import { describe, expect, it } from "vitest";
 import { type RowKernels, tryNativeRowKernels, typescriptRowKernels } from "../src/cpu/row-kernels";
 import { randomArray } from "./helpers/random-model";
 
 // The row kernels against float64 formulas: the TypeScript set always, the native set when the
-// addon is built (gemm.test.ts fails if it is built but does not load).
+// addon is built (gemm.test.ts fails if it is built but does not load; CI=true requires it).
 const native = tryNativeRowKernels();
+requireAvailable(
+  "the native row kernels (kiln_gemm addon)",
+  native !== null,
+  "build it: npm run build -w @kiln/kernels",
+);
 const kernelSets: RowKernels[] =
   native === null ? [typescriptRowKernels] : [typescriptRowKernels, native];
 

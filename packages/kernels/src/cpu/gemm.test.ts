@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { requireAvailable } from "@kiln/test-support";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createGemm, describeNativeGemm, type Gemm, loadNativeGemm, typescriptGemm } from "./gemm";
@@ -8,6 +9,12 @@ import { createGemm, describeNativeGemm, type Gemm, loadNativeGemm, typescriptGe
 const ADDON_FILE = fileURLToPath(new URL("../../build/Release/kiln_gemm.node", import.meta.url));
 const isAddonBuilt = existsSync(ADDON_FILE);
 const native = loadNativeGemm({ numThreads: 2 });
+// Without the addon the native variants skip locally; under CI=true the suite fails instead.
+requireAvailable(
+  "the native GEMM (kiln_gemm addon)",
+  native !== null,
+  "build it: npm run build -w @kiln/kernels",
+);
 
 /** Deterministic values in [-1, 1) (xorshift32), so failures reproduce. */
 function randomArray(len: number, seed: number): Float32Array {

@@ -90,3 +90,12 @@ export function withBoolComparisons(expr: string): string {
   }
   return out;
 }
+
+/** The Kiln metric names (`kiln_…`, histogram suffixes included) that `queries` read. */
+export function metricNames(queries: readonly DashboardQuery[]): string[] {
+  const names = new Set<string>();
+  for (const q of queries) {
+    for (const m of q.expr.matchAll(/\bkiln_[a-z0-9_]+/g)) names.add(m[0]);
+  }
+  return [...names].sort();
+}

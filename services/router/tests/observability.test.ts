@@ -11,7 +11,12 @@ import { freePort, REPO_ROOT, requireAvailable, STORIES_DIR, waitFor } from "@ki
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OtlpReceiver, type ReceivedSpan } from "./observability-otlp";
 import { hasPrometheus, startPrometheus, type TestPrometheus } from "./observability-prometheus";
-import { dashboardQueries, substituteVariables, withBoolComparisons } from "./observability-promql";
+import {
+  dashboardQueries,
+  metricNames,
+  substituteVariables,
+  withBoolComparisons,
+} from "./observability-promql";
 import { type ServiceProcess, startService } from "./processes";
 
 const MODEL = "stories260K";
@@ -48,7 +53,10 @@ async function startStack(): Promise<Stack> {
     processes.push(p);
     return p;
   };
-  const router = await start("router", ["--port", "0", "--metrics-port", `${routerMetricsPort}`]);
+  // Two running sequences at most, so concurrent requests queue (kiln_num_requests_waiting).
+  const router = await start("router", [
+    ...["--port", "0", "--metrics-port", `${routerMetricsPort}`, "--max-num-seqs", "2"],
+  ]);
   const routerAddress = `127.0.0.1:${router.port}`;
   const worker = await start("worker", [
     ...["--model", STORIES_DIR, "--router", routerAddress, "--kv-cache-memory", "8MiB"],
@@ -107,9 +115,13 @@ async function sendLoad(): Promise<void> {
     for (const r of results) expect(r.status).toBe(200);
   }
   expect((await complete({ prompt: PROMPT, model: "nope" })).status).toBe(404);
-  // Long streams until Prometheus saw the KV cache in use (a 1 s scrape can miss short bursts).
+  // Long streams until Prometheus saw the KV cache in use and requests queued behind the two
+  // running ones (a 1 s scrape can miss short bursts).
   const deadline = Date.now() + 30_000;
-  while (prometheus && !(await prometheusSawKvInUse()) && Date.now() < deadline) {
+  const sawBoth = async () =>
+    (await prometheusSawKvInUse()) &&
+    (await prometheus!.query("max_over_time(kiln_num_requests_waiting[5m]) > 0")).length > 0;
+  while (prometheus && !(await sawBoth()) && Date.now() < deadline) {
     await Promise.all(
       Array.from({ length: 4 }, (_, i) => complete({ prompt: `${PROMPT} ${i}`, max_tokens: 200 })),
     );
@@ -236,13 +248,36 @@ if (!isPrometheusInstalled) {
   console.warn("observability: skipping the Prometheus checks: no `prometheus` binary on PATH");
 }
 
+/**
+ * Series a dashboard reads that this load leaves flat, each with the reason. Every other one
+ * must have changed while Prometheus scraped the load: a series created at zero and never
+ * touched would satisfy "returns data" with the feature behind it broken.
+ */
+const FLAT_UNDER_THIS_LOAD = new Map([
+  ["kiln_replica_healthy", "1 from the worker's registration on"],
+  ["kiln_worker_step_failures_total", "no step fails"],
+  ["kiln_num_preemptions_total", "8 MiB of KV holds the whole load"],
+]);
+
+const dashboardFileQueries = () =>
+  ["kiln-overview.json", "kiln-replica.json"].flatMap((file) =>
+    dashboardQueries(JSON.parse(readFileSync(resolve(REPO_ROOT, "deploy/grafana", file), "utf8"))),
+  );
+
 describe.skipIf(!isPrometheusInstalled)("Prometheus (Debian package `prometheus`)", () => {
+  it("every series the dashboards read moved under load, not only zero-initialised", async () => {
+    const names = metricNames(dashboardFileQueries());
+    expect(names.length).toBeGreaterThan(15);
+    const flat: string[] = [];
+    for (const name of names) {
+      if (FLAT_UNDER_THIS_LOAD.has(name)) continue;
+      if ((await prometheus!.query(`changes(${name}[10m]) > 0`)).length === 0) flat.push(name);
+    }
+    expect(flat).toEqual([]);
+  });
+
   it("every dashboard expression parses and returns data", async () => {
-    const queries = ["kiln-overview.json", "kiln-replica.json"].flatMap((file) =>
-      dashboardQueries(
-        JSON.parse(readFileSync(resolve(REPO_ROOT, "deploy/grafana", file), "utf8")),
-      ),
-    );
+    const queries = dashboardFileQueries();
     expect(queries.length).toBeGreaterThan(40);
     const empty: string[] = [];
     for (const q of queries) {

@@ -221,6 +221,8 @@ describe("malformed requests against the running stack", () => {
       400,
     ],
     ["token id out of range", "completions", { model: MODEL, prompt: [1, 99999] }, 400],
+    // docs/api.md: n is at most the router's --max-num-seqs (64 by default), not the schema's 128.
+    ["n over --max-num-seqs", "completions", { model: MODEL, prompt: "Hi", n: 65 }, 400],
     ["no prompt", "completions", { model: MODEL }, 400],
     ["not JSON", "completions", "{oops", 400],
     ["too large", "completions", { model: MODEL, prompt: "x".repeat(100 * 1024) }, 413],
@@ -244,6 +246,13 @@ describe("malformed requests against the running stack", () => {
     await expect(client.chat.completions.create({ ...chat, n: 0 })).rejects.toBeInstanceOf(
       OpenAI.BadRequestError,
     );
+    await expect(client.completions.create({ model: MODEL, prompt: "Hi", n: 65 })).rejects.toThrow(
+      /n must be an integer in \[1, 64\]/,
+    );
+    expect(
+      (await client.completions.create({ model: MODEL, prompt: "Hi", n: 64, max_tokens: 2 }))
+        .choices,
+    ).toHaveLength(64);
     const health = await fetch(stack.baseURL.replace("/v1", "/health"));
     expect(health.status).toBe(200);
   });

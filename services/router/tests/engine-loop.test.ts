@@ -1,6 +1,7 @@
 import { ErrorCode, SamplingParams } from "@kiln/proto";
 import { freePort, loadGolden, STORIES_DIR, scrapeSum, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectGoldenStreams } from "./golden-streams";
 import { type ServiceProcess, startService } from "./processes";
 import { TestRouterClient } from "./router-client";
 
@@ -59,23 +60,7 @@ describe("router and worker processes", () => {
   });
 
   it("16 concurrent greedy streams reproduce the golden continuations", async () => {
-    const cases = Array.from({ length: 16 }, (_, i) => golden.cases[i % golden.cases.length]!);
-    const results = await Promise.all(
-      cases.map((c) =>
-        client.generate({
-          promptTokenIds: c.prompt_ids,
-          maxTokens: c.greedy_ids.length,
-          ignoreEos: true,
-        }),
-      ),
-    );
-    results.forEach((result, i) => {
-      expect(result.error).toBeNull();
-      expect(result.tokenIds).toEqual(cases[i]!.greedy_ids);
-      const finished = result.events.at(-1)?.finished;
-      expect(finished?.finishReason).toBe("length");
-      expect(finished?.usage?.completionTokens).toBe(cases[i]!.greedy_ids.length);
-    });
+    await expectGoldenStreams(client, 16);
   }, 60_000);
 
   it("50 streams cancelled mid-generation end as aborted, stop computing and give every block back", async () => {

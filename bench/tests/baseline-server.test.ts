@@ -4,7 +4,7 @@ import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadGolden, STORIES_DIR } from "@kiln/test-support";
+import { loadGolden, requireAvailable, STORIES_DIR } from "@kiln/test-support";
 import type { LlamaContext, LlamaModel } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tryLoadLlamaCpp } from "../src/baseline/load-llama";
@@ -18,6 +18,12 @@ import { runLoad } from "../src/serve/runner";
 
 const golden = loadGolden();
 const loaded = await tryLoadLlamaCpp();
+// Locally a missing llama.cpp binary skips (with the reason); under CI=true it fails.
+requireAvailable(
+  "node-llama-cpp's llama.cpp binary",
+  loaded.llama !== null,
+  `it cannot load: ${loaded.error}`,
+);
 if (loaded.error !== null) {
   console.warn(`SKIPPING baseline server tests: node-llama-cpp cannot load: ${loaded.error}`);
 }

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadGolden, STORIES_DIR } from "@kiln/test-support";
+import { loadGolden, requireAvailable, STORIES_DIR } from "@kiln/test-support";
 import type { LlamaModel, Token } from "node-llama-cpp";
 import { readGgufFileInfo } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,8 +17,14 @@ import { exportLlamaToGguf } from "../src/gguf/export-llama";
 const golden = loadGolden();
 
 const loaded = await tryLoadLlamaCpp();
+// Locally a missing llama.cpp binary skips (with the reason); under CI=true it fails.
+requireAvailable(
+  "node-llama-cpp's llama.cpp binary",
+  loaded.llama !== null,
+  `it cannot load: ${loaded.error}`,
+);
 if (loaded.error !== null) {
-  console.warn(`SKIPPING llama.cpp tests: node-llama-cpp's binary cannot load: ${loaded.error}`);
+  console.warn(`SKIPPING llama.cpp tests: node-llama-cpp cannot load: ${loaded.error}`);
 }
 
 let workDir = "";

@@ -37,15 +37,17 @@ export class ReplicaSet {
     if (this.probing.has(replicaId)) return false;
     this.probing.add(replicaId);
     const isSameAddress = existing?.address === address;
-    const connection = isSameAddress ? existing!.connection : new WorkerConnection(address);
+    let connection: WorkerConnection | null = null;
     try {
+      // Inside the try: grpc-js throws synchronously for an address it cannot parse.
+      connection = isSameAddress ? existing!.connection : new WorkerConnection(address);
       const info = await connection.info(INFO_TIMEOUT_MS);
       const replica = existing ?? new Replica(replicaId, connection, this.limits, this.clock);
       replica.connect(info, connection);
       this.idToReplica.set(replicaId, replica);
       return true;
     } catch {
-      if (!isSameAddress) connection.close();
+      if (!isSameAddress) connection?.close();
       return false;
     } finally {
       this.probing.delete(replicaId);

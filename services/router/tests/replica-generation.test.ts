@@ -1,0 +1,109 @@
+import { asRequestId } from "@kiln/engine-core";
+import { ErrorCode, SamplingParams } from "@kiln/proto";
+import { describe, expect, it, vi } from "vitest";
+import { Replica } from "../src/replica";
+import { collectingRecord, type Deferred, FakeConnection, workerInfo } from "./fake-connection";
+
+const LIMITS = { maxNumSeqs: 8, maxNumBatchedTokens: 64, stepTimeoutMs: 10_000 };
+
+function newReplica(conn: FakeConnection): Replica {
+  const replica = new Replica("r", conn.asConnection(), LIMITS, () => performance.now());
+  replica.connect(workerInfo("instance-1"), conn.asConnection());
+  return replica;
+}
+
+function add(replica: Replica, id: string, prompt: number[], maxTokens: number, n = 1) {
+  const collected = collectingRecord(id, prompt, n);
+  const error = replica.tryAdd(
+    {
+      requestId: asRequestId(id),
+      promptTokenIds: prompt,
+      sampling: SamplingParams.fromPartial({}),
+      n,
+      maxTokens,
+      ignoreEos: true,
+    },
+    collected.record,
+  );
+  expect(error).toBeNull();
+  return collected;
+}
+
+const tokensOf = (events: { token?: { tokens: { tokenId: number }[] } }[]) =>
+  events.flatMap((e) => e.token?.tokens.map((t) => t.tokenId) ?? []);
+
+describe("a replica failed mid-step, then reconnected", () => {
+  it.each([
+    ["rejects", (held: Deferred<void>) => held.reject(new Error("late failure"))],
+    ["resolves", (held: Deferred<void>) => held.resolve()],
+  ])("serves new requests when the stale step later %s", async (_what, settle) => {
+    const conn = new FakeConnection();
+    const replica = newReplica(conn);
+    const held = conn.hold();
+    const first = add(replica, "a", [1, 2, 3], 4);
+    await vi.waitFor(() => expect(conn.steps).toHaveLength(1));
+
+    replica.fail("health check failed");
+    const firstEvents = await first.ended;
+    expect(firstEvents.at(-1)?.error?.code).toBe(ErrorCode.WORKER_LOST);
+    replica.connect(workerInfo("instance-1"), conn.asConnection());
+    expect(replica.isHealthy).toBe(true);
+
+    const second = add(replica, "b", [4, 5, 6], 3);
+    // Steps never overlap on the worker: the new loop waits for the stale step to settle.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(conn.steps).toHaveLength(1);
+    settle(held);
+
+    const events = await second.ended;
+    expect(events.some((e) => e.error)).toBe(false);
+    expect(tokensOf(events)).toEqual([5, 5, 5]);
+    expect(events.at(-1)?.finished?.finishReason).toBe("length");
+    expect(replica.isHealthy).toBe(true);
+    // The first step after the reconnect resets the worker's sequences.
+    expect(conn.steps[1]?.reset).toBe(true);
+    expect(conn.steps[1]?.instanceId).toBe("instance-1");
+    expect(replica.stats()?.numUsedBlocks).toBe(0);
+  });
+});
+
+describe("a sequence the worker refuses", () => {
+  it("fails that request with INVALID_REQUEST and keeps the others and the replica", async () => {
+    const conn = new FakeConnection();
+    const replica = newReplica(conn);
+    const good = add(replica, "good", [1, 2, 3], 4);
+    const bad = add(replica, "bad", [7, 8], 4);
+    // Sequence ids follow admission order: "bad" is the second sequence (id 1).
+    conn.refusedSeqIds.add(1);
+    const badEvents = await bad.ended;
+    expect(badEvents.at(-1)?.error?.code).toBe(ErrorCode.INVALID_REQUEST);
+    const goodEvents = await good.ended;
+    expect(tokensOf(goodEvents)).toEqual([5, 5, 5, 5]);
+    expect(replica.isHealthy).toBe(true);
+    expect(replica.stats()?.numUsedBlocks).toBe(0);
+  });
+});
+
+describe("aborting one of n choices", () => {
+  it("stops that choice at once; the others run to max_tokens", async () => {
+    const conn = new FakeConnection();
+    const replica = newReplica(conn);
+    const held = conn.hold(3);
+    const req = add(replica, "n3", [1, 2, 3, 4, 5], 12, 3);
+    await vi.waitFor(() => expect(conn.steps).toHaveLength(4));
+    expect(replica.abortChoice("n3", 1)).toBe(true);
+    held.resolve();
+    expect(replica.abortChoice("n3", 1)).toBe(false);
+    const events = await req.ended;
+    const perChoice = [0, 1, 2].map((i) =>
+      events.filter((e) => e.token?.index === i).reduce((n, e) => n + e.token!.tokens.length, 0),
+    );
+    expect(perChoice[0]).toBe(12);
+    expect(perChoice[2]).toBe(12);
+    expect(perChoice[1]).toBeLessThan(12);
+    const finished = events.filter((e) => e.finished).map((e) => e.finished!);
+    expect(finished.find((f) => f.index === 1)?.finishReason).toBe("abort");
+    expect(finished.at(-1)?.usage?.completionTokens).toBe(24 + perChoice[1]!);
+    expect(replica.stats()?.numUsedBlocks).toBe(0);
+  });
+});

@@ -33,8 +33,8 @@ export function checkSampling(
 ): string | null {
   if (sampling === undefined) return null;
   const s = sampling;
-  const isFinite = Number.isFinite;
-  if (!(isFinite(s.temperature) && s.temperature >= 0)) {
+  const isFiniteNum = Number.isFinite;
+  if (!(isFiniteNum(s.temperature) && s.temperature >= 0)) {
     return `sampling.temperature must be a finite number >= 0, got ${s.temperature}`;
   }
   if (!(Number.isInteger(s.topK) && s.topK >= 0)) {
@@ -42,10 +42,10 @@ export function checkSampling(
   }
   if (!(s.topP >= 0 && s.topP <= 1)) return `sampling.top_p must be in [0, 1], got ${s.topP}`;
   if (!(s.minP >= 0 && s.minP <= 1)) return `sampling.min_p must be in [0, 1], got ${s.minP}`;
-  if (!(isFinite(s.repetitionPenalty) && s.repetitionPenalty >= 0)) {
+  if (!(isFiniteNum(s.repetitionPenalty) && s.repetitionPenalty >= 0)) {
     return `sampling.repetition_penalty must be a finite number >= 0, got ${s.repetitionPenalty}`;
   }
-  if (!isFinite(s.presencePenalty) || !isFinite(s.frequencyPenalty)) {
+  if (!isFiniteNum(s.presencePenalty) || !isFiniteNum(s.frequencyPenalty)) {
     return "sampling.presence_penalty and frequency_penalty must be finite";
   }
   if (
@@ -59,7 +59,7 @@ export function checkSampling(
     if (!Number.isInteger(tokenId) || tokenId < 0 || tokenId >= vocabSize) {
       return `sampling.logit_bias: token id ${id} is outside the vocabulary [0, ${vocabSize})`;
     }
-    if (!isFinite(bias)) return `sampling.logit_bias[${id}] must be finite, got ${bias}`;
+    if (!isFiniteNum(bias)) return `sampling.logit_bias[${id}] must be finite, got ${bias}`;
   }
   return null;
 }

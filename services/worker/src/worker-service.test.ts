@@ -48,7 +48,9 @@ function serviceWith(backend: FakeBackend, maxStepMs = 60_000): WorkerServer {
   return createWorkerService(backend, identity, () => {}, null, maxStepMs);
 }
 
-function step(service: WorkerServer, partial: Partial<StepRequest>) {
+type StepPartial = Parameters<typeof StepRequest.fromPartial>[0];
+
+function step(service: WorkerServer, partial: StepPartial) {
   return new Promise<{ err: ServiceError | null; res: StepResponse | undefined }>((resolve) => {
     const call = { request: StepRequest.fromPartial(partial), metadata: new Metadata() };
     const callback: sendUnaryData<StepResponse> = (err, res) =>
@@ -60,7 +62,7 @@ function step(service: WorkerServer, partial: Partial<StepRequest>) {
 function health(service: WorkerServer): Promise<boolean> {
   return new Promise((resolve) => {
     const callback: sendUnaryData<HealthResponse> = (_err, res) => resolve(res?.serving ?? false);
-    service.health({} as ServerUnaryCall<unknown, HealthResponse>, callback);
+    service.health({} as Parameters<WorkerServer["health"]>[0], callback);
   });
 }
 
@@ -82,7 +84,7 @@ describe("the worker service refuses bad steps before changing anything", () => 
       ...prefill(1, [1, 2], [0]),
     });
     expect(ok.err).toBeNull();
-    const bad: Partial<StepRequest>[] = [
+    const bad: StepPartial[] = [
       { stepId: 6, instanceId: "an-old-instance", ...prefill(2, [1], [1]) },
       { stepId: 5, ...prefill(2, [1], [1]) },
       {

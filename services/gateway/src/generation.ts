@@ -69,6 +69,8 @@ export async function* generateChoices(
     if (delta.finishReason !== null) {
       state.isFinished = true;
       numOpen--;
+      // A choice that matched a stop string stops generating now, not at max_tokens.
+      if (event.token && numOpen > 0) ctx.router.abortChoice?.(requestId, delta.index);
     }
     if (delta.text || delta.tokens.length || delta.finishReason) {
       yield { ...delta, index: indexOffset + delta.index };

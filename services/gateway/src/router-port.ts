@@ -12,6 +12,11 @@ export interface RouterPort {
    * aborts the request in the router.
    */
   generate(request: GenerateRequest, signal: AbortSignal): AsyncIterable<GenerateEvent>;
+  /**
+   * Stops one choice (`index`) of a running n > 1 request, e.g. once it matched a stop string;
+   * the others keep generating. Fire and forget: never throws. Optional for test fakes.
+   */
+  abortChoice?(requestId: string, index: number): void;
   /** True when the router answers and has at least one healthy worker group. Never throws. */
   isHealthy(): Promise<boolean>;
   close(): void;

@@ -17,6 +17,7 @@ import {
 import { type Context, type ReplicaLabels, ROOT_CONTEXT } from "@kiln/telemetry";
 import { planToWire } from "./plan-to-wire";
 import { type RequestRecord, tokenEvent } from "./request-record";
+import { checkStepResponse } from "./rpc/check-step-response";
 import { defaultRouterTelemetry, type RouterTelemetry } from "./telemetry/router-telemetry";
 import { describeGrpcError, type WorkerConnection } from "./worker-connection";
 
@@ -282,6 +283,8 @@ export class Replica {
       });
       const receivedAt = this.clock();
       if (generation !== this.generation) return; // failed or reconnected meanwhile
+      const invalid = checkStepResponse(request, response, this.vocabLen);
+      if (invalid) throw new Error(`the worker sent an invalid step answer: ${invalid}`);
       this.failRefusedSequences(plan, response.failures);
       const seqIdToToken = new Map<number, SampledToken>();
       for (const result of response.results) {

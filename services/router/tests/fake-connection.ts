@@ -35,6 +35,8 @@ export class FakeConnection {
   readonly steps: StepRequest[] = [];
   private readonly stepToGate = new Map<number, Deferred<void>>();
   readonly refusedSeqIds = new Set<number>();
+  /** Rewrites every answer before it is returned (a broken worker). */
+  corrupt: (res: StepResponse) => StepResponse = (res) => res;
 
   constructor(readonly tokenId = 5) {}
 
@@ -54,14 +56,14 @@ export class FakeConnection {
     if (gate) await gate.promise;
     const token: SampledToken = { tokenId: this.tokenId, logprob: -1, topLogprobs: [] };
     const refused = req.sequences.filter((s) => this.refusedSeqIds.has(s.seqId));
-    return {
+    return this.corrupt({
       stepId: req.stepId,
       results: req.sequences
         .filter((s) => s.doSample && !this.refusedSeqIds.has(s.seqId))
         .map((s) => ({ seqId: s.seqId, token })),
       computeSeconds: 0,
       failures: refused.map((s) => ({ seqId: s.seqId, message: "token id out of range" })),
-    };
+    });
   }
 
   info(): Promise<WorkerInfo> {

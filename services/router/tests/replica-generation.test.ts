@@ -1,5 +1,5 @@
 import { asRequestId } from "@kiln/engine-core";
-import { ErrorCode, SamplingParams } from "@kiln/proto";
+import { ErrorCode, SamplingParams, type StepResponse } from "@kiln/proto";
 import { describe, expect, it, vi } from "vitest";
 import { Replica } from "../src/replica";
 import { collectingRecord, type Deferred, FakeConnection, workerInfo } from "./fake-connection";
@@ -105,5 +105,39 @@ describe("aborting one of n choices", () => {
     expect(finished.find((f) => f.index === 1)?.finishReason).toBe("abort");
     expect(finished.at(-1)?.usage?.completionTokens).toBe(24 + perChoice[1]!);
     expect(replica.stats()?.numUsedBlocks).toBe(0);
+  });
+});
+
+describe("a worker that answers a step wrongly", () => {
+  it.each<[string, (res: StepResponse) => StepResponse]>([
+    ["another step id", (res) => ({ ...res, stepId: res.stepId + 7 })],
+    [
+      "a token id past the vocabulary",
+      (res) => ({
+        ...res,
+        results: res.results.map((r) => ({ ...r, token: { ...r.token!, tokenId: 64 } })),
+      }),
+    ],
+    [
+      "a result for a sequence it was not asked to sample",
+      (res) => ({ ...res, results: [...res.results, { ...res.results[0]!, seqId: 999 }] }),
+    ],
+    [
+      "a NaN logprob",
+      (res) => ({
+        ...res,
+        results: res.results.map((r) => ({ ...r, token: { ...r.token!, logprob: Number.NaN } })),
+      }),
+    ],
+  ])("with %s fails the replica before any bad token reaches a client", async (_what, corrupt) => {
+    const conn = new FakeConnection();
+    const replica = newReplica(conn);
+    conn.corrupt = corrupt;
+    const req = add(replica, "a", [1, 2, 3], 4);
+    const events = await req.ended;
+    expect(tokensOf(events)).toEqual([]);
+    expect(events.at(-1)?.error?.code).toBe(ErrorCode.WORKER_LOST);
+    expect(events.at(-1)?.error?.message).toMatch(/invalid step answer/);
+    expect(replica.isHealthy).toBe(false);
   });
 });

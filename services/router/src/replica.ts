@@ -8,7 +8,6 @@ import {
 } from "@kiln/engine-core";
 import {
   ErrorCode,
-  type GenerateEvent,
   type SampledToken,
   type SamplingParams,
   type SequenceFailure,
@@ -16,7 +15,7 @@ import {
 } from "@kiln/proto";
 import { type Context, type ReplicaLabels, ROOT_CONTEXT } from "@kiln/telemetry";
 import { planToWire } from "./plan-to-wire";
-import { type RequestRecord, tokenEvent } from "./request-record";
+import { finishedEvent, type RequestRecord, tokenEvent } from "./request-record";
 import { checkStepResponse } from "./rpc/check-step-response";
 import { defaultRouterTelemetry, type RouterTelemetry } from "./telemetry/router-telemetry";
 import { describeGrpcError, type WorkerConnection } from "./worker-connection";
@@ -341,23 +340,4 @@ export class Replica {
       }
     }
   }
-}
-
-/** The finished event of sequence `index`; the last one of the request carries the usage. */
-function finishedEvent(
-  record: RequestRecord,
-  index: number,
-  finishReason: string,
-  stopTokenId: number,
-  isLast: boolean,
-): GenerateEvent {
-  const numCompletion = record.outputTokenIds.reduce((n, ids) => n + ids.length, 0);
-  const usage = isLast
-    ? {
-        promptTokens: record.promptTokenIds.length,
-        completionTokens: numCompletion,
-        cachedTokens: 0,
-      }
-    : undefined;
-  return { finished: { index, finishReason, stopTokenId, usage } };
 }

@@ -98,6 +98,7 @@ describe("the router's trust boundary", () => {
   it.each<[string, Partial<GenerateRequest>]>([
     ["n = 2^31 - 1", { n: 2 ** 31 - 1 }],
     ["negative n", { n: -1 }],
+    ["a 4 KiB cache salt", { cacheSalt: "s".repeat(4096) }],
     ["a token id past the vocabulary", { promptTokenIds: [1, VOCAB_SIZE] }],
     ["a negative token id", { promptTokenIds: [1, -7] }],
     ["a stop token id past the vocabulary", { stopTokenIds: [VOCAB_SIZE + 3] }],

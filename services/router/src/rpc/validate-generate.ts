@@ -7,7 +7,7 @@ import {
 
 /** The most parallel samples one Generate may ask for; the scheduler's maxNumSeqs bounds it too. */
 export const MAX_N = 1024;
-/** The longest request id the router keeps. */
+/** The longest request id (and cache salt) the router keeps. */
 export const MAX_ID_LEN = 256;
 /** The most stop token ids one request may carry. */
 export const MAX_STOP_TOKEN_IDS = 1024;
@@ -28,6 +28,7 @@ export function checkGenerateShape(req: GenerateRequest): string | null {
     return `min_tokens must be >= 0, got ${req.minTokens}`;
   }
   if (req.requestId.length > MAX_ID_LEN) return `request_id is longer than ${MAX_ID_LEN}`;
+  if (req.cacheSalt.length > MAX_ID_LEN) return `cache_salt is longer than ${MAX_ID_LEN}`;
   if (req.stopTokenIds.length > MAX_STOP_TOKEN_IDS) {
     return `stop_token_ids holds more than ${MAX_STOP_TOKEN_IDS} ids`;
   }

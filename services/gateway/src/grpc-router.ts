@@ -45,10 +45,12 @@ export function createGrpcRouter(address: string): RouterPort {
   const client = new RouterClient(address, credentials.createInsecure());
   return {
     generate: (request, signal) => generateEvents(client, request, signal),
-    abortChoice: (requestId, index) => {
-      const deadline = Date.now() + HEALTH_DEADLINE_MS;
-      client.abort({ requestId, index }, new Metadata(), { deadline }, () => {});
-    },
+    stopChoice: (requestId, index) =>
+      new Promise((resolve) => {
+        const deadline = Date.now() + HEALTH_DEADLINE_MS;
+        const request = { requestId, index, isStop: true };
+        client.abort(request, new Metadata(), { deadline }, () => resolve());
+      }),
     isHealthy: () =>
       new Promise((resolve) => {
         const deadline = Date.now() + HEALTH_DEADLINE_MS;

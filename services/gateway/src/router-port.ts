@@ -13,10 +13,12 @@ export interface RouterPort {
    */
   generate(request: GenerateRequest, signal: AbortSignal): AsyncIterable<GenerateEvent>;
   /**
-   * Stops one choice (`index`) of a running n > 1 request, e.g. once it matched a stop string;
-   * the others keep generating. Fire and forget: never throws. Optional for test fakes.
+   * Stops one choice (`index`) of a running request once it matched a stop string: it stops
+   * generating at once (the others keep going) and the router counts its end as "stop", not as
+   * a client abort. Resolves once the router answered or the call failed; never rejects.
+   * Optional for test fakes.
    */
-  abortChoice?(requestId: string, index: number): void;
+  stopChoice?(requestId: string, index: number): Promise<void>;
   /** True when the router answers and has at least one healthy worker group. Never throws. */
   isHealthy(): Promise<boolean>;
   close(): void;

@@ -44,7 +44,7 @@ describe("a request timeout (KILN_REQUEST_TIMEOUT_S)", () => {
 });
 
 describe("n > 1 with a stop string", () => {
-  it("aborts the choice that matched in the router while the others keep generating", async () => {
+  it("stops the choice that matched in the router while the others keep generating", async () => {
     // Choice 0 writes "Hello world. The end." and stops at ". "; choice 1 has no ". ".
     t = makeApp({
       script: { text: (_r, i) => (i === 0 ? "Hello world. The end." : "abcdefghijklmnop") },
@@ -62,15 +62,15 @@ describe("n > 1 with a stop string", () => {
       ["Hello world", "stop"],
       ["abcdefghijklmn", "length"],
     ]);
-    expect(t.router.abortedChoices).toEqual([{ requestId: expect.any(String), index: 0 }]);
-    expect(t.router.requests[0]!.requestId).toBe(t.router.abortedChoices[0]!.requestId);
+    expect(t.router.stoppedChoices).toEqual([{ requestId: expect.any(String), index: 0 }]);
+    expect(t.router.requests[0]!.requestId).toBe(t.router.stoppedChoices[0]!.requestId);
   });
 
-  it("aborts nothing per choice for n = 1 (the call itself is cancelled)", async () => {
+  it("tells the router that an n = 1 request ended on a stop string", async () => {
     t = makeApp({ script: { text: () => "Hello world. The end." } });
     const body = { model: "toy", prompt: "hi", stop: ". ", max_tokens: 20 };
     const res = await post("/v1/completions", body);
     expect(res.json().choices[0].finish_reason).toBe("stop");
-    expect(t.router.abortedChoices).toEqual([]);
+    expect(t.router.stoppedChoices).toEqual([{ requestId: expect.any(String), index: 0 }]);
   });
 });

@@ -203,18 +203,30 @@ export class Replica {
   }
 
   /**
-   * Aborts one of an n > 1 request's sequences (a choice the gateway finished on a stop string);
-   * the others keep generating. Its stream gets a finished event with reason "abort" (with the
-   * usage when it was the last). False when the request, the choice or the fork is unknown.
+   * Aborts one choice (`index`) of a request, e.g. one the gateway finished on a stop string
+   * (`isStop`); the others keep generating. Its stream gets a finished event with reason "stop"
+   * or "abort" (with the usage when it was the last choice), and the success metric counts the
+   * request's end with that reason. For n = 1, index 0 ends the request. False when the
+   * request or the choice is unknown or done, or a request with n > 1 has not forked yet.
    */
-  abortChoice(requestId: string, index: number): boolean {
+  abortChoice(requestId: string, index: number, isStop = false): boolean {
     const record = this.idToRecord.get(requestId);
-    const result = record ? this.scheduler?.abortSeq(asRequestId(requestId), index) : null;
-    if (!record || !result) return false;
-    record.emit(finishedEvent(record, index, "abort", 0, result.isRequestDone));
+    const scheduler = this.scheduler;
+    if (!record || !scheduler) return false;
+    const id = asRequestId(requestId);
+    const isSingle = record.outputTokenIds.length === 1;
+    const isDoneSingle = isSingle && index === 0 && scheduler.abortRequest(id);
+    const result = isSingle
+      ? isDoneSingle
+        ? { isRequestDone: true }
+        : null
+      : scheduler.abortSeq(id, index);
+    if (!result) return false;
+    const reason = isStop ? "stop" : "abort";
+    record.emit(finishedEvent(record, index, reason, 0, result.isRequestDone));
     if (result.isRequestDone) {
       this.idToRecord.delete(requestId);
-      this.telemetry.requestAborted(requestId);
+      this.telemetry.requestAborted(requestId, reason);
       record.end();
     }
     this.wake();

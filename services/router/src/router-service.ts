@@ -97,11 +97,13 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
       call: ServerUnaryCall<AbortRequest, AbortResponse>,
       callback: sendUnaryData<AbortResponse>,
     ) {
-      const { requestId, index } = call.request;
+      const { requestId, index, isStop } = call.request;
       const replica = replicas.findRequest(requestId);
       if (!replica) return callback(null, { found: false });
       const found =
-        index === undefined ? replica.abort(requestId) : replica.abortChoice(requestId, index);
+        index === undefined
+          ? replica.abort(requestId)
+          : replica.abortChoice(requestId, index, isStop);
       callback(null, { found });
     },
     health(

@@ -2,6 +2,7 @@ import { asRequestId } from "@kiln/engine-core";
 import { ErrorCode, SamplingParams, type StepResponse } from "@kiln/proto";
 import { describe, expect, it, vi } from "vitest";
 import { Replica } from "../src/replica";
+import { RouterTelemetry } from "../src/telemetry/router-telemetry";
 import { collectingRecord, type Deferred, FakeConnection, workerInfo } from "./fake-connection";
 
 const LIMITS = { maxNumSeqs: 8, maxNumBatchedTokens: 64, stepTimeoutMs: 10_000 };
@@ -139,5 +140,38 @@ describe("a worker that answers a step wrongly", () => {
     expect(events.at(-1)?.error?.code).toBe(ErrorCode.WORKER_LOST);
     expect(events.at(-1)?.error?.message).toMatch(/invalid step answer/);
     expect(replica.isHealthy).toBe(false);
+  });
+});
+
+describe("a choice stopped on a stop string", () => {
+  async function successByReason(telemetry: RouterTelemetry): Promise<Record<string, number>> {
+    const metric = await telemetry.registry.getSingleMetric("kiln_request_success_total")!.get();
+    return Object.fromEntries(
+      metric.values.map((v) => [String(v.labels.finished_reason), v.value]),
+    );
+  }
+
+  it("ends an n = 1 request with reason stop and counts it as stop, not abort", async () => {
+    const conn = new FakeConnection();
+    const telemetry = new RouterTelemetry();
+    const replica = new Replica("r", conn.asConnection(), LIMITS, () => 0, telemetry);
+    replica.connect(workerInfo("instance-1"), conn.asConnection());
+    const held = conn.hold(2);
+    const stopped = add(replica, "s", [1, 2, 3], 40);
+    await vi.waitFor(() => expect(conn.steps).toHaveLength(3));
+    expect(replica.abortChoice("s", 1, true)).toBe(false);
+    expect(replica.abortChoice("s", 0, true)).toBe(true);
+    held.resolve();
+    const events = await stopped.ended;
+    expect(events.at(-1)?.finished).toMatchObject({ index: 0, finishReason: "stop" });
+    expect(events.at(-1)?.finished?.usage?.completionTokens).toBe(tokensOf(events).length);
+
+    const leftHeld = conn.hold(conn.steps.length + 2);
+    const left = add(replica, "left", [1, 2, 3], 40);
+    await vi.waitFor(() => expect(tokensOf(left.events).length).toBe(2));
+    expect(replica.abort("left")).toBe(true);
+    leftHeld.resolve();
+    expect(await successByReason(telemetry)).toMatchObject({ stop: 1, abort: 1 });
+    expect(replica.stats()?.numUsedBlocks).toBe(0);
   });
 });

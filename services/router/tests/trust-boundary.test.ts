@@ -142,7 +142,9 @@ describe("aborting one choice of n", () => {
     let isAborted = false;
     const abortChoice = () =>
       new Promise<boolean>((resolve) => {
-        client.client.abort({ requestId, index: 0 }, (err, res) => resolve(!err && res.found));
+        client.client.abort({ requestId, index: 0, isStop: false }, (err, res) =>
+          resolve(!err && res.found),
+        );
       });
     const done = client.generate(
       {

@@ -23,8 +23,8 @@ const TEXTS = ["Hello world. The end.", "Once upon a time.", "Lily saw a dog!"];
  */
 export class FakeRouter implements RouterPort {
   readonly requests: GenerateRequest[] = [];
-  /** Every abortChoice call; an aborted choice emits nothing more. */
-  readonly abortedChoices: { requestId: string; index: number }[] = [];
+  /** Every stopChoice call; a stopped choice emits nothing more. */
+  readonly stoppedChoices: { requestId: string; index: number }[] = [];
   numCancelled = 0;
   numOpen = 0;
   isHealthyValue = true;
@@ -63,7 +63,7 @@ export class FakeRouter implements RouterPort {
       const fail = this.script.failMidStream;
       if (fail && numTokenEvents >= fail.afterTokens) throw fail.error;
       for (let i = 0; i < n; i++) {
-        if (this.isChoiceAborted(request, i)) continue;
+        if (this.isChoiceStopped(request, i)) continue;
         const chars = texts[i]!;
         const isEnd = !this.script.isEndless && step === chars.length;
         if (step > chars.length && !this.script.isEndless) continue;
@@ -77,12 +77,12 @@ export class FakeRouter implements RouterPort {
     }
   }
 
-  abortChoice(requestId: string, index: number): void {
-    this.abortedChoices.push({ requestId, index });
+  async stopChoice(requestId: string, index: number): Promise<void> {
+    this.stoppedChoices.push({ requestId, index });
   }
 
-  private isChoiceAborted(request: GenerateRequest, index: number): boolean {
-    return this.abortedChoices.some((a) => a.requestId === request.requestId && a.index === index);
+  private isChoiceStopped(request: GenerateRequest, index: number): boolean {
+    return this.stoppedChoices.some((a) => a.requestId === request.requestId && a.index === index);
   }
 
   async isHealthy(): Promise<boolean> {

@@ -4,6 +4,7 @@ import {
   type NewRequest,
   Scheduler,
   type SchedulerStats,
+  type SeqAbortResult,
   type StepPlan,
 } from "@kiln/engine-core";
 import {
@@ -214,13 +215,9 @@ export class Replica {
     const scheduler = this.scheduler;
     if (!record || !scheduler) return false;
     const id = asRequestId(requestId);
-    const isSingle = record.outputTokenIds.length === 1;
-    const isDoneSingle = isSingle && index === 0 && scheduler.abortRequest(id);
-    const result = isSingle
-      ? isDoneSingle
-        ? { isRequestDone: true }
-        : null
-      : scheduler.abortSeq(id, index);
+    let result: SeqAbortResult | null;
+    if (record.outputTokenIds.length > 1) result = scheduler.abortSeq(id, index);
+    else result = index === 0 && scheduler.abortRequest(id) ? { isRequestDone: true } : null;
     if (!result) return false;
     const reason = isStop ? "stop" : "abort";
     record.emit(finishedEvent(record, index, reason, 0, result.isRequestDone));

@@ -17,6 +17,7 @@ import type {
  * Applies a step's results: advances each sequence's computed tokens, registers newly full
  * blocks in the prefix cache, appends sampled tokens, checks stop conditions, forks parents that
  * reached their last prompt token. Sequences finished (aborted) since planning are skipped.
+ * Every result is validated before anything changes: on InvariantError the state is untouched.
  */
 export function commitStep<S, T extends SampledTokenLike>(
   state: EngineState<S>,
@@ -24,19 +25,47 @@ export function commitStep<S, T extends SampledTokenLike>(
   sampled: StepResults<T>,
 ): EngineEvent<T>[] {
   const { plan, seqs } = planned;
-  const isAligned = Array.isArray(sampled);
+  const results = seqs.map((seq, i) => resultOf(seq, i, sampled));
+  // Validate every sequence before mutating any: a bad result leaves the scheduler as it was.
+  for (let i = 0; i < seqs.length; i++) {
+    if (seqs[i]!.status === "running") checkResult(seqs[i]!, plan.seqs[i]!, results[i]!);
+  }
   const events: EngineEvent<T>[] = preemptionEvents(planned);
   for (let i = 0; i < seqs.length; i++) {
     const seq = seqs[i]!;
     if (seq.status !== "running") continue;
-    const result = isAligned
-      ? ((sampled as readonly (T | null)[])[i] ?? null)
-      : ((sampled as ReadonlyMap<SeqId, T>).get(seq.id) ?? null);
-    commitSeq(state, seq, plan.seqs[i]!, result, events);
+    commitSeq(state, seq, plan.seqs[i]!, results[i]!, events);
   }
   return events;
 }
 
+function resultOf<S, T>(seq: Sequence<S>, i: number, sampled: StepResults<T>): T | null {
+  return Array.isArray(sampled)
+    ? ((sampled as readonly (T | null)[])[i] ?? null)
+    : ((sampled as ReadonlyMap<SeqId, T>).get(seq.id) ?? null);
+}
+
+/** Throws, changing nothing, unless `result` can be committed for `seq` planned as `entry`. */
+function checkResult<S, T extends SampledTokenLike>(
+  seq: Sequence<S>,
+  entry: ScheduledSeq<S>,
+  result: T | null,
+): void {
+  if (seq.numComputedTokens !== entry.contextLen - entry.queryLen) {
+    throw new InvariantError("a sequence is committed once per plan", `seq ${seq.id}`);
+  }
+  if (entry.sample === null && result !== null) {
+    throw new InvariantError("no result without a sample", `seq ${seq.id}`);
+  }
+  if (entry.sample !== null && result === null) {
+    throw new InvariantError("a planned sample has a result", `seq ${seq.id}`);
+  }
+  if (result !== null && !(Number.isInteger(result.tokenId) && result.tokenId >= 0)) {
+    throw new InvariantError("a sampled token id is a non-negative integer", `seq ${seq.id}`);
+  }
+}
+
+/** Applies one validated result (see checkResult). */
 function commitSeq<S, T extends SampledTokenLike>(
   state: EngineState<S>,
   seq: Sequence<S>,
@@ -44,18 +73,13 @@ function commitSeq<S, T extends SampledTokenLike>(
   result: T | null,
   events: EngineEvent<T>[],
 ): void {
-  if (seq.numComputedTokens !== entry.contextLen - entry.queryLen) {
-    throw new InvariantError("a sequence is committed once per plan", `seq ${seq.id}`);
-  }
   seq.numComputedTokens = entry.contextLen;
   state.kv.registerComputed(seq);
-  if (entry.sample === null) {
-    if (result !== null) throw new InvariantError("no result without a sample", `seq ${seq.id}`);
+  if (entry.sample === null || result === null) {
     const request = seq.request;
     if (!request.isForked && seq.numComputedTokens === seq.targetLen) forkSeq(state, seq);
     return;
   }
-  if (result === null) throw new InvariantError("a planned sample has a result", `seq ${seq.id}`);
   appendToken(state, seq, result, events);
 }
 

@@ -36,6 +36,7 @@ export type {
   ScheduledSeq,
   SchedulerConfig,
   SchedulerStats,
+  SeqAbortResult,
   StepPlan,
   StepResults,
   TokenEvent,

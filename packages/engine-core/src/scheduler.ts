@@ -15,6 +15,7 @@ import type {
   SampledTokenLike,
   SchedulerConfig,
   SchedulerStats,
+  SeqAbortResult,
   StepPlan,
   StepResults,
 } from "./types";
@@ -45,6 +46,13 @@ export interface StepScheduler<S, T extends SampledTokenLike> {
    * False when the request is unknown or already finished.
    */
   abortRequest(requestId: RequestId): boolean;
+  /**
+   * Finishes one sequence (`index` of the request's n) and frees its blocks, like abortRequest
+   * for that sequence alone; the others keep running. Null, changing nothing, for an unknown or
+   * finished request or sequence, for n = 1 (abort the request instead), and before the request
+   * forked into its n sequences (no sequence has produced a token yet). No events are emitted.
+   */
+  abortSeq(requestId: RequestId, index: number): SeqAbortResult | null;
   /**
    * Plans the next step. Throws InvariantError while the previous plan awaits its commit. A plan
    * without sequences needs no commit (it may still carry ids to drop). The plan does not change
@@ -154,6 +162,14 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
     return true;
   }
 
+  abortSeq(requestId: RequestId, index: number): SeqAbortResult | null {
+    const request = this.state.requests.get(requestId);
+    if (request === undefined || !request.isForked || request.n === 1) return null;
+    const seq = request.seqs.find((s) => s.index === index);
+    if (seq === undefined || seq.status === "finished") return null;
+    return { isRequestDone: finishSeq(this.state, seq) };
+  }
+
   schedule(): StepPlan<S> {
     if (this.pending !== null) throw new InvariantError("one plan at a time: commit it first");
     const planned = planStep(this.state, this.nextStepId++);
@@ -164,14 +180,17 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
   }
 
   commit(plan: StepPlan<S>, sampled: StepResults<T>): EngineEvent<T>[] {
-    const preempted = this.deferredPreempted.splice(0);
     if (this.pending === null && plan === this.lastPlan && plan.seqs.length === 0) {
+      const preempted = this.deferredPreempted.splice(0);
       return commitStep(this.state, { plan, seqs: [], preempted }, []);
     }
     const pending = assertPending(this.pending, plan, sampled);
+    const preempted = [...this.deferredPreempted, ...pending.preempted];
+    // commitStep validates before it mutates: when it throws, the plan stays pending.
+    const events = commitStep(this.state, { ...pending, preempted }, sampled);
     this.pending = null;
-    preempted.push(...pending.preempted);
-    return commitStep(this.state, { ...pending, preempted }, sampled);
+    this.deferredPreempted.length = 0;
+    return events;
   }
 
   prefixMatchLen(

@@ -56,6 +56,11 @@ export type AddResult =
   | { readonly isAccepted: true }
   | { readonly isAccepted: false; readonly reason: RejectReason; readonly message: string };
 
+/** What `abortSeq` did: whether finishing that sequence finished its whole request. */
+export interface SeqAbortResult {
+  readonly isRequestDone: boolean;
+}
+
 /** What the worker samples for a sequence; shaped like the backend's `SampleRequest`. */
 export interface PlannedSample<S> {
   /** The request's sampling params, untouched. */

@@ -129,6 +129,12 @@ export interface Backend {
   step(input: StepInput): Promise<StepOutput>;
   /** Frees weights, KV memory and any thread. The backend is unusable afterwards. */
   dispose(): Promise<void>;
+  /**
+   * Why the backend can no longer compute (its thread crashed or exited, it was disposed), or
+   * null while it can. Optional: a backend without it is assumed alive. The worker's Health
+   * reports NOT_SERVING once this is set.
+   */
+  deadReason?(): string | null;
 }
 
 /** Options shared by every backend factory. */

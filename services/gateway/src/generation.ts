@@ -66,6 +66,9 @@ export async function* generateChoices(
     const state = choices[event.token?.index ?? event.finished?.index ?? -1];
     if (!state || state.isFinished) continue;
     const delta = event.token ? onTokens(state, event.token) : onFinished(state, event.finished!);
+    // A choice that matched a stop string stops generating now, not at max_tokens.
+    const stopped =
+      delta.finishReason === "stop" && event.token ? stopChoice(ctx, requestId, delta.index) : null;
     if (delta.finishReason !== null) {
       state.isFinished = true;
       numOpen--;
@@ -73,7 +76,11 @@ export async function* generateChoices(
     if (delta.text || delta.tokens.length || delta.finishReason) {
       yield { ...delta, index: indexOffset + delta.index };
     }
-    if (numOpen === 0) return;
+    if (numOpen === 0) {
+      // Let the router end the request as "stop" before leaving cancels the call ("abort").
+      await stopped;
+      return;
+    }
   }
   if (ctx.signal.aborted) {
     // A shutdown aborts with a KilnError the client should see; a client that left sees nothing.
@@ -81,6 +88,10 @@ export async function* generateChoices(
     return;
   }
   throw new KilnError("WORKER_LOST", "The router ended the stream before every choice finished.");
+}
+
+function stopChoice(ctx: GenerationContext, requestId: string, index: number): Promise<void> {
+  return ctx.router.stopChoice?.(requestId, index) ?? Promise.resolve();
 }
 
 function onTokens(state: ChoiceState, event: TokenEvent): ChoiceDelta {

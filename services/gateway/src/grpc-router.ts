@@ -9,6 +9,7 @@ import {
   RouterClient,
 } from "@kiln/proto";
 import { injectTraceContext } from "@kiln/telemetry";
+import { deadlineOf } from "./in-flight";
 import type { RouterPort } from "./router-port";
 
 const HEALTH_DEADLINE_MS = 2000;
@@ -44,6 +45,12 @@ export function createGrpcRouter(address: string): RouterPort {
   const client = new RouterClient(address, credentials.createInsecure());
   return {
     generate: (request, signal) => generateEvents(client, request, signal),
+    stopChoice: (requestId, index) =>
+      new Promise((resolve) => {
+        const deadline = Date.now() + HEALTH_DEADLINE_MS;
+        const request = { requestId, index, isStop: true };
+        client.abort(request, new Metadata(), { deadline }, () => resolve());
+      }),
     isHealthy: () =>
       new Promise((resolve) => {
         const deadline = Date.now() + HEALTH_DEADLINE_MS;
@@ -60,7 +67,10 @@ async function* generateEvents(
 ): AsyncGenerator<GenerateEvent> {
   if (signal.aborted) return;
   // The active context is the HTTP request's span (see observability/metrics-plugin.ts).
-  const call = client.generate(request, injectTraceContext(new Metadata()));
+  // The request's deadline (KILN_REQUEST_TIMEOUT_S) travels with the call: the router aborts
+  // the request, freeing its blocks, when it passes.
+  const deadline = deadlineOf(signal);
+  const call = client.generate(request, injectTraceContext(new Metadata()), { deadline });
   const onAbort = () => call.cancel();
   signal.addEventListener("abort", onAbort, { once: true });
   try {

@@ -21,7 +21,7 @@ async function main(): Promise<void> {
     loadTokenizer(modelDir),
   ]);
   const router = createGrpcRouter(opts.routerAddress);
-  const inFlight = new InFlight();
+  const inFlight = new InFlight(opts.requestTimeoutMs);
   const app = buildApp(
     {
       model: {

@@ -39,6 +39,21 @@ describe("parseGatewayOptions", () => {
     ).toThrow(/--port/);
   });
 
+  it("reads the request timeout from --request-timeout or KILN_REQUEST_TIMEOUT_S (0 = none)", () => {
+    const env = { KILN_MODEL: "m", KILN_ROUTER_ADDRESS: "r:1" };
+    expect(parseGatewayOptions([], env).requestTimeoutMs).toBeNull();
+    expect(
+      parseGatewayOptions([], { ...env, KILN_REQUEST_TIMEOUT_S: "2.5" }).requestTimeoutMs,
+    ).toBe(2500);
+    const flags = ["--request-timeout", "0"];
+    expect(
+      parseGatewayOptions(flags, { ...env, KILN_REQUEST_TIMEOUT_S: "9" }).requestTimeoutMs,
+    ).toBe(null);
+    expect(() => parseGatewayOptions(["--request-timeout", "-1"], env)).toThrow(
+      /--request-timeout/,
+    );
+  });
+
   it("serves a Hub repo under its id and a directory under its name", () => {
     expect(defaultServedName("TinyLlama/TinyLlama-1.1B")).toBe("TinyLlama/TinyLlama-1.1B");
     expect(defaultServedName("../shared/models/stories260K")).toBe("stories260K");

@@ -16,6 +16,8 @@ export interface GatewayOptions {
   readonly apiKeys: readonly string[] | null;
   /** How long in-flight requests may run after SIGINT/SIGTERM before they are aborted. */
   readonly drainTimeoutMs: number;
+  /** How long one request may run before it ends with 504 deadline_exceeded; null = no limit. */
+  readonly requestTimeoutMs: number | null;
   readonly bodyLimitBytes: number | undefined;
   readonly logLevel: string;
 }
@@ -24,6 +26,16 @@ function parseIntFlag(text: string, flag: string, min: number): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < min) throw new Error(`${flag}: expected an integer ≥ ${min}`);
   return n;
+}
+
+/** Seconds (fractions allowed) as ms; unset or 0 means no limit. */
+function parseTimeoutS(text: string | undefined): number | null {
+  if (text === undefined || text.trim() === "") return null;
+  const s = Number(text);
+  if (!Number.isFinite(s) || s < 0) {
+    throw new Error(`--request-timeout: expected seconds ≥ 0, got "${text}"`);
+  }
+  return s === 0 ? null : Math.round(s * 1000);
 }
 
 /**
@@ -53,6 +65,7 @@ export function parseGatewayOptions(
       model: { type: "string" },
       "served-model-name": { type: "string" },
       "drain-timeout": { type: "string" },
+      "request-timeout": { type: "string" },
       "max-body-bytes": { type: "string" },
     },
   });
@@ -78,6 +91,7 @@ export function parseGatewayOptions(
         "--drain-timeout",
         0,
       ),
+    requestTimeoutMs: parseTimeoutS(values["request-timeout"] ?? env.KILN_REQUEST_TIMEOUT_S),
     bodyLimitBytes:
       maxBody === undefined ? undefined : parseIntFlag(maxBody, "--max-body-bytes", 1),
     logLevel: env.KILN_LOG_LEVEL ?? "warn",

@@ -12,6 +12,13 @@ export interface RouterPort {
    * aborts the request in the router.
    */
   generate(request: GenerateRequest, signal: AbortSignal): AsyncIterable<GenerateEvent>;
+  /**
+   * Stops one choice (`index`) of a running request once it matched a stop string: it stops
+   * generating at once (the others keep going) and the router counts its end as "stop", not as
+   * a client abort. Resolves once the router answered or the call failed; never rejects.
+   * Optional for test fakes.
+   */
+  stopChoice?(requestId: string, index: number): Promise<void>;
   /** True when the router answers and has at least one healthy worker group. Never throws. */
   isHealthy(): Promise<boolean>;
   close(): void;

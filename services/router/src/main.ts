@@ -9,11 +9,10 @@ import { parseArgs } from "node:util";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { RouterService } from "@kiln/proto";
 import { startMetricsServer, startTracing, takeMetricsPortOption } from "@kiln/telemetry";
+import { DEFAULT_HEALTH_PROBE, HealthProber } from "./health-prober";
 import { ReplicaSet } from "./replica-set";
 import { createRouterService } from "./router-service";
 import { defaultRouterTelemetry } from "./telemetry/router-telemetry";
-
-const HEALTH_PROBE_INTERVAL_MS = 1000;
 
 function intOption(value: string | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
@@ -39,6 +38,9 @@ async function main(): Promise<void> {
       "max-num-seqs": { type: "string" },
       "max-num-batched-tokens": { type: "string" },
       "step-timeout-ms": { type: "string" },
+      "health-probe-interval-ms": { type: "string" },
+      "health-probe-timeout-ms": { type: "string" },
+      "health-probe-misses": { type: "string" },
     },
   });
   const host = values.host ?? env.KILN_ROUTER_HOST ?? "127.0.0.1";
@@ -77,9 +79,26 @@ async function main(): Promise<void> {
     metricsPort === null
       ? null
       : await startMetricsServer(telemetry.registry, { host, port: metricsPort });
-  const probeTimer = setInterval(() => void replicas.probeHealth(), HEALTH_PROBE_INTERVAL_MS);
+  const prober = new HealthProber(() => replicas.replicas, {
+    intervalMs: intOption(
+      values["health-probe-interval-ms"] ?? env.KILN_HEALTH_PROBE_INTERVAL_MS,
+      DEFAULT_HEALTH_PROBE.intervalMs,
+      "--health-probe-interval-ms",
+    ),
+    timeoutMs: intOption(
+      values["health-probe-timeout-ms"] ?? env.KILN_HEALTH_PROBE_TIMEOUT_MS,
+      DEFAULT_HEALTH_PROBE.timeoutMs,
+      "--health-probe-timeout-ms",
+    ),
+    maxMisses: intOption(
+      values["health-probe-misses"] ?? env.KILN_HEALTH_PROBE_MISSES,
+      DEFAULT_HEALTH_PROBE.maxMisses,
+      "--health-probe-misses",
+    ),
+  });
+  prober.start();
   const shutdown = () => {
-    clearInterval(probeTimer);
+    prober.stop();
     replicas.close();
     void metrics?.close();
     server.tryShutdown(() => void tracing.shutdown().finally(() => process.exit(0)));

@@ -6,12 +6,13 @@ import type { RequestRecord } from "./request-record";
  * A scheduler plan as the worker's StepRequest delta. Sequences the worker has not seen get a
  * NewSequence with the prompt and any tokens generated before a preemption, taken from the
  * router's request records. Sequence i of a request samples with seed + i, so n > 1 gives
- * n distinct, reproducible streams.
+ * n distinct, reproducible streams. `instanceId` names the worker process the step is for.
  */
 export function planToWire(
   plan: StepPlan<SamplingParams>,
   idToRecord: ReadonlyMap<string, RequestRecord>,
   reset: boolean,
+  instanceId = "",
 ): StepRequest {
   const newSequences: NewSequence[] = [];
   const sequences: ScheduledSequence[] = [];
@@ -34,6 +35,7 @@ export function planToWire(
     removedSeqIds: [...plan.finishedSeqIds, ...plan.preemptedSeqIds],
     sequences,
     blockCopies: plan.blockCopies.flatMap((c) => [c.src, c.dst]),
+    instanceId,
   };
 }
 

@@ -2,13 +2,12 @@ import { Replica, type ReplicaLimits } from "./replica";
 import { WorkerConnection } from "./worker-connection";
 
 const INFO_TIMEOUT_MS = 2000;
-const HEALTH_TIMEOUT_MS = 1000;
 
 /**
  * Every worker group the router knows, keyed by replica id. Workers announce themselves with
  * RegisterWorker (on start and every second after); the set dials back, reads the worker's
- * capacity and (re)connects the replica. A health probe of idle replicas notices a worker that
- * died between steps.
+ * capacity and (re)connects the replica. HealthProber (health-prober.ts) notices a worker that
+ * died or wedged between steps.
  */
 export class ReplicaSet {
   private readonly idToReplica = new Map<string, Replica>();
@@ -37,15 +36,17 @@ export class ReplicaSet {
     if (this.probing.has(replicaId)) return false;
     this.probing.add(replicaId);
     const isSameAddress = existing?.address === address;
-    const connection = isSameAddress ? existing!.connection : new WorkerConnection(address);
+    let connection: WorkerConnection | null = null;
     try {
+      // Inside the try: grpc-js throws synchronously for an address it cannot parse.
+      connection = isSameAddress ? existing!.connection : new WorkerConnection(address);
       const info = await connection.info(INFO_TIMEOUT_MS);
       const replica = existing ?? new Replica(replicaId, connection, this.limits, this.clock);
       replica.connect(info, connection);
       this.idToReplica.set(replicaId, replica);
       return true;
     } catch {
-      if (!isSameAddress) connection.close();
+      if (!isSameAddress) connection?.close();
       return false;
     } finally {
       this.probing.delete(replicaId);
@@ -75,17 +76,6 @@ export class ReplicaSet {
   /** Requests waiting for their first step, over all replicas (the bounded queue). */
   numWaitingRequests(): number {
     return this.healthyReplicas.reduce((n, r) => n + (r.stats()?.numWaitingRequests ?? 0), 0);
-  }
-
-  /** Probes every healthy replica; one whose worker does not answer is failed. */
-  async probeHealth(): Promise<void> {
-    await Promise.all(
-      this.healthyReplicas.map(async (replica) => {
-        if (!(await replica.connection.health(HEALTH_TIMEOUT_MS)) && replica.isHealthy) {
-          replica.fail("health check failed");
-        }
-      }),
-    );
   }
 
   findRequest(requestId: string): Replica | null {

@@ -4,12 +4,20 @@ import {
   type NewRequest,
   Scheduler,
   type SchedulerStats,
+  type SeqAbortResult,
   type StepPlan,
 } from "@kiln/engine-core";
-import { ErrorCode, type SampledToken, type SamplingParams, type WorkerInfo } from "@kiln/proto";
+import {
+  ErrorCode,
+  type SampledToken,
+  type SamplingParams,
+  type SequenceFailure,
+  type WorkerInfo,
+} from "@kiln/proto";
 import { type Context, type ReplicaLabels, ROOT_CONTEXT } from "@kiln/telemetry";
 import { planToWire } from "./plan-to-wire";
-import { type RequestRecord, tokenEvent } from "./request-record";
+import { finishedEvent, type RequestRecord, tokenEvent } from "./request-record";
+import { checkStepResponse } from "./rpc/check-step-response";
 import { defaultRouterTelemetry, type RouterTelemetry } from "./telemetry/router-telemetry";
 import { describeGrpcError, type WorkerConnection } from "./worker-connection";
 
@@ -61,8 +69,18 @@ export interface ReplicaCounters {
 export class Replica {
   private scheduler: Scheduler<SamplingParams, SampledToken> | null = null;
   private readonly idToRecord = new Map<string, RequestRecord>();
-  private isLooping = false;
+  /**
+   * Bumped whenever the scheduler is replaced or dropped (connect, fail). A loop and its step
+   * belong to the generation they started in: a stale loop stops at its next check, and a stale
+   * step's late result or rejection touches nothing.
+   */
+  private generation = 0;
+  /** The generation whose loop is running, or null when idle. */
+  private loopGeneration: number | null = null;
+  /** The Step call in flight (of any generation): the next one waits for it to settle. */
+  private inFlightStep: Promise<unknown> | null = null;
   private needsReset = true;
+  private vocabLen = 0;
   private instanceId: string | null = null;
   private eosTokenIds: readonly number[] = [];
   /** Metric labels: the worker's model and this replica's id. */
@@ -88,6 +106,11 @@ export class Replica {
 
   get connection(): WorkerConnection {
     return this.currentConnection;
+  }
+
+  /** Vocabulary size of the connected worker's model (0 before the first connection). */
+  get vocabSize(): number {
+    return this.vocabLen;
   }
 
   get address(): string {
@@ -119,6 +142,8 @@ export class Replica {
     if (this.scheduler) this.fail("the worker restarted");
     this.instanceId = info.instanceId;
     this.eosTokenIds = info.eosTokenIds;
+    this.vocabLen = info.vocabSize;
+    this.generation++;
     this.labels = { model: info.model, replica: this.replicaId };
     this.telemetry.replicaConnected(this.labels);
     this.needsReset = true;
@@ -178,9 +203,37 @@ export class Replica {
     return true;
   }
 
+  /**
+   * Aborts one choice (`index`) of a request, e.g. one the gateway finished on a stop string
+   * (`isStop`); the others keep generating. Its stream gets a finished event with reason "stop"
+   * or "abort" (with the usage when it was the last choice), and the success metric counts the
+   * request's end with that reason. For n = 1, index 0 ends the request. False when the
+   * request or the choice is unknown or done, or a request with n > 1 has not forked yet.
+   */
+  abortChoice(requestId: string, index: number, isStop = false): boolean {
+    const record = this.idToRecord.get(requestId);
+    const scheduler = this.scheduler;
+    if (!record || !scheduler) return false;
+    const id = asRequestId(requestId);
+    let result: SeqAbortResult | null;
+    if (record.outputTokenIds.length > 1) result = scheduler.abortSeq(id, index);
+    else result = index === 0 && scheduler.abortRequest(id) ? { isRequestDone: true } : null;
+    if (!result) return false;
+    const reason = isStop ? "stop" : "abort";
+    record.emit(finishedEvent(record, index, reason, 0, result.isRequestDone));
+    if (result.isRequestDone) {
+      this.idToRecord.delete(requestId);
+      this.telemetry.requestAborted(requestId, reason);
+      record.end();
+    }
+    this.wake();
+    return true;
+  }
+
   /** Ends every request with WORKER_LOST and drops the scheduler until the worker reconnects. */
   fail(reason: string): void {
     this.scheduler = null;
+    this.generation++;
     const records = [...this.idToRecord.values()];
     this.idToRecord.clear();
     for (const record of records) {
@@ -196,26 +249,32 @@ export class Replica {
   }
 
   private wake(): void {
-    if (this.isLooping) return;
-    this.isLooping = true;
+    if (this.loopGeneration === this.generation) return;
+    const generation = this.generation;
+    this.loopGeneration = generation;
     // Start on a fresh tick so requests arriving together join the same first step.
     setImmediate(() => {
-      this.loop()
-        .catch((err: unknown) => this.fail(describeGrpcError(err)))
+      this.loop(generation)
+        .catch((err: unknown) => {
+          // A stale step's late rejection belongs to a scheduler that is gone already.
+          if (generation === this.generation) this.fail(describeGrpcError(err));
+        })
         .finally(() => {
-          this.isLooping = false;
+          if (this.loopGeneration === generation) this.loopGeneration = null;
         });
     });
   }
 
-  private async loop(): Promise<void> {
+  private async loop(generation: number): Promise<void> {
     for (;;) {
+      // A step of an older generation may still run on the worker: never overlap Steps.
+      if (this.inFlightStep) await this.inFlightStep.catch(() => {});
       const scheduler = this.scheduler;
-      if (!scheduler) return;
+      if (!scheduler || generation !== this.generation) return;
       const step = this.telemetry.startStep(this.labels, this.clock);
       const scheduledAt = this.clock();
       const plan = scheduler.schedule();
-      const request = planToWire(plan, this.idToRecord, this.needsReset);
+      const request = planToWire(plan, this.idToRecord, this.needsReset, this.instanceId ?? "");
       if (plan.seqs.length === 0 && request.removedSeqIds.length === 0) {
         scheduler.commit(plan, []);
         return; // idle until a request is added or aborted
@@ -223,11 +282,18 @@ export class Replica {
       this.needsReset = false;
       step.planned(plan);
       const sentAt = this.clock();
-      const response = await step.execute((metadata) =>
+      const stepCall = step.execute((metadata) =>
         this.currentConnection.step(request, this.limits.stepTimeoutMs, metadata),
       );
+      this.inFlightStep = stepCall;
+      const response = await stepCall.finally(() => {
+        if (this.inFlightStep === stepCall) this.inFlightStep = null;
+      });
       const receivedAt = this.clock();
-      if (this.scheduler !== scheduler) return; // failed or reconnected meanwhile
+      if (generation !== this.generation) return; // failed or reconnected meanwhile
+      const invalid = checkStepResponse(request, response, this.vocabLen);
+      if (invalid) throw new Error(`the worker sent an invalid step answer: ${invalid}`);
+      this.failRefusedSequences(plan, response.failures);
       const seqIdToToken = new Map<number, SampledToken>();
       for (const result of response.results) {
         if (result.token) seqIdToToken.set(result.seqId, result.token);
@@ -244,6 +310,27 @@ export class Replica {
     }
   }
 
+  /**
+   * Ends the requests of sequences the worker refused (input it could not use) with
+   * INVALID_REQUEST; the rest of the step commits. Their results are ignored at commit.
+   */
+  private failRefusedSequences(
+    plan: StepPlan<SamplingParams>,
+    failures: readonly SequenceFailure[],
+  ): void {
+    for (const failure of failures) {
+      const requestId = plan.seqs.find((seq) => seq.seqId === failure.seqId)?.requestId;
+      const record = requestId === undefined ? undefined : this.idToRecord.get(requestId);
+      if (!record) continue;
+      this.idToRecord.delete(record.requestId);
+      this.scheduler?.abortRequest(asRequestId(record.requestId));
+      this.telemetry.requestFailed(record.requestId, "INVALID_REQUEST", failure.message);
+      const message = `the worker refused the request: ${failure.message}`;
+      record.emit({ error: { code: ErrorCode.INVALID_REQUEST, message } });
+      record.end();
+    }
+  }
+
   private dispatch(events: readonly EngineEvent<SampledToken>[]): void {
     for (const event of events) {
       const record = this.idToRecord.get(event.requestId);
@@ -253,21 +340,8 @@ export class Replica {
         record.emit(tokenEvent(event.seqIndex, event.sampled));
       } else if (event.kind === "finished") {
         const isLast = event.requestDone !== null;
-        const numCompletion = record.outputTokenIds.reduce((n, ids) => n + ids.length, 0);
-        record.emit({
-          finished: {
-            index: event.seqIndex,
-            finishReason: event.reason,
-            stopTokenId: event.stopTokenId ?? 0,
-            usage: isLast
-              ? {
-                  promptTokens: record.promptTokenIds.length,
-                  completionTokens: numCompletion,
-                  cachedTokens: 0,
-                }
-              : undefined,
-          },
-        });
+        const stopTokenId = event.stopTokenId ?? 0;
+        record.emit(finishedEvent(record, event.seqIndex, event.reason, stopTokenId, isLast));
         if (isLast) {
           this.idToRecord.delete(event.requestId);
           record.end();

@@ -20,3 +20,22 @@ export interface RequestRecord {
 export function tokenEvent(index: number, token: SampledToken): GenerateEvent {
   return { token: { index, tokens: [token] } };
 }
+
+/** The finished event of sequence `index`; the last one of the request carries the usage. */
+export function finishedEvent(
+  record: RequestRecord,
+  index: number,
+  finishReason: string,
+  stopTokenId: number,
+  isLast: boolean,
+): GenerateEvent {
+  const numCompletion = record.outputTokenIds.reduce((n, ids) => n + ids.length, 0);
+  const usage = isLast
+    ? {
+        promptTokens: record.promptTokenIds.length,
+        completionTokens: numCompletion,
+        cachedTokens: 0,
+      }
+    : undefined;
+  return { finished: { index, finishReason, stopTokenId, usage } };
+}

@@ -21,6 +21,11 @@ import {
 import { extractTraceContext } from "@kiln/telemetry";
 import type { ReplicaSet } from "./replica-set";
 import type { RequestRecord } from "./request-record";
+import {
+  checkGenerateForModel,
+  checkGenerateShape,
+  checkRegisterWorker,
+} from "./rpc/validate-generate";
 
 export interface RouterLimits {
   /** Requests that may wait for their first step; past it Generate fails with RESOURCE_EXHAUSTED. */
@@ -40,8 +45,9 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
       const fail = (code: status, details: string) => {
         call.emit("error", Object.assign(new Error(details), { code, details }));
       };
-      if (req.promptTokenIds.length === 0)
-        return fail(status.INVALID_ARGUMENT, "prompt_token_ids is empty");
+      const shapeError = checkGenerateShape(req);
+      if (shapeError) return fail(status.INVALID_ARGUMENT, shapeError);
+      if (call.cancelled) return; // the client left before the handler ran
       if (replicas.numWaitingRequests() >= limits.maxNumWaiting) {
         return fail(
           status.RESOURCE_EXHAUSTED,
@@ -51,6 +57,8 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
       const cacheSalt = req.cacheSalt || null;
       const replica = replicas.route(req.promptTokenIds, cacheSalt);
       if (!replica) return fail(status.UNAVAILABLE, "no worker is connected");
+      const modelError = checkGenerateForModel(req, replica.vocabSize);
+      if (modelError) return fail(status.INVALID_ARGUMENT, modelError);
       const requestId = req.requestId || randomUUID();
       if (replicas.findRequest(requestId)) {
         return fail(status.ALREADY_EXISTS, `request ${requestId} is already running`);
@@ -76,17 +84,27 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
       const newRequest = toNewRequest(req, requestId, record.sampling, n);
       const error = replica.tryAdd(newRequest, record, extractTraceContext(call.metadata));
       if (error) return fail(status.INVALID_ARGUMENT, error);
-      call.on("cancelled", () => {
+      const onCancelled = () => {
         isEnded = true;
         replica.abort(requestId);
-      });
+      };
+      call.on("cancelled", onCancelled);
+      // grpc-js emits "cancelled" once: a call cancelled before the listener was attached
+      // (client gone, deadline passed) must still be aborted here.
+      if (call.cancelled) onCancelled();
     },
     abort(
       call: ServerUnaryCall<AbortRequest, AbortResponse>,
       callback: sendUnaryData<AbortResponse>,
     ) {
-      const replica = replicas.findRequest(call.request.requestId);
-      callback(null, { found: replica?.abort(call.request.requestId) ?? false });
+      const { requestId, index, isStop } = call.request;
+      const replica = replicas.findRequest(requestId);
+      if (!replica) return callback(null, { found: false });
+      const found =
+        index === undefined
+          ? replica.abort(requestId)
+          : replica.abortChoice(requestId, index, isStop);
+      callback(null, { found });
     },
     health(
       _call: ServerUnaryCall<unknown, RouterHealthResponse>,
@@ -122,10 +140,13 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
       call: ServerUnaryCall<RegisterWorkerRequest, RegisterWorkerResponse>,
       callback: sendUnaryData<RegisterWorkerResponse>,
     ) {
+      const invalid = checkRegisterWorker(call.request);
+      if (invalid) return callback({ code: status.INVALID_ARGUMENT, details: invalid });
       const { address, replicaId, instanceId } = call.request;
-      replicas
-        .register(address, replicaId || "replica-0", instanceId)
-        .then((accepted) => callback(null, { accepted }));
+      replicas.register(address, replicaId || "replica-0", instanceId).then(
+        (accepted) => callback(null, { accepted }),
+        (err: unknown) => callback({ code: status.INTERNAL, details: String(err) }),
+      );
     },
   };
 }

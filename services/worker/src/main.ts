@@ -72,6 +72,7 @@ async function main(): Promise<void> {
     },
     shutdown,
     telemetry,
+    opts.maxStepMs,
   );
   server.addService(WorkerService, service);
   const port = await new Promise<number>((resolve, reject) => {

@@ -15,6 +15,8 @@ export interface WorkerOptions {
   readonly replicaId: string;
   /** Host the router should dial to reach this worker. */
   readonly advertiseHost: string;
+  /** A step running longer than this makes Health answer NOT_SERVING (a wedged worker). */
+  readonly maxStepMs: number;
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -46,6 +48,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       router: { type: "string" },
       "replica-id": { type: "string" },
       "advertise-host": { type: "string" },
+      "max-step-ms": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -65,5 +68,10 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
     routerAddress: values.router ?? env.KILN_ROUTER_ADDRESS ?? null,
     replicaId: values["replica-id"] ?? env.KILN_REPLICA_ID ?? "replica-0",
     advertiseHost: values["advertise-host"] ?? env.KILN_ADVERTISE_HOST ?? "127.0.0.1",
+    maxStepMs: parseIntFlag(
+      values["max-step-ms"] ?? env.KILN_WORKER_MAX_STEP_MS ?? "120000",
+      "--max-step-ms",
+      1,
+    ),
   };
 }

@@ -63,7 +63,8 @@ export class SequenceTable {
    * Applies the delta (reset, removals, new sequences, then appended blocks) and returns the
    * backend input. Throws StepDeltaError when the delta names an unknown sequence, a block id out
    * of range or a block table too short for its tokens; the table is then in an unspecified state
-   * and the router's next step carries `reset`.
+   * and the router's next step carries `reset`. The worker service runs `checkStep`
+   * (rpc/check-step.ts) first, so a step that reaches here is applied whole.
    */
   applyStep(delta: StepDelta): StepInput {
     if (delta.reset) this.seqIdToState.clear();
@@ -82,6 +83,11 @@ export class SequenceTable {
       states[i]!.blockTable.push(...seq.newBlockIds);
     });
     return this.buildInput(delta, states);
+  }
+
+  /** Length of a held sequence's block table, or null when the table does not hold it. */
+  blockTableLenOf(seqId: number): number | null {
+    return this.seqIdToState.get(seqId)?.blockTable.length ?? null;
   }
 
   /** Appends the token sampled for a sequence (the worker's copy of its output, for penalties). */

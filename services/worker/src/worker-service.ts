@@ -8,6 +8,7 @@ import type {
   WorkerInfo,
   WorkerServer,
 } from "@kiln/proto";
+import { checkStep } from "./rpc/check-step";
 import { sampledToWire, stepDeltaFromWire } from "./rpc/convert";
 import { SequenceTable, StepDeltaError } from "./sequence-table";
 import type { WorkerTelemetry } from "./telemetry/worker-telemetry";
@@ -24,6 +25,9 @@ function printStepProfile(stepId: number, applyMs: number, backendMs: number): v
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }
 
+/** A step running longer than this makes Health answer NOT_SERVING (KILN_WORKER_MAX_STEP_MS). */
+export const DEFAULT_MAX_STEP_MS = 120_000;
+
 export interface WorkerIdentity {
   readonly workerId: string;
   /** Unique per process start: tells the router that a worker at a known address restarted. */
@@ -34,8 +38,10 @@ export interface WorkerIdentity {
 
 /**
  * The Worker gRPC service around one backend. Steps run one at a time (the router never
- * overlaps them; a second concurrent Step is refused with FAILED_PRECONDITION). Health answers
- * at once, also while a step runs, because the backend computes off the event loop.
+ * overlaps them; a second concurrent Step is refused with FAILED_PRECONDITION). Every Step is
+ * checked before it changes anything (rpc/check-step.ts): INVALID_ARGUMENT for a bad step, a
+ * per-sequence failure for one bad sequence. Health answers at once, also while a step runs,
+ * because the backend computes off the event loop, and reflects the backend (see isServing).
  * `telemetry`, when given, times every step and traces it.
  */
 export function createWorkerService(
@@ -43,6 +49,7 @@ export function createWorkerService(
   identity: WorkerIdentity,
   onShutdown: () => void,
   telemetry: WorkerTelemetry | null = null,
+  maxStepMs = DEFAULT_MAX_STEP_MS,
 ): WorkerServer {
   const table = new SequenceTable(backend.info.blockSize, backend.info.numBlocks);
   telemetry?.trackSequences(() => table.numSequences);
@@ -60,14 +67,27 @@ export function createWorkerService(
     instanceId: identity.instanceId,
   };
   let isStepRunning = false;
+  /** performance.now() when the running step started (meaningful while isStepRunning). */
+  let stepStartedAt = 0;
+  let lastStepId: number | null = null;
+  const checkLimits = { ...backend.info, instanceId: identity.instanceId };
+  const checkState = {
+    get lastStepId() {
+      return lastStepId;
+    },
+    blockTableLenOf: (seqId: number) => table.blockTableLenOf(seqId),
+  };
 
-  async function runStep(req: StepRequest): Promise<StepResponse> {
+  async function runStep(wireReq: StepRequest): Promise<StepResponse> {
     const startedAt = performance.now();
+    // Checked whole before anything changes: a bad step leaves every sequence's state and KV.
+    const { request: req, failures } = checkStep(wireReq, checkState, checkLimits);
+    lastStepId = req.stepId;
     const input = table.applyStep(stepDeltaFromWire(req));
     const appliedAt = performance.now();
     // A step may only carry removals (aborted sequences); there is nothing to compute then.
     if (input.queryLens.length === 0) {
-      return { stepId: req.stepId, results: [], computeSeconds: 0 };
+      return { stepId: req.stepId, results: [], computeSeconds: 0, failures: [...failures] };
     }
     const output = await backend.step(input);
     if (IS_STEP_PROFILE) {
@@ -80,7 +100,18 @@ export function createWorkerService(
       table.recordSampled(seq.seqId, sampled.tokenId);
       results.push({ seqId: seq.seqId, token: sampledToWire(sampled) });
     });
-    return { stepId: req.stepId, results, computeSeconds: (performance.now() - startedAt) / 1000 };
+    const computeSeconds = (performance.now() - startedAt) / 1000;
+    return { stepId: req.stepId, results, computeSeconds, failures: [...failures] };
+  }
+
+  /**
+   * Serving unless the backend is dead (its compute thread crashed or exited) or a step has run
+   * past `maxStepMs` (wedged): a zombie worker must fail its health checks so the router fails
+   * the replica and the supervisor or Kubernetes restarts the process.
+   */
+  function isServing(): boolean {
+    if (backend.deadReason?.() != null) return false;
+    return !(isStepRunning && performance.now() - stepStartedAt > maxStepMs);
   }
 
   return {
@@ -94,27 +125,34 @@ export function createWorkerService(
         return;
       }
       isStepRunning = true;
+      stepStartedAt = performance.now();
       const req = call.request;
       const shape = {
         stepId: req.stepId,
         numSeqs: req.sequences.length,
         numNewSeqs: req.newSequences.length,
       };
-      (telemetry ? telemetry.observeStep(call.metadata, shape, () => runStep(req)) : runStep(req))
-        .then((res) => callback(null, res))
-        .catch((err: unknown) => {
+      // The step is over before its answer leaves: the router may send the next one at once.
+      (telemetry
+        ? telemetry.observeStep(call.metadata, shape, () => runStep(req))
+        : runStep(req)
+      ).then(
+        (res) => {
+          isStepRunning = false;
+          callback(null, res);
+        },
+        (err: unknown) => {
+          isStepRunning = false;
           const code = err instanceof StepDeltaError ? status.INVALID_ARGUMENT : status.INTERNAL;
           callback({ code, details: err instanceof Error ? err.message : String(err) });
-        })
-        .finally(() => {
-          isStepRunning = false;
-        });
+        },
+      );
     },
     health(
       _call: ServerUnaryCall<unknown, HealthResponse>,
       callback: sendUnaryData<HealthResponse>,
     ) {
-      callback(null, { serving: true });
+      callback(null, { serving: isServing() });
     },
     shutdown(_call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<object>) {
       callback(null, {});

@@ -61,7 +61,7 @@ class CpuBackend implements Backend {
   private pending: PendingStep | null = null;
   private nextId = 0;
   /** Set once the thread is gone (disposed, crashed or exited): every later step rejects. */
-  private deadReason: string | null = null;
+  private deathReason: string | null = null;
   private readonly exited: Promise<void>;
 
   constructor(worker: Worker, info: BackendInfo) {
@@ -74,7 +74,7 @@ class CpuBackend implements Backend {
   }
 
   step(input: StepInput): Promise<StepOutput> {
-    if (this.deadReason !== null) return Promise.reject(new Error(this.deadReason));
+    if (this.deathReason !== null) return Promise.reject(new Error(this.deathReason));
     if (this.pending !== null) {
       return Promise.reject(new Error("CPU backend: a step is already running; await it first"));
     }
@@ -92,8 +92,12 @@ class CpuBackend implements Backend {
     });
   }
 
+  deadReason(): string | null {
+    return this.deathReason;
+  }
+
   async dispose(): Promise<void> {
-    if (this.deadReason === null) this.fail("CPU backend is disposed");
+    if (this.deathReason === null) this.fail("CPU backend is disposed");
     await this.worker.terminate();
     await this.exited;
   }
@@ -108,7 +112,7 @@ class CpuBackend implements Backend {
   }
 
   private fail(reason: string): void {
-    this.deadReason ??= reason;
+    this.deathReason ??= reason;
     const pending = this.pending;
     this.pending = null;
     pending?.reject(new Error(reason));

@@ -20,10 +20,15 @@ export interface TestApp {
 }
 
 export function makeApp(
-  opts: { script?: FakeRouterScript; apiKeys?: string[]; bodyLimit?: number } = {},
+  opts: {
+    script?: FakeRouterScript;
+    apiKeys?: string[];
+    bodyLimit?: number;
+    requestTimeoutMs?: number;
+  } = {},
 ): TestApp {
   const router = new FakeRouter(opts.script);
-  const inFlight = new InFlight();
+  const inFlight = new InFlight(opts.requestTimeoutMs ?? null);
   const app = buildApp(
     { model: TOY_MODEL, codec: toyCodec, router, apiKeys: opts.apiKeys ?? null, inFlight },
     opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {},

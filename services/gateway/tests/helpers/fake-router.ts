@@ -23,6 +23,8 @@ const TEXTS = ["Hello world. The end.", "Once upon a time.", "Lily saw a dog!"];
  */
 export class FakeRouter implements RouterPort {
   readonly requests: GenerateRequest[] = [];
+  /** Every stopChoice call; a stopped choice emits nothing more. */
+  readonly stoppedChoices: { requestId: string; index: number }[] = [];
   numCancelled = 0;
   numOpen = 0;
   isHealthyValue = true;
@@ -61,6 +63,7 @@ export class FakeRouter implements RouterPort {
       const fail = this.script.failMidStream;
       if (fail && numTokenEvents >= fail.afterTokens) throw fail.error;
       for (let i = 0; i < n; i++) {
+        if (this.isChoiceStopped(request, i)) continue;
         const chars = texts[i]!;
         const isEnd = !this.script.isEndless && step === chars.length;
         if (step > chars.length && !this.script.isEndless) continue;
@@ -72,6 +75,14 @@ export class FakeRouter implements RouterPort {
         yield tokenEvent(i, charId(chars[step % chars.length]!), numTop);
       }
     }
+  }
+
+  async stopChoice(requestId: string, index: number): Promise<void> {
+    this.stoppedChoices.push({ requestId, index });
+  }
+
+  private isChoiceStopped(request: GenerateRequest, index: number): boolean {
+    return this.stoppedChoices.some((a) => a.requestId === request.requestId && a.index === index);
   }
 
   async isHealthy(): Promise<boolean> {

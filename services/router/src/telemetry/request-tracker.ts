@@ -98,13 +98,16 @@ export class RequestTracker {
     }
   }
 
-  /** The client went away (or a stop string matched in the gateway): finished_reason "abort". */
-  abort(requestId: string): void {
+  /**
+   * The client went away (finished_reason "abort"), or the gateway stopped the request's last
+   * choice on a stop string (`reason` "stop").
+   */
+  abort(requestId: string, reason: "abort" | "stop" = "abort"): void {
     const request = this.idToRequest.get(requestId);
     if (!request) return;
     this.idToRequest.delete(requestId);
-    this.metrics.requestSuccess.inc({ ...request.labels, finished_reason: "abort" });
-    request.span?.setAttribute("kiln.finish_reason", "abort");
+    this.metrics.requestSuccess.inc({ ...request.labels, finished_reason: reason });
+    request.span?.setAttribute("kiln.finish_reason", reason);
     request.span?.setAttribute("kiln.num_output_tokens", request.numOutputTokens);
     request.span?.end();
   }

@@ -66,8 +66,9 @@ export class RouterTelemetry {
     this.scheduler.update([snapshotOf(view)]);
   }
 
-  requestAborted(requestId: string): void {
-    this.requests.abort(requestId);
+  /** `reason` "stop": the gateway ended it on a stop string; "abort": the client left. */
+  requestAborted(requestId: string, reason: "abort" | "stop" = "abort"): void {
+    this.requests.abort(requestId, reason);
   }
 
   requestFailed(requestId: string, code: string, message: string): void {

@@ -1,0 +1,42 @@
+import type { StepRequest, StepResponse } from "@kiln/proto";
+
+const MAX_LOGPROB = 1e-3;
+
+/**
+ * Null when `res` can be the answer to `req` from a worker with a vocabulary of `vocabSize`:
+ * the same step id, at most one result per scheduled sequence that samples and none for any
+ * other, token ids inside the vocabulary, logprobs that are not NaN and not above 0, and failures only for
+ * scheduled or new sequences. Otherwise a message: the worker is broken, and the replica fails.
+ */
+export function checkStepResponse(
+  req: StepRequest,
+  res: StepResponse,
+  vocabSize: number,
+): string | null {
+  if (res.stepId !== req.stepId) return `answer to step ${res.stepId}, expected ${req.stepId}`;
+  const sampling = new Set(req.sequences.filter((s) => s.doSample).map((s) => s.seqId));
+  const seen = new Set<number>();
+  for (const result of res.results) {
+    if (!sampling.has(result.seqId) || seen.has(result.seqId)) {
+      return `unexpected result for sequence ${result.seqId}`;
+    }
+    seen.add(result.seqId);
+    const token = result.token;
+    if (!token) return `result for sequence ${result.seqId} has no token`;
+    const tokens = [token, ...token.topLogprobs];
+    for (const t of tokens) {
+      if (!Number.isInteger(t.tokenId) || t.tokenId < 0 || t.tokenId >= vocabSize) {
+        return `sequence ${result.seqId}: token id ${t.tokenId} is outside the vocabulary`;
+      }
+      // Rounding may leave log(1) a hair above 0; NaN or a clearly positive value is a bug.
+      if (!(t.logprob <= MAX_LOGPROB)) {
+        return `sequence ${result.seqId}: logprob ${t.logprob} is not a log-probability`;
+      }
+    }
+  }
+  const scheduled = new Set(req.sequences.map((s) => s.seqId));
+  for (const failure of res.failures) {
+    if (!scheduled.has(failure.seqId)) return `failure for unscheduled sequence ${failure.seqId}`;
+  }
+  return null;
+}

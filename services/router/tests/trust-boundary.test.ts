@@ -1,9 +1,9 @@
 import { credentials, Metadata, makeGenericClientConstructor, status } from "@grpc/grpc-js";
 import { ErrorCode, GenerateRequest, SamplingParams } from "@kiln/proto";
-import { loadGoldenCases, waitFor } from "@kiln/test-support";
+import { loadGoldenCases, STORIES_DIR, waitFor } from "@kiln/test-support";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ServiceProcess, STORIES_DIR, startService } from "./processes";
+import { type ServiceProcess, startService } from "./processes";
 import { TestRouterClient } from "./router-client";
 
 const golden = loadGoldenCases();

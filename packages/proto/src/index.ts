@@ -2,3 +2,4 @@
 
 export * from "./errors";
 export * from "./generated/index.kiln.v1";
+export * from "./channel-options";

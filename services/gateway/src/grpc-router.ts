@@ -6,6 +6,7 @@ import {
   type GenerateRequest,
   KilnError,
   type KilnErrorCode,
+  ROUTER_LINK_OPTIONS,
   RouterClient,
 } from "@kiln/proto";
 import { injectTraceContext } from "@kiln/telemetry";
@@ -41,7 +42,7 @@ export function errorFromGrpc(err: unknown): KilnError {
 
 /** RouterPort over gRPC. Owns one channel to `address` (host:port); `close()` releases it. */
 export function createGrpcRouter(address: string): RouterPort {
-  const client = new RouterClient(address, credentials.createInsecure());
+  const client = new RouterClient(address, credentials.createInsecure(), ROUTER_LINK_OPTIONS);
   return {
     generate: (request, signal) => generateEvents(client, request, signal),
     isHealthy: () =>

@@ -39,6 +39,8 @@ async function main(): Promise<void> {
     {
       logger: { level: opts.logLevel },
       ...(opts.bodyLimitBytes ? { bodyLimit: opts.bodyLimitBytes } : {}),
+      ...(opts.maxConcurrentRequests ? { maxConcurrentRequests: opts.maxConcurrentRequests } : {}),
+      ...(opts.maxStreamBufferBytes ? { maxStreamBufferBytes: opts.maxStreamBufferBytes } : {}),
     },
   );
   const { routerAddress, servedModelName: model } = opts;

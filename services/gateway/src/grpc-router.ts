@@ -1,4 +1,10 @@
-import { credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import {
+  type ClientReadableStream,
+  credentials,
+  Metadata,
+  type ServiceError,
+  status,
+} from "@grpc/grpc-js";
 import {
   codeFromGrpcStatus,
   ErrorCode,
@@ -62,10 +68,13 @@ async function* generateEvents(
   if (signal.aborted) return;
   // The active context is the HTTP request's span (see observability/metrics-plugin.ts).
   const call = client.generate(request, injectTraceContext(new Metadata()));
-  const onAbort = () => call.cancel();
-  signal.addEventListener("abort", onAbort, { once: true });
+  const stop = stopperFor(client, call, request.requestId);
+  signal.addEventListener("abort", stop, { once: true });
   try {
-    for await (const event of call as AsyncIterable<GenerateEvent>) {
+    // Not destroyed on an early return: the stopper drains what the router still sends, so
+    // the stream can end normally instead of being reset.
+    const events = call.iterator({ destroyOnReturn: false }) as AsyncIterable<GenerateEvent>;
+    for await (const event of events) {
       if (event.error) throw errorFromEvent(event.error.code, event.error.message);
       yield event;
     }
@@ -73,8 +82,55 @@ async function* generateEvents(
     if (signal.aborted) return;
     throw errorFromGrpc(err);
   } finally {
-    signal.removeEventListener("abort", onAbort);
-    // An early return by the consumer (stop string matched) must also end the router's work.
-    call.cancel();
+    signal.removeEventListener("abort", stop);
+    // An early return by the consumer (stop string matched, client gone) must also end the
+    // router's work; stopping a call that already ended does nothing.
+    stop();
   }
+}
+
+/** How long the router has to end an aborted stream itself before the call is cancelled. */
+const ABORT_GRACE_MS = 2000;
+
+/**
+ * Ends a Generate call that is no longer wanted without resetting its HTTP/2 stream.
+ *
+ * Cancelling a call sends RST_STREAM. Every Generate stream shares one HTTP/2 session, and the
+ * router's nghttp2 treats a burst of more than about 1,000 resets (then 33 per second) as the
+ * "rapid reset" attack (CVE-2023-44487): it closes the whole session with GOAWAY
+ * INTERNAL_ERROR, and every healthy stream on it fails ("Session closed with error code 2").
+ * A flood of disconnecting clients did exactly that. So the gateway asks the router to abort
+ * the request (the Abort RPC); the router then ends the stream normally, and its remaining
+ * events are drained and dropped. Only a router that has not ended the stream within
+ * ABORT_GRACE_MS (or cannot be reached) gets the RST. Idempotent.
+ */
+function stopperFor(
+  client: RouterClient,
+  call: ClientReadableStream<GenerateEvent>,
+  requestId: string,
+): () => void {
+  let hasEnded = false;
+  let isStopping = false;
+  call.once("status", () => {
+    hasEnded = true;
+  });
+  return () => {
+    if (hasEnded || isStopping) return;
+    isStopping = true;
+    call.on("data", () => {});
+    call.on("error", () => {});
+    const grace = setTimeout(() => {
+      if (!hasEnded) call.cancel();
+    }, ABORT_GRACE_MS);
+    grace.unref();
+    call.once("status", () => clearTimeout(grace));
+    if (!requestId) {
+      call.cancel();
+      return;
+    }
+    const deadline = Date.now() + ABORT_GRACE_MS;
+    client.abort({ requestId }, new Metadata(), { deadline }, (err) => {
+      if (err && !hasEnded) call.cancel();
+    });
+  };
 }

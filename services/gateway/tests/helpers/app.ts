@@ -20,13 +20,23 @@ export interface TestApp {
 }
 
 export function makeApp(
-  opts: { script?: FakeRouterScript; apiKeys?: string[]; bodyLimit?: number } = {},
+  opts: {
+    script?: FakeRouterScript;
+    apiKeys?: string[];
+    bodyLimit?: number;
+    maxConcurrentRequests?: number;
+    maxStreamBufferBytes?: number;
+  } = {},
 ): TestApp {
   const router = new FakeRouter(opts.script);
   const inFlight = new InFlight();
   const app = buildApp(
     { model: TOY_MODEL, codec: toyCodec, router, apiKeys: opts.apiKeys ?? null, inFlight },
-    opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {},
+    {
+      ...(opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {}),
+      ...(opts.maxConcurrentRequests ? { maxConcurrentRequests: opts.maxConcurrentRequests } : {}),
+      ...(opts.maxStreamBufferBytes ? { maxStreamBufferBytes: opts.maxStreamBufferBytes } : {}),
+    },
   );
   return { app, router, inFlight };
 }

@@ -3,22 +3,22 @@ import type { ChannelOptions } from "@grpc/grpc-js";
 /**
  * HTTP/2 settings of Kiln's gRPC links, set deliberately (docs/operations.md, "Limits").
  *
- * Every Generate stream between gateway and router shares one HTTP/2 session. Node's http2
- * (and so grpc-js) caps a session's memory at 10 MB by default (`maxSessionMemory`): the
- * buffered frames, header tables and per-stream state of every open stream count against it.
- * A burst of a few thousand streams crosses it, and Node then tears the whole session down
- * ("Session closed with error code 2"), failing every stream on it: healthy requests included.
- * That was the cause of the 500s under a 2,000–5,000 stream burst (issue 23).
+ * Every Generate stream between gateway and router shares one HTTP/2 session (one channel).
+ * What broke that session under a burst (issue 23) was not memory: it was resets. Each
+ * cancelled call sends RST_STREAM, and nghttp2 (Node 20's, 1.61) treats more than about 1,000
+ * resets in a burst, then 33 a second, as the "rapid reset" attack (CVE-2023-44487) and closes
+ * the session with GOAWAY INTERNAL_ERROR ("Session closed with error code 2"), failing every
+ * stream on it. Node 20 cannot tune that guard, so the gateway does not reset streams it no
+ * longer wants: it aborts them through the router (services/gateway/src/grpc-router.ts).
  *
- * The cap is a ceiling, not an allocation. Kiln bounds what a session can hold elsewhere: the
- * gateway admits at most KILN_MAX_CONCURRENT_REQUESTS streams and reads every stream promptly
- * (slow clients are cut off at KILN_MAX_STREAM_BUFFER_BYTES instead of back-pressuring the
- * router), and the router bounds its waiting queue. So the session limit is sized for the
- * largest admitted load: 10,000 streams × ~16 KiB of frames and state, with headroom.
+ * Memory: grpc-js lifts Node's 10 MB `maxSessionMemory` to unlimited unless told otherwise.
+ * Kiln sets a finite ceiling instead, sized for the largest admitted load (the gateway admits at
+ * most KILN_MAX_CONCURRENT_REQUESTS streams, reads every stream promptly and cuts off slow
+ * clients at KILN_MAX_STREAM_BUFFER_BYTES): 10,000 streams × ~16 KiB of frames and state, with
+ * headroom. Stream flow-control windows stay at HTTP/2's 64 KiB: events are small and read
+ * promptly, so a larger window would only let a stalled stream hold more memory.
  */
 export const SESSION_MEMORY_MB = 512;
-
-/** Stream flow-control windows stay at HTTP/2's 64 KiB: events are small and read promptly. */
 
 /** The gateway's channel to the router, and the router's server (both ends of the session). */
 export const ROUTER_LINK_OPTIONS: ChannelOptions = {

@@ -68,7 +68,7 @@ beforeAll(async () => {
       err ? reject(err) : resolve(p),
     ),
   );
-  router = createGrpcRouter(`127.0.0.1:${port}`);
+  router = createGrpcRouter(`127.0.0.1:${port}`, { abortGraceMs: 500 });
 });
 
 afterAll(() => {
@@ -122,7 +122,7 @@ describe("createGrpcRouter", () => {
     for await (const _ of router.generate(request("deaf"), new AbortController().signal)) {
       break;
     }
-    await expect.poll(() => numCancelled, { timeout: 5000 }).toBe(1);
+    await expect.poll(() => numCancelled, { timeout: 3000 }).toBe(1);
   });
 
   it("reports health", async () => {

@@ -47,10 +47,14 @@ export function errorFromGrpc(err: unknown): KilnError {
 }
 
 /** RouterPort over gRPC. Owns one channel to `address` (host:port); `close()` releases it. */
-export function createGrpcRouter(address: string): RouterPort {
+export function createGrpcRouter(
+  address: string,
+  opts: { readonly abortGraceMs?: number } = {},
+): RouterPort {
+  const abortGraceMs = opts.abortGraceMs ?? DEFAULT_ABORT_GRACE_MS;
   const client = new RouterClient(address, credentials.createInsecure(), ROUTER_LINK_OPTIONS);
   return {
-    generate: (request, signal) => generateEvents(client, request, signal),
+    generate: (request, signal) => generateEvents(client, request, signal, abortGraceMs),
     isHealthy: () =>
       new Promise((resolve) => {
         const deadline = Date.now() + HEALTH_DEADLINE_MS;
@@ -64,11 +68,12 @@ async function* generateEvents(
   client: RouterClient,
   request: GenerateRequest,
   signal: AbortSignal,
+  abortGraceMs: number,
 ): AsyncGenerator<GenerateEvent> {
   if (signal.aborted) return;
   // The active context is the HTTP request's span (see observability/metrics-plugin.ts).
   const call = client.generate(request, injectTraceContext(new Metadata()));
-  const stop = stopperFor(client, call, request.requestId);
+  const stop = stopperFor(client, call, request.requestId, abortGraceMs);
   signal.addEventListener("abort", stop, { once: true });
   try {
     // Not destroyed on an early return: the stopper drains what the router still sends, so
@@ -89,8 +94,12 @@ async function* generateEvents(
   }
 }
 
-/** How long the router has to end an aborted stream itself before the call is cancelled. */
-const ABORT_GRACE_MS = 2000;
+/**
+ * How long the router has to end an aborted stream itself before the call is cancelled. Long,
+ * on purpose: a router that is alive but busy (event-loop lag of seconds under a flood) must not
+ * be answered with a burst of resets, and a dead one ends the call by itself (UNAVAILABLE).
+ */
+export const DEFAULT_ABORT_GRACE_MS = 30_000;
 
 /**
  * Ends a Generate call that is no longer wanted without resetting its HTTP/2 stream.
@@ -101,13 +110,14 @@ const ABORT_GRACE_MS = 2000;
  * INTERNAL_ERROR, and every healthy stream on it fails ("Session closed with error code 2").
  * A flood of disconnecting clients did exactly that. So the gateway asks the router to abort
  * the request (the Abort RPC); the router then ends the stream normally, and its remaining
- * events are drained and dropped. Only a router that has not ended the stream within
- * ABORT_GRACE_MS (or cannot be reached) gets the RST. Idempotent.
+ * events are drained and dropped. Only a stream the router has not ended within
+ * `abortGraceMs` gets the RST. Idempotent.
  */
 function stopperFor(
   client: RouterClient,
   call: ClientReadableStream<GenerateEvent>,
   requestId: string,
+  abortGraceMs: number,
 ): () => void {
   let hasEnded = false;
   let isStopping = false;
@@ -121,16 +131,14 @@ function stopperFor(
     call.on("error", () => {});
     const grace = setTimeout(() => {
       if (!hasEnded) call.cancel();
-    }, ABORT_GRACE_MS);
+    }, abortGraceMs);
     grace.unref();
     call.once("status", () => clearTimeout(grace));
     if (!requestId) {
       call.cancel();
       return;
     }
-    const deadline = Date.now() + ABORT_GRACE_MS;
-    client.abort({ requestId }, new Metadata(), { deadline }, (err) => {
-      if (err && !hasEnded) call.cancel();
-    });
+    // A failed Abort (router busy or gone) is left to the grace timer or to the call's own end.
+    client.abort({ requestId }, new Metadata(), { deadline: Date.now() + abortGraceMs }, () => {});
   };
 }

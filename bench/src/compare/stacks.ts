@@ -63,6 +63,7 @@ export async function startKilnStack(opts: KilnStackOptions): Promise<Stack> {
     );
     const gateway = await startProcess("gateway", "services/gateway/src/main.ts", {
       args: ["--model", resolve(opts.modelDir), "--router", routerAddress, "--port", "0"],
+      ...(opts.env ? { env: opts.env } : {}),
     });
     started.push(gateway);
     const baseUrl = `http://127.0.0.1:${gateway.port}`;

@@ -1,5 +1,6 @@
 import { KilnError } from "@kiln/proto";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import { installAdmission } from "./admission";
 import { installAuth } from "./auth";
 import { installErrorHandlers } from "./errors";
 import { InFlight } from "./in-flight";
@@ -8,10 +9,14 @@ import type { RouterPort } from "./router-port";
 import { registerChatRoute } from "./routes/chat";
 import { registerCompletionsRoute } from "./routes/completions";
 import { registerModelRoutes } from "./routes/models";
+import { DEFAULT_MAX_STREAM_BUFFER_BYTES, installStreamLimits } from "./sse";
 import type { TextCodec } from "./text-codec";
 
 /** Default request body limit: room for a long prompt, small enough to refuse abuse (413). */
 export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
+
+/** Default bound on generation requests in flight at once (docs/operations.md, "Limits"). */
+export const DEFAULT_MAX_CONCURRENT_REQUESTS = 4096;
 
 /** What the routes use. buildApp's caller owns `router` and closes it after the app. */
 export interface GatewayDeps {
@@ -26,6 +31,10 @@ export interface GatewayDeps {
 
 export interface AppOptions {
   readonly bodyLimit?: number;
+  /** Generation requests in flight at once; more get 429 (KILN_MAX_CONCURRENT_REQUESTS). */
+  readonly maxConcurrentRequests?: number;
+  /** Unsent bytes one SSE client may have queued before it is cut off (KILN_MAX_STREAM_BUFFER_BYTES). */
+  readonly maxStreamBufferBytes?: number;
   readonly logger?: FastifyServerOptions["logger"];
 }
 
@@ -52,6 +61,8 @@ export function buildApp(
     if (isClosing) throw new KilnError("UNAVAILABLE", "The server is shutting down.");
   });
   installAuth(app, fullDeps.apiKeys);
+  installAdmission(app, opts.maxConcurrentRequests ?? DEFAULT_MAX_CONCURRENT_REQUESTS);
+  installStreamLimits(app, opts.maxStreamBufferBytes ?? DEFAULT_MAX_STREAM_BUFFER_BYTES);
   registerModelRoutes(app, fullDeps);
   registerChatRoute(app, fullDeps);
   registerCompletionsRoute(app, fullDeps);

@@ -15,6 +15,9 @@ type Call = ServerWritableStream<GenerateRequest, GenerateEvent>;
 let server: Server;
 let router: RouterPort;
 let numCancelled = 0;
+let numAborted = 0;
+/** Running endless calls by request id, for the fake Abort. */
+const calls = new Map<string, Call>();
 
 /** Behaviour chosen by the request id. */
 function generate(call: Call): void {
@@ -28,10 +31,14 @@ function generate(call: Call): void {
     call.end();
     return;
   }
+  calls.set(id, call);
+  // grpc-js emits "cancelled" whenever the stream closes; only one that closes before the
+  // server ended it was reset by the client.
   call.on("cancelled", () => {
-    numCancelled++;
+    if (!call.writableFinished) numCancelled++;
     clearInterval(timer);
   });
+  call.on("finish", () => clearInterval(timer));
   const timer = setInterval(() => {
     call.write({ token: { index: 0, tokens: [{ tokenId: 5, logprob: -1, topLogprobs: [] }] } });
   }, 5);
@@ -41,7 +48,16 @@ beforeAll(async () => {
   server = new Server();
   server.addService(RouterService, {
     generate,
-    abort: () => {},
+    // Like the real router: an aborted request's stream ends normally. "deaf" never ends.
+    abort: (call: { request: { requestId: string } }, cb: (e: null, r: object) => void) => {
+      const id = call.request.requestId;
+      const running = calls.get(id);
+      if (running && id !== "deaf") {
+        numAborted++;
+        running.end();
+      }
+      cb(null, { found: running !== undefined });
+    },
     health: (_call: unknown, cb: (e: null, r: object) => void) =>
       cb(null, { serving: true, numHealthyGroups: 1, numGroups: 1 }),
     stats: () => {},
@@ -52,7 +68,7 @@ beforeAll(async () => {
       err ? reject(err) : resolve(p),
     ),
   );
-  router = createGrpcRouter(`127.0.0.1:${port}`);
+  router = createGrpcRouter(`127.0.0.1:${port}`, { abortGraceMs: 500 });
 });
 
 afterAll(() => {
@@ -88,16 +104,25 @@ describe("createGrpcRouter", () => {
     await expect(drain("lost")).rejects.toEqual(new KilnError("WORKER_LOST", "worker gone"));
   });
 
-  it("cancels the call when the signal aborts, and when the consumer stops early", async () => {
+  it("aborts through the router, without resetting the stream, when the signal aborts and when the consumer stops early", async () => {
     const controller = new AbortController();
     let numEvents = 0;
-    for await (const _ of router.generate(request("endless"), controller.signal)) {
+    for await (const _ of router.generate(request("endless-1"), controller.signal)) {
       if (++numEvents === 2) controller.abort();
     }
-    for await (const _ of router.generate(request("endless"), new AbortController().signal)) {
+    for await (const _ of router.generate(request("endless-2"), new AbortController().signal)) {
       break;
     }
-    await expect.poll(() => numCancelled).toBe(2);
+    await expect.poll(() => numAborted).toBe(2);
+    await expect.poll(() => calls.get("endless-2")?.writableFinished).toBe(true);
+    expect(numCancelled).toBe(0);
+  });
+
+  it("cancels the call when the router does not end an aborted stream in time", async () => {
+    for await (const _ of router.generate(request("deaf"), new AbortController().signal)) {
+      break;
+    }
+    await expect.poll(() => numCancelled, { timeout: 3000 }).toBe(1);
   });
 
   it("reports health", async () => {

@@ -1,4 +1,10 @@
-import { credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import {
+  type ClientReadableStream,
+  credentials,
+  Metadata,
+  type ServiceError,
+  status,
+} from "@grpc/grpc-js";
 import {
   codeFromGrpcStatus,
   ErrorCode,
@@ -6,6 +12,7 @@ import {
   type GenerateRequest,
   KilnError,
   type KilnErrorCode,
+  ROUTER_LINK_OPTIONS,
   RouterClient,
 } from "@kiln/proto";
 import { injectTraceContext } from "@kiln/telemetry";
@@ -41,10 +48,14 @@ export function errorFromGrpc(err: unknown): KilnError {
 }
 
 /** RouterPort over gRPC. Owns one channel to `address` (host:port); `close()` releases it. */
-export function createGrpcRouter(address: string): RouterPort {
-  const client = new RouterClient(address, credentials.createInsecure());
+export function createGrpcRouter(
+  address: string,
+  opts: { readonly abortGraceMs?: number } = {},
+): RouterPort {
+  const abortGraceMs = opts.abortGraceMs ?? DEFAULT_ABORT_GRACE_MS;
+  const client = new RouterClient(address, credentials.createInsecure(), ROUTER_LINK_OPTIONS);
   return {
-    generate: (request, signal) => generateEvents(client, request, signal),
+    generate: (request, signal) => generateEvents(client, request, signal, abortGraceMs),
     stopChoice: (requestId, index) =>
       new Promise((resolve) => {
         const deadline = Date.now() + HEALTH_DEADLINE_MS;
@@ -64,6 +75,7 @@ async function* generateEvents(
   client: RouterClient,
   request: GenerateRequest,
   signal: AbortSignal,
+  abortGraceMs: number,
 ): AsyncGenerator<GenerateEvent> {
   if (signal.aborted) return;
   // The active context is the HTTP request's span (see observability/metrics-plugin.ts).
@@ -71,10 +83,13 @@ async function* generateEvents(
   // the request, freeing its blocks, when it passes.
   const deadline = deadlineOf(signal);
   const call = client.generate(request, injectTraceContext(new Metadata()), { deadline });
-  const onAbort = () => call.cancel();
-  signal.addEventListener("abort", onAbort, { once: true });
+  const stop = stopperFor(client, call, request.requestId, abortGraceMs);
+  signal.addEventListener("abort", stop, { once: true });
   try {
-    for await (const event of call as AsyncIterable<GenerateEvent>) {
+    // Not destroyed on an early return: the stopper drains what the router still sends, so
+    // the stream can end normally instead of being reset.
+    const events = call.iterator({ destroyOnReturn: false }) as AsyncIterable<GenerateEvent>;
+    for await (const event of events) {
       if (event.error) throw errorFromEvent(event.error.code, event.error.message);
       yield event;
     }
@@ -82,8 +97,59 @@ async function* generateEvents(
     if (signal.aborted) return;
     throw errorFromGrpc(err);
   } finally {
-    signal.removeEventListener("abort", onAbort);
-    // An early return by the consumer (stop string matched) must also end the router's work.
-    call.cancel();
+    signal.removeEventListener("abort", stop);
+    // An early return by the consumer (stop string matched, client gone) must also end the
+    // router's work; stopping a call that already ended does nothing.
+    stop();
   }
+}
+
+/**
+ * How long the router has to end an aborted stream itself before the call is cancelled. Long,
+ * on purpose: a router that is alive but busy (event-loop lag of seconds under a flood) must not
+ * be answered with a burst of resets, and a dead one ends the call by itself (UNAVAILABLE).
+ */
+export const DEFAULT_ABORT_GRACE_MS = 30_000;
+
+/**
+ * Ends a Generate call that is no longer wanted without resetting its HTTP/2 stream.
+ *
+ * Cancelling a call sends RST_STREAM. Every Generate stream shares one HTTP/2 session, and the
+ * router's nghttp2 treats a burst of more than about 1,000 resets (then 33 per second) as the
+ * "rapid reset" attack (CVE-2023-44487): it closes the whole session with GOAWAY
+ * INTERNAL_ERROR, and every healthy stream on it fails ("Session closed with error code 2").
+ * A flood of disconnecting clients did exactly that. So the gateway asks the router to abort
+ * the request (the Abort RPC); the router then ends the stream normally, and its remaining
+ * events are drained and dropped. Only a stream the router has not ended within
+ * `abortGraceMs` gets the RST. Idempotent.
+ */
+function stopperFor(
+  client: RouterClient,
+  call: ClientReadableStream<GenerateEvent>,
+  requestId: string,
+  abortGraceMs: number,
+): () => void {
+  let hasEnded = false;
+  let isStopping = false;
+  call.once("status", () => {
+    hasEnded = true;
+  });
+  return () => {
+    if (hasEnded || isStopping) return;
+    isStopping = true;
+    call.on("data", () => {});
+    call.on("error", () => {});
+    const grace = setTimeout(() => {
+      if (!hasEnded) call.cancel();
+    }, abortGraceMs);
+    grace.unref();
+    call.once("status", () => clearTimeout(grace));
+    if (!requestId) {
+      call.cancel();
+      return;
+    }
+    // A failed Abort (router busy or gone) is left to the grace timer or to the call's own end.
+    const request = { requestId, isStop: false };
+    client.abort(request, new Metadata(), { deadline: Date.now() + abortGraceMs }, () => {});
+  };
 }

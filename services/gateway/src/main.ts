@@ -12,6 +12,13 @@ import { createModelCodec } from "./model-codec";
 import { installObservability } from "./observability";
 import { type GatewayOptions, parseGatewayOptions } from "./options";
 
+/**
+ * Pending connections the kernel queues before the gateway accepts them. Node's default (511)
+ * overflows under a burst of thousands of clients, and the overflow shows up as connection
+ * resets. Linux caps it at net.core.somaxconn (4096 on current kernels).
+ */
+const LISTEN_BACKLOG = 4096;
+
 async function main(): Promise<void> {
   const opts = parseGatewayOptions(process.argv.slice(2), process.env);
   const modelDir = await resolveModelDir(opts.model);
@@ -39,11 +46,13 @@ async function main(): Promise<void> {
     {
       logger: { level: opts.logLevel },
       ...(opts.bodyLimitBytes ? { bodyLimit: opts.bodyLimitBytes } : {}),
+      ...(opts.maxConcurrentRequests ? { maxConcurrentRequests: opts.maxConcurrentRequests } : {}),
+      ...(opts.maxStreamBufferBytes ? { maxStreamBufferBytes: opts.maxStreamBufferBytes } : {}),
     },
   );
   const { routerAddress, servedModelName: model } = opts;
   const observability = await installObservability(app, { routerAddress, model });
-  await app.listen({ host: opts.host, port: opts.port });
+  await app.listen({ host: opts.host, port: opts.port, backlog: LISTEN_BACKLOG });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : opts.port;
   process.stdout.write(`${JSON.stringify({ event: "listening", port, host: opts.host })}\n`);

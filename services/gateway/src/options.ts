@@ -19,6 +19,10 @@ export interface GatewayOptions {
   /** How long one request may run before it ends with 504 deadline_exceeded; null = no limit. */
   readonly requestTimeoutMs: number | null;
   readonly bodyLimitBytes: number | undefined;
+  /** KILN_MAX_CONCURRENT_REQUESTS: generation requests in flight at once (default: buildApp's). */
+  readonly maxConcurrentRequests: number | undefined;
+  /** KILN_MAX_STREAM_BUFFER_BYTES: unsent bytes an SSE client may queue before it is cut off. */
+  readonly maxStreamBufferBytes: number | undefined;
   readonly logLevel: string;
 }
 
@@ -67,6 +71,8 @@ export function parseGatewayOptions(
       "drain-timeout": { type: "string" },
       "request-timeout": { type: "string" },
       "max-body-bytes": { type: "string" },
+      "max-concurrent-requests": { type: "string" },
+      "max-stream-buffer-bytes": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -76,6 +82,8 @@ export function parseGatewayOptions(
   if (!routerAddress)
     throw new Error("no router: pass --router host:port or set KILN_ROUTER_ADDRESS");
   const maxBody = values["max-body-bytes"] ?? env.KILN_MAX_BODY_BYTES;
+  const maxConcurrent = values["max-concurrent-requests"] ?? env.KILN_MAX_CONCURRENT_REQUESTS;
+  const maxStreamBuffer = values["max-stream-buffer-bytes"] ?? env.KILN_MAX_STREAM_BUFFER_BYTES;
   return {
     host: values.host ?? env.HOST ?? "127.0.0.1",
     port: parseIntFlag(values.port ?? env.PORT ?? "8000", "--port", 0),
@@ -94,6 +102,14 @@ export function parseGatewayOptions(
     requestTimeoutMs: parseTimeoutS(values["request-timeout"] ?? env.KILN_REQUEST_TIMEOUT_S),
     bodyLimitBytes:
       maxBody === undefined ? undefined : parseIntFlag(maxBody, "--max-body-bytes", 1),
+    maxConcurrentRequests:
+      maxConcurrent === undefined
+        ? undefined
+        : parseIntFlag(maxConcurrent, "--max-concurrent-requests", 1),
+    maxStreamBufferBytes:
+      maxStreamBuffer === undefined
+        ? undefined
+        : parseIntFlag(maxStreamBuffer, "--max-stream-buffer-bytes", 1024),
     logLevel: env.KILN_LOG_LEVEL ?? "warn",
   };
 }

@@ -7,7 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { RouterService } from "@kiln/proto";
+import { ROUTER_LINK_OPTIONS, RouterService } from "@kiln/proto";
 import { startMetricsServer, startTracing, takeMetricsPortOption } from "@kiln/telemetry";
 import { DEFAULT_HEALTH_PROBE, HealthProber } from "./health-prober";
 import { ReplicaSet } from "./replica-set";
@@ -66,7 +66,7 @@ async function main(): Promise<void> {
     1024,
     "--max-waiting",
   );
-  const server = new Server();
+  const server = new Server(ROUTER_LINK_OPTIONS);
   server.addService(RouterService, createRouterService(replicas, { maxNumWaiting }));
   const boundPort = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, p) =>

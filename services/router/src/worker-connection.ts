@@ -1,5 +1,11 @@
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
-import { type StepRequest, type StepResponse, WorkerClient, type WorkerInfo } from "@kiln/proto";
+import {
+  type StepRequest,
+  type StepResponse,
+  WORKER_LINK_OPTIONS,
+  WorkerClient,
+  type WorkerInfo,
+} from "@kiln/proto";
 
 /**
  * One gRPC channel to a worker. Every call has a deadline; failures surface as rejected
@@ -10,10 +16,7 @@ export class WorkerConnection {
   private readonly client: WorkerClient;
 
   constructor(readonly address: string) {
-    this.client = new WorkerClient(address, credentials.createInsecure(), {
-      "grpc.max_receive_message_length": 64 * 1024 * 1024,
-      "grpc.max_send_message_length": 64 * 1024 * 1024,
-    });
+    this.client = new WorkerClient(address, credentials.createInsecure(), WORKER_LINK_OPTIONS);
   }
 
   info(timeoutMs: number): Promise<WorkerInfo> {

@@ -11,7 +11,7 @@ import { basename } from "node:path";
 import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
 import { createCpuBackend, kvBytesPerBlock } from "@kiln/kernels";
 import { loadConfig, resolveModelDir } from "@kiln/model";
-import { RouterClient, WorkerService } from "@kiln/proto";
+import { RouterClient, WORKER_LINK_OPTIONS, WorkerService } from "@kiln/proto";
 import {
   createMetricsRegistry,
   startMetricsServer,
@@ -43,7 +43,7 @@ async function main(): Promise<void> {
     numThreads: opts.numThreads,
   });
 
-  const server = new Server({ "grpc.max_receive_message_length": 64 * 1024 * 1024 });
+  const server = new Server(WORKER_LINK_OPTIONS);
   let registerTimer: NodeJS.Timeout | undefined;
   const registry = createMetricsRegistry();
   const telemetry = new WorkerTelemetry(registry, {

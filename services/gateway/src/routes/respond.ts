@@ -74,7 +74,7 @@ export async function streamResponse(
 ): Promise<void> {
   let next = await deltas.next();
   reply.hijack();
-  const sse = new SseWriter(reply.raw);
+  const sse = new SseWriter(reply.raw, reply.server.kilnStreamLimits);
   sse.start();
   try {
     for (const chunk of format.head()) await sse.send(chunk);

@@ -25,13 +25,19 @@ export function makeApp(
     apiKeys?: string[];
     bodyLimit?: number;
     requestTimeoutMs?: number;
+    maxConcurrentRequests?: number;
+    maxStreamBufferBytes?: number;
   } = {},
 ): TestApp {
   const router = new FakeRouter(opts.script);
   const inFlight = new InFlight(opts.requestTimeoutMs ?? null);
   const app = buildApp(
     { model: TOY_MODEL, codec: toyCodec, router, apiKeys: opts.apiKeys ?? null, inFlight },
-    opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {},
+    {
+      ...(opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {}),
+      ...(opts.maxConcurrentRequests ? { maxConcurrentRequests: opts.maxConcurrentRequests } : {}),
+      ...(opts.maxStreamBufferBytes ? { maxStreamBufferBytes: opts.maxStreamBufferBytes } : {}),
+    },
   );
   return { app, router, inFlight };
 }

@@ -13,6 +13,8 @@ export interface FakeRouterScript {
   failMidStream?: { afterTokens: number; error: KilnError };
   /** Never finish: emit a token every 5 ms until cancelled, whatever max_tokens says. */
   isEndless?: boolean;
+  /** With isEndless: the pause between tokens in ms (default 5; 0 = as fast as the loop turns). */
+  endlessIntervalMs?: number;
 }
 
 const TEXTS = ["Hello world. The end.", "Once upon a time.", "Lily saw a dog!"];
@@ -58,7 +60,9 @@ export class FakeRouter implements RouterPort {
     const numSteps = this.script.isEndless ? Number.POSITIVE_INFINITY : request.maxTokens;
     for (let step = 0; step <= numSteps; step++) {
       await setImmediate();
-      if (this.script.isEndless) await new Promise((r) => setTimeout(r, 5));
+      const intervalMs = this.script.endlessIntervalMs ?? 5;
+      if (this.script.isEndless && intervalMs > 0)
+        await new Promise((r) => setTimeout(r, intervalMs));
       if (signal.aborted) return;
       const fail = this.script.failMidStream;
       if (fail && numTokenEvents >= fail.afterTokens) throw fail.error;

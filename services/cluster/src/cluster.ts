@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Child, type ChildSpec, describeExit } from "./child";
+import { serviceEntryArgs } from "./service-entry";
 
 export interface ClusterOptions {
-  /** Repository root: children run `services/<name>/src/main.ts` from here. */
+  /** Repository root: children run `services/<name>/src/main.ts` (or `dist/main.js`) from here. */
   readonly repoRoot: string;
   /** Local model directory (already downloaded). */
   readonly modelDir: string;
@@ -45,7 +46,7 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
     const spec: ChildSpec = {
       name,
       command: process.execPath,
-      args: ["--import", "tsx", `services/${name}/src/main.ts`, ...args],
+      args: [...serviceEntryArgs(name), ...args],
       cwd: opts.repoRoot,
       env: opts.env,
     };

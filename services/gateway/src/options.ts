@@ -18,6 +18,11 @@ export interface GatewayOptions {
   readonly drainTimeoutMs: number;
   readonly bodyLimitBytes: number | undefined;
   readonly logLevel: string;
+  /**
+   * Router/worker `/metrics` URLs whose `kiln_*` series the gateway's `/metrics` also serves
+   * (`npm start` sets them; empty in Kubernetes, where every pod is scraped).
+   */
+  readonly metricsUpstreams: readonly string[];
 }
 
 function parseIntFlag(text: string, flag: string, min: number): number {
@@ -54,6 +59,7 @@ export function parseGatewayOptions(
       "served-model-name": { type: "string" },
       "drain-timeout": { type: "string" },
       "max-body-bytes": { type: "string" },
+      "metrics-upstream": { type: "string", multiple: true },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -81,5 +87,19 @@ export function parseGatewayOptions(
     bodyLimitBytes:
       maxBody === undefined ? undefined : parseIntFlag(maxBody, "--max-body-bytes", 1),
     logLevel: env.KILN_LOG_LEVEL ?? "warn",
+    metricsUpstreams: parseMetricsUpstreams(values["metrics-upstream"], env.KILN_METRICS_UPSTREAMS),
   };
+}
+
+/** `--metrics-upstream URL` (repeatable) or `KILN_METRICS_UPSTREAMS` (comma-separated URLs). */
+function parseMetricsUpstreams(flags: readonly string[] | undefined, env: string | undefined) {
+  const urls = (flags ?? (env ? env.split(",") : [])).map((u) => u.trim()).filter((u) => u);
+  for (const url of urls) {
+    if (!/^https?:\/\/[^/]+/.test(url)) {
+      throw new Error(
+        `--metrics-upstream: expected an http(s) URL such as http://127.0.0.1:9401/metrics, got "${url}"`,
+      );
+    }
+  }
+  return urls;
 }

@@ -7,7 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { RouterService } from "@kiln/proto";
+import { createGrpcHealthServer, GrpcHealthService, RouterService } from "@kiln/proto";
 import { startMetricsServer, startTracing, takeMetricsPortOption } from "@kiln/telemetry";
 import { ReplicaSet } from "./replica-set";
 import { createRouterService } from "./router-service";
@@ -66,6 +66,12 @@ async function main(): Promise<void> {
   );
   const server = new Server();
   server.addService(RouterService, createRouterService(replicas, { maxNumWaiting }));
+  let isShuttingDown = false;
+  // grpc.health.v1 for Kubernetes' gRPC probes: SERVING until shutdown begins.
+  server.addService(
+    GrpcHealthService,
+    createGrpcHealthServer(["kiln.v1.Router"], () => !isShuttingDown),
+  );
   const boundPort = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),
@@ -79,6 +85,7 @@ async function main(): Promise<void> {
       : await startMetricsServer(telemetry.registry, { host, port: metricsPort });
   const probeTimer = setInterval(() => void replicas.probeHealth(), HEALTH_PROBE_INTERVAL_MS);
   const shutdown = () => {
+    isShuttingDown = true;
     clearInterval(probeTimer);
     replicas.close();
     void metrics?.close();

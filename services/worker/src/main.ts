@@ -11,7 +11,12 @@ import { basename } from "node:path";
 import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
 import { createCpuBackend, kvBytesPerBlock } from "@kiln/kernels";
 import { loadConfig, resolveModelDir } from "@kiln/model";
-import { RouterClient, WorkerService } from "@kiln/proto";
+import {
+  createGrpcHealthServer,
+  GrpcHealthService,
+  RouterClient,
+  WorkerService,
+} from "@kiln/proto";
 import {
   createMetricsRegistry,
   startMetricsServer,
@@ -54,7 +59,9 @@ async function main(): Promise<void> {
     metricsPort === null
       ? null
       : await startMetricsServer(registry, { host: opts.host, port: metricsPort });
+  let isShuttingDown = false;
   const shutdown = () => {
+    isShuttingDown = true;
     clearInterval(registerTimer);
     void metrics?.close();
     server.tryShutdown(() => {
@@ -74,6 +81,11 @@ async function main(): Promise<void> {
     telemetry,
   );
   server.addService(WorkerService, service);
+  // grpc.health.v1 for Kubernetes' gRPC probes: the model is loaded before the port opens.
+  server.addService(
+    GrpcHealthService,
+    createGrpcHealthServer(["kiln.v1.Worker"], () => !isShuttingDown),
+  );
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${opts.host}:${opts.port}`, ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),

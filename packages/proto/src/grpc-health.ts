@@ -1,0 +1,42 @@
+import { type sendUnaryData, type ServerUnaryCall, status } from "@grpc/grpc-js";
+import {
+  type HealthCheckRequest,
+  type HealthCheckResponse,
+  HealthCheckResponse_ServingStatus,
+  type HealthServer,
+} from "./generated/index.grpc.health.v1";
+
+export {
+  HealthCheckResponse_ServingStatus as GrpcServingStatus,
+  HealthClient as GrpcHealthClient,
+  HealthService as GrpcHealthService,
+} from "./generated/index.grpc.health.v1";
+
+/**
+ * The standard `grpc.health.v1.Health/Check` for a Kiln process, so Kubernetes' native gRPC
+ * probes (and grpc_health_probe) can ask it. `isServing()` is read on every call: the process
+ * answers SERVING while it accepts work and NOT_SERVING once it is shutting down. The service
+ * names it knows are "" (the whole process) and those in `serviceNames` (e.g. "kiln.v1.Router");
+ * any other name is NOT_FOUND, as the protocol specifies.
+ */
+export function createGrpcHealthServer(
+  serviceNames: readonly string[],
+  isServing: () => boolean,
+): HealthServer {
+  const known = new Set(["", ...serviceNames]);
+  return {
+    check(
+      call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>,
+      callback: sendUnaryData<HealthCheckResponse>,
+    ) {
+      if (!known.has(call.request.service)) {
+        callback({ code: status.NOT_FOUND, details: `unknown service "${call.request.service}"` });
+        return;
+      }
+      const serving = isServing()
+        ? HealthCheckResponse_ServingStatus.SERVING
+        : HealthCheckResponse_ServingStatus.NOT_SERVING;
+      callback(null, { status: serving });
+    },
+  };
+}

@@ -14,14 +14,15 @@ export {
 
 /**
  * The standard `grpc.health.v1.Health/Check` for a Kiln process, so Kubernetes' native gRPC
- * probes (and grpc_health_probe) can ask it. `isServing()` is read on every call: the process
- * answers SERVING while it accepts work and NOT_SERVING once it is shutting down. The service
+ * probes (and grpc_health_probe) can ask it. `isServing()` is asked on every call (it may be
+ * async; a rejection counts as not serving): SERVING while the process can do its work,
+ * NOT_SERVING once it is shutting down or broken. The service
  * names it knows are "" (the whole process) and those in `serviceNames` (e.g. "kiln.v1.Router");
  * any other name is NOT_FOUND, as the protocol specifies.
  */
 export function createGrpcHealthServer(
   serviceNames: readonly string[],
-  isServing: () => boolean,
+  isServing: () => boolean | Promise<boolean>,
 ): HealthServer {
   const known = new Set(["", ...serviceNames]);
   return {
@@ -33,10 +34,15 @@ export function createGrpcHealthServer(
         callback({ code: status.NOT_FOUND, details: `unknown service "${call.request.service}"` });
         return;
       }
-      const serving = isServing()
-        ? HealthCheckResponse_ServingStatus.SERVING
-        : HealthCheckResponse_ServingStatus.NOT_SERVING;
-      callback(null, { status: serving });
+      Promise.resolve()
+        .then(isServing)
+        .catch(() => false)
+        .then((isOk) => {
+          const serving = isOk
+            ? HealthCheckResponse_ServingStatus.SERVING
+            : HealthCheckResponse_ServingStatus.NOT_SERVING;
+          callback(null, { status: serving });
+        });
     },
   };
 }

@@ -81,10 +81,11 @@ async function main(): Promise<void> {
     telemetry,
   );
   server.addService(WorkerService, service);
-  // grpc.health.v1 for Kubernetes' gRPC probes: the model is loaded before the port opens.
+  // grpc.health.v1 for Kubernetes' gRPC probes: the model is loaded before the port opens; after
+  // that the answer is the Worker service's own Health (what the router probes), until shutdown.
   server.addService(
     GrpcHealthService,
-    createGrpcHealthServer(["kiln.v1.Worker"], () => !isShuttingDown),
+    createGrpcHealthServer(["kiln.v1.Worker"], () => !isShuttingDown && isWorkerServing(service)),
   );
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${opts.host}:${opts.port}`, ServerCredentials.createInsecure(), (err, p) =>
@@ -96,6 +97,14 @@ async function main(): Promise<void> {
   const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port };
   process.stdout.write(`${JSON.stringify(listening)}\n`);
   if (opts.routerAddress) registerTimer = keepRegistered(opts, port, instanceId);
+}
+
+/** Asks the Worker service's Health handler in process, as the router does over gRPC. */
+function isWorkerServing(service: ReturnType<typeof createWorkerService>): Promise<boolean> {
+  return new Promise((resolve) => {
+    const call = { request: {} } as Parameters<typeof service.health>[0];
+    service.health(call, (err, res) => resolve(!err && res?.serving === true));
+  });
 }
 
 /**

@@ -112,6 +112,7 @@ describe("compiled services (dist/)", () => {
     expect(value("kiln_worker_step_duration_seconds_count")).toBeGreaterThanOrEqual(
       GOLDEN.max_new_tokens,
     );
+    expect(text).toMatch(/^kiln_worker_step_duration_seconds_count\{relayed_by="gateway",/m);
     // The gateway's own series are still there, and both upstreams answered.
     expect(value('kiln_http_requests_total{method="POST",route="/v1/completions"')).toBe(numCases);
     expect(text.match(/^kiln_metrics_upstream_up\{.*\} 1$/gm)).toHaveLength(2);

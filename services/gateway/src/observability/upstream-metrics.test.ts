@@ -39,10 +39,19 @@ describe("mergeExpositions", () => {
     // One header for the two workers; a repeated series is kept once (the first).
     expect(families[2]!.header).toHaveLength(2);
     expect(families[2]!.samples).toEqual([
-      'kiln_worker_step_failures_total{model="m",replica="r0"} 1',
-      'kiln_worker_step_failures_total{model="m",replica="r1"} 2',
+      'kiln_worker_step_failures_total{relayed_by="gateway",model="m",replica="r0"} 1',
+      'kiln_worker_step_failures_total{relayed_by="gateway",model="m",replica="r1"} 2',
     ]);
     expect(merged).not.toContain("process_cpu_seconds_total");
+  });
+
+  it("marks relayed samples with and without labels", () => {
+    const text = `# TYPE kiln_a counter\nkiln_a 1\n# TYPE kiln_b gauge\nkiln_b{} 2\n`;
+    const merged = parseExposition(mergeExpositions("", [text]));
+    expect(merged.flatMap((f) => f.samples)).toEqual([
+      'kiln_a{relayed_by="gateway"} 1',
+      'kiln_b{relayed_by="gateway"} 2',
+    ]);
   });
 
   it("returns the gateway's text unchanged without upstream families", () => {

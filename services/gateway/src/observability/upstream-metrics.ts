@@ -8,8 +8,13 @@
  * scheduler state) is kept from the gateway alone, so no family appears twice; a family several
  * upstreams expose (a worker metric from two workers) gets one HELP/TYPE header and every
  * upstream's samples (they differ by their `replica` label). Only `kiln_*` families are taken:
- * `process_*`/`nodejs_*` would collide across processes without an `instance` label.
+ * `process_*`/`nodejs_*` would collide across processes without an `instance` label. Every
+ * relayed sample carries `relayed_by="gateway"`, so a Prometheus that also scrapes router and
+ * workers drops the copies with one rule, whatever families exist.
  */
+
+/** The label every relayed sample carries. */
+export const RELAYED_LABEL = 'relayed_by="gateway"';
 
 /** One metric family of a Prometheus text exposition. */
 export interface Family {
@@ -54,12 +59,13 @@ export function mergeExpositions(own: string, upstreams: readonly string[]): str
     for (const family of parseExposition(text)) {
       if (!family.name.startsWith("kiln_") || ownNames.has(family.name)) continue;
       const into = merged.get(family.name);
+      const samples = family.samples.map(withRelayedLabel);
       if (!into) {
-        merged.set(family.name, { ...family, samples: [...family.samples] });
+        merged.set(family.name, { ...family, samples });
         continue;
       }
       const seriesKeys = new Set(into.samples.map(seriesKey));
-      for (const sample of family.samples) {
+      for (const sample of samples) {
         if (!seriesKeys.has(seriesKey(sample))) into.samples.push(sample);
       }
     }
@@ -67,6 +73,17 @@ export function mergeExpositions(own: string, upstreams: readonly string[]): str
   const extra = [...merged.values()].map((f) => [...f.header, ...f.samples].join("\n"));
   if (extra.length === 0) return own;
   return `${own.replace(/\n*$/, "\n")}${extra.join("\n")}\n`;
+}
+
+/** `name{a="b"} 1` → `name{relayed_by="gateway",a="b"} 1`; `name 1` → `name{relayed_by="gateway"} 1`. */
+function withRelayedLabel(sample: string): string {
+  const space = sample.indexOf(" ");
+  const brace = sample.indexOf("{");
+  if (brace >= 0 && (space < 0 || brace < space)) {
+    const rest = sample.slice(brace + 1);
+    return `${sample.slice(0, brace + 1)}${RELAYED_LABEL}${rest.startsWith("}") ? "" : ","}${rest}`;
+  }
+  return `${sample.slice(0, space)}{${RELAYED_LABEL}}${sample.slice(space)}`;
 }
 
 /** A sample line without its value (and timestamp): the series it belongs to. */

@@ -7,6 +7,7 @@ import { freePort, loadGolden, REPO_ROOT, STORIES_NAME } from "@kiln/test-suppor
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Child } from "../src/child";
+import { render } from "./deploy/render";
 
 /**
  * The production path: `npm run build` output alone. The compiled supervisor
@@ -118,6 +119,20 @@ describe("compiled services (dist/)", () => {
     expect(text.match(/^kiln_metrics_upstream_up\{.*\} 1$/gm)).toHaveLength(2);
     const types = text.split("\n").filter((l) => l.startsWith("# TYPE "));
     expect(new Set(types).size).toBe(types.length);
+  });
+
+  it("answers the chart's gateway probes (the paths Kubernetes will ask)", async () => {
+    const gateway = render("").find(
+      (o) => o.kind === "Deployment" && o.metadata.name === "kiln-gateway",
+    )!;
+    const container = gateway.spec.template.spec.containers[0];
+    const paths = ["startupProbe", "readinessProbe", "livenessProbe"].map(
+      (probe) => container[probe].httpGet.path as string,
+    );
+    expect(new Set(paths)).toEqual(new Set(["/health", "/metrics"]));
+    for (const path of paths) {
+      expect((await fetch(`http://127.0.0.1:${gatewayPort}${path}`)).status, path).toBe(200);
+    }
   });
 
   it("answers grpc.health.v1 Check on the router and the worker", async () => {

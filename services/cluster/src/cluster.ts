@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Child, type ChildSpec, describeExit } from "./child";
+import { serviceEntryArgs } from "./service-entry";
 
 export interface ClusterOptions {
-  /** Repository root: children run `services/<name>/src/main.ts` from here. */
+  /** Repository root: children run `services/<name>/src/main.ts` (or `dist/main.js`) from here. */
   readonly repoRoot: string;
   /** Local model directory (already downloaded). */
   readonly modelDir: string;
@@ -45,7 +46,7 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
     const spec: ChildSpec = {
       name,
       command: process.execPath,
-      args: ["--import", "tsx", `services/${name}/src/main.ts`, ...args],
+      args: [...serviceEntryArgs(name), ...args],
       cwd: opts.repoRoot,
       env: opts.env,
     };
@@ -87,17 +88,39 @@ async function startInOrder(
   opts: ClusterOptions,
   spawnChild: (name: string, args: string[]) => Child,
 ): Promise<number> {
-  const router = spawnChild("router", ["--host", "127.0.0.1", "--port", String(opts.routerPort)]);
-  const routerPort = Number((await router.waitForEvent("listening", opts.startTimeoutMs)).port);
-  const routerAddress = `127.0.0.1:${routerPort}`;
-  const worker = spawnChild("worker", ["--model", opts.modelDir, "--router", routerAddress]);
-  await worker.waitForEvent("listening", opts.startTimeoutMs);
+  const router = spawnChild("router", [
+    ...["--host", "127.0.0.1", "--port", String(opts.routerPort)],
+    ...metricsPortArgs(opts.env, "KILN_ROUTER_METRICS_PORT"),
+  ]);
+  const routerListening = await router.waitForEvent("listening", opts.startTimeoutMs);
+  const routerAddress = `127.0.0.1:${Number(routerListening.port)}`;
+  const worker = spawnChild("worker", [
+    ...["--model", opts.modelDir, "--router", routerAddress],
+    ...metricsPortArgs(opts.env, "KILN_WORKER_METRICS_PORT"),
+  ]);
+  const workerListening = await worker.waitForEvent("listening", opts.startTimeoutMs);
   const gateway = spawnChild("gateway", [
     ...["--model", opts.modelDir, "--served-model-name", opts.servedName],
     ...["--router", routerAddress, "--host", opts.host, "--port", String(opts.port)],
     ...["--drain-timeout", String(opts.drainTimeoutS)],
+    ...metricsUpstreamArgs([routerListening, workerListening]),
   ]);
   return Number((await gateway.waitForEvent("listening", opts.startTimeoutMs)).port);
+}
+
+/**
+ * Router and worker serve `/metrics` on a port of their own so the gateway can relay their
+ * `kiln_*` series (one scrape for a laptop): any free port, unless the environment names one.
+ */
+function metricsPortArgs(env: NodeJS.ProcessEnv, serviceEnvName: string): string[] {
+  return env[serviceEnvName] || env.KILN_METRICS_PORT ? [] : ["--metrics-port", "0"];
+}
+
+/** `--metrics-upstream` for every child that reported a `metricsPort` when it started listening. */
+function metricsUpstreamArgs(listening: readonly Record<string, unknown>[]): string[] {
+  return listening
+    .filter((event) => typeof event.metricsPort === "number")
+    .flatMap((event) => ["--metrics-upstream", `http://127.0.0.1:${event.metricsPort}/metrics`]);
 }
 
 /** Polls the gateway's /health until the router reports a healthy worker group. */

@@ -51,7 +51,11 @@ async function main(): Promise<void> {
     },
   );
   const { routerAddress, servedModelName: model } = opts;
-  const observability = await installObservability(app, { routerAddress, model });
+  const observability = await installObservability(app, {
+    routerAddress,
+    model,
+    metricsUpstreams: opts.metricsUpstreams,
+  });
   await app.listen({ host: opts.host, port: opts.port, backlog: LISTEN_BACKLOG });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : opts.port;

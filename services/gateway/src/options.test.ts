@@ -54,6 +54,19 @@ describe("parseGatewayOptions", () => {
     );
   });
 
+  it("takes metrics upstreams from repeated flags or a comma-separated variable", () => {
+    const env = { KILN_MODEL: "m", KILN_ROUTER_ADDRESS: "r:1" };
+    expect(parseGatewayOptions([], env).metricsUpstreams).toEqual([]);
+    const urls = ["http://127.0.0.1:9401/metrics", "http://127.0.0.1:9402/metrics"];
+    const flags = urls.flatMap((u) => ["--metrics-upstream", u]);
+    expect(parseGatewayOptions(flags, env).metricsUpstreams).toEqual(urls);
+    const fromEnv = { ...env, KILN_METRICS_UPSTREAMS: `${urls.join(", ")},` };
+    expect(parseGatewayOptions([], fromEnv).metricsUpstreams).toEqual(urls);
+    expect(() => parseGatewayOptions(["--metrics-upstream", "127.0.0.1:9401"], env)).toThrow(
+      /--metrics-upstream/,
+    );
+  });
+
   it("serves a Hub repo under its id and a directory under its name", () => {
     expect(defaultServedName("TinyLlama/TinyLlama-1.1B")).toBe("TinyLlama/TinyLlama-1.1B");
     expect(defaultServedName("../shared/models/stories260K")).toBe("stories260K");

@@ -24,6 +24,11 @@ export interface GatewayOptions {
   /** KILN_MAX_STREAM_BUFFER_BYTES: unsent bytes an SSE client may queue before it is cut off. */
   readonly maxStreamBufferBytes: number | undefined;
   readonly logLevel: string;
+  /**
+   * Router/worker `/metrics` URLs whose `kiln_*` series the gateway's `/metrics` also serves
+   * (`npm start` sets them; empty in Kubernetes, where every pod is scraped).
+   */
+  readonly metricsUpstreams: readonly string[];
 }
 
 function parseIntFlag(text: string, flag: string, min: number): number {
@@ -73,6 +78,7 @@ export function parseGatewayOptions(
       "max-body-bytes": { type: "string" },
       "max-concurrent-requests": { type: "string" },
       "max-stream-buffer-bytes": { type: "string" },
+      "metrics-upstream": { type: "string", multiple: true },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -111,5 +117,19 @@ export function parseGatewayOptions(
         ? undefined
         : parseIntFlag(maxStreamBuffer, "--max-stream-buffer-bytes", 1024),
     logLevel: env.KILN_LOG_LEVEL ?? "warn",
+    metricsUpstreams: parseMetricsUpstreams(values["metrics-upstream"], env.KILN_METRICS_UPSTREAMS),
   };
+}
+
+/** `--metrics-upstream URL` (repeatable) or `KILN_METRICS_UPSTREAMS` (comma-separated URLs). */
+function parseMetricsUpstreams(flags: readonly string[] | undefined, env: string | undefined) {
+  const urls = (flags ?? (env ? env.split(",") : [])).map((u) => u.trim()).filter((u) => u);
+  for (const url of urls) {
+    if (!/^https?:\/\/[^/]+/.test(url)) {
+      throw new Error(
+        `--metrics-upstream: expected an http(s) URL such as http://127.0.0.1:9401/metrics, got "${url}"`,
+      );
+    }
+  }
+  return urls;
 }

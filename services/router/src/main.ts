@@ -7,7 +7,12 @@
  */
 import { parseArgs } from "node:util";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { ROUTER_LINK_OPTIONS, RouterService } from "@kiln/proto";
+import {
+  createGrpcHealthServer,
+  GrpcHealthService,
+  ROUTER_LINK_OPTIONS,
+  RouterService,
+} from "@kiln/proto";
 import { startMetricsServer, startTracing, takeMetricsPortOption } from "@kiln/telemetry";
 import { DEFAULT_HEALTH_PROBE, HealthProber } from "./health-prober";
 import { ReplicaSet } from "./replica-set";
@@ -68,6 +73,12 @@ async function main(): Promise<void> {
   );
   const server = new Server(ROUTER_LINK_OPTIONS);
   server.addService(RouterService, createRouterService(replicas, { maxNumWaiting }));
+  let isShuttingDown = false;
+  // grpc.health.v1 for Kubernetes' gRPC probes: SERVING until shutdown begins.
+  server.addService(
+    GrpcHealthService,
+    createGrpcHealthServer(["kiln.v1.Router"], () => !isShuttingDown),
+  );
   const boundPort = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),
@@ -98,6 +109,7 @@ async function main(): Promise<void> {
   });
   prober.start();
   const shutdown = () => {
+    isShuttingDown = true;
     prober.stop();
     replicas.close();
     void metrics?.close();

@@ -11,7 +11,13 @@ import { basename } from "node:path";
 import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
 import { createCpuBackend, kvBytesPerBlock } from "@kiln/kernels";
 import { loadConfig, resolveModelDir } from "@kiln/model";
-import { RouterClient, WORKER_LINK_OPTIONS, WorkerService } from "@kiln/proto";
+import {
+  createGrpcHealthServer,
+  GrpcHealthService,
+  RouterClient,
+  WORKER_LINK_OPTIONS,
+  WorkerService,
+} from "@kiln/proto";
 import {
   createMetricsRegistry,
   startMetricsServer,
@@ -54,7 +60,9 @@ async function main(): Promise<void> {
     metricsPort === null
       ? null
       : await startMetricsServer(registry, { host: opts.host, port: metricsPort });
+  let isShuttingDown = false;
   const shutdown = () => {
+    isShuttingDown = true;
     clearInterval(registerTimer);
     void metrics?.close();
     server.tryShutdown(() => {
@@ -75,6 +83,12 @@ async function main(): Promise<void> {
     opts.maxStepMs,
   );
   server.addService(WorkerService, service);
+  // grpc.health.v1 for Kubernetes' gRPC probes: the model is loaded before the port opens; after
+  // that the answer is the Worker service's own Health (what the router probes), until shutdown.
+  server.addService(
+    GrpcHealthService,
+    createGrpcHealthServer(["kiln.v1.Worker"], () => !isShuttingDown && isWorkerServing(service)),
+  );
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${opts.host}:${opts.port}`, ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),
@@ -85,6 +99,14 @@ async function main(): Promise<void> {
   const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port };
   process.stdout.write(`${JSON.stringify(listening)}\n`);
   if (opts.routerAddress) registerTimer = keepRegistered(opts, port, instanceId);
+}
+
+/** Asks the Worker service's Health handler in process, as the router does over gRPC. */
+function isWorkerServing(service: ReturnType<typeof createWorkerService>): Promise<boolean> {
+  return new Promise((resolve) => {
+    const call = { request: {} } as Parameters<typeof service.health>[0];
+    service.health(call, (err, res) => resolve(!err && res?.serving === true));
+  });
 }
 
 /**

@@ -5,6 +5,7 @@ import { createRouterStatsSource } from "./router-stats";
 
 export { observabilityPlugin, recordStreamError } from "./metrics-plugin";
 export { createRouterStatsSource } from "./router-stats";
+export { mergeExpositions, parseExposition } from "./upstream-metrics";
 
 export interface GatewayObservability {
   /** Closes the Stats channel and flushes spans not yet exported. Call after `app.close()`. */
@@ -18,11 +19,20 @@ export interface GatewayObservability {
  */
 export async function installObservability(
   app: FastifyInstance,
-  opts: { readonly routerAddress: string; readonly model: string },
+  opts: {
+    readonly routerAddress: string;
+    readonly model: string;
+    readonly metricsUpstreams?: readonly string[];
+  },
 ): Promise<GatewayObservability> {
   const tracing = await startTracing({ serviceName: "kiln-gateway" });
   const stats = createRouterStatsSource(opts.routerAddress, opts.model);
-  await app.register(observabilityPlugin({ readRouterStats: stats.read }));
+  await app.register(
+    observabilityPlugin({
+      readRouterStats: stats.read,
+      metricsUpstreams: opts.metricsUpstreams ?? [],
+    }),
+  );
   return {
     close: async () => {
       stats.close();

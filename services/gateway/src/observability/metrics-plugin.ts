@@ -15,6 +15,7 @@ import {
   trace,
 } from "@kiln/telemetry";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { fetchUpstreams, mergeExpositions } from "./upstream-metrics";
 
 export interface ObservabilityOptions {
   /** Where metrics are registered; default a new registry with Node process metrics. */
@@ -25,6 +26,11 @@ export interface ObservabilityOptions {
    * (see router-stats.ts). Null: the gateway exposes only its own metrics.
    */
   readonly readRouterStats?: (() => Promise<readonly ReplicaSnapshot[]>) | null;
+  /**
+   * Other processes' `/metrics` URLs whose `kiln_*` families `/metrics` appends (see
+   * upstream-metrics.ts); empty or absent: the gateway's own metrics only.
+   */
+  readonly metricsUpstreams?: readonly string[];
 }
 
 /** What the plugin keeps per request, on the request object. */
@@ -66,9 +72,13 @@ export function observabilityPlugin(opts: ObservabilityOptions) {
   if (readStats) new SchedulerMetrics(registry, readStats);
 
   const plugin = async (app: FastifyInstance) => {
-    app.get("/metrics", async (_request, reply) =>
-      reply.type(registry.contentType).send(await registry.metrics()),
-    );
+    const upstreams = opts.metricsUpstreams ?? [];
+    app.get("/metrics", async (_request, reply) => {
+      const own = await registry.metrics();
+      const text =
+        upstreams.length === 0 ? own : mergeExpositions(own, await fetchUpstreams(upstreams));
+      return reply.type(registry.contentType).send(text);
+    });
     app.addHook("onRequest", async (request, reply) => {
       if (request.routeOptions.url === "/metrics") return;
       startObserving(request as ObservedRequest, reply, http);

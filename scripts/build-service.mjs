@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+/**
+ * Compiles one service to plain JavaScript: `node ../../scripts/build-service.mjs` from a service
+ * directory writes `dist/main.js` (and, for the worker, the CPU backend's thread entry
+ * `dist/cpu-worker.js` plus the native kernels addon beside it). The @kiln/* workspace packages
+ * are bundled in (they export TypeScript sources); every npm dependency stays external and is
+ * loaded from node_modules at run time, so native modules (webgpu, tokenizers, grpc) work as
+ * installed. Production images run `node dist/main.js`: no tsx, no TypeScript.
+ */
+import { copyFileSync, existsSync, mkdirSync, rmSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const serviceDir = process.cwd();
+const outDir = join(serviceDir, "dist");
+
+/** Bundle @kiln/* (TypeScript workspaces); leave every other bare import to node_modules. */
+const externalNpm = {
+  name: "external-npm",
+  setup(b) {
+    b.onResolve({ filter: /^[^./]/ }, (args) => {
+      if (args.path.startsWith("@kiln/") || args.path.startsWith("node:")) return undefined;
+      return { path: args.path, external: true };
+    });
+  },
+};
+
+/**
+ * The kernels load their addon by a path relative to their source file; in the bundle it sits
+ * beside the entry, so the path is rewritten to `./kiln_gemm.node` (copied below).
+ */
+const ADDON_SOURCE_PATH = "../../build/Release/kiln_gemm.node";
+const addonBeside = {
+  name: "addon-beside",
+  setup(b) {
+    b.onLoad({ filter: /native-addon\.ts$/ }, async (args) => {
+      const { readFile } = await import("node:fs/promises");
+      const text = await readFile(args.path, "utf8");
+      if (!text.includes(ADDON_SOURCE_PATH)) {
+        throw new Error(`${args.path} no longer names ${ADDON_SOURCE_PATH}: update the build`);
+      }
+      return { contents: text.replace(ADDON_SOURCE_PATH, "./kiln_gemm.node"), loader: "ts" };
+    });
+  },
+};
+
+const entryPoints = { main: join(serviceDir, "src/main.ts") };
+const isWorker = existsSync(join(serviceDir, "src/worker-service.ts"));
+if (isWorker) {
+  entryPoints["cpu-worker"] = join(REPO_ROOT, "packages/kernels/src/cpu/cpu-worker.ts");
+}
+
+rmSync(outDir, { recursive: true, force: true });
+mkdirSync(outDir, { recursive: true });
+await build({
+  entryPoints,
+  outdir: outDir,
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  sourcemap: true,
+  logLevel: "warning",
+  plugins: [externalNpm, addonBeside],
+  // Bundled CommonJS dependencies of @kiln/* code would need `require`; ESM output provides it.
+  banner: {
+    js: "import { createRequire as __kilnCreateRequire } from 'node:module'; const require = __kilnCreateRequire(import.meta.url);",
+  },
+});
+if (isWorker) {
+  const addon = join(REPO_ROOT, "packages/kernels/build/Release/kiln_gemm.node");
+  // Without the addon the kernels fall back to WebAssembly/TypeScript, as from source.
+  if (existsSync(addon)) copyFileSync(addon, join(outDir, "kiln_gemm.node"));
+}

@@ -39,6 +39,7 @@ async function main(): Promise<void> {
       "max-num-seqs": { type: "string" },
       "max-num-batched-tokens": { type: "string" },
       "step-timeout-ms": { type: "string" },
+      "retry-wait": { type: "string" },
     },
   });
   const host = values.host ?? env.KILN_ROUTER_HOST ?? "127.0.0.1";
@@ -65,7 +66,11 @@ async function main(): Promise<void> {
     "--max-waiting",
   );
   const server = new Server();
-  server.addService(RouterService, createRouterService(replicas, { maxNumWaiting }));
+  // A request whose replica is lost before its first token waits up to this for a retry (0: off).
+  const retryWaitText = values["retry-wait"] ?? env.KILN_RETRY_WAIT_S ?? "10";
+  const retryWaitS = retryWaitText === "0" ? 0 : intOption(retryWaitText, 10, "--retry-wait");
+  const limits = { maxNumWaiting, retryWaitMs: retryWaitS * 1000 };
+  server.addService(RouterService, createRouterService(replicas, limits));
   const boundPort = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),

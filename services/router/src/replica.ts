@@ -185,6 +185,7 @@ export class Replica {
     this.idToRecord.clear();
     for (const record of records) {
       this.telemetry.requestFailed(record.requestId, "WORKER_LOST", reason);
+      if (record.onLost?.(reason)) continue; // retried on a healthy replica (retry.ts)
       record.emit({ error: { code: ErrorCode.WORKER_LOST, message: `worker lost: ${reason}` } });
       record.end();
     }

@@ -21,10 +21,13 @@ import {
 import { extractTraceContext } from "@kiln/telemetry";
 import type { ReplicaSet } from "./replica-set";
 import type { RequestRecord } from "./request-record";
+import { callDeadlineMs, RequestRetry } from "./retry";
 
 export interface RouterLimits {
   /** Requests that may wait for their first step; past it Generate fails with RESOURCE_EXHAUSTED. */
   readonly maxNumWaiting: number;
+  /** A request lost before its first token waits this long for a replica to retry on (retry.ts); 0: off. */
+  readonly retryWaitMs?: number;
 }
 
 /**
@@ -72,13 +75,25 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
           isEnded = true;
           call.end();
         },
+        onLost: (reason) => retry.tryTakeOver(record, reason),
       };
       const newRequest = toNewRequest(req, requestId, record.sampling, n);
-      const error = replica.tryAdd(newRequest, record, extractTraceContext(call.metadata));
+      const parent = extractTraceContext(call.metadata);
+      const retryOptions = { retryWaitMs: limits.retryWaitMs ?? 0 };
+      const retry = new RequestRetry(
+        replicas,
+        newRequest,
+        parent,
+        retryOptions,
+        callDeadlineMs(call),
+      );
+      const error = replica.tryAdd(newRequest, record, parent);
       if (error) return fail(status.INVALID_ARGUMENT, error);
       call.on("cancelled", () => {
         isEnded = true;
-        replica.abort(requestId);
+        retry.cancel();
+        // A retried request runs on another replica than the one first routed to.
+        (replicas.findRequest(requestId) ?? replica).abort(requestId);
       });
     },
     abort(

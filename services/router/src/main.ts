@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { RouterService } from "@kiln/proto";
 import { startMetricsServer, startTracing, takeMetricsPortOption } from "@kiln/telemetry";
+import { probeDrains } from "./drain";
 import { ReplicaSet } from "./replica-set";
 import { createRouterService } from "./router-service";
 import { defaultRouterTelemetry } from "./telemetry/router-telemetry";
@@ -83,8 +84,14 @@ async function main(): Promise<void> {
       ? null
       : await startMetricsServer(telemetry.registry, { host, port: metricsPort });
   const probeTimer = setInterval(() => void replicas.probeHealth(), HEALTH_PROBE_INTERVAL_MS);
+  const logDrain = (line: string) => process.stderr.write(`kiln router: ${line}\n`);
+  const drainTimer = setInterval(
+    () => void probeDrains(replicas, logDrain),
+    HEALTH_PROBE_INTERVAL_MS,
+  );
   const shutdown = () => {
     clearInterval(probeTimer);
+    clearInterval(drainTimer);
     replicas.close();
     void metrics?.close();
     server.tryShutdown(() => void tracing.shutdown().finally(() => process.exit(0)));

@@ -68,6 +68,8 @@ export class Replica {
   /** Metric labels: the worker's model and this replica's id. */
   private labels: ReplicaLabels = { model: "", replica: "" };
   readonly counters: ReplicaCounters = { numRequestsRouted: 0 };
+  /** The worker reported draining (drain.ts): no new request is routed here. */
+  isDraining = false;
 
   constructor(
     readonly replicaId: string,
@@ -118,6 +120,7 @@ export class Replica {
     if (this.scheduler && info.instanceId === this.instanceId) return;
     if (this.scheduler) this.fail("the worker restarted");
     this.instanceId = info.instanceId;
+    this.isDraining = false;
     this.eosTokenIds = info.eosTokenIds;
     this.labels = { model: info.model, replica: this.replicaId };
     this.telemetry.replicaConnected(this.labels);

@@ -1,5 +1,11 @@
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
-import { type StepRequest, type StepResponse, WorkerClient, type WorkerInfo } from "@kiln/proto";
+import {
+  type HealthResponse,
+  type StepRequest,
+  type StepResponse,
+  WorkerClient,
+  type WorkerInfo,
+} from "@kiln/proto";
 
 /**
  * One gRPC channel to a worker. Every call has a deadline; failures surface as rejected
@@ -37,6 +43,24 @@ export class WorkerConnection {
     return new Promise((resolve) => {
       this.client.health({}, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
         resolve(!err && res.serving),
+      );
+    });
+  }
+
+  /** Health with the drain flag; null when the worker does not answer in time. */
+  healthState(timeoutMs: number): Promise<HealthResponse | null> {
+    return new Promise((resolve) => {
+      this.client.health({}, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
+        resolve(err ? null : res),
+      );
+    });
+  }
+
+  /** Asks the worker to exit (the end of its drain); resolves whether it acknowledged. */
+  shutdown(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.client.shutdown({}, new Metadata(), { deadline: Date.now() + timeoutMs }, (err) =>
+        resolve(!err),
       );
     });
   }

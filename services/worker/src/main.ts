@@ -18,6 +18,7 @@ import {
   startTracing,
   takeMetricsPortOption,
 } from "@kiln/telemetry";
+import { WorkerDrain } from "./drain";
 import { parseWorkerOptions, type WorkerOptions } from "./options";
 import { WorkerTelemetry } from "./telemetry/worker-telemetry";
 import { createWorkerService } from "./worker-service";
@@ -54,7 +55,10 @@ async function main(): Promise<void> {
     metricsPort === null
       ? null
       : await startMetricsServer(registry, { host: opts.host, port: metricsPort });
+  let isShuttingDown = false;
   const shutdown = () => {
+    if (isShuttingDown) return;
+    isShuttingDown = true;
     clearInterval(registerTimer);
     void metrics?.close();
     server.tryShutdown(() => {
@@ -73,14 +77,22 @@ async function main(): Promise<void> {
     shutdown,
     telemetry,
   );
-  server.addService(WorkerService, service);
+  const drain = new WorkerDrain(opts.drainTimeoutMs, shutdown);
+  server.addService(WorkerService, drain.wrap(service));
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${opts.host}:${opts.port}`, ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),
     );
   });
-  process.on("SIGTERM", shutdown);
-  process.on("SIGINT", shutdown);
+  // First signal: drain (the router releases this worker once its requests are done, calling
+  // Shutdown); a second signal, or a worker with no router, stops at once.
+  const onSignal = () => {
+    if (drain.isDraining || !opts.routerAddress) return shutdown();
+    process.stderr.write("kiln worker: draining: finishing running sequences\n");
+    drain.start(() => clearInterval(registerTimer));
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
   const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port };
   process.stdout.write(`${JSON.stringify(listening)}\n`);
   if (opts.routerAddress) registerTimer = keepRegistered(opts, port, instanceId);

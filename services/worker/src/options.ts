@@ -15,6 +15,8 @@ export interface WorkerOptions {
   readonly replicaId: string;
   /** Host the router should dial to reach this worker. */
   readonly advertiseHost: string;
+  /** After SIGTERM, exit at the latest after this long even if the router never released it. */
+  readonly drainTimeoutMs: number;
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -46,6 +48,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       router: { type: "string" },
       "replica-id": { type: "string" },
       "advertise-host": { type: "string" },
+      "drain-timeout": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -65,5 +68,12 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
     routerAddress: values.router ?? env.KILN_ROUTER_ADDRESS ?? null,
     replicaId: values["replica-id"] ?? env.KILN_REPLICA_ID ?? "replica-0",
     advertiseHost: values["advertise-host"] ?? env.KILN_ADVERTISE_HOST ?? "127.0.0.1",
+    drainTimeoutMs:
+      1000 *
+      parseIntFlag(
+        values["drain-timeout"] ?? env.KILN_WORKER_DRAIN_TIMEOUT_S ?? "30",
+        "--drain-timeout",
+        0,
+      ),
   };
 }

@@ -113,7 +113,7 @@ export function createWorkerService(
       _call: ServerUnaryCall<unknown, HealthResponse>,
       callback: sendUnaryData<HealthResponse>,
     ) {
-      callback(null, { serving: true });
+      callback(null, { serving: true, draining: false });
     },
     shutdown(_call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<object>) {
       callback(null, {});

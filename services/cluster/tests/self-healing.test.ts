@@ -12,8 +12,12 @@ import { type SupervisorProcess, startSupervisor } from "./supervisor-process";
 let sup: SupervisorProcess;
 
 beforeAll(async () => {
-  // A 2 s first backoff leaves a window in which no router is up (the 503 case below).
-  sup = await startSupervisor({ KILN_SUPERVISOR_BACKOFF_MS: "2000" });
+  // A 2 s first backoff leaves a window in which no router is up (the 503 case below); two
+  // restarts per service within the window, so the third worker crash makes it give up.
+  sup = await startSupervisor({
+    KILN_SUPERVISOR_BACKOFF_MS: "2000",
+    KILN_SUPERVISOR_MAX_RESTARTS: "2",
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -23,11 +27,16 @@ afterAll(async () => {
 const PROMPT = "Once upon a time";
 
 /** Opens `numStreams` long streams and resolves once each has delivered a first token. */
-async function openStreams(numStreams: number) {
+async function openStreams(numStreams: number, maxTokens = 480) {
   const streams = await Promise.all(
     Array.from({ length: numStreams }, () => {
       // ignore_eos is a vLLM extension the gateway accepts; the openai types lack it.
-      const body = { model: "stories260K", prompt: PROMPT, max_tokens: 480, ignore_eos: true };
+      const body = {
+        model: "stories260K",
+        prompt: PROMPT,
+        max_tokens: maxTokens,
+        ignore_eos: true,
+      };
       return sup.client.completions.create({ ...body, stream: true as const });
     }),
   );
@@ -112,5 +121,33 @@ describe("supervisor self-healing (kill -9 mid-stream)", () => {
     for (const service of ["router", "worker", "gateway"]) {
       expect(metrics).toContain(`kiln_supervisor_up{service="${service}"} 1`);
     }
+  }, 60_000);
+
+  it("gateway SIGTERM: the running stream finishes, the gateway exits 0 and comes back", async () => {
+    const ends = await openStreams(1, 150); // ~1.5 s, well inside the 5 s drain timeout
+    const before = sup.restarts.length;
+    process.kill(sup.pids.gateway!, "SIGTERM");
+    // Draining: it no longer accepts connections.
+    await expect(fetch(`${sup.baseURL}/models`)).rejects.toThrow();
+    expect(await ends[0]).toBe("completed");
+    expect(await completesWithin(30_000)).toBeLessThan(30_000);
+    expect(sup.restarts.slice(before)).toMatchObject([{ service: "gateway", cause: "exit_0" }]);
+  }, 60_000);
+
+  it("gives up after repeated crashes: exits 1 with the reason and stops every child", async () => {
+    const pids = { ...sup.pids };
+    process.kill(pids.worker!, "SIGKILL"); // the worker's second crash: restarted after 4 s
+    await waitFor(
+      () => sup.restarts.filter((r) => r.service === "worker").length === 2,
+      "restart",
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    process.kill(sup.pids.worker!, "SIGKILL"); // the third within the window
+    const exit = await sup.child.exited;
+    expect(exit.code).toBe(1);
+    expect(sup.logs.join("\n")).toMatch(/worker crashed 3 times within 60 s .*giving up/);
+    for (const pid of [pids.router!, pids.gateway!]) expect(() => process.kill(pid, 0)).toThrow();
   }, 60_000);
 });

@@ -25,7 +25,7 @@ describe("safe retry on another replica", () => {
   let client: TestRouterClient;
 
   beforeAll(async () => {
-    router = await startService("router", ["--port", "0", "--retry-wait", "10"]);
+    router = await startService("router", ["--port", "0", "--retry-wait", "30"]);
     [workerA, workerB] = await Promise.all([
       startWorker(router.port, "replica-a"),
       startWorker(router.port, "replica-b"),
@@ -85,4 +85,35 @@ describe("safe retry on another replica", () => {
     expect(result.tokenIds.length).toBeLessThan(400);
     expect(result.events.at(-1)?.error?.message).toMatch(/worker lost/);
   }, 30_000);
+
+  it("with no other replica, waits for the lost worker to come back and completes there", async () => {
+    // Both workers are gone by now: one replica that is lost, then restarted within the wait.
+    const golden = cases[2 % cases.length]!;
+    workerA = await startWorker(router.port, "replica-c");
+    await waitFor(
+      async () =>
+        (await client.stats()).replicas.some((r) => r.replicaId === "replica-c" && r.healthy),
+      "replica-c",
+      { timeoutMs: 30_000 },
+    );
+    process.kill(workerA.pid!, "SIGSTOP");
+    const pending = client.generate({
+      promptTokenIds: [...golden.prompt_ids],
+      maxTokens: golden.greedy_ids.length,
+      ignoreEos: true,
+    });
+    await waitFor(
+      async () =>
+        (await client.stats()).replicas.find((r) => r.replicaId === "replica-c")
+          ?.numRequestsRouted === 1,
+      "the request to be routed to replica-c",
+    );
+    await workerA.kill();
+    workerA = await startWorker(router.port, "replica-c");
+    const result = await pending;
+    expect(result.error).toBeNull();
+    expect(result.tokenIds).toEqual(golden.greedy_ids);
+    const c = (await client.stats()).replicas.find((r) => r.replicaId === "replica-c")!;
+    expect(c.numRequestsRouted).toBe(2);
+  }, 40_000);
 });

@@ -154,7 +154,7 @@ async function waitHealthy(
   throw new Error(`the cluster did not become healthy in ${opts.startTimeoutMs} ms`);
 }
 
-/** Gateway first (it drains), then worker and router together. */
+/** Gateway first (SIGTERM: it drains), then worker and router together (SIGINT: at once). */
 function createStopper(services: readonly SupervisedService[], opts: ClusterOptions) {
   let stopping: Promise<void> | null = null;
   let resolveDone!: () => void;
@@ -168,8 +168,10 @@ function createStopper(services: readonly SupervisedService[], opts: ClusterOpti
         const drainMs = opts.drainTimeoutS * 1000 + STOP_GRACE_MS;
         const gateways = services.filter((s) => s.name === "gateway");
         await Promise.all(gateways.map((s) => s.stop("SIGTERM", drainMs)));
+        // SIGINT, not SIGTERM: a worker drains on SIGTERM, waiting for a router that is
+        // stopping too; with the gateway drained there is nothing left to finish.
         const rest = services.filter((s) => s.name !== "gateway");
-        await Promise.all(rest.map((s) => s.stop("SIGTERM", STOP_GRACE_MS)));
+        await Promise.all(rest.map((s) => s.stop("SIGINT", STOP_GRACE_MS)));
         resolveDone();
       })();
       return stopping;

@@ -84,15 +84,16 @@ async function main(): Promise<void> {
       err ? reject(err) : resolve(p),
     );
   });
-  // First signal: drain (the router releases this worker once its requests are done, calling
-  // Shutdown); a second signal, or a worker with no router, stops at once.
-  const onSignal = () => {
+  // SIGTERM (Kubernetes, a rolling update): drain; the router releases this worker once its
+  // requests are done, calling Shutdown. SIGINT (the supervisor stopping the whole cluster after
+  // the gateway drained), a second SIGTERM, or a worker with no router: stop at once.
+  const onTerm = () => {
     if (drain.isDraining || !opts.routerAddress) return shutdown();
     process.stderr.write("kiln worker: draining: finishing running sequences\n");
     drain.start(() => clearInterval(registerTimer));
   };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onTerm);
+  process.on("SIGINT", shutdown);
   const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port };
   process.stdout.write(`${JSON.stringify(listening)}\n`);
   if (opts.routerAddress) registerTimer = keepRegistered(opts, port, instanceId);

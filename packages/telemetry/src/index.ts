@@ -39,6 +39,7 @@ export {
   SchedulerMetrics,
   type SnapshotSource,
 } from "./metrics/scheduler-metrics";
+export { SupervisorMetrics } from "./metrics/supervisor-metrics";
 export { WorkerMetrics } from "./metrics/worker-metrics";
 export {
   decodeSpanLinks,

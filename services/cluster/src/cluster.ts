@@ -1,9 +1,11 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { Child, type ChildSpec, describeExit } from "./child";
+import { Child, type ChildSpec } from "./child";
 import { serviceEntryArgs } from "./service-entry";
+import { DEFAULT_RESTART_POLICY, type RestartPolicy } from "./restart-policy";
+import { SupervisedService, type SupervisionHooks } from "./supervised-service";
 
 export interface ClusterOptions {
-  /** Repository root: children run `services/<name>/src/main.ts` (or `dist/main.js`) from here. */
+  /** Repository root: children run `services/<name>/src/main.ts` from here. */
   readonly repoRoot: string;
   /** Local model directory (already downloaded). */
   readonly modelDir: string;
@@ -17,15 +19,20 @@ export interface ClusterOptions {
   readonly drainTimeoutS: number;
   /** Each process must report "listening" (and the cluster be healthy) within this. */
   readonly startTimeoutMs: number;
+  /** How crashed children are restarted, and when the supervisor gives up (default: DEFAULT_RESTART_POLICY). */
+  readonly restartPolicy?: RestartPolicy;
   readonly env: NodeJS.ProcessEnv;
   /** Where the supervisor's and children's log lines go. */
   readonly log: (line: string) => void;
+  /** Restart bookkeeping (metrics, the `restarted` stdout line); all optional. */
+  readonly hooks?: Partial<Pick<SupervisionHooks, "onRestarting" | "onRestarted" | "onUp">>;
 }
 
 export interface RunningCluster {
   readonly gatewayPort: number;
+  /** Current pid of each child (a restart changes it). */
   readonly pids: Readonly<Record<string, number | undefined>>;
-  /** Resolves with the exit code once everything stopped: 0 after `stop`, 1 after a crash. */
+  /** Resolves with the exit code once everything stopped: 0 after `stop`, 1 after giving up. */
   readonly stopped: Promise<number>;
   /** Drains the gateway, then stops the worker and router. Idempotent. */
   stop(reason: string): Promise<number>;
@@ -36,41 +43,58 @@ const HEALTH_POLL_MS = 200;
 
 /**
  * Starts router, worker and gateway as separate processes, in that order, each once the one it
- * needs is listening, and resolves when the gateway reports healthy. If any child exits on its
- * own, the supervisor stops the others (no restarts) and `stopped` resolves with 1. Throws
- * (after stopping whatever started) when a process fails to come up.
+ * needs is listening, and resolves when the gateway reports healthy. From then on a child that
+ * exits on its own is restarted with exponential backoff (the router and gateway on the ports
+ * they had; workers re-register and the gateway's channel reconnects by themselves). After more
+ * than `restartPolicy.maxRestarts` crashes of one service within the window the supervisor
+ * gives up: it stops the others and `stopped` resolves with 1. Throws (after stopping whatever
+ * started) when a process fails to come up the first time.
  */
 export async function startCluster(opts: ClusterOptions): Promise<RunningCluster> {
-  const children: Child[] = [];
-  const spawnChild = (name: string, args: string[]) => {
-    const spec: ChildSpec = {
-      name,
-      command: process.execPath,
-      args: [...serviceEntryArgs(name), ...args],
-      cwd: opts.repoRoot,
-      env: opts.env,
-    };
-    const child = new Child(spec, opts.log);
-    children.push(child);
-    return child;
+  const services: SupervisedService[] = [];
+  let exitCode = 0;
+  const stopAll = createStopper(services, opts);
+  const hooks: SupervisionHooks = {
+    log: opts.log,
+    onRestarting: (name, cause) => opts.hooks?.onRestarting?.(name, cause),
+    onRestarted: (name, pid, cause) => opts.hooks?.onRestarted?.(name, pid, cause),
+    onUp: (name, isUp) => opts.hooks?.onUp?.(name, isUp),
+    onGiveUp: (reason) => {
+      opts.log(`kiln: ${reason}; stopping`);
+      exitCode = 1;
+      void stopAll.stop();
+    },
   };
-  const stopAll = createStopper(children, opts);
+  const startService = (name: string, args: () => string[]) => {
+    const spawn = () => {
+      const spec: ChildSpec = {
+        name,
+        command: process.execPath,
+        args: [...serviceEntryArgs(name), ...args()],
+        cwd: opts.repoRoot,
+        env: opts.env,
+      };
+      return new Child(spec, opts.log);
+    };
+    const service = new SupervisedService(
+      name,
+      spawn,
+      opts.restartPolicy ?? DEFAULT_RESTART_POLICY,
+      opts.startTimeoutMs,
+      hooks,
+    );
+    services.push(service);
+    return service.current;
+  };
   try {
-    const gatewayPort = await startInOrder(opts, spawnChild);
-    await waitHealthy(opts, gatewayPort, children);
-    let exitCode = 0;
-    for (const child of children) {
-      void child.exited.then((exit) => {
-        if (stopAll.isStopping) return;
-        opts.log(`kiln: ${child.spec.name} exited unexpectedly (${describeExit(exit)}); stopping`);
-        exitCode = 1;
-        void stopAll.stop();
-      });
-    }
-    const pids = Object.fromEntries(children.map((c) => [c.spec.name, c.pid]));
+    const gatewayPort = await startInOrder(opts, startService);
+    await waitHealthy(opts, gatewayPort, services);
+    for (const service of services) service.supervise();
     return {
       gatewayPort,
-      pids,
+      get pids() {
+        return Object.fromEntries(services.map((s) => [s.name, s.current.pid]));
+      },
       stopped: stopAll.done.then(() => exitCode),
       stop: async (reason) => {
         opts.log(`kiln: ${reason}: stopping (draining up to ${opts.drainTimeoutS} s)`);
@@ -86,51 +110,76 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
 
 async function startInOrder(
   opts: ClusterOptions,
-  spawnChild: (name: string, args: string[]) => Child,
+  startService: (name: string, args: () => string[]) => Child,
 ): Promise<number> {
-  const router = spawnChild("router", [
-    ...["--host", "127.0.0.1", "--port", String(opts.routerPort)],
-    ...metricsPortArgs(opts.env, "KILN_ROUTER_METRICS_PORT"),
+  let routerPort = opts.routerPort;
+  // Restarts reuse the ports of the first start: the gateway dials the same router address and
+  // relays the same metrics URLs whichever process instance answers.
+  let routerMetricsPort: number | null = metricsPortOf(opts.env, "KILN_ROUTER_METRICS_PORT");
+  const router = startService("router", () => [
+    ...["--host", "127.0.0.1", "--port", `${routerPort}`],
+    ...metricsPortArgs(routerMetricsPort),
   ]);
   const routerListening = await router.waitForEvent("listening", opts.startTimeoutMs);
-  const routerAddress = `127.0.0.1:${Number(routerListening.port)}`;
-  const worker = spawnChild("worker", [
+  routerPort = Number(routerListening.port);
+  routerMetricsPort = reportedMetricsPort(routerListening, routerMetricsPort);
+  const routerAddress = `127.0.0.1:${routerPort}`;
+  let workerMetricsPort: number | null = metricsPortOf(opts.env, "KILN_WORKER_METRICS_PORT");
+  const worker = startService("worker", () => [
     ...["--model", opts.modelDir, "--router", routerAddress],
-    ...metricsPortArgs(opts.env, "KILN_WORKER_METRICS_PORT"),
+    ...metricsPortArgs(workerMetricsPort),
   ]);
   const workerListening = await worker.waitForEvent("listening", opts.startTimeoutMs);
-  const gateway = spawnChild("gateway", [
+  workerMetricsPort = reportedMetricsPort(workerListening, workerMetricsPort);
+  let gatewayPort = opts.port;
+  const gateway = startService("gateway", () => [
     ...["--model", opts.modelDir, "--served-model-name", opts.servedName],
-    ...["--router", routerAddress, "--host", opts.host, "--port", String(opts.port)],
+    ...["--router", routerAddress, "--host", opts.host, "--port", String(gatewayPort)],
     ...["--drain-timeout", String(opts.drainTimeoutS)],
-    ...metricsUpstreamArgs([routerListening, workerListening]),
+    ...metricsUpstreamArgs([routerMetricsPort, workerMetricsPort]),
   ]);
-  return Number((await gateway.waitForEvent("listening", opts.startTimeoutMs)).port);
+  gatewayPort = Number((await gateway.waitForEvent("listening", opts.startTimeoutMs)).port);
+  return gatewayPort;
 }
 
 /**
  * Router and worker serve `/metrics` on a port of their own so the gateway can relay their
- * `kiln_*` series (one scrape for a laptop): any free port, unless the environment names one.
+ * `kiln_*` series (one scrape for a laptop). Null: the environment names the port
+ * (`KILN_<SERVICE>_METRICS_PORT` or `KILN_METRICS_PORT`), which the child reads itself; 0: any
+ * free port, fixed after the first start.
  */
-function metricsPortArgs(env: NodeJS.ProcessEnv, serviceEnvName: string): string[] {
-  return env[serviceEnvName] || env.KILN_METRICS_PORT ? [] : ["--metrics-port", "0"];
+function metricsPortOf(env: NodeJS.ProcessEnv, serviceEnvName: string): number | null {
+  return env[serviceEnvName] || env.KILN_METRICS_PORT ? null : 0;
 }
 
-/** `--metrics-upstream` for every child that reported a `metricsPort` when it started listening. */
-function metricsUpstreamArgs(listening: readonly Record<string, unknown>[]): string[] {
-  return listening
-    .filter((event) => typeof event.metricsPort === "number")
-    .flatMap((event) => ["--metrics-upstream", `http://127.0.0.1:${event.metricsPort}/metrics`]);
+function metricsPortArgs(port: number | null): string[] {
+  return port === null ? [] : ["--metrics-port", String(port)];
+}
+
+/** The metrics port a child reported when it started listening (its `metricsPort`), if any. */
+function reportedMetricsPort(listening: Record<string, unknown>, fallback: number | null) {
+  return typeof listening.metricsPort === "number" ? listening.metricsPort : fallback;
+}
+
+/** `--metrics-upstream` for every child with a known metrics port. */
+function metricsUpstreamArgs(ports: readonly (number | null)[]): string[] {
+  return ports
+    .filter((port): port is number => port !== null && port > 0)
+    .flatMap((port) => ["--metrics-upstream", `http://127.0.0.1:${port}/metrics`]);
 }
 
 /** Polls the gateway's /health until the router reports a healthy worker group. */
-async function waitHealthy(opts: ClusterOptions, port: number, children: readonly Child[]) {
+async function waitHealthy(
+  opts: ClusterOptions,
+  port: number,
+  services: readonly SupervisedService[],
+) {
   const host = opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}/health`;
   const deadline = Date.now() + opts.startTimeoutMs;
   while (Date.now() < deadline) {
-    const dead = children.find((c) => c.hasExited);
-    if (dead) throw new Error(`${dead.spec.name} exited while the cluster was starting`);
+    const dead = services.find((s) => s.current.hasExited);
+    if (dead) throw new Error(`${dead.name} exited while the cluster was starting`);
     const isOk = await fetch(url).then(
       (res) => res.ok,
       () => false,
@@ -141,25 +190,24 @@ async function waitHealthy(opts: ClusterOptions, port: number, children: readonl
   throw new Error(`the cluster did not become healthy in ${opts.startTimeoutMs} ms`);
 }
 
-/** Gateway first (it drains), then worker and router together. */
-function createStopper(children: readonly Child[], opts: ClusterOptions) {
+/** Gateway first (SIGTERM: it drains), then worker and router together (SIGINT: at once). */
+function createStopper(services: readonly SupervisedService[], opts: ClusterOptions) {
   let stopping: Promise<void> | null = null;
   let resolveDone!: () => void;
   const done = new Promise<void>((resolve) => {
     resolveDone = resolve;
   });
-  const byName = (name: string) => children.filter((c) => c.spec.name === name);
   return {
-    get isStopping() {
-      return stopping !== null;
-    },
     done,
     stop(): Promise<void> {
       stopping ??= (async () => {
         const drainMs = opts.drainTimeoutS * 1000 + STOP_GRACE_MS;
-        await Promise.all(byName("gateway").map((c) => c.stop("SIGTERM", drainMs)));
-        const rest = children.filter((c) => c.spec.name !== "gateway");
-        await Promise.all(rest.map((c) => c.stop("SIGTERM", STOP_GRACE_MS)));
+        const gateways = services.filter((s) => s.name === "gateway");
+        await Promise.all(gateways.map((s) => s.stop("SIGTERM", drainMs)));
+        // SIGINT, not SIGTERM: a worker drains on SIGTERM, waiting for a router that is
+        // stopping too; with the gateway drained there is nothing left to finish.
+        const rest = services.filter((s) => s.name !== "gateway");
+        await Promise.all(rest.map((s) => s.stop("SIGINT", STOP_GRACE_MS)));
         resolveDone();
       })();
       return stopping;

@@ -4,12 +4,18 @@
  * Prints `{"event":"ready","port":N,...}` on stdout once the gateway answers healthy; logs go to
  * stderr, each child's lines prefixed with its name. Ctrl-C (SIGINT) or SIGTERM drains the
  * gateway (KILN_DRAIN_TIMEOUT_S, default 30 s), then stops every process; a second Ctrl-C
- * kills them. A child that dies stops the whole cluster (exit code 1).
+ * kills them. A child that exits on its own is restarted with exponential backoff (one stdout
+ * line `{"event":"restarted","service":S,"pid":P,"cause":C}` each time); after more than
+ * KILN_SUPERVISOR_MAX_RESTARTS crashes of one service within KILN_SUPERVISOR_RESTART_WINDOW_S
+ * the supervisor stops everything and exits 1 with the reason (see supervisor-options.ts for
+ * every flag; `kiln_supervisor_restarts_total` on KILN_SUPERVISOR_METRICS_PORT).
  */
 import { join, resolve } from "node:path";
 import { resolveModelDir } from "@kiln/model";
+import { createMetricsRegistry, SupervisorMetrics, startMetricsServer } from "@kiln/telemetry";
 import { startCluster } from "./cluster";
 import { NO_MODEL_MESSAGE, tryResolveModelSpec } from "./model-spec";
+import { parseSupervisorOptions } from "./supervisor-options";
 
 const REPO_ROOT = resolve(import.meta.dirname, "../../..");
 const DUPLICATE_SIGNAL_MS = 1000;
@@ -29,6 +35,7 @@ function intEnv(name: string, fallback: number): number {
 
 async function main(): Promise<number> {
   const env = process.env;
+  const supervisor = parseSupervisorOptions(process.argv.slice(2), env);
   const spec = tryResolveModelSpec(
     env.KILN_MODEL,
     env.INIT_CWD ?? process.cwd(),
@@ -44,6 +51,12 @@ async function main(): Promise<number> {
   const modelDir =
     "dir" in spec.source ? spec.source.dir : await resolveModelDir(spec.source.repoId);
   log(`kiln: serving ${spec.servedName} from ${modelDir}`);
+  const registry = createMetricsRegistry({ processMetrics: false });
+  const metrics = new SupervisorMetrics(registry, ["router", "worker", "gateway"]);
+  const metricsServer =
+    supervisor.metricsPort === null
+      ? null
+      : await startMetricsServer(registry, { host: "127.0.0.1", port: supervisor.metricsPort });
   const cluster = await startCluster({
     repoRoot: REPO_ROOT,
     modelDir,
@@ -53,8 +66,17 @@ async function main(): Promise<number> {
     routerPort: intEnv("KILN_ROUTER_PORT", 0),
     drainTimeoutS: intEnv("KILN_DRAIN_TIMEOUT_S", 30),
     startTimeoutMs: intEnv("KILN_START_TIMEOUT_S", 300) * 1000,
+    restartPolicy: supervisor.restartPolicy,
     env,
     log,
+    hooks: {
+      onRestarting: (service, cause) => metrics.restarted(service, cause),
+      onUp: (service, isUp) => metrics.setUp(service, isUp),
+      onRestarted: (service, pid, cause) => {
+        const line = { event: "restarted", service, pid, cause };
+        process.stdout.write(`${JSON.stringify(line)}\n`);
+      },
+    },
   });
   const host = env.HOST ?? "127.0.0.1";
   log(`kiln: ready at http://${host}:${cluster.gatewayPort}/v1 (model "${spec.servedName}")`);
@@ -63,6 +85,7 @@ async function main(): Promise<number> {
     port: cluster.gatewayPort,
     model: spec.servedName,
     pids: cluster.pids,
+    metricsPort: metricsServer?.port,
   };
   process.stdout.write(`${JSON.stringify(ready)}\n`);
   let firstSignalAt: number | null = null;
@@ -81,7 +104,9 @@ async function main(): Promise<number> {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  return cluster.stopped;
+  const code = await cluster.stopped;
+  await metricsServer?.close();
+  return code;
 }
 
 function killGroup(pid: number): void {

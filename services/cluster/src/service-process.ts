@@ -10,7 +10,10 @@ export interface ServiceProcess {
   readonly jsonLines: readonly Record<string, unknown>[];
   /** SIGKILL at once, as a crash would; resolves once it has exited. */
   kill(): Promise<void>;
-  /** SIGTERM, then SIGKILL after 5 s; resolves once it has exited. */
+  /**
+   * SIGINT (a worker stops at once; SIGTERM would make it drain), then SIGKILL after 5 s;
+   * resolves once it has exited.
+   */
   stop(): Promise<void>;
 }
 
@@ -68,7 +71,7 @@ export async function startServiceProcess(
       await child.stop("SIGKILL", 0);
     },
     stop: async () => {
-      await child.stop("SIGTERM", STOP_GRACE_MS);
+      await child.stop("SIGINT", STOP_GRACE_MS);
     },
   };
 }

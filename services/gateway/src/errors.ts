@@ -11,8 +11,17 @@ export interface OpenAIErrorBody {
   };
 }
 
-/** Seconds a client should wait before retrying after a 429 (the router's queue was full). */
+/**
+ * Seconds a client should wait before retrying after a 429 (the router's queue was full) or a
+ * 503 (no router or worker reachable: the supervisor is restarting it, or the gateway drains).
+ */
 export const RETRY_AFTER_S = 1;
+
+const RETRYABLE_CODES: ReadonlySet<KilnErrorCode> = new Set([
+  "OVERLOADED",
+  "UNAVAILABLE",
+  "WORKER_LOST",
+]);
 
 export function errorBody(err: KilnError): OpenAIErrorBody {
   return {
@@ -25,10 +34,10 @@ export function errorBody(err: KilnError): OpenAIErrorBody {
   };
 }
 
-/** Sends `err` with the status from ERROR_TABLE (and `Retry-After` on 429). */
+/** Sends `err` with the status from ERROR_TABLE (and `Retry-After` on 429 and 503). */
 export function sendError(reply: FastifyReply, err: KilnError): FastifyReply {
   const status = ERROR_TABLE[err.code].httpStatus;
-  if (err.code === "OVERLOADED") void reply.header("retry-after", String(RETRY_AFTER_S));
+  if (RETRYABLE_CODES.has(err.code)) void reply.header("retry-after", String(RETRY_AFTER_S));
   return reply.code(status).type("application/json").send(errorBody(err));
 }
 

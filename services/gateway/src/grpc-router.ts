@@ -21,6 +21,16 @@ import type { RouterPort } from "./router-port";
 
 const HEALTH_DEADLINE_MS = 2000;
 
+/**
+ * A restarted router must be found again within about a second: grpc-js reconnects a channel
+ * in TRANSIENT_FAILURE with exponential backoff (up to 120 s by default), and while it backs
+ * off every call fails at once with UNAVAILABLE (503 + Retry-After to the client, never a hang).
+ */
+export const ROUTER_CHANNEL_OPTIONS = {
+  "grpc.initial_reconnect_backoff_ms": 100,
+  "grpc.max_reconnect_backoff_ms": 1000,
+} as const;
+
 const PROTO_TO_KILN: Readonly<Record<number, KilnErrorCode>> = {
   [ErrorCode.INVALID_REQUEST]: "INVALID_REQUEST",
   [ErrorCode.OVERLOADED]: "OVERLOADED",
@@ -53,7 +63,10 @@ export function createGrpcRouter(
   opts: { readonly abortGraceMs?: number } = {},
 ): RouterPort {
   const abortGraceMs = opts.abortGraceMs ?? DEFAULT_ABORT_GRACE_MS;
-  const client = new RouterClient(address, credentials.createInsecure(), ROUTER_LINK_OPTIONS);
+  const client = new RouterClient(address, credentials.createInsecure(), {
+    ...ROUTER_LINK_OPTIONS,
+    ...ROUTER_CHANNEL_OPTIONS,
+  });
   return {
     generate: (request, signal) => generateEvents(client, request, signal, abortGraceMs),
     stopChoice: (requestId, index) =>

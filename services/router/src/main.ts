@@ -15,6 +15,7 @@ import {
 } from "@kiln/proto";
 import { startMetricsServer, startTracing, takeMetricsPortOption } from "@kiln/telemetry";
 import { DEFAULT_HEALTH_PROBE, HealthProber } from "./health-prober";
+import { probeDrains } from "./drain";
 import { ReplicaSet } from "./replica-set";
 import { createRouterService } from "./router-service";
 import { defaultRouterTelemetry } from "./telemetry/router-telemetry";
@@ -46,6 +47,7 @@ async function main(): Promise<void> {
       "health-probe-interval-ms": { type: "string" },
       "health-probe-timeout-ms": { type: "string" },
       "health-probe-misses": { type: "string" },
+      "retry-wait": { type: "string" },
     },
   });
   const host = values.host ?? env.KILN_ROUTER_HOST ?? "127.0.0.1";
@@ -72,7 +74,11 @@ async function main(): Promise<void> {
     "--max-waiting",
   );
   const server = new Server(ROUTER_LINK_OPTIONS);
-  server.addService(RouterService, createRouterService(replicas, { maxNumWaiting }));
+  // A request whose replica is lost before its first token waits up to this for a retry (0: off).
+  const retryWaitText = values["retry-wait"] ?? env.KILN_RETRY_WAIT_S ?? "10";
+  const retryWaitS = retryWaitText === "0" ? 0 : intOption(retryWaitText, 10, "--retry-wait");
+  const limits = { maxNumWaiting, retryWaitMs: retryWaitS * 1000 };
+  server.addService(RouterService, createRouterService(replicas, limits));
   let isShuttingDown = false;
   // grpc.health.v1 for Kubernetes' gRPC probes: SERVING until shutdown begins.
   server.addService(
@@ -108,9 +114,15 @@ async function main(): Promise<void> {
     ),
   });
   prober.start();
+  const logDrain = (line: string) => process.stderr.write(`kiln router: ${line}\n`);
+  const drainTimer = setInterval(
+    () => void probeDrains(replicas, logDrain),
+    DEFAULT_HEALTH_PROBE.intervalMs,
+  );
   const shutdown = () => {
     isShuttingDown = true;
     prober.stop();
+    clearInterval(drainTimer);
     replicas.close();
     void metrics?.close();
     server.tryShutdown(() => void tracing.shutdown().finally(() => process.exit(0)));

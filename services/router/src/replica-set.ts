@@ -55,12 +55,13 @@ export class ReplicaSet {
 
   /**
    * Picks the replica for a new request: the longest prefix-cache match, ties broken by fewer
-   * requests, then by replica id. Null when no replica is healthy.
+   * requests, then by replica id. Null when no replica is healthy (draining ones are skipped).
    */
   route(promptTokenIds: readonly number[], cacheSalt: string | null): Replica | null {
     let best: Replica | null = null;
     let bestMatchLen = -1;
     for (const replica of this.healthyReplicas) {
+      if (replica.isDraining) continue;
       const matchLen = replica.prefixMatchLen(promptTokenIds, cacheSalt);
       if (
         matchLen > bestMatchLen ||
@@ -76,6 +77,14 @@ export class ReplicaSet {
   /** Requests waiting for their first step, over all replicas (the bounded queue). */
   numWaitingRequests(): number {
     return this.healthyReplicas.reduce((n, r) => n + (r.stats()?.numWaitingRequests ?? 0), 0);
+  }
+
+  /** Forgets a replica (a drained worker leaving) and closes its channel; no request may remain. */
+  remove(replicaId: string): void {
+    const replica = this.idToReplica.get(replicaId);
+    if (!replica) return;
+    this.idToReplica.delete(replicaId);
+    replica.close();
   }
 
   findRequest(requestId: string): Replica | null {

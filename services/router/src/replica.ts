@@ -86,6 +86,8 @@ export class Replica {
   /** Metric labels: the worker's model and this replica's id. */
   private labels: ReplicaLabels = { model: "", replica: "" };
   readonly counters: ReplicaCounters = { numRequestsRouted: 0 };
+  /** The worker reported draining (drain.ts): no new request is routed here. */
+  isDraining = false;
 
   constructor(
     readonly replicaId: string,
@@ -141,6 +143,7 @@ export class Replica {
     if (this.scheduler && info.instanceId === this.instanceId) return;
     if (this.scheduler) this.fail("the worker restarted");
     this.instanceId = info.instanceId;
+    this.isDraining = false;
     this.eosTokenIds = info.eosTokenIds;
     this.vocabLen = info.vocabSize;
     this.generation++;
@@ -238,6 +241,7 @@ export class Replica {
     this.idToRecord.clear();
     for (const record of records) {
       this.telemetry.requestFailed(record.requestId, "WORKER_LOST", reason);
+      if (record.onLost?.(reason)) continue; // retried on a healthy replica (retry.ts)
       record.emit({ error: { code: ErrorCode.WORKER_LOST, message: `worker lost: ${reason}` } });
       record.end();
     }

@@ -15,6 +15,12 @@ export interface RequestRecord {
   readonly emit: (event: GenerateEvent) => void;
   /** Called once when the request ends for any reason; closes the stream. */
   readonly end: () => void;
+  /**
+   * Offered the request when its replica is lost (see retry.ts). Returns true when it took the
+   * request over (it will run again elsewhere): the replica then neither emits WORKER_LOST nor
+   * ends it. Absent or false: the request ends with WORKER_LOST.
+   */
+  readonly onLost?: (reason: string) => boolean;
 }
 
 export function tokenEvent(index: number, token: SampledToken): GenerateEvent {

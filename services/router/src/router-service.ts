@@ -26,10 +26,13 @@ import {
   checkGenerateShape,
   checkRegisterWorker,
 } from "./rpc/validate-generate";
+import { callDeadlineMs, RequestRetry } from "./retry";
 
 export interface RouterLimits {
   /** Requests that may wait for their first step; past it Generate fails with RESOURCE_EXHAUSTED. */
   readonly maxNumWaiting: number;
+  /** A request lost before its first token waits this long for a replica to retry on (retry.ts); 0: off. */
+  readonly retryWaitMs?: number;
 }
 
 /**
@@ -80,13 +83,25 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
           isEnded = true;
           call.end();
         },
+        onLost: (reason) => retry.tryTakeOver(record, reason),
       };
       const newRequest = toNewRequest(req, requestId, record.sampling, n);
-      const error = replica.tryAdd(newRequest, record, extractTraceContext(call.metadata));
+      const parent = extractTraceContext(call.metadata);
+      const retryOptions = { retryWaitMs: limits.retryWaitMs ?? 0 };
+      const retry = new RequestRetry(
+        replicas,
+        newRequest,
+        parent,
+        retryOptions,
+        callDeadlineMs(call),
+      );
+      const error = replica.tryAdd(newRequest, record, parent);
       if (error) return fail(status.INVALID_ARGUMENT, error);
       const onCancelled = () => {
         isEnded = true;
-        replica.abort(requestId);
+        retry.cancel();
+        // A retried request runs on another replica than the one first routed to.
+        (replicas.findRequest(requestId) ?? replica).abort(requestId);
       };
       call.on("cancelled", onCancelled);
       // grpc-js emits "cancelled" once: a call cancelled before the listener was attached

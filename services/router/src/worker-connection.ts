@@ -1,5 +1,6 @@
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import {
+  type HealthResponse,
   type StepRequest,
   type StepResponse,
   WORKER_LINK_OPTIONS,
@@ -40,6 +41,24 @@ export class WorkerConnection {
     return new Promise((resolve) => {
       this.client.health({}, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
         resolve(!err && res.serving),
+      );
+    });
+  }
+
+  /** Health with the drain flag; null when the worker does not answer in time. */
+  healthState(timeoutMs: number): Promise<HealthResponse | null> {
+    return new Promise((resolve) => {
+      this.client.health({}, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
+        resolve(err ? null : res),
+      );
+    });
+  }
+
+  /** Asks the worker to exit (the end of its drain); resolves whether it acknowledged. */
+  shutdown(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.client.shutdown({}, new Metadata(), { deadline: Date.now() + timeoutMs }, (err) =>
+        resolve(!err),
       );
     });
   }

@@ -24,6 +24,7 @@ import {
   startTracing,
   takeMetricsPortOption,
 } from "@kiln/telemetry";
+import { WorkerDrain } from "./drain";
 import { parseWorkerOptions, type WorkerOptions } from "./options";
 import { WorkerTelemetry } from "./telemetry/worker-telemetry";
 import { createWorkerService } from "./worker-service";
@@ -62,6 +63,7 @@ async function main(): Promise<void> {
       : await startMetricsServer(registry, { host: opts.host, port: metricsPort });
   let isShuttingDown = false;
   const shutdown = () => {
+    if (isShuttingDown) return;
     isShuttingDown = true;
     clearInterval(registerTimer);
     void metrics?.close();
@@ -82,7 +84,8 @@ async function main(): Promise<void> {
     telemetry,
     opts.maxStepMs,
   );
-  server.addService(WorkerService, service);
+  const drain = new WorkerDrain(opts.drainTimeoutMs, shutdown);
+  server.addService(WorkerService, drain.wrap(service));
   // grpc.health.v1 for Kubernetes' gRPC probes: the model is loaded before the port opens; after
   // that the answer is the Worker service's own Health (what the router probes), until shutdown.
   server.addService(
@@ -94,7 +97,15 @@ async function main(): Promise<void> {
       err ? reject(err) : resolve(p),
     );
   });
-  process.on("SIGTERM", shutdown);
+  // SIGTERM (Kubernetes, a rolling update): drain; the router releases this worker once its
+  // requests are done, calling Shutdown. SIGINT (the supervisor stopping the whole cluster after
+  // the gateway drained), a second SIGTERM, or a worker with no router: stop at once.
+  const onTerm = () => {
+    if (drain.isDraining || !opts.routerAddress) return shutdown();
+    process.stderr.write("kiln worker: draining: finishing running sequences\n");
+    drain.start(() => clearInterval(registerTimer));
+  };
+  process.on("SIGTERM", onTerm);
   process.on("SIGINT", shutdown);
   const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port };
   process.stdout.write(`${JSON.stringify(listening)}\n`);

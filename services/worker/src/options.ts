@@ -17,6 +17,8 @@ export interface WorkerOptions {
   readonly advertiseHost: string;
   /** A step running longer than this makes Health answer NOT_SERVING (a wedged worker). */
   readonly maxStepMs: number;
+  /** After SIGTERM, exit at the latest after this long even if the router never released it. */
+  readonly drainTimeoutMs: number;
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -49,6 +51,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "replica-id": { type: "string" },
       "advertise-host": { type: "string" },
       "max-step-ms": { type: "string" },
+      "drain-timeout": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -73,5 +76,12 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "--max-step-ms",
       1,
     ),
+    drainTimeoutMs:
+      1000 *
+      parseIntFlag(
+        values["drain-timeout"] ?? env.KILN_WORKER_DRAIN_TIMEOUT_S ?? "30",
+        "--drain-timeout",
+        0,
+      ),
   };
 }

@@ -152,7 +152,7 @@ export function createWorkerService(
       _call: ServerUnaryCall<unknown, HealthResponse>,
       callback: sendUnaryData<HealthResponse>,
     ) {
-      callback(null, { serving: isServing() });
+      callback(null, { serving: isServing(), draining: false });
     },
     shutdown(_call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<object>) {
       callback(null, {});

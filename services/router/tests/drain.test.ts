@@ -1,0 +1,114 @@
+import {
+  loadGoldenCases,
+  STORIES_DIR,
+  STORIES_GOLDEN_PATH,
+  sleep,
+  waitFor,
+} from "@kiln/test-support";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ServiceProcess, startService } from "./processes";
+import { TestRouterClient } from "./router-client";
+
+/**
+ * Worker drain with real processes (services/worker/src/drain.ts and src/drain.ts): SIGTERM on
+ * a worker lets its running request finish, new requests go to the other replica, and the
+ * drained replica leaves the set and its process exits 0, with no error anywhere.
+ */
+
+const cases = loadGoldenCases(STORIES_GOLDEN_PATH);
+
+function startWorker(routerPort: number, replicaId: string): Promise<ServiceProcess> {
+  return startService("worker", [
+    ...["--model", STORIES_DIR, "--router", `127.0.0.1:${routerPort}`],
+    ...["--replica-id", replicaId, "--kv-cache-memory", "8MiB", "--drain-timeout", "30"],
+  ]);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("worker drain on SIGTERM", () => {
+  let router: ServiceProcess;
+  let workerA: ServiceProcess;
+  let workerB: ServiceProcess;
+  let client: TestRouterClient;
+
+  beforeAll(async () => {
+    router = await startService("router", ["--port", "0"]);
+    [workerA, workerB] = await Promise.all([
+      startWorker(router.port, "replica-a"),
+      startWorker(router.port, "replica-b"),
+    ]);
+    client = new TestRouterClient(router.port);
+    await waitFor(
+      async () => (await client.stats()).replicas.filter((r) => r.healthy).length === 2,
+      "two healthy replicas",
+      { timeoutMs: 30_000 },
+    );
+  }, 90_000);
+
+  afterAll(async () => {
+    client?.close();
+    await Promise.all([workerA?.kill(), workerB?.kill()]);
+    await router?.stop();
+  });
+
+  it("finishes the running request, routes new ones elsewhere, then leaves", async () => {
+    const golden = cases[0]!;
+    let terminatedAt = 0;
+    // ~4 s of generation on replica-a (the one a tie routes to); SIGTERM after its first token.
+    const running = client
+      .generate({ promptTokenIds: [...golden.prompt_ids], maxTokens: 480, ignoreEos: true }, () => {
+        if (terminatedAt === 0) {
+          terminatedAt = Date.now();
+          process.kill(workerA.pid!, "SIGTERM");
+        }
+        return false;
+      })
+      .then((r) => ({ ...r, endedAt: Date.now() }));
+    await waitFor(() => terminatedAt > 0, "the first token");
+    await sleep(2500); // two drain probes
+    const otherCases = [1, 2, 1].map((i) => cases[i % cases.length]!);
+    const others = await Promise.all(
+      otherCases.map((c) =>
+        client.generate({
+          promptTokenIds: [...c.prompt_ids],
+          maxTokens: c.greedy_ids.length,
+          ignoreEos: true,
+        }),
+      ),
+    );
+    const otherEndedAt = Date.now();
+    others.forEach((r, i) => {
+      expect(r.error).toBeNull();
+      expect(r.tokenIds).toEqual(otherCases[i]!.greedy_ids);
+    });
+    const stats = await client.stats();
+    expect(stats.replicas.find((r) => r.replicaId === "replica-a")?.numRequestsRouted).toBe(1);
+    expect(stats.replicas.find((r) => r.replicaId === "replica-b")?.numRequestsRouted).toBe(3);
+
+    const result = await running;
+    expect(result.error).toBeNull();
+    expect(result.tokenIds).toHaveLength(480);
+    expect(result.tokenIds.slice(0, golden.greedy_ids.length)).toEqual(golden.greedy_ids);
+    expect(result.events.at(-1)?.finished?.finishReason).toBe("length");
+    // It was still generating on the draining worker while the others were served.
+    expect(result.endedAt).toBeGreaterThan(otherEndedAt);
+
+    await waitFor(() => !isAlive(workerA.pid!), "the drained worker to exit", {
+      timeoutMs: 10_000,
+    });
+    await waitFor(
+      async () => (await client.stats()).replicas.every((r) => r.replicaId === "replica-b"),
+      "replica-a to leave the set",
+    );
+    const b = (await client.stats()).replicas[0]!;
+    expect(b).toMatchObject({ healthy: true, numUsedBlocks: 0 });
+  }, 40_000);
+});

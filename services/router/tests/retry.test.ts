@@ -1,0 +1,119 @@
+import { loadGoldenCases, STORIES_DIR, STORIES_GOLDEN_PATH, waitFor } from "@kiln/test-support";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ServiceProcess, startService } from "./processes";
+import { TestRouterClient } from "./router-client";
+
+/**
+ * Safe retry (src/retry.ts) with real processes: a request whose worker is lost before any
+ * token reached the client runs again on the other replica and produces exactly the greedy
+ * golden continuation; a request that already streamed tokens ends with WORKER_LOST.
+ */
+
+const cases = loadGoldenCases(STORIES_GOLDEN_PATH);
+
+function startWorker(routerPort: number, replicaId: string): Promise<ServiceProcess> {
+  return startService("worker", [
+    ...["--model", STORIES_DIR, "--router", `127.0.0.1:${routerPort}`],
+    ...["--replica-id", replicaId, "--kv-cache-memory", "8MiB"],
+  ]);
+}
+
+describe("safe retry on another replica", () => {
+  let router: ServiceProcess;
+  let workerA: ServiceProcess;
+  let workerB: ServiceProcess;
+  let client: TestRouterClient;
+
+  beforeAll(async () => {
+    router = await startService("router", ["--port", "0", "--retry-wait", "30"]);
+    [workerA, workerB] = await Promise.all([
+      startWorker(router.port, "replica-a"),
+      startWorker(router.port, "replica-b"),
+    ]);
+    client = new TestRouterClient(router.port);
+    await waitFor(
+      async () => (await client.stats()).replicas.filter((r) => r.healthy).length === 2,
+      "two healthy replicas",
+      { timeoutMs: 30_000 },
+    );
+  }, 90_000);
+
+  afterAll(async () => {
+    client?.close();
+    await Promise.all([workerA?.kill(), workerB?.kill()]);
+    await router?.stop();
+  });
+
+  it("a request lost before its first token completes on the other replica, token for token", async () => {
+    const golden = cases[0]!;
+    // Freeze replica-a (the one a tie routes to) so its first step cannot answer, then kill it.
+    process.kill(workerA.pid!, "SIGSTOP");
+    const pending = client.generate({
+      promptTokenIds: [...golden.prompt_ids],
+      maxTokens: golden.greedy_ids.length,
+      ignoreEos: true,
+    });
+    await waitFor(
+      async () =>
+        (await client.stats()).replicas.find((r) => r.replicaId === "replica-a")
+          ?.numRequestsRouted === 1,
+      "the request to be routed to replica-a",
+    );
+    await workerA.kill();
+    const result = await pending;
+    expect(result.error).toBeNull();
+    expect(result.tokenIds).toEqual(golden.greedy_ids);
+    expect(result.events.at(-1)?.finished?.usage?.completionTokens).toBe(golden.greedy_ids.length);
+    const stats = await client.stats();
+    const b = stats.replicas.find((r) => r.replicaId === "replica-b")!;
+    expect(b.numRequestsRouted).toBe(1);
+    expect(b.numUsedBlocks).toBe(0);
+  }, 30_000);
+
+  it("a request that already streamed tokens ends with WORKER_LOST (no replay)", async () => {
+    const golden = cases[1]!;
+    let killed: Promise<void> | null = null;
+    const result = await client.generate(
+      { promptTokenIds: [...golden.prompt_ids], maxTokens: 400, ignoreEos: true },
+      (numTokens) => {
+        if (numTokens === 2) killed = workerB.kill();
+        return false;
+      },
+    );
+    await killed;
+    expect(result.tokenIds.length).toBeGreaterThanOrEqual(2);
+    expect(result.tokenIds.length).toBeLessThan(400);
+    expect(result.events.at(-1)?.error?.message).toMatch(/worker lost/);
+  }, 30_000);
+
+  it("with no other replica, waits for the lost worker to come back and completes there", async () => {
+    // Both workers are gone by now: one replica that is lost, then restarted within the wait.
+    const golden = cases[2 % cases.length]!;
+    workerA = await startWorker(router.port, "replica-c");
+    await waitFor(
+      async () =>
+        (await client.stats()).replicas.some((r) => r.replicaId === "replica-c" && r.healthy),
+      "replica-c",
+      { timeoutMs: 30_000 },
+    );
+    process.kill(workerA.pid!, "SIGSTOP");
+    const pending = client.generate({
+      promptTokenIds: [...golden.prompt_ids],
+      maxTokens: golden.greedy_ids.length,
+      ignoreEos: true,
+    });
+    await waitFor(
+      async () =>
+        (await client.stats()).replicas.find((r) => r.replicaId === "replica-c")
+          ?.numRequestsRouted === 1,
+      "the request to be routed to replica-c",
+    );
+    await workerA.kill();
+    workerA = await startWorker(router.port, "replica-c");
+    const result = await pending;
+    expect(result.error).toBeNull();
+    expect(result.tokenIds).toEqual(golden.greedy_ids);
+    const c = (await client.stats()).replicas.find((r) => r.replicaId === "replica-c")!;
+    expect(c.numRequestsRouted).toBe(2);
+  }, 40_000);
+});

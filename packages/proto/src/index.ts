@@ -3,10 +3,10 @@
 export * from "./channel-options";
 export * from "./errors";
 export * from "./generated/index.kiln.v1";
-export * from "./validate";
 export {
   createGrpcHealthServer,
   GrpcHealthClient,
   GrpcHealthService,
   GrpcServingStatus,
 } from "./grpc-health";
+export * from "./validate";

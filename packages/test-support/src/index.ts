@@ -4,8 +4,8 @@
  */
 export { hasBinary, isCi, requireAvailable } from "./ci";
 export { type GoldenCase, type GoldenFile, loadGolden, loadGoldenCases } from "./golden";
-export { scrapeSum, sumSamples } from "./metrics";
 export { helmBinary, readZipEntry } from "./helm";
+export { scrapeSum, sumSamples } from "./metrics";
 export * from "./paths";
 export { freePort } from "./ports";
 export { mulberry32 } from "./rng";

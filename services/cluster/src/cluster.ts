@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { Child, type ChildSpec } from "./child";
-import { serviceEntryArgs } from "./service-entry";
 import { DEFAULT_RESTART_POLICY, type RestartPolicy } from "./restart-policy";
+import { serviceEntryArgs } from "./service-entry";
 import { SupervisedService, type SupervisionHooks } from "./supervised-service";
 
 export interface ClusterOptions {

@@ -14,8 +14,8 @@ import {
   RouterService,
 } from "@kiln/proto";
 import { startMetricsServer, startTracing, takeMetricsPortOption } from "@kiln/telemetry";
-import { DEFAULT_HEALTH_PROBE, HealthProber } from "./health-prober";
 import { probeDrains } from "./drain";
+import { DEFAULT_HEALTH_PROBE, HealthProber } from "./health-prober";
 import { ReplicaSet } from "./replica-set";
 import { createRouterService } from "./router-service";
 import { defaultRouterTelemetry } from "./telemetry/router-telemetry";

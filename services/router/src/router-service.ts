@@ -21,12 +21,12 @@ import {
 import { extractTraceContext } from "@kiln/telemetry";
 import type { ReplicaSet } from "./replica-set";
 import type { RequestRecord } from "./request-record";
+import { callDeadlineMs, RequestRetry } from "./retry";
 import {
   checkGenerateForModel,
   checkGenerateShape,
   checkRegisterWorker,
 } from "./rpc/validate-generate";
-import { callDeadlineMs, RequestRetry } from "./retry";
 
 export interface RouterLimits {
   /** Requests that may wait for their first step; past it Generate fails with RESOURCE_EXHAUSTED. */

@@ -44,6 +44,10 @@ export interface NewRequest<S> {
   readonly adapterId?: AdapterId | null;
   /** Tenant salt: prefixes are shared only between requests with the same salt. */
   readonly cacheSalt?: string | null;
+  /** Who sent it, for weighted fair queuing across tenants (see fair-queue.ts). Default "". */
+  readonly tenant?: string | null;
+  /** The tenant's share weight, finite and > 0. Default 1. */
+  readonly tenantWeight?: number | null;
 }
 
 export type RejectReason =

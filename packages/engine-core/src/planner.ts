@@ -102,6 +102,7 @@ function scheduleWaiting<S>(state: EngineState<S>, work: StepWork<S>): void {
     const admission = state.kv.tryAdmit(seq, seq.targetLen, work.numBudgetTokens);
     // Head-of-line blocking: nothing overtakes the pick, so no tenant's head starves.
     if (admission === null) return;
+    seq.request.numCachedPromptTokens ??= admission.numCachedTokens;
     admitSeq(state, seq);
     addDraft(work, seq, admission.numNewTokens, null);
   }

@@ -55,6 +55,8 @@ export class RequestState<S> {
    */
   isForked: boolean;
   firstScheduledTime: number | null = null;
+  /** Prefix-cache hit of its first admission; null until admitted. */
+  numCachedPromptTokens: number | null = null;
   firstTokenTime: number | null = null;
 
   constructor(init: RequestInit<S>, bannedTokenIds: readonly number[]) {

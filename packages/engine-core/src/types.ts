@@ -162,6 +162,8 @@ export interface RequestSummary {
   readonly finishedTime: number;
   /** Times any of its sequences was preempted. */
   readonly numPreemptions: number;
+  /** Prompt tokens found in the prefix cache when it was first admitted (usage.cached_tokens). */
+  readonly numCachedTokens: number;
 }
 
 /** A sequence stopped; follows the token event of its last token. */

@@ -1,6 +1,5 @@
 import { KilnError } from "@kiln/proto";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
-import { installAuth } from "./auth";
 import { installErrorHandlers } from "./errors";
 import { InFlight } from "./in-flight";
 import type { ModelInfo } from "./model-info";
@@ -8,6 +7,7 @@ import type { RouterPort } from "./router-port";
 import { registerChatRoute } from "./routes/chat";
 import { registerCompletionsRoute } from "./routes/completions";
 import { registerModelRoutes } from "./routes/models";
+import { KeySource, type TenancyOptions, tenancyPlugin } from "./tenancy";
 import type { TextCodec } from "./text-codec";
 
 /** Default request body limit: room for a long prompt, small enough to refuse abuse (413). */
@@ -22,6 +22,8 @@ export interface GatewayDeps {
   readonly apiKeys: readonly string[] | null;
   /** Running generations; main aborts them all when draining times out. */
   readonly inFlight: InFlight;
+  /** Keys file, audit log and tenant metrics; default: `apiKeys` as admin keys, no audit. */
+  readonly tenancy?: TenancyOptions;
 }
 
 export interface AppOptions {
@@ -51,11 +53,16 @@ export function buildApp(
   app.addHook("onRequest", async () => {
     if (isClosing) throw new KilnError("UNAVAILABLE", "The server is shutting down.");
   });
-  installAuth(app, fullDeps.apiKeys);
+  void app.register(tenancyPlugin(fullDeps.tenancy ?? defaultTenancy(fullDeps.apiKeys)));
   registerModelRoutes(app, fullDeps);
   registerChatRoute(app, fullDeps);
   registerCompletionsRoute(app, fullDeps);
   return app;
+}
+
+function defaultTenancy(apiKeys: readonly string[] | null): TenancyOptions {
+  const keys = apiKeys ? new KeySource({ keysFile: null, plainKeys: apiKeys, log: () => {} }) : null;
+  return { keys, audit: null, registry: null };
 }
 
 /**

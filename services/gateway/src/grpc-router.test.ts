@@ -73,6 +73,8 @@ function request(requestId: string): GenerateRequest {
     cacheSalt: "",
     adapter: "",
     n: 1,
+  tenant: "",
+  tenantWeight: 0,
   };
 }
 

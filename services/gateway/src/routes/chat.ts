@@ -4,6 +4,7 @@ import { type ChoiceDelta, generateChoices } from "../generation";
 import { chatLogprobs } from "../logprobs";
 import { checkModel } from "../model-info";
 import { buildPlan } from "../params";
+import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from "../tenancy";
 import { type ChatBody, normalizeMessages, parseChatBody } from "../schemas/chat";
 import {
   type CollectedChoice,
@@ -21,19 +22,21 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
   app.post("/v1/chat/completions", async (request, reply) => {
     const body = parseChatBody(request.body);
     checkModel(body.model, deps.model);
+    checkTenantModel(request, body.model);
     checkStreamOptions(body);
     const promptIds = await deps.codec.encodeChat(normalizeMessages(body.messages));
     const plan = buildPlan(body, promptIds, deps.model, {
       promptParam: "messages",
       defaultMaxTokens: null,
-      maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null,
+      maxTokens: tenantMaxTokens(request, body.max_completion_tokens ?? body.max_tokens ?? null),
       numTopLogprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
     });
+    const ticket = admitGeneration(request, reply, promptIds.length, plan.maxTokens * plan.n);
     const meta = responseMeta("chatcmpl", "chat.completion", deps.model.id);
     const usage = new UsageCounter(promptIds.length);
     const { signal, done } = deps.inFlight.open(reply);
     try {
-      const ctx = { router: deps.router, codec: deps.codec, signal };
+      const ctx = { router: deps.router, codec: deps.codec, signal, tenancy: tenancyOf(request, body) };
       const deltas = generateChoices(ctx, plan, meta.id, 0);
       if (body.stream) {
         await streamResponse(reply, deltas, chatStreamFormat(deps, body, meta, usage));
@@ -47,6 +50,7 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
       };
     } finally {
       done();
+      ticket.settle(usage.numPromptTokens, usage.numCompletionTokens);
     }
   });
 }

@@ -8,6 +8,7 @@ import {
 } from "../logprobs";
 import { checkModel } from "../model-info";
 import { buildPlan, COMPLETIONS_DEFAULT_MAX_TOKENS, type GenerationPlan } from "../params";
+import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from "../tenancy";
 import { type CompletionBody, parseCompletionBody, promptInputs } from "../schemas/completions";
 import {
   checkStreamOptions,
@@ -34,6 +35,7 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
   app.post("/v1/completions", async (request, reply) => {
     const body = parseCompletionBody(request.body);
     checkModel(body.model, deps.model);
+    checkTenantModel(request, body.model);
     checkStreamOptions(body);
     const prompts: PreparedPrompt[] = [];
     for (const input of promptInputs(body.prompt)) {
@@ -41,7 +43,7 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
       const plan = buildPlan(body, ids, deps.model, {
         promptParam: "prompt",
         defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
-        maxTokens: body.max_tokens ?? null,
+        maxTokens: tenantMaxTokens(request, body.max_tokens ?? null, COMPLETIONS_DEFAULT_MAX_TOKENS),
         numTopLogprobs: body.logprobs ?? null,
       });
       prompts.push({ plan, text: "text" in input ? input.text : deps.codec.decode(ids) });
@@ -49,9 +51,11 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
     const n = body.n ?? 1;
     const meta = responseMeta("cmpl", "text_completion", deps.model.id);
     const usage = new UsageCounter(prompts.reduce((sum, p) => sum + p.plan.promptIds.length, 0));
+    const numReserved = prompts.reduce((sum, p) => sum + p.plan.maxTokens * p.plan.n, 0);
+    const ticket = admitGeneration(request, reply, usage.numPromptTokens, numReserved);
     const { signal, done } = deps.inFlight.open(reply);
     try {
-      const ctx = { router: deps.router, codec: deps.codec, signal };
+      const ctx = { router: deps.router, codec: deps.codec, signal, tenancy: tenancyOf(request, body) };
       const deltas = mergeGenerators(
         prompts.map((p, i) => generateChoices(ctx, p.plan, `${meta.id}-${i}`, i * n)),
       );
@@ -74,6 +78,7 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
       return { ...meta, choices, usage: usage.toJSON() };
     } finally {
       done();
+      ticket.settle(usage.numPromptTokens, usage.numCompletionTokens);
     }
   });
 }

@@ -1,0 +1,16 @@
+export { KeySource, type KeySourceOptions } from "./key-source";
+export { isModelAllowed, type KeyOwner, KeyTable, type TenantConfig } from "./keys-file";
+export {
+  admitGeneration,
+  checkTenantModel,
+  type KilnTenant,
+  recordTenantStreamError,
+  requireAdmin,
+  type TenancyOptions,
+  type TenantTicket,
+  tenancyPlugin,
+  tenantCacheSalt,
+  tenancyOf,
+  tenantMaxTokens,
+} from "./plugin";
+export { type Acquisition, type Lease, type LimitKind, TenantLimiter } from "./rate-limiter";

@@ -61,7 +61,9 @@ export function buildApp(
 }
 
 function defaultTenancy(apiKeys: readonly string[] | null): TenancyOptions {
-  const keys = apiKeys ? new KeySource({ keysFile: null, plainKeys: apiKeys, log: () => {} }) : null;
+  const keys = apiKeys
+    ? new KeySource({ keysFile: null, plainKeys: apiKeys, log: () => {} })
+    : null;
   return { keys, audit: null, registry: null };
 }
 

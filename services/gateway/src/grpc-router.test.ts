@@ -73,8 +73,8 @@ function request(requestId: string): GenerateRequest {
     cacheSalt: "",
     adapter: "",
     n: 1,
-  tenant: "",
-  tenantWeight: 0,
+    tenant: "",
+    tenantWeight: 0,
   };
 }
 

@@ -4,13 +4,16 @@
  * drain: new requests get 503, running ones may finish within the drain timeout, then the
  * rest are aborted and the process exits.
  */
+import { createWriteStream } from "node:fs";
 import { loadConfig, loadGenerationConfig, loadTokenizer, resolveModelDir } from "@kiln/model";
+import { createMetricsRegistry } from "@kiln/telemetry";
 import { buildApp } from "./app";
 import { createGrpcRouter } from "./grpc-router";
 import { InFlight } from "./in-flight";
 import { createModelCodec } from "./model-codec";
 import { installObservability } from "./observability";
 import { type GatewayOptions, parseGatewayOptions } from "./options";
+import { KeySource } from "./tenancy";
 
 async function main(): Promise<void> {
   const opts = parseGatewayOptions(process.argv.slice(2), process.env);
@@ -22,6 +25,11 @@ async function main(): Promise<void> {
   ]);
   const router = createGrpcRouter(opts.routerAddress);
   const inFlight = new InFlight();
+  const registry = createMetricsRegistry();
+  const keys =
+    opts.apiKeysFile || opts.apiKeys
+      ? new KeySource({ keysFile: opts.apiKeysFile, plainKeys: opts.apiKeys, log })
+      : null;
   const app = buildApp(
     {
       model: {
@@ -35,6 +43,7 @@ async function main(): Promise<void> {
       router,
       apiKeys: opts.apiKeys,
       inFlight,
+      tenancy: { keys, audit: openAuditLog(opts.auditLog), registry },
     },
     {
       logger: { level: opts.logLevel },
@@ -42,7 +51,7 @@ async function main(): Promise<void> {
     },
   );
   const { routerAddress, servedModelName: model } = opts;
-  const observability = await installObservability(app, { routerAddress, model });
+  const observability = await installObservability(app, { routerAddress, model, registry });
   await app.listen({ host: opts.host, port: opts.port });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : opts.port;
@@ -50,6 +59,7 @@ async function main(): Promise<void> {
   installDrain(opts, inFlight, async () => {
     await app.close();
     router.close();
+    keys?.close();
     await observability.close();
   });
 }
@@ -78,6 +88,15 @@ function installDrain(opts: GatewayOptions, inFlight: InFlight, close: () => Pro
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+}
+
+/** Where audit lines go: "stdout", "stderr" or a file (appended); null: nowhere. */
+function openAuditLog(target: string | null): ((line: string) => void) | null {
+  if (target === null) return null;
+  if (target === "stdout") return (line) => process.stdout.write(`${line}\n`);
+  if (target === "stderr") return (line) => process.stderr.write(`${line}\n`);
+  const stream = createWriteStream(target, { flags: "a" });
+  return (line) => stream.write(`${line}\n`);
 }
 
 function log(message: string): void {

@@ -14,6 +14,10 @@ export interface GatewayOptions {
   /** The `model` name clients use. */
   readonly servedModelName: string;
   readonly apiKeys: readonly string[] | null;
+  /** JSON keys file with tenants and limits (re-read on change and SIGHUP); null: none. */
+  readonly apiKeysFile: string | null;
+  /** Audit log destination: a file path, "stdout" or "stderr"; null: no audit log. */
+  readonly auditLog: string | null;
   /** How long in-flight requests may run after SIGINT/SIGTERM before they are aborted. */
   readonly drainTimeoutMs: number;
   readonly bodyLimitBytes: number | undefined;
@@ -54,6 +58,8 @@ export function parseGatewayOptions(
       "served-model-name": { type: "string" },
       "drain-timeout": { type: "string" },
       "max-body-bytes": { type: "string" },
+      "api-keys-file": { type: "string" },
+      "audit-log": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -71,6 +77,8 @@ export function parseGatewayOptions(
     servedModelName:
       values["served-model-name"] ?? env.KILN_SERVED_MODEL_NAME ?? defaultServedName(model),
     apiKeys: parseApiKeys(env.KILN_API_KEYS),
+    apiKeysFile: values["api-keys-file"] || env.KILN_API_KEYS_FILE || null,
+    auditLog: values["audit-log"] || env.KILN_AUDIT_LOG || null,
     drainTimeoutMs:
       1000 *
       parseIntFlag(

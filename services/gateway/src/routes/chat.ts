@@ -4,8 +4,8 @@ import { type ChoiceDelta, generateChoices } from "../generation";
 import { chatLogprobs } from "../logprobs";
 import { checkModel } from "../model-info";
 import { buildPlan } from "../params";
-import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from "../tenancy";
 import { type ChatBody, normalizeMessages, parseChatBody } from "../schemas/chat";
+import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from "../tenancy";
 import {
   type CollectedChoice,
   checkStreamOptions,
@@ -36,7 +36,12 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
     const usage = new UsageCounter(promptIds.length);
     const { signal, done } = deps.inFlight.open(reply);
     try {
-      const ctx = { router: deps.router, codec: deps.codec, signal, tenancy: tenancyOf(request, body) };
+      const ctx = {
+        router: deps.router,
+        codec: deps.codec,
+        signal,
+        tenancy: tenancyOf(request, body),
+      };
       const deltas = generateChoices(ctx, plan, meta.id, 0);
       if (body.stream) {
         await streamResponse(reply, deltas, chatStreamFormat(deps, body, meta, usage));

@@ -8,8 +8,8 @@ import {
 } from "../logprobs";
 import { checkModel } from "../model-info";
 import { buildPlan, COMPLETIONS_DEFAULT_MAX_TOKENS, type GenerationPlan } from "../params";
-import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from "../tenancy";
 import { type CompletionBody, parseCompletionBody, promptInputs } from "../schemas/completions";
+import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from "../tenancy";
 import {
   checkStreamOptions,
   collectChoices,
@@ -43,7 +43,11 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
       const plan = buildPlan(body, ids, deps.model, {
         promptParam: "prompt",
         defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
-        maxTokens: tenantMaxTokens(request, body.max_tokens ?? null, COMPLETIONS_DEFAULT_MAX_TOKENS),
+        maxTokens: tenantMaxTokens(
+          request,
+          body.max_tokens ?? null,
+          COMPLETIONS_DEFAULT_MAX_TOKENS,
+        ),
         numTopLogprobs: body.logprobs ?? null,
       });
       prompts.push({ plan, text: "text" in input ? input.text : deps.codec.decode(ids) });
@@ -55,7 +59,12 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
     const ticket = admitGeneration(request, reply, usage.numPromptTokens, numReserved);
     const { signal, done } = deps.inFlight.open(reply);
     try {
-      const ctx = { router: deps.router, codec: deps.codec, signal, tenancy: tenancyOf(request, body) };
+      const ctx = {
+        router: deps.router,
+        codec: deps.codec,
+        signal,
+        tenancy: tenancyOf(request, body),
+      };
       const deltas = mergeGenerators(
         prompts.map((p, i) => generateChoices(ctx, p.plan, `${meta.id}-${i}`, i * n)),
       );

@@ -8,9 +8,9 @@ export {
   requireAdmin,
   type TenancyOptions,
   type TenantTicket,
+  tenancyOf,
   tenancyPlugin,
   tenantCacheSalt,
-  tenancyOf,
   tenantMaxTokens,
 } from "./plugin";
 export { type Acquisition, type Lease, type LimitKind, TenantLimiter } from "./rate-limiter";

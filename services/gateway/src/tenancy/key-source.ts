@@ -50,7 +50,9 @@ export class KeySource {
       this.opts.log(`keys file reloaded (${why}): ${this.current.numKeys} key(s)`);
       return true;
     } catch (err) {
-      this.opts.log(`keys file ${path} rejected (${why}), keeping the previous keys: ${String(err)}`);
+      this.opts.log(
+        `keys file ${path} rejected (${why}), keeping the previous keys: ${String(err)}`,
+      );
       return false;
     }
   }

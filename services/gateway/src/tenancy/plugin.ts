@@ -100,7 +100,13 @@ export function tenancyPlugin(opts: TenancyOptions) {
       const owner = table.lookup(match[1]!.trim());
       if (owner === null) throw new KilnError("UNAUTHORIZED", "Incorrect API key provided.");
       const { tenant, isAdmin, keyId } = owner;
-      request.kilnTenant = { name: tenant.name, isAdmin, weight: tenant.weight, keyId, config: tenant };
+      request.kilnTenant = {
+        name: tenant.name,
+        isAdmin,
+        weight: tenant.weight,
+        keyId,
+        config: tenant,
+      };
     });
     app.addHook("onSend", async (request, reply, payload) => {
       const record = (request as TrackedRequest)[RECORD];
@@ -230,8 +236,12 @@ export function admitGeneration(
     const acquisition = limiters.of(tenant.config).tryAcquire(numPromptTokens + maxTokens);
     void reply.headers(acquisition.headers);
     if (!acquisition.isAdmitted) {
-      void reply.header("retry-after", String(Math.max(1, Math.ceil(acquisition.retryAfterMs / 1000))));
-      const metrics = (request.server as { kilnTenantMetrics?: TenantMetrics | null }).kilnTenantMetrics;
+      void reply.header(
+        "retry-after",
+        String(Math.max(1, Math.ceil(acquisition.retryAfterMs / 1000))),
+      );
+      const metrics = (request.server as { kilnTenantMetrics?: TenantMetrics | null })
+        .kilnTenantMetrics;
       metrics?.rateLimited.inc({ tenant: tenant.name, limit: acquisition.kind });
       throw new KilnError("RATE_LIMITED", acquisition.message);
     }

@@ -18,7 +18,10 @@ class MinuteBucket {
 
   private refill(): void {
     const now = this.clock();
-    this.level = Math.min(this.capacity, this.level + ((now - this.lastMs) * this.capacity) / 60_000);
+    this.level = Math.min(
+      this.capacity,
+      this.level + ((now - this.lastMs) * this.capacity) / 60_000,
+    );
     this.lastMs = now;
   }
 

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { createMetricsRegistry } from "@kiln/telemetry";
 import { waitFor } from "@kiln/test-support";
 import type { FastifyInstance } from "fastify";
-import OpenAI from "openai";
+import OpenAI, { type APIError } from "openai";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../src/app";
 import { InFlight } from "../src/in-flight";
@@ -50,13 +50,13 @@ const chat = (apiKey: string, extra: Record<string, unknown> = {}) =>
     ...extra,
   } as OpenAI.ChatCompletionCreateParamsNonStreaming);
 
-async function statusOf(promise: Promise<unknown>): Promise<OpenAI.APIError> {
+async function statusOf(promise: Promise<unknown>): Promise<APIError> {
   const err = await promise.then(
     () => null,
     (e: unknown) => e,
   );
   expect(err).toBeInstanceOf(OpenAI.APIError);
-  return err as OpenAI.APIError;
+  return err as APIError;
 }
 
 beforeAll(async () => {

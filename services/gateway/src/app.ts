@@ -1,6 +1,7 @@
 import { KilnError } from "@kiln/proto";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import { installErrorHandlers } from "./errors";
+import type { Guard } from "./guards";
 import { InFlight } from "./in-flight";
 import type { ModelInfo } from "./model-info";
 import type { RouterPort } from "./router-port";
@@ -24,6 +25,8 @@ export interface GatewayDeps {
   readonly inFlight: InFlight;
   /** Keys file, audit log and tenant metrics; default: `apiKeys` as admin keys, no audit. */
   readonly tenancy?: TenancyOptions;
+  /** KILN_GUARD: judges inputs and outputs; null or absent: no guard. */
+  readonly guard?: Guard | null;
 }
 
 export interface AppOptions {

@@ -4,7 +4,7 @@ import type { RouterPort } from "./router-port";
 import { StopMatcher } from "./stop-strings";
 import type { Detokenizer, TextCodec } from "./text-codec";
 
-export type FinishReason = "stop" | "length" | "abort";
+export type FinishReason = "stop" | "length" | "abort" | "content_filter";
 
 /** A piece of one choice: new text, the tokens consumed for it, and whether it ended. */
 export interface ChoiceDelta {

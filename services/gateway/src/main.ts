@@ -9,11 +9,14 @@ import { loadConfig, loadGenerationConfig, loadTokenizer, resolveModelDir } from
 import { createMetricsRegistry } from "@kiln/telemetry";
 import { buildApp } from "./app";
 import { createGrpcRouter } from "./grpc-router";
+import { combineGuards, type Guard, LlmGuard, RulesGuard } from "./guards";
 import { InFlight } from "./in-flight";
 import { createModelCodec } from "./model-codec";
 import { installObservability } from "./observability";
 import { type GatewayOptions, parseGatewayOptions } from "./options";
+import type { RouterPort } from "./router-port";
 import { KeySource } from "./tenancy";
+import type { TextCodec } from "./text-codec";
 
 async function main(): Promise<void> {
   const opts = parseGatewayOptions(process.argv.slice(2), process.env);
@@ -24,6 +27,7 @@ async function main(): Promise<void> {
     loadTokenizer(modelDir),
   ]);
   const router = createGrpcRouter(opts.routerAddress);
+  const codec = createModelCodec(tokenizer);
   const inFlight = new InFlight();
   const registry = createMetricsRegistry();
   const keys =
@@ -39,8 +43,9 @@ async function main(): Promise<void> {
         vocabSize: config.vocabSize,
         defaults,
       },
-      codec: createModelCodec(tokenizer),
+      codec,
       router,
+      guard: buildGuard(opts, router, codec),
       apiKeys: opts.apiKeys,
       inFlight,
       tenancy: { keys, audit: openAuditLog(opts.auditLog), registry },
@@ -88,6 +93,27 @@ function installDrain(opts: GatewayOptions, inFlight: InFlight, close: () => Pro
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+}
+
+/** KILN_GUARD's guards, in order (rules first: cheap), or null. Throws for a bad rules file. */
+function buildGuard(opts: GatewayOptions, router: RouterPort, codec: TextCodec): Guard | null {
+  const guards: Guard[] = [];
+  if (opts.guards.includes("rules")) {
+    if (!opts.guardRulesFile)
+      throw new Error("--guard rules needs --guard-rules-file (KILN_GUARD_RULES_FILE)");
+    guards.push(RulesGuard.fromFile(opts.guardRulesFile));
+  }
+  if (opts.guards.includes("llm")) {
+    const pattern = opts.guardUnsafePattern;
+    guards.push(
+      new LlmGuard({
+        router,
+        codec,
+        ...(pattern ? { unsafePattern: new RegExp(pattern, "i") } : {}),
+      }),
+    );
+  }
+  return combineGuards(guards);
 }
 
 /** Where audit lines go: "stdout", "stderr" or a file (appended); null: nowhere. */

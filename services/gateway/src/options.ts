@@ -18,6 +18,12 @@ export interface GatewayOptions {
   readonly apiKeysFile: string | null;
   /** Audit log destination: a file path, "stdout" or "stderr"; null: no audit log. */
   readonly auditLog: string | null;
+  /** KILN_GUARD: which guards run ("rules", "llm", or both comma-separated); empty: none. */
+  readonly guards: readonly ("rules" | "llm")[];
+  /** Deny patterns for the rules guard, one regular expression a line. */
+  readonly guardRulesFile: string | null;
+  /** The LLM guard's verdict regex (a match is unsafe); null: /^\s*unsafe/i. */
+  readonly guardUnsafePattern: string | null;
   /** How long in-flight requests may run after SIGINT/SIGTERM before they are aborted. */
   readonly drainTimeoutMs: number;
   readonly bodyLimitBytes: number | undefined;
@@ -28,6 +34,19 @@ function parseIntFlag(text: string, flag: string, min: number): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < min) throw new Error(`${flag}: expected an integer ≥ ${min}`);
   return n;
+}
+
+function parseGuards(text: string): ("rules" | "llm")[] {
+  const names = text
+    .split(",")
+    .map((g) => g.trim())
+    .filter((g) => g !== "");
+  for (const name of names) {
+    if (name !== "rules" && name !== "llm") {
+      throw new Error(`--guard: unknown guard "${name}" (expected rules, llm or both)`);
+    }
+  }
+  return names as ("rules" | "llm")[];
 }
 
 /**
@@ -60,6 +79,9 @@ export function parseGatewayOptions(
       "max-body-bytes": { type: "string" },
       "api-keys-file": { type: "string" },
       "audit-log": { type: "string" },
+      guard: { type: "string" },
+      "guard-rules-file": { type: "string" },
+      "guard-unsafe-pattern": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -79,6 +101,9 @@ export function parseGatewayOptions(
     apiKeys: parseApiKeys(env.KILN_API_KEYS),
     apiKeysFile: values["api-keys-file"] || env.KILN_API_KEYS_FILE || null,
     auditLog: values["audit-log"] || env.KILN_AUDIT_LOG || null,
+    guards: parseGuards(values.guard ?? env.KILN_GUARD ?? ""),
+    guardRulesFile: values["guard-rules-file"] || env.KILN_GUARD_RULES_FILE || null,
+    guardUnsafePattern: values["guard-unsafe-pattern"] || env.KILN_GUARD_UNSAFE_PATTERN || null,
     drainTimeoutMs:
       1000 *
       parseIntFlag(

@@ -40,14 +40,11 @@ const clientOf = (apiKey: string) =>
 /** Streams one completion; resolves with its time to first token (ms from the call). */
 async function ttftOf(client: OpenAI, prompt: number[], maxTokens: number): Promise<number> {
   const start = performance.now();
+  // ignore_eos is vLLM's extra field, accepted by Kiln: every request runs to max_tokens.
+  const params = { model: MODEL, prompt, max_tokens: maxTokens, temperature: 0, ignore_eos: true };
   const stream = await client.completions.create({
-    model: MODEL,
-    prompt,
-    max_tokens: maxTokens,
+    ...(params as OpenAI.CompletionCreateParamsNonStreaming),
     stream: true,
-    temperature: 0,
-    // @ts-expect-error vLLM's extra field, accepted by Kiln
-    ignore_eos: true,
   });
   let ttft: number | null = null;
   for await (const chunk of stream) {

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { GatewayDeps } from "../app";
 import { type ChoiceDelta, generateChoices } from "../generation";
+import { guardInput, guardOutput } from "../guards";
 import { chatLogprobs } from "../logprobs";
 import { checkModel } from "../model-info";
 import { buildPlan } from "../params";
@@ -24,7 +25,9 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
     checkModel(body.model, deps.model);
     checkTenantModel(request, body.model);
     checkStreamOptions(body);
-    const promptIds = await deps.codec.encodeChat(normalizeMessages(body.messages));
+    const messages = normalizeMessages(body.messages);
+    await guardInput(deps.guard ?? null, messages);
+    const promptIds = await deps.codec.encodeChat(messages);
     const plan = buildPlan(body, promptIds, deps.model, {
       promptParam: "messages",
       defaultMaxTokens: null,
@@ -42,7 +45,11 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
         signal,
         tenancy: tenancyOf(request, body),
       };
-      const deltas = generateChoices(ctx, plan, meta.id, 0);
+      const deltas = guardOutput(
+        deps.guard ?? null,
+        messages,
+        generateChoices(ctx, plan, meta.id, 0),
+      );
       if (body.stream) {
         await streamResponse(reply, deltas, chatStreamFormat(deps, body, meta, usage));
         return;

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { GatewayDeps } from "../app";
 import { type ChoiceDelta, generateChoices, mergeGenerators } from "../generation";
+import { guardInput, guardOutput } from "../guards";
 import {
   appendCompletionLogprobs,
   type CompletionLogprobs,
@@ -52,6 +53,8 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
       });
       prompts.push({ plan, text: "text" in input ? input.text : deps.codec.decode(ids) });
     }
+    const guardMessages = prompts.map((p) => ({ role: "user", content: p.text }));
+    await guardInput(deps.guard ?? null, guardMessages);
     const n = body.n ?? 1;
     const meta = responseMeta("cmpl", "text_completion", deps.model.id);
     const usage = new UsageCounter(prompts.reduce((sum, p) => sum + p.plan.promptIds.length, 0));
@@ -65,8 +68,12 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
         signal,
         tenancy: tenancyOf(request, body),
       };
-      const deltas = mergeGenerators(
-        prompts.map((p, i) => generateChoices(ctx, p.plan, `${meta.id}-${i}`, i * n)),
+      const deltas = guardOutput(
+        deps.guard ?? null,
+        guardMessages,
+        mergeGenerators(
+          prompts.map((p, i) => generateChoices(ctx, p.plan, `${meta.id}-${i}`, i * n)),
+        ),
       );
       const choiceState = new CompletionChoices(deps, body, prompts);
       if (body.stream) {

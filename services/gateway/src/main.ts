@@ -109,6 +109,7 @@ function buildGuard(opts: GatewayOptions, router: RouterPort, codec: TextCodec):
       new LlmGuard({
         router,
         codec,
+        template: opts.guardTemplate,
         ...(pattern ? { unsafePattern: new RegExp(pattern, "i") } : {}),
       }),
     );

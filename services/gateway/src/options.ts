@@ -24,6 +24,8 @@ export interface GatewayOptions {
   readonly guardRulesFile: string | null;
   /** The LLM guard's verdict regex (a match is unsafe); null: /^\s*unsafe/i. */
   readonly guardUnsafePattern: string | null;
+  /** The LLM guard's prompt: "llama-guard" (default) or "short" (small-context guard models). */
+  readonly guardTemplate: "llama-guard" | "short";
   /** How long in-flight requests may run after SIGINT/SIGTERM before they are aborted. */
   readonly drainTimeoutMs: number;
   readonly bodyLimitBytes: number | undefined;
@@ -34,6 +36,13 @@ function parseIntFlag(text: string, flag: string, min: number): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < min) throw new Error(`${flag}: expected an integer ≥ ${min}`);
   return n;
+}
+
+function parseTemplate(text: string): "llama-guard" | "short" {
+  if (text !== "llama-guard" && text !== "short") {
+    throw new Error(`--guard-template: expected llama-guard or short, got "${text}"`);
+  }
+  return text;
 }
 
 function parseGuards(text: string): ("rules" | "llm")[] {
@@ -82,6 +91,7 @@ export function parseGatewayOptions(
       guard: { type: "string" },
       "guard-rules-file": { type: "string" },
       "guard-unsafe-pattern": { type: "string" },
+      "guard-template": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -104,6 +114,9 @@ export function parseGatewayOptions(
     guards: parseGuards(values.guard ?? env.KILN_GUARD ?? ""),
     guardRulesFile: values["guard-rules-file"] || env.KILN_GUARD_RULES_FILE || null,
     guardUnsafePattern: values["guard-unsafe-pattern"] || env.KILN_GUARD_UNSAFE_PATTERN || null,
+    guardTemplate: parseTemplate(
+      values["guard-template"] || env.KILN_GUARD_TEMPLATE || "llama-guard",
+    ),
     drainTimeoutMs:
       1000 *
       parseIntFlag(

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { KilnError } from "@kiln/proto";
 import { generateChoices } from "../generation";
 import type { GenerationPlan } from "../params";
 import type { RouterPort } from "../router-port";
@@ -13,16 +14,33 @@ export interface LlmGuardOptions {
   readonly unsafePattern?: RegExp;
   /** Tokens the guard model may write for its verdict. Default 16. */
   readonly maxTokens?: number;
+  /**
+   * "llama-guard" (default): Llama Guard's full prompt with its categories. "short": the same
+   * structure without the category list, for guard models with a small context.
+   */
+  readonly template?: GuardTemplate;
 }
+
+export type GuardTemplate = "llama-guard" | "short";
 
 /**
  * Llama Guard's prompt: the conversation, then the request for an assessment whose first line is
  * `safe` or `unsafe`. `role` is whose turn is judged ("User" for input, "Agent" for output).
  */
-export function llamaGuardPrompt(messages: readonly GuardMessage[], role: "User" | "Agent") {
+export function llamaGuardPrompt(
+  messages: readonly GuardMessage[],
+  role: "User" | "Agent",
+  template: GuardTemplate = "llama-guard",
+) {
   const turns = messages
     .map((m) => `${m.role === "assistant" ? "Agent" : "User"}: ${m.content}`)
     .join("\n\n");
+  if (template === "short") {
+    return (
+      `[INST] Is the last ${role} message unsafe?\n<BEGIN CONVERSATION>\n${turns}\n` +
+      "<END CONVERSATION>\nFirst line: 'safe' or 'unsafe'. [/INST]"
+    );
+  }
   return (
     `[INST] Task: Check if there is unsafe content in '${role}' messages in conversations ` +
     "according to our safety policy with the below categories.\n\n" +
@@ -43,14 +61,16 @@ export function llamaGuardPrompt(messages: readonly GuardMessage[], role: "User"
 export class LlmGuard implements Guard {
   private readonly unsafePattern: RegExp;
   private readonly maxTokens: number;
+  private readonly template: GuardTemplate;
 
   constructor(private readonly opts: LlmGuardOptions) {
     this.unsafePattern = opts.unsafePattern ?? /^\s*unsafe/i;
     this.maxTokens = opts.maxTokens ?? 16;
+    this.template = opts.template ?? "llama-guard";
   }
 
   checkInput(messages: readonly GuardMessage[]): Promise<GuardVerdict> {
-    return this.judge(llamaGuardPrompt(messages, "User"));
+    return this.judge(llamaGuardPrompt(messages, "User", this.template));
   }
 
   async checkOutput(
@@ -60,7 +80,7 @@ export class LlmGuard implements Guard {
   ): Promise<GuardVerdict> {
     if (!isFinal) return ALLOWED;
     const turns = [...messages, { role: "assistant", content: output }];
-    return this.judge(llamaGuardPrompt(turns, "Agent"));
+    return this.judge(llamaGuardPrompt(turns, "Agent", this.template));
   }
 
   /** The guard model's reply to `prompt`, greedy. */
@@ -99,8 +119,15 @@ export class LlmGuard implements Guard {
     return text;
   }
 
+  /** Fails closed: a guard call that fails is a 503, never a pass. */
   private async judge(prompt: string): Promise<GuardVerdict> {
-    const verdict = await this.reply(prompt);
+    let verdict: string;
+    try {
+      verdict = await this.reply(prompt);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      throw new KilnError("UNAVAILABLE", `The content guard could not judge the request: ${why}`);
+    }
     return this.unsafePattern.test(verdict)
       ? { isBlocked: true, reason: `guard model: ${verdict.split("\n")[0]!.trim()}` }
       : ALLOWED;

@@ -9,7 +9,7 @@ import OpenAI, { type APIError } from "openai";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../src/app";
 import { InFlight } from "../src/in-flight";
-import { KeySource, requireAdmin } from "../src/tenancy";
+import { canAccess, KeySource, ownerOf, requireAdmin } from "../src/tenancy";
 import { TOY_MODEL } from "./helpers/app";
 import { FakeRouter } from "./helpers/fake-router";
 import { toyCodec } from "./helpers/toy-codec";
@@ -82,6 +82,18 @@ beforeAll(async () => {
     requireAdmin(request);
     return { ok: true };
   });
+  // A tenant-scoped object store, as the Files and Batches APIs use it.
+  const owners = new Map<string, string | null>();
+  app.post("/v1/things", async (request) => {
+    const id = `thing-${owners.size}`;
+    owners.set(id, ownerOf(request));
+    return { id };
+  });
+  app.get<{ Params: { id: string } }>("/v1/things/:id", async (request, reply) => {
+    const owner = owners.get(request.params.id);
+    if (owner === undefined || !canAccess(request, owner)) return reply.code(404).send({});
+    return { id: request.params.id, owner };
+  });
   await app.listen({ host: "127.0.0.1", port: 0 });
   const address = app.server.address();
   baseURL = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}/v1`;
@@ -141,6 +153,20 @@ describe("keys", () => {
       headers: { authorization: "Bearer sk-admin" },
     });
     expect(asAdmin.json()).toEqual({ ok: true });
+  });
+});
+
+describe("tenant-scoped objects (files, batches)", () => {
+  it("shows an object to its tenant and to admins, 404 to other tenants", async () => {
+    const as = (key: string) => ({ authorization: `Bearer ${key}` });
+    const created = await app.inject({ method: "POST", url: "/v1/things", headers: as("sk-a") });
+    const url = `/v1/things/${created.json().id}`;
+    const own = await app.inject({ method: "GET", url, headers: as("sk-a-hashed") });
+    expect(own.json()).toMatchObject({ owner: "team-a" });
+    expect((await app.inject({ method: "GET", url, headers: as("sk-admin") })).statusCode).toBe(
+      200,
+    );
+    expect((await app.inject({ method: "GET", url, headers: as("sk-rpm") })).statusCode).toBe(404);
   });
 });
 

@@ -2,8 +2,10 @@ export { KeySource, type KeySourceOptions } from "./key-source";
 export { isModelAllowed, type KeyOwner, KeyTable, type TenantConfig } from "./keys-file";
 export {
   admitGeneration,
+  canAccess,
   checkTenantModel,
   type KilnTenant,
+  ownerOf,
   recordTenantStreamError,
   requireAdmin,
   type TenancyOptions,

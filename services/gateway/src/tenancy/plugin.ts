@@ -174,6 +174,23 @@ export function requireAdmin(request: FastifyRequest): void {
 }
 
 /**
+ * For files and batches: the tenant that owns a new object (null when authentication is off).
+ * Store it with the object and check reads with `canAccess`.
+ */
+export function ownerOf(request: FastifyRequest): string | null {
+  return request.kilnTenant?.name ?? null;
+}
+
+/**
+ * Whether the caller may see an object owned by `owner`: its own tenant, an admin key, or anyone
+ * when authentication is off. Answer a false with 404 (as for a missing id), not 403.
+ */
+export function canAccess(request: FastifyRequest, owner: string | null): boolean {
+  const tenant = request.kilnTenant;
+  return tenant === undefined || tenant.isAdmin || tenant.name === owner;
+}
+
+/**
  * Throws MODEL_NOT_FOUND (404, worded as for a model that does not exist) when the tenant may
  * not use `model`; records the model for the audit line.
  */

@@ -128,6 +128,10 @@ describe("keys", () => {
     expect(err.status).toBe(404);
     expect(err.code).toBe("model_not_found");
     expect(router.requests.at(-1)?.tenant).not.toBe("team-other");
+    const listed = await client("sk-other").models.list();
+    expect(listed.data).toEqual([]);
+    expect((await statusOf(client("sk-other").models.retrieve(MODEL))).status).toBe(404);
+    expect((await client("sk-a").models.list()).data.map((m) => m.id)).toEqual([MODEL]);
   });
 
   it("caps max_tokens per tenant: above is a 400 naming max_tokens, absent means the cap", async () => {

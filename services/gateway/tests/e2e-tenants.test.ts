@@ -69,6 +69,8 @@ describe("weighted fair queuing across tenants", () => {
     const bTtfts = await Promise.all(shorts);
     const worstA = Math.max(...aTtfts);
     const worstB = Math.max(...bTtfts);
+    if (process.env.KILN_E2E_VERBOSE)
+      console.log(`ttft ms a: ${aTtfts.map(Math.round)}; b: ${bTtfts.map(Math.round)}`);
     // FCFS makes them about equal (b behind 20 waiting floods); fair queuing, about one turnover.
     expect(worstB, `a: ${aTtfts.map(Math.round)}; b: ${bTtfts.map(Math.round)}`).toBeLessThan(
       worstA / 2,

@@ -118,6 +118,9 @@ describe("prefix-cache isolation between tenants", () => {
       .split("\n")
       .map((l) => JSON.parse(l));
     expect(lines.filter((l) => l.tenant === "team-a" && l.status === 200).length).toBe(26);
+    const metrics = await (await fetch(stack.baseURL.replace(/\/v1$/, "/metrics"))).text();
+    expect(metrics).toContain('kiln_tenant_requests_total{tenant="team-a",status="200"} 26');
+    expect(metrics).toMatch(/kiln_tenant_tokens_total\{tenant="team-b",kind="prompt"\} [1-9]/);
     expect(
       lines.every((l) => typeof l.latency_ms === "number" && l.key_id.startsWith("key-")),
     ).toBe(true);

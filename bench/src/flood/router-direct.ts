@@ -1,5 +1,10 @@
 import { credentials, Metadata } from "@grpc/grpc-js";
-import { type GenerateEvent, ROUTER_LINK_OPTIONS, RouterClient } from "@kiln/proto";
+import {
+  type GenerateEvent,
+  GenerateRequest,
+  ROUTER_LINK_OPTIONS,
+  RouterClient,
+} from "@kiln/proto";
 
 /**
  * Time to first token straight from the router over gRPC, without the gateway: the baseline
@@ -14,22 +19,14 @@ export function routerTtft(
   const startedAt = performance.now();
   return new Promise((resolve) => {
     let ttftMs: number | null = null;
-    const call = client.generate(
-      {
-        requestId,
-        promptTokenIds: [...promptTokenIds],
-        sampling: undefined,
-        maxTokens,
-        minTokens: 0,
-        stopTokenIds: [],
-        ignoreEos: true,
-        priority: 0,
-        cacheSalt: "",
-        adapter: "",
-        n: 1,
-      },
-      new Metadata(),
-    );
+    const request = GenerateRequest.fromPartial({
+      requestId,
+      promptTokenIds: [...promptTokenIds],
+      maxTokens,
+      ignoreEos: true,
+      n: 1,
+    });
+    const call = client.generate(request, new Metadata());
     call.on("data", (event: GenerateEvent) => {
       if (ttftMs === null && event.token) ttftMs = performance.now() - startedAt;
     });

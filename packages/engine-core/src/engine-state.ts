@@ -1,4 +1,5 @@
 import { InvariantError } from "./errors";
+import type { FairQueue } from "./fair-queue";
 import { asSeqId, type RequestId, type SeqId } from "./ids";
 import type { KvCacheManager } from "./kv-cache-manager";
 import { insertSorted, type RequestState, removeSeq, Sequence } from "./sequence";
@@ -20,6 +21,8 @@ export interface EngineState<S> {
   nextSeqId: number;
   /** Sequences the worker knows that finished or were aborted since the last plan. */
   readonly droppedSeqIds: SeqId[];
+  /** Tenants' virtual times: which tenant's waiting head is admitted next. */
+  readonly fairQueue: FairQueue;
 }
 
 /** A new sequence of `request`, waiting, not yet in any queue. */
@@ -82,6 +85,7 @@ export function finishSeq<S>(state: EngineState<S>, seq: Sequence<S>): boolean {
   request.numUnfinishedSeqs--;
   if (request.numUnfinishedSeqs > 0) return false;
   state.requests.delete(request.id);
+  state.fairQueue.onRequestFinished(request.tenant);
   return true;
 }
 

@@ -1,5 +1,6 @@
 export { BlockPool, type BlockPoolOptions } from "./block-pool";
 export { InvariantError } from "./errors";
+export { DEFAULT_TENANT, type FairCandidate, FairQueue } from "./fair-queue";
 export {
   type AdapterId,
   asAdapterId,

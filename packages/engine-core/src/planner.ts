@@ -1,4 +1,5 @@
 import { admitSeq, type EngineState, preemptSeq } from "./engine-state";
+import type { FairCandidate } from "./fair-queue";
 import type { BlockId, SeqId } from "./ids";
 import type { BlockCopy } from "./kv-cache-manager";
 import type { Sequence, StepDraft } from "./sequence";
@@ -27,7 +28,8 @@ interface StepWork<S> {
  * Plans one step under one token budget (vLLM v1's model, no prefill/decode phases):
  * 1. running sequences with one token left (decodes), in scheduling order;
  * 2. running sequences with more left (prefill chunks, also recomputation after preemption);
- * 3. waiting sequences, first come first served, unless this step preempted.
+ * 3. waiting sequences, unless this step preempted: best priority first, across tenants by
+ *    weighted fair share of tokens served (fair-queue.ts), first come first served within one.
  * When blocks run out, the last running sequence (lowest priority, latest arrival) is preempted
  * until the allocation fits or the sequence being scheduled is itself the one preempted.
  */
@@ -90,19 +92,25 @@ function preemptInStep<S>(state: EngineState<S>, work: StepWork<S>, victim: Sequ
   work.preempted.push(victim);
 }
 
-/** Admits from the head of `waiting` while slots, budget and blocks last; stops at the first miss. */
+/** Admits the fair queue's pick while slots, budget and blocks last; stops at the first miss. */
 function scheduleWaiting<S>(state: EngineState<S>, work: StepWork<S>): void {
   const { waiting, running, config } = state;
   while (waiting.length > 0 && work.numBudgetTokens > 0) {
-    const seq = waiting[0]!;
+    const seq = waiting[state.fairQueue.pickNext(waiting, fairCandidateOf)!]!;
     const numSlots = seq.request.numSlotsToAdmit;
     if (running.length + state.numReservedSeqs + numSlots > config.maxNumSeqs) return;
     const admission = state.kv.tryAdmit(seq, seq.targetLen, work.numBudgetTokens);
-    // Head-of-line blocking keeps FCFS strict: later arrivals never overtake, so none starves.
+    // Head-of-line blocking: nothing overtakes the pick, so no tenant's head starves.
     if (admission === null) return;
+    seq.request.numCachedPromptTokens ??= admission.numCachedTokens;
     admitSeq(state, seq);
     addDraft(work, seq, admission.numNewTokens, null);
   }
+}
+
+function fairCandidateOf<S>(seq: Sequence<S>): FairCandidate {
+  const { tenant, tenantWeight: weight, priority } = seq.request;
+  return { tenant, weight, priority };
 }
 
 function addDraft<S>(
@@ -132,6 +140,7 @@ function buildPlan<S>(state: EngineState<S>, work: StepWork<S>, stepId: number):
     entries.push(toScheduledSeq(seq, draft.queryLen));
     if (draft.copy !== null) blockCopies.push(draft.copy);
     numScheduledTokens += draft.queryLen;
+    state.fairQueue.charge(seq.request.tenant, seq.request.tenantWeight, draft.queryLen);
   }
   const plan: StepPlan<S> = {
     stepId,

@@ -1,6 +1,7 @@
 import { assertPending, commitStep } from "./committer";
 import { type EngineState, finishSeq, newSequence } from "./engine-state";
 import { InvariantError, invariant } from "./errors";
+import { DEFAULT_TENANT, FairQueue } from "./fair-queue";
 import type { AdapterId, RequestId } from "./ids";
 import { checkEngineInvariants } from "./invariants";
 import { KvCacheManager } from "./kv-cache-manager";
@@ -112,6 +113,7 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
       numPreemptions: 0,
       nextSeqId: 0,
       droppedSeqIds: [],
+      fairQueue: new FairQueue(),
     };
   }
 
@@ -141,9 +143,12 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
       stop,
       adapterId,
       namespace: cacheNamespace(adapterId, request.cacheSalt ?? null),
+      tenant: request.tenant ?? DEFAULT_TENANT,
+      tenantWeight: request.tenantWeight ?? 1,
     };
     const requestState = new RequestState(init, stopTokenIdsOf(stop));
     state.requests.set(requestState.id, requestState);
+    state.fairQueue.onRequestAdded(requestState.tenant);
     // An unforked request starts as its one parent; the others fork from it (see forkSeq).
     const numSeqs = requestState.isForked ? requestState.n : 1;
     for (let index = 0; index < numSeqs; index++) {

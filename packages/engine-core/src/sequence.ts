@@ -26,6 +26,8 @@ export interface RequestInit<S> {
   readonly stop: StopCriteria;
   readonly adapterId: AdapterId | null;
   readonly namespace: string;
+  readonly tenant: string;
+  readonly tenantWeight: number;
 }
 
 /** A request and its sequences. Owned by the scheduler; never handed out. */
@@ -40,6 +42,8 @@ export class RequestState<S> {
   readonly stop: StopCriteria;
   readonly adapterId: AdapterId | null;
   readonly namespace: string;
+  readonly tenant: string;
+  readonly tenantWeight: number;
   /** Stop ids the sampler bans while minTokens is not reached. */
   readonly bannedTokenIds: readonly number[];
   readonly seqs: Sequence<S>[] = [];
@@ -51,6 +55,8 @@ export class RequestState<S> {
    */
   isForked: boolean;
   firstScheduledTime: number | null = null;
+  /** Prefix-cache hit of its first admission; null until admitted. */
+  numCachedPromptTokens: number | null = null;
   firstTokenTime: number | null = null;
 
   constructor(init: RequestInit<S>, bannedTokenIds: readonly number[]) {
@@ -64,6 +70,8 @@ export class RequestState<S> {
     this.stop = init.stop;
     this.adapterId = init.adapterId;
     this.namespace = init.namespace;
+    this.tenant = init.tenant;
+    this.tenantWeight = init.tenantWeight;
     this.bannedTokenIds = bannedTokenIds;
     // A one-token prompt has no prefix to share: its n sequences start independently.
     this.isForked = init.n === 1 || init.promptTokenIds.length === 1;

@@ -44,6 +44,10 @@ export interface NewRequest<S> {
   readonly adapterId?: AdapterId | null;
   /** Tenant salt: prefixes are shared only between requests with the same salt. */
   readonly cacheSalt?: string | null;
+  /** Who sent it, for weighted fair queuing across tenants (see fair-queue.ts). Default "". */
+  readonly tenant?: string | null;
+  /** The tenant's share weight, finite and > 0. Default 1. */
+  readonly tenantWeight?: number | null;
 }
 
 export type RejectReason =
@@ -163,6 +167,8 @@ export interface RequestSummary {
   readonly finishedTime: number;
   /** Times any of its sequences was preempted. */
   readonly numPreemptions: number;
+  /** Prompt tokens found in the prefix cache when it was first admitted (usage.cached_tokens). */
+  readonly numCachedTokens: number;
 }
 
 /** A sequence stopped; follows the token event of its last token. */

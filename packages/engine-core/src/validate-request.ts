@@ -36,6 +36,10 @@ export function tryRejectRequest<S>(
   if (!Number.isFinite(request.priority ?? 0) || !Number.isFinite(request.arrivalTime ?? 0)) {
     return reject("INVALID_PARAMS", "priority and arrivalTime must be finite");
   }
+  const weight = request.tenantWeight ?? 1;
+  if (!(Number.isFinite(weight) && weight > 0)) {
+    return reject("INVALID_PARAMS", "tenantWeight must be finite and > 0");
+  }
   return null;
 }
 

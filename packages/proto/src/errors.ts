@@ -16,7 +16,10 @@ export type KilnErrorCode =
   | "INTERNAL"
   | "WORKER_LOST"
   | "UNAVAILABLE"
-  | "DEADLINE_EXCEEDED";
+  | "DEADLINE_EXCEEDED"
+  | "RATE_LIMITED"
+  | "PERMISSION_DENIED"
+  | "CONTENT_FILTER";
 
 interface ErrorMapping {
   readonly httpStatus: number;
@@ -60,6 +63,24 @@ export const ERROR_TABLE: Readonly<Record<KilnErrorCode, ErrorMapping>> = {
     httpStatus: 504,
     grpcStatus: status.DEADLINE_EXCEEDED,
     openaiType: "timeout",
+  },
+  /** A tenant over its own requests/tokens/concurrency limit (gateway only; see tenancy). */
+  RATE_LIMITED: {
+    httpStatus: 429,
+    grpcStatus: status.RESOURCE_EXHAUSTED,
+    openaiType: "rate_limit_error",
+  },
+  /** A valid key without the right: admin endpoints, another tenant's files and batches. */
+  PERMISSION_DENIED: {
+    httpStatus: 403,
+    grpcStatus: status.PERMISSION_DENIED,
+    openaiType: "invalid_request_error",
+  },
+  /** A guard blocked the input (KILN_GUARD). */
+  CONTENT_FILTER: {
+    httpStatus: 400,
+    grpcStatus: status.INVALID_ARGUMENT,
+    openaiType: "invalid_request_error",
   },
 };
 

@@ -11,6 +11,7 @@ export {
   trace,
 } from "@opentelemetry/api";
 export type { Registry } from "prom-client";
+export { Counter } from "prom-client";
 export {
   ITERATION_TOKENS_BUCKETS,
   ITL_BUCKETS_S,

@@ -1,8 +1,8 @@
 import { KilnError } from "@kiln/proto";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import { installAdmission } from "./admission";
-import { installAuth } from "./auth";
 import { installErrorHandlers } from "./errors";
+import type { Guard } from "./guards";
 import { InFlight } from "./in-flight";
 import type { ModelInfo } from "./model-info";
 import type { RouterPort } from "./router-port";
@@ -10,6 +10,7 @@ import { registerChatRoute } from "./routes/chat";
 import { registerCompletionsRoute } from "./routes/completions";
 import { registerModelRoutes } from "./routes/models";
 import { DEFAULT_MAX_STREAM_BUFFER_BYTES, installStreamLimits } from "./sse";
+import { KeySource, type TenancyOptions, tenancyPlugin } from "./tenancy";
 import type { TextCodec } from "./text-codec";
 
 /** Default request body limit: room for a long prompt, small enough to refuse abuse (413). */
@@ -27,6 +28,10 @@ export interface GatewayDeps {
   readonly apiKeys: readonly string[] | null;
   /** Running generations; main aborts them all when draining times out. */
   readonly inFlight: InFlight;
+  /** Keys file, audit log and tenant metrics; default: `apiKeys` as admin keys, no audit. */
+  readonly tenancy?: TenancyOptions;
+  /** KILN_GUARD: judges inputs and outputs; null or absent: no guard. */
+  readonly guard?: Guard | null;
 }
 
 export interface AppOptions {
@@ -60,13 +65,20 @@ export function buildApp(
   app.addHook("onRequest", async () => {
     if (isClosing) throw new KilnError("UNAVAILABLE", "The server is shutting down.");
   });
-  installAuth(app, fullDeps.apiKeys);
+  void app.register(tenancyPlugin(fullDeps.tenancy ?? defaultTenancy(fullDeps.apiKeys)));
   installAdmission(app, opts.maxConcurrentRequests ?? DEFAULT_MAX_CONCURRENT_REQUESTS);
   installStreamLimits(app, opts.maxStreamBufferBytes ?? DEFAULT_MAX_STREAM_BUFFER_BYTES);
   registerModelRoutes(app, fullDeps);
   registerChatRoute(app, fullDeps);
   registerCompletionsRoute(app, fullDeps);
   return app;
+}
+
+function defaultTenancy(apiKeys: readonly string[] | null): TenancyOptions {
+  const keys = apiKeys
+    ? new KeySource({ keysFile: null, plainKeys: apiKeys, log: () => {} })
+    : null;
+  return { keys, audit: null, registry: null };
 }
 
 /**

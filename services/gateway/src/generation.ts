@@ -4,7 +4,7 @@ import type { RouterPort } from "./router-port";
 import { StopMatcher } from "./stop-strings";
 import type { Detokenizer, TextCodec } from "./text-codec";
 
-export type FinishReason = "stop" | "length" | "abort";
+export type FinishReason = "stop" | "length" | "abort" | "content_filter";
 
 /** A piece of one choice: new text, the tokens consumed for it, and whether it ended. */
 export interface ChoiceDelta {
@@ -15,6 +15,8 @@ export interface ChoiceDelta {
   /** Tokens this delta consumed, for logprobs and usage (the stop-completing token included). */
   readonly tokens: readonly SampledToken[];
   readonly finishReason: FinishReason | null;
+  /** On the request's last finish: prompt tokens served from the prefix cache. */
+  readonly numCachedTokens?: number;
 }
 
 interface ChoiceState {
@@ -27,6 +29,12 @@ export interface GenerationContext {
   readonly router: RouterPort;
   readonly codec: TextCodec;
   readonly signal: AbortSignal;
+  /** Who asks (fair queuing) and the prefix-cache salt; absent: the default tenant, no salt. */
+  readonly tenancy?: {
+    readonly tenant: string;
+    readonly tenantWeight: number;
+    readonly cacheSalt: string;
+  };
 }
 
 /**
@@ -56,9 +64,11 @@ export async function* generateChoices(
       stopTokenIds: [...plan.stopTokenIds],
       ignoreEos: plan.ignoreEos,
       priority: 0,
-      cacheSalt: "",
+      cacheSalt: ctx.tenancy?.cacheSalt ?? "",
       adapter: "",
       n: plan.n,
+      tenant: ctx.tenancy?.tenant ?? "",
+      tenantWeight: ctx.tenancy?.tenantWeight ?? 0,
     },
     ctx.signal,
   );
@@ -110,7 +120,8 @@ function onFinished(state: ChoiceState, event: FinishedEvent): ChoiceDelta {
   const result = state.stops.push(state.detok.flush());
   const text = result.isStopped ? result.text : result.text + state.stops.flush();
   const reason = result.isStopped ? "stop" : toFinishReason(event.finishReason);
-  return { index: event.index, text, tokens: [], finishReason: reason };
+  const delta = { index: event.index, text, tokens: [], finishReason: reason };
+  return event.usage ? { ...delta, numCachedTokens: event.usage.cachedTokens } : delta;
 }
 
 function toFinishReason(reason: string): FinishReason {

@@ -89,6 +89,8 @@ function request(requestId: string): GenerateRequest {
     cacheSalt: "",
     adapter: "",
     n: 1,
+    tenant: "",
+    tenantWeight: 0,
   };
 }
 

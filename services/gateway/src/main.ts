@@ -4,13 +4,19 @@
  * drain: new requests get 503, running ones may finish within the drain timeout, then the
  * rest are aborted and the process exits.
  */
+import { createWriteStream } from "node:fs";
 import { loadConfig, loadGenerationConfig, loadTokenizer, resolveModelDir } from "@kiln/model";
+import { createMetricsRegistry } from "@kiln/telemetry";
 import { buildApp } from "./app";
 import { createGrpcRouter } from "./grpc-router";
+import { combineGuards, type Guard, LlmGuard, RulesGuard } from "./guards";
 import { InFlight } from "./in-flight";
 import { createModelCodec } from "./model-codec";
 import { installObservability } from "./observability";
 import { type GatewayOptions, parseGatewayOptions } from "./options";
+import type { RouterPort } from "./router-port";
+import { KeySource } from "./tenancy";
+import type { TextCodec } from "./text-codec";
 
 /**
  * Pending connections the kernel queues before the gateway accepts them. Node's default (511)
@@ -28,7 +34,13 @@ async function main(): Promise<void> {
     loadTokenizer(modelDir),
   ]);
   const router = createGrpcRouter(opts.routerAddress);
+  const codec = createModelCodec(tokenizer);
   const inFlight = new InFlight(opts.requestTimeoutMs);
+  const registry = createMetricsRegistry();
+  const keys =
+    opts.apiKeysFile || opts.apiKeys
+      ? new KeySource({ keysFile: opts.apiKeysFile, plainKeys: opts.apiKeys, log })
+      : null;
   const app = buildApp(
     {
       model: {
@@ -38,10 +50,12 @@ async function main(): Promise<void> {
         vocabSize: config.vocabSize,
         defaults,
       },
-      codec: createModelCodec(tokenizer),
+      codec,
       router,
+      guard: buildGuard(opts, router, codec),
       apiKeys: opts.apiKeys,
       inFlight,
+      tenancy: { keys, audit: openAuditLog(opts.auditLog), registry },
     },
     {
       logger: { level: opts.logLevel },
@@ -54,6 +68,7 @@ async function main(): Promise<void> {
   const observability = await installObservability(app, {
     routerAddress,
     model,
+    registry,
     metricsUpstreams: opts.metricsUpstreams,
   });
   await app.listen({ host: opts.host, port: opts.port, backlog: LISTEN_BACKLOG });
@@ -63,6 +78,7 @@ async function main(): Promise<void> {
   installDrain(opts, inFlight, async () => {
     await app.close();
     router.close();
+    keys?.close();
     await observability.close();
   });
 }
@@ -91,6 +107,37 @@ function installDrain(opts: GatewayOptions, inFlight: InFlight, close: () => Pro
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+}
+
+/** KILN_GUARD's guards, in order (rules first: cheap), or null. Throws for a bad rules file. */
+function buildGuard(opts: GatewayOptions, router: RouterPort, codec: TextCodec): Guard | null {
+  const guards: Guard[] = [];
+  if (opts.guards.includes("rules")) {
+    if (!opts.guardRulesFile)
+      throw new Error("--guard rules needs --guard-rules-file (KILN_GUARD_RULES_FILE)");
+    guards.push(RulesGuard.fromFile(opts.guardRulesFile));
+  }
+  if (opts.guards.includes("llm")) {
+    const pattern = opts.guardUnsafePattern;
+    guards.push(
+      new LlmGuard({
+        router,
+        codec,
+        template: opts.guardTemplate,
+        ...(pattern ? { unsafePattern: new RegExp(pattern, "i") } : {}),
+      }),
+    );
+  }
+  return combineGuards(guards);
+}
+
+/** Where audit lines go: "stdout", "stderr" or a file (appended); null: nowhere. */
+function openAuditLog(target: string | null): ((line: string) => void) | null {
+  if (target === null) return null;
+  if (target === "stdout") return (line) => process.stdout.write(`${line}\n`);
+  if (target === "stderr") return (line) => process.stderr.write(`${line}\n`);
+  const stream = createWriteStream(target, { flags: "a" });
+  return (line) => stream.write(`${line}\n`);
 }
 
 function log(message: string): void {

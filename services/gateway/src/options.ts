@@ -14,6 +14,18 @@ export interface GatewayOptions {
   /** The `model` name clients use. */
   readonly servedModelName: string;
   readonly apiKeys: readonly string[] | null;
+  /** JSON keys file with tenants and limits (re-read on change and SIGHUP); null: none. */
+  readonly apiKeysFile: string | null;
+  /** Audit log destination: a file path, "stdout" or "stderr"; null: no audit log. */
+  readonly auditLog: string | null;
+  /** KILN_GUARD: which guards run ("rules", "llm", or both comma-separated); empty: none. */
+  readonly guards: readonly ("rules" | "llm")[];
+  /** Deny patterns for the rules guard, one regular expression a line. */
+  readonly guardRulesFile: string | null;
+  /** The LLM guard's verdict regex (a match is unsafe); null: /^\s*unsafe/i. */
+  readonly guardUnsafePattern: string | null;
+  /** The LLM guard's prompt: "llama-guard" (default) or "short" (small-context guard models). */
+  readonly guardTemplate: "llama-guard" | "short";
   /** How long in-flight requests may run after SIGINT/SIGTERM before they are aborted. */
   readonly drainTimeoutMs: number;
   /** How long one request may run before it ends with 504 deadline_exceeded; null = no limit. */
@@ -45,6 +57,26 @@ function parseTimeoutS(text: string | undefined): number | null {
     throw new Error(`--request-timeout: expected seconds ≥ 0, got "${text}"`);
   }
   return s === 0 ? null : Math.round(s * 1000);
+}
+
+function parseTemplate(text: string): "llama-guard" | "short" {
+  if (text !== "llama-guard" && text !== "short") {
+    throw new Error(`--guard-template: expected llama-guard or short, got "${text}"`);
+  }
+  return text;
+}
+
+function parseGuards(text: string): ("rules" | "llm")[] {
+  const names = text
+    .split(",")
+    .map((g) => g.trim())
+    .filter((g) => g !== "");
+  for (const name of names) {
+    if (name !== "rules" && name !== "llm") {
+      throw new Error(`--guard: unknown guard "${name}" (expected rules, llm or both)`);
+    }
+  }
+  return names as ("rules" | "llm")[];
 }
 
 /**
@@ -79,6 +111,12 @@ export function parseGatewayOptions(
       "max-concurrent-requests": { type: "string" },
       "max-stream-buffer-bytes": { type: "string" },
       "metrics-upstream": { type: "string", multiple: true },
+      "api-keys-file": { type: "string" },
+      "audit-log": { type: "string" },
+      guard: { type: "string" },
+      "guard-rules-file": { type: "string" },
+      "guard-unsafe-pattern": { type: "string" },
+      "guard-template": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -98,6 +136,14 @@ export function parseGatewayOptions(
     servedModelName:
       values["served-model-name"] ?? env.KILN_SERVED_MODEL_NAME ?? defaultServedName(model),
     apiKeys: parseApiKeys(env.KILN_API_KEYS),
+    apiKeysFile: values["api-keys-file"] || env.KILN_API_KEYS_FILE || null,
+    auditLog: values["audit-log"] || env.KILN_AUDIT_LOG || null,
+    guards: parseGuards(values.guard ?? env.KILN_GUARD ?? ""),
+    guardRulesFile: values["guard-rules-file"] || env.KILN_GUARD_RULES_FILE || null,
+    guardUnsafePattern: values["guard-unsafe-pattern"] || env.KILN_GUARD_UNSAFE_PATTERN || null,
+    guardTemplate: parseTemplate(
+      values["guard-template"] || env.KILN_GUARD_TEMPLATE || "llama-guard",
+    ),
     drainTimeoutMs:
       1000 *
       parseIntFlag(

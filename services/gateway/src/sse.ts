@@ -49,8 +49,10 @@ export class SseWriter {
     return this.isCutOff || this.res.destroyed || this.res.writableEnded;
   }
 
-  start(): void {
+  /** Sends the 200 head; `headers` (the reply's own, such as x-ratelimit-*) go with it. */
+  start(headers: Record<string, unknown> = {}): void {
     this.res.writeHead(200, {
+      ...(headers as Record<string, string>),
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache",
       connection: "keep-alive",

@@ -49,7 +49,12 @@ describe("POST /v1/completions", () => {
     const choices = body.choices as CompletionChoice[];
     expect(choices.map((c) => c.index)).toEqual([0, 1, 2, 3]);
     expect(choices.map((c) => c.text)).toEqual(["Hel", "Onc", "Hel", "Onc"]);
-    expect(body.usage).toEqual({ prompt_tokens: 3, completion_tokens: 12, total_tokens: 15 });
+    expect(body.usage).toEqual({
+      prompt_tokens: 3,
+      completion_tokens: 12,
+      total_tokens: 15,
+      prompt_tokens_details: { cached_tokens: 0 },
+    });
   });
 
   it("accepts an array of strings and a flat token list", async () => {

@@ -345,7 +345,10 @@ export class Replica {
       } else if (event.kind === "finished") {
         const isLast = event.requestDone !== null;
         const stopTokenId = event.stopTokenId ?? 0;
-        record.emit(finishedEvent(record, event.seqIndex, event.reason, stopTokenId, isLast));
+        const cachedTokens = event.requestDone?.numCachedTokens ?? 0;
+        record.emit(
+          finishedEvent(record, event.seqIndex, event.reason, stopTokenId, isLast, cachedTokens),
+        );
         if (isLast) {
           this.idToRecord.delete(event.requestId);
           record.end();

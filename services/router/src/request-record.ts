@@ -34,13 +34,15 @@ export function finishedEvent(
   finishReason: string,
   stopTokenId: number,
   isLast: boolean,
+  /** Prompt tokens found in the prefix cache at the request's first admission. */
+  cachedTokens = 0,
 ): GenerateEvent {
   const numCompletion = record.outputTokenIds.reduce((n, ids) => n + ids.length, 0);
   const usage = isLast
     ? {
         promptTokens: record.promptTokenIds.length,
         completionTokens: numCompletion,
-        cachedTokens: 0,
+        cachedTokens,
       }
     : undefined;
   return { finished: { index, finishReason, stopTokenId, usage } };

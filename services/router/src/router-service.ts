@@ -183,5 +183,7 @@ function toNewRequest(
     stopTokenIds: req.stopTokenIds,
     ignoreEos: req.ignoreEos,
     cacheSalt: req.cacheSalt || null,
+    tenant: req.tenant || null,
+    tenantWeight: req.tenantWeight > 0 ? req.tenantWeight : 1,
   };
 }

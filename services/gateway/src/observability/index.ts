@@ -1,4 +1,4 @@
-import { startTracing } from "@kiln/telemetry";
+import { type Registry, startTracing } from "@kiln/telemetry";
 import type { FastifyInstance } from "fastify";
 import { observabilityPlugin } from "./metrics-plugin";
 import { createRouterStatsSource } from "./router-stats";
@@ -23,14 +23,17 @@ export async function installObservability(
     readonly routerAddress: string;
     readonly model: string;
     readonly metricsUpstreams?: readonly string[];
+    readonly registry?: Registry;
   },
 ): Promise<GatewayObservability> {
   const tracing = await startTracing({ serviceName: "kiln-gateway" });
   const stats = createRouterStatsSource(opts.routerAddress, opts.model);
+  const registry = opts.registry ? { registry: opts.registry } : {};
   await app.register(
     observabilityPlugin({
       readRouterStats: stats.read,
       metricsUpstreams: opts.metricsUpstreams ?? [],
+      ...registry,
     }),
   );
   return {

@@ -1,10 +1,12 @@
 import type { FastifyInstance } from "fastify";
 import type { GatewayDeps } from "../app";
 import { type ChoiceDelta, generateChoices } from "../generation";
+import { guardInput, guardOutput } from "../guards";
 import { chatLogprobs } from "../logprobs";
 import { checkModel } from "../model-info";
 import { buildPlan } from "../params";
 import { type ChatBody, normalizeMessages, parseChatBody } from "../schemas/chat";
+import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from "../tenancy";
 import {
   type CollectedChoice,
   checkStreamOptions,
@@ -21,20 +23,33 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
   app.post("/v1/chat/completions", async (request, reply) => {
     const body = parseChatBody(request.body);
     checkModel(body.model, deps.model);
+    checkTenantModel(request, body.model);
     checkStreamOptions(body);
-    const promptIds = await deps.codec.encodeChat(normalizeMessages(body.messages));
+    const messages = normalizeMessages(body.messages);
+    await guardInput(deps.guard ?? null, messages);
+    const promptIds = await deps.codec.encodeChat(messages);
     const plan = buildPlan(body, promptIds, deps.model, {
       promptParam: "messages",
       defaultMaxTokens: null,
-      maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null,
+      maxTokens: tenantMaxTokens(request, body.max_completion_tokens ?? body.max_tokens ?? null),
       numTopLogprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
     });
+    const ticket = admitGeneration(request, reply, promptIds.length, plan.maxTokens * plan.n);
     const meta = responseMeta("chatcmpl", "chat.completion", deps.model.id);
     const usage = new UsageCounter(promptIds.length);
     const { signal, done } = deps.inFlight.open(reply);
     try {
-      const ctx = { router: deps.router, codec: deps.codec, signal };
-      const deltas = generateChoices(ctx, plan, meta.id, 0);
+      const ctx = {
+        router: deps.router,
+        codec: deps.codec,
+        signal,
+        tenancy: tenancyOf(request, body),
+      };
+      const deltas = guardOutput(
+        deps.guard ?? null,
+        messages,
+        generateChoices(ctx, plan, meta.id, 0),
+      );
       if (body.stream) {
         await streamResponse(reply, deltas, chatStreamFormat(deps, body, meta, usage));
         return;
@@ -47,6 +62,7 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
       };
     } finally {
       done();
+      ticket.settle(usage.numPromptTokens, usage.numCompletionTokens);
     }
   });
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { GatewayDeps } from "../app";
 import { type ChoiceDelta, generateChoices, mergeGenerators } from "../generation";
+import { guardInput, guardOutput } from "../guards";
 import {
   appendCompletionLogprobs,
   type CompletionLogprobs,
@@ -9,6 +10,7 @@ import {
 import { checkModel } from "../model-info";
 import { buildPlan, COMPLETIONS_DEFAULT_MAX_TOKENS, type GenerationPlan } from "../params";
 import { type CompletionBody, parseCompletionBody, promptInputs } from "../schemas/completions";
+import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from "../tenancy";
 import {
   checkStreamOptions,
   collectChoices,
@@ -34,6 +36,7 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
   app.post("/v1/completions", async (request, reply) => {
     const body = parseCompletionBody(request.body);
     checkModel(body.model, deps.model);
+    checkTenantModel(request, body.model);
     checkStreamOptions(body);
     const prompts: PreparedPrompt[] = [];
     for (const input of promptInputs(body.prompt)) {
@@ -41,19 +44,36 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
       const plan = buildPlan(body, ids, deps.model, {
         promptParam: "prompt",
         defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
-        maxTokens: body.max_tokens ?? null,
+        maxTokens: tenantMaxTokens(
+          request,
+          body.max_tokens ?? null,
+          COMPLETIONS_DEFAULT_MAX_TOKENS,
+        ),
         numTopLogprobs: body.logprobs ?? null,
       });
       prompts.push({ plan, text: "text" in input ? input.text : deps.codec.decode(ids) });
     }
+    const guardMessages = prompts.map((p) => ({ role: "user", content: p.text }));
+    await guardInput(deps.guard ?? null, guardMessages);
     const n = body.n ?? 1;
     const meta = responseMeta("cmpl", "text_completion", deps.model.id);
     const usage = new UsageCounter(prompts.reduce((sum, p) => sum + p.plan.promptIds.length, 0));
+    const numReserved = prompts.reduce((sum, p) => sum + p.plan.maxTokens * p.plan.n, 0);
+    const ticket = admitGeneration(request, reply, usage.numPromptTokens, numReserved);
     const { signal, done } = deps.inFlight.open(reply);
     try {
-      const ctx = { router: deps.router, codec: deps.codec, signal };
-      const deltas = mergeGenerators(
-        prompts.map((p, i) => generateChoices(ctx, p.plan, `${meta.id}-${i}`, i * n)),
+      const ctx = {
+        router: deps.router,
+        codec: deps.codec,
+        signal,
+        tenancy: tenancyOf(request, body),
+      };
+      const deltas = guardOutput(
+        deps.guard ?? null,
+        guardMessages,
+        mergeGenerators(
+          prompts.map((p, i) => generateChoices(ctx, p.plan, `${meta.id}-${i}`, i * n)),
+        ),
       );
       const choiceState = new CompletionChoices(deps, body, prompts);
       if (body.stream) {
@@ -74,6 +94,7 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
       return { ...meta, choices, usage: usage.toJSON() };
     } finally {
       done();
+      ticket.settle(usage.numPromptTokens, usage.numCompletionTokens);
     }
   });
 }

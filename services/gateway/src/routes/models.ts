@@ -1,7 +1,8 @@
 import { KilnError } from "@kiln/proto";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { GatewayDeps } from "../app";
 import { sendError } from "../errors";
+import { isModelAllowed } from "../tenancy";
 
 /** GET /v1/models, GET /v1/models/:model and GET /health. */
 export function registerModelRoutes(app: FastifyInstance, deps: GatewayDeps): void {
@@ -12,9 +13,17 @@ export function registerModelRoutes(app: FastifyInstance, deps: GatewayDeps): vo
     owned_by: "kiln",
     max_model_len: deps.model.contextLen,
   });
-  app.get("/v1/models", async () => ({ object: "list", data: [card()] }));
+  // A model the caller's tenant may not use is listed nowhere and looks missing (tenancy).
+  const isVisible = (request: FastifyRequest) => {
+    const tenant = request.kilnTenant;
+    return !tenant || tenant.isAdmin || isModelAllowed(tenant.config, deps.model.id);
+  };
+  app.get("/v1/models", async (request) => ({
+    object: "list",
+    data: isVisible(request) ? [card()] : [],
+  }));
   app.get<{ Params: { model: string } }>("/v1/models/:model", async (request, reply) => {
-    if (request.params.model === deps.model.id) return card();
+    if (request.params.model === deps.model.id && isVisible(request)) return card();
     return sendError(
       reply,
       new KilnError(

@@ -5,6 +5,7 @@ import { errorBody, toKilnError } from "../errors";
 import type { ChoiceDelta } from "../generation";
 import { recordStreamError } from "../observability";
 import { SseWriter } from "../sse";
+import { recordTenantStreamError } from "../tenancy";
 
 /** How one endpoint turns choice deltas into stream chunks. */
 export interface StreamFormat {
@@ -19,10 +20,13 @@ export interface StreamFormat {
 /** Tokens per prompt and in total, counted as deltas go by. */
 export class UsageCounter {
   numCompletionTokens = 0;
+  /** Prompt tokens the router found in the prefix cache, summed over the request's prompts. */
+  numCachedTokens = 0;
   constructor(readonly numPromptTokens: number) {}
 
   count(delta: ChoiceDelta): void {
     this.numCompletionTokens += delta.tokens.length;
+    this.numCachedTokens += delta.numCachedTokens ?? 0;
   }
 
   toJSON() {
@@ -30,6 +34,7 @@ export class UsageCounter {
       prompt_tokens: this.numPromptTokens,
       completion_tokens: this.numCompletionTokens,
       total_tokens: this.numPromptTokens + this.numCompletionTokens,
+      prompt_tokens_details: { cached_tokens: this.numCachedTokens },
     };
   }
 }
@@ -75,7 +80,7 @@ export async function streamResponse(
   let next = await deltas.next();
   reply.hijack();
   const sse = new SseWriter(reply.raw, reply.server.kilnStreamLimits);
-  sse.start();
+  sse.start(reply.getHeaders());
   try {
     for (const chunk of format.head()) await sse.send(chunk);
     while (!next.done) {
@@ -88,6 +93,7 @@ export async function streamResponse(
     const kilnError = toKilnError(err);
     if (kilnError.code === "INTERNAL") reply.log.error({ err }, "stream failed");
     recordStreamError(reply.request, kilnError.code);
+    recordTenantStreamError(reply.request, kilnError.code);
     await sse.send(errorBody(kilnError));
   } finally {
     void deltas.return(undefined).catch(() => {});

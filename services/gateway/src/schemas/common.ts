@@ -39,6 +39,8 @@ export const samplingFields = {
   user: nullish(z.string()),
   ignore_eos: nullish(z.boolean()),
   min_tokens: nullish(z.number().int().min(0)),
+  /** vLLM's prefix-cache salt; combined with the tenant's (see tenancy). */
+  cache_salt: nullish(z.string().min(1).max(256)),
 } as const;
 
 /** `messages[0].content` style, as OpenAI names nested parameters. */

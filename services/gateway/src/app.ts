@@ -7,7 +7,10 @@ import type { ModelInfo } from "./model-info";
 import type { RouterPort } from "./router-port";
 import { registerChatRoute } from "./routes/chat";
 import { registerCompletionsRoute } from "./routes/completions";
+import { MemoryResponseStore, type ResponseStore } from "./responses/store";
 import { registerModelRoutes } from "./routes/models";
+import { registerResponsesRoutes } from "./routes/responses";
+import { registerUtilityRoutes } from "./routes/utility";
 import type { TextCodec } from "./text-codec";
 
 /** Default request body limit: room for a long prompt, small enough to refuse abuse (413). */
@@ -22,6 +25,8 @@ export interface GatewayDeps {
   readonly apiKeys: readonly string[] | null;
   /** Running generations; main aborts them all when draining times out. */
   readonly inFlight: InFlight;
+  /** Stored Responses API responses; an in-memory store with default limits when absent. */
+  readonly responseStore?: ResponseStore;
 }
 
 export interface AppOptions {
@@ -55,6 +60,8 @@ export function buildApp(
   registerModelRoutes(app, fullDeps);
   registerChatRoute(app, fullDeps);
   registerCompletionsRoute(app, fullDeps);
+  registerResponsesRoutes(app, fullDeps, fullDeps.responseStore ?? new MemoryResponseStore());
+  registerUtilityRoutes(app, fullDeps);
   return app;
 }
 

@@ -15,6 +15,9 @@ export interface ChoiceDelta {
   /** Tokens this delta consumed, for logprobs and usage (the stop-completing token included). */
   readonly tokens: readonly SampledToken[];
   readonly finishReason: FinishReason | null;
+  /** Prompt tokens served from the prefix cache: set on the delta of the request's last
+   * FinishedEvent (the router reports usage once per request, over all samples). */
+  readonly numCachedTokens?: number;
 }
 
 interface ChoiceState {
@@ -99,7 +102,8 @@ function onFinished(state: ChoiceState, event: FinishedEvent): ChoiceDelta {
   const result = state.stops.push(state.detok.flush());
   const text = result.isStopped ? result.text : result.text + state.stops.flush();
   const reason = result.isStopped ? "stop" : toFinishReason(event.finishReason);
-  return { index: event.index, text, tokens: [], finishReason: reason };
+  const delta = { index: event.index, text, tokens: [], finishReason: reason };
+  return event.usage ? { ...delta, numCachedTokens: event.usage.cachedTokens } : delta;
 }
 
 function toFinishReason(reason: string): FinishReason {

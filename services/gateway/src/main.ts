@@ -11,6 +11,7 @@ import { InFlight } from "./in-flight";
 import { createModelCodec } from "./model-codec";
 import { installObservability } from "./observability";
 import { type GatewayOptions, parseGatewayOptions } from "./options";
+import { createResponseStore } from "./responses/create-store";
 
 async function main(): Promise<void> {
   const opts = parseGatewayOptions(process.argv.slice(2), process.env);
@@ -22,6 +23,7 @@ async function main(): Promise<void> {
   ]);
   const router = createGrpcRouter(opts.routerAddress);
   const inFlight = new InFlight();
+  const responseStore = createResponseStore(opts);
   const app = buildApp(
     {
       model: {
@@ -35,6 +37,7 @@ async function main(): Promise<void> {
       router,
       apiKeys: opts.apiKeys,
       inFlight,
+      responseStore,
     },
     {
       logger: { level: opts.logLevel },
@@ -50,6 +53,7 @@ async function main(): Promise<void> {
   installDrain(opts, inFlight, async () => {
     await app.close();
     router.close();
+    await responseStore.close();
     await observability.close();
   });
 }

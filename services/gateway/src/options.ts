@@ -18,6 +18,11 @@ export interface GatewayOptions {
   readonly drainTimeoutMs: number;
   readonly bodyLimitBytes: number | undefined;
   readonly logLevel: string;
+  /** Where stored Responses API responses live: Redis at this URL, or null for memory. */
+  readonly redisUrl: string | null;
+  /** Bounds of the in-memory response store (the TTL applies to Redis too). */
+  readonly responsesMaxStored: number;
+  readonly responsesTtlS: number;
 }
 
 function parseIntFlag(text: string, flag: string, min: number): number {
@@ -54,6 +59,9 @@ export function parseGatewayOptions(
       "served-model-name": { type: "string" },
       "drain-timeout": { type: "string" },
       "max-body-bytes": { type: "string" },
+      "redis-url": { type: "string" },
+      "responses-max-stored": { type: "string" },
+      "responses-ttl": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -81,5 +89,16 @@ export function parseGatewayOptions(
     bodyLimitBytes:
       maxBody === undefined ? undefined : parseIntFlag(maxBody, "--max-body-bytes", 1),
     logLevel: env.KILN_LOG_LEVEL ?? "warn",
+    redisUrl: values["redis-url"] ?? env.KILN_REDIS_URL ?? null,
+    responsesMaxStored: parseIntFlag(
+      values["responses-max-stored"] ?? env.KILN_RESPONSES_MAX_STORED ?? "1000",
+      "--responses-max-stored",
+      1,
+    ),
+    responsesTtlS: parseIntFlag(
+      values["responses-ttl"] ?? env.KILN_RESPONSES_TTL_S ?? "3600",
+      "--responses-ttl",
+      1,
+    ),
   };
 }

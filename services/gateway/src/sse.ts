@@ -22,8 +22,17 @@ export class SseWriter {
   }
 
   async send(data: unknown): Promise<void> {
+    await this.write(`data: ${JSON.stringify(data)}\n\n`);
+  }
+
+  /** A named event, `event: <name>` then its data (the Responses API's framing). */
+  async sendEvent(name: string, data: unknown): Promise<void> {
+    await this.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  private async write(text: string): Promise<void> {
     if (this.isClosed) return;
-    if (this.res.write(`data: ${JSON.stringify(data)}\n\n`)) return;
+    if (this.res.write(text)) return;
     // Wait for room, or for the client to leave; drop the losing listener either way.
     const ac = new AbortController();
     await Promise.race([
@@ -33,8 +42,9 @@ export class SseWriter {
     ac.abort();
   }
 
-  end(): void {
+  /** Ends the stream; `[DONE]` unless `isDoneSent` is false (the Responses API sends none). */
+  end(isDoneSent = true): void {
     if (this.isClosed) return;
-    this.res.end("data: [DONE]\n\n");
+    this.res.end(isDoneSent ? "data: [DONE]\n\n" : undefined);
   }
 }

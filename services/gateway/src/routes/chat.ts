@@ -8,6 +8,7 @@ import { type ChatBody, normalizeMessages, parseChatBody } from "../schemas/chat
 import {
   type CollectedChoice,
   checkStreamOptions,
+  chunkUsage,
   collectChoices,
   type ResponseMeta,
   responseMeta,
@@ -86,7 +87,7 @@ function chatStreamFormat(
     ...meta,
     object: "chat.completion.chunk",
     choices,
-    ...(isUsageIncluded ? { usage: null } : {}),
+    ...chunkUsage(body.stream_options, usage),
   });
   return {
     head: () =>

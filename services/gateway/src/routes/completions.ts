@@ -11,6 +11,7 @@ import { buildPlan, COMPLETIONS_DEFAULT_MAX_TOKENS, type GenerationPlan } from "
 import { type CompletionBody, parseCompletionBody, promptInputs } from "../schemas/completions";
 import {
   checkStreamOptions,
+  chunkUsage,
   collectChoices,
   type ResponseMeta,
   responseMeta,
@@ -133,7 +134,7 @@ function streamFormat(
     ...meta,
     object: "text_completion",
     choices: [choice],
-    ...(isUsageIncluded ? { usage: null } : {}),
+    ...chunkUsage(body.stream_options, usage),
   });
   return {
     head: () => {

@@ -19,10 +19,13 @@ export interface StreamFormat {
 /** Tokens per prompt and in total, counted as deltas go by. */
 export class UsageCounter {
   numCompletionTokens = 0;
+  /** Prompt tokens the prefix cache served, summed over the router requests (0 until known). */
+  numCachedTokens = 0;
   constructor(readonly numPromptTokens: number) {}
 
   count(delta: ChoiceDelta): void {
     this.numCompletionTokens += delta.tokens.length;
+    this.numCachedTokens += delta.numCachedTokens ?? 0;
   }
 
   toJSON() {
@@ -30,8 +33,27 @@ export class UsageCounter {
       prompt_tokens: this.numPromptTokens,
       completion_tokens: this.numCompletionTokens,
       total_tokens: this.numPromptTokens + this.numCompletionTokens,
+      prompt_tokens_details: { cached_tokens: this.numCachedTokens },
     };
   }
+}
+
+/**
+ * The `usage` field of a stream chunk: the running totals with vLLM's
+ * `stream_options.continuous_usage_stats`, null with `include_usage` alone, absent otherwise.
+ */
+export function chunkUsage(
+  streamOptions: StreamOptions | null | undefined,
+  usage: UsageCounter,
+): { usage?: ReturnType<UsageCounter["toJSON"]> | null } {
+  if (streamOptions?.continuous_usage_stats) return { usage: usage.toJSON() };
+  return streamOptions?.include_usage ? { usage: null } : {};
+}
+
+/** The wire's `stream_options`. */
+export interface StreamOptions {
+  readonly include_usage?: boolean | null;
+  readonly continuous_usage_stats?: boolean | null;
 }
 
 /** One choice's deltas folded together, for non-streamed responses. */

@@ -36,7 +36,12 @@ describe("POST /v1/completions", () => {
       object: "text_completion",
       model: "toy",
       choices: [{ index: 0, text: HELLO.slice(0, 16), logprobs: null, finish_reason: "length" }],
-      usage: { prompt_tokens: 3, completion_tokens: 16, total_tokens: 19 },
+      usage: {
+        prompt_tokens: 3,
+        completion_tokens: 16,
+        total_tokens: 19,
+        prompt_tokens_details: { cached_tokens: 0 },
+      },
     });
     expect(body.id).toMatch(/^cmpl-/);
     expect(t.router.requests[0]!.promptTokenIds).toEqual([BOS, charId("h"), charId("i")]);
@@ -49,7 +54,12 @@ describe("POST /v1/completions", () => {
     const choices = body.choices as CompletionChoice[];
     expect(choices.map((c) => c.index)).toEqual([0, 1, 2, 3]);
     expect(choices.map((c) => c.text)).toEqual(["Hel", "Onc", "Hel", "Onc"]);
-    expect(body.usage).toEqual({ prompt_tokens: 3, completion_tokens: 12, total_tokens: 15 });
+    expect(body.usage).toEqual({
+      prompt_tokens: 3,
+      completion_tokens: 12,
+      total_tokens: 15,
+      prompt_tokens_details: { cached_tokens: 0 },
+    });
   });
 
   it("accepts an array of strings and a flat token list", async () => {

@@ -7,7 +7,13 @@ import { mayBeToolCall, type ParsedToolCall, parseToolCalls } from "./tool-calls
 /** One typed streaming event (`type` plus its fields; sequence_number is added on emit). */
 export type ResponseEvent = { readonly type: string } & Record<string, unknown>;
 
-export type ResponseStatus = "queued" | "in_progress" | "completed" | "incomplete" | "cancelled" | "failed";
+export type ResponseStatus =
+  | "queued"
+  | "in_progress"
+  | "completed"
+  | "incomplete"
+  | "cancelled"
+  | "failed";
 
 /** The Response object (OpenAI's shape); `output`, `status`, `usage` change as it runs. */
 export type ResponseObject = Record<string, unknown> & {
@@ -140,9 +146,19 @@ export class ResponseBuilder {
   }
 
   private openMessage(): void {
-    const m: MessageState = { id: newId("msg"), outputIndex: this.response.output.length, text: "" };
+    const m: MessageState = {
+      id: newId("msg"),
+      outputIndex: this.response.output.length,
+      text: "",
+    };
     this.message = m;
-    const item = { id: m.id, type: "message", status: "in_progress", role: "assistant", content: [] };
+    const item = {
+      id: m.id,
+      type: "message",
+      status: "in_progress",
+      role: "assistant",
+      content: [],
+    };
     this.response.output.push(item);
     this.send({ type: "response.output_item.added", output_index: m.outputIndex, item });
     this.send({
@@ -160,7 +176,13 @@ export class ResponseBuilder {
     this.send({ type: "response.output_text.done", ...where, text: m.text, logprobs: [] });
     this.send({ type: "response.content_part.done", ...where, part: textPart(m.text) });
     const status = this.finishReason === "length" ? "incomplete" : "completed";
-    const item = { id: m.id, type: "message", status, role: "assistant", content: [textPart(m.text)] };
+    const item = {
+      id: m.id,
+      type: "message",
+      status,
+      role: "assistant",
+      content: [textPart(m.text)],
+    };
     this.response.output[m.outputIndex] = item;
     this.send({ type: "response.output_item.done", output_index: m.outputIndex, item });
   }

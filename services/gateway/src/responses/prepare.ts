@@ -38,12 +38,17 @@ export async function prepareResponse(
     tools: templateTools(activeTools),
     toolsFallbackPrompt: toolSystemPrompt(activeTools),
   });
-  const plan = buildPlan({ temperature: body.temperature, top_p: body.top_p }, promptIds, deps.model, {
-    promptParam: "input",
-    defaultMaxTokens: null,
-    maxTokens: body.max_output_tokens ?? null,
-    numTopLogprobs: null,
-  });
+  const plan = buildPlan(
+    { temperature: body.temperature, top_p: body.top_p },
+    promptIds,
+    deps.model,
+    {
+      promptParam: "input",
+      defaultMaxTokens: null,
+      maxTokens: body.max_output_tokens ?? null,
+      numTopLogprobs: null,
+    },
+  );
   const isStored = body.store ?? true;
   return {
     response: baseResponse(parsed, deps.model.id, plan, isStored),
@@ -128,7 +133,9 @@ function inputItemsOf(input: ParsedResponsesBody["body"]["input"]): unknown[] {
   return items.map((item) => {
     if ("role" in item && item.type !== "function_call" && item.type !== "function_call_output") {
       const content =
-        typeof item.content === "string" ? [{ type: "input_text", text: item.content }] : item.content;
+        typeof item.content === "string"
+          ? [{ type: "input_text", text: item.content }]
+          : item.content;
       return { id: newId("msg"), type: "message", status: "completed", role: item.role, content };
     }
     return { id: newId(item.type === "function_call" ? "fc" : "fco"), ...item };

@@ -124,13 +124,22 @@ export async function runInBackground(
 async function save(store: ResponseStore, prepared: PreparedResponse, response: ResponseObject) {
   if (!prepared.isStored) return;
   const history = [...prepared.history, ...outputMessages(response)];
-  await store.put({ response: structuredClone(response), inputItems: prepared.inputItems, history });
+  await store.put({
+    response: structuredClone(response),
+    inputItems: prepared.inputItems,
+    history,
+  });
 }
 
 /** The output items as one assistant turn, tool calls in the documented text format. */
 function outputMessages(response: ResponseObject): ChatMessage[] {
   const parts = response.output.map((raw) => {
-    const item = raw as { type: string; name?: string; arguments?: string; content?: { text?: string }[] };
+    const item = raw as {
+      type: string;
+      name?: string;
+      arguments?: string;
+      content?: { text?: string }[];
+    };
     if (item.type === "function_call") {
       return formatToolCall({ name: item.name ?? "", arguments: item.arguments ?? "{}" });
     }

@@ -29,13 +29,14 @@ export function registerResponsesRoutes(
     const prepared = await prepareResponse(deps, store, parsed);
     const { body } = parsed;
     if (body.background) {
+      const queued = structuredClone(prepared.response);
       const run = await runInBackground(deps, store, prepared);
       const id = prepared.response.id;
       background.set(id, run);
       void run.finished
         .catch((err: unknown) => request.log.error({ err }, "background response failed"))
         .finally(() => background.delete(id));
-      return prepared.response;
+      return queued;
     }
     const { signal, done } = deps.inFlight.open(reply);
     try {

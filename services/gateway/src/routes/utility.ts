@@ -4,8 +4,8 @@ import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import type { GatewayDeps } from "../app";
 import { checkModel } from "../model-info";
-import { parseBody } from "../schemas/common";
 import { type ChatBody, normalizeMessages } from "../schemas/chat";
+import { parseBody } from "../schemas/common";
 
 /** The gateway package's version, reported by GET /version. */
 export const KILN_VERSION: string = (
@@ -26,7 +26,9 @@ const tokenizeSchema = z.union(
     }),
     z.strictObject({
       model: z.string().nullish(),
-      messages: z.array(z.looseObject({ role: z.string(), content: z.unknown().optional() })).min(1),
+      messages: z
+        .array(z.looseObject({ role: z.string(), content: z.unknown().optional() }))
+        .min(1),
       add_generation_prompt: z.boolean().nullish(),
       add_special_tokens: z.boolean().nullish(),
       return_token_strs: z.boolean().nullish(),

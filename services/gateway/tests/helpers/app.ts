@@ -20,12 +20,23 @@ export interface TestApp {
 }
 
 export function makeApp(
-  opts: { script?: FakeRouterScript; apiKeys?: string[]; bodyLimit?: number } = {},
+  opts: {
+    script?: FakeRouterScript;
+    apiKeys?: string[];
+    bodyLimit?: number;
+    model?: ModelInfo;
+  } = {},
 ): TestApp {
   const router = new FakeRouter(opts.script);
   const inFlight = new InFlight();
   const app = buildApp(
-    { model: TOY_MODEL, codec: toyCodec, router, apiKeys: opts.apiKeys ?? null, inFlight },
+    {
+      model: opts.model ?? TOY_MODEL,
+      codec: toyCodec,
+      router,
+      apiKeys: opts.apiKeys ?? null,
+      inFlight,
+    },
     opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {},
   );
   return { app, router, inFlight };

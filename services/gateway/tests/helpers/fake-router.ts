@@ -13,6 +13,8 @@ export interface FakeRouterScript {
   failMidStream?: { afterTokens: number; error: KilnError };
   /** Never finish: emit a token every 5 ms until cancelled, whatever max_tokens says. */
   isEndless?: boolean;
+  /** Reported as `usage.cachedTokens` on the request's last FinishedEvent. */
+  cachedTokens?: number;
 }
 
 const TEXTS = ["Hello world. The end.", "Once upon a time.", "Lily saw a dog!"];
@@ -53,6 +55,7 @@ export class FakeRouter implements RouterPort {
     const texts = Array.from({ length: n }, (_, i) => [...this.textFor(request, i)]);
     const numTop = request.sampling?.numTopLogprobs ?? 0;
     let numTokenEvents = 0;
+    let numFinished = 0;
     const numSteps = this.script.isEndless ? Number.POSITIVE_INFINITY : request.maxTokens;
     for (let step = 0; step <= numSteps; step++) {
       await setImmediate();
@@ -65,7 +68,9 @@ export class FakeRouter implements RouterPort {
         const isEnd = !this.script.isEndless && step === chars.length;
         if (step > chars.length && !this.script.isEndless) continue;
         if (isEnd || step === numSteps) {
-          yield finished(i, isEnd ? "stop" : "length", isEnd ? EOS : 0);
+          const isLast = ++numFinished === n;
+          const cached = isLast ? this.script.cachedTokens : undefined;
+          yield finished(i, isEnd ? "stop" : "length", isEnd ? EOS : 0, cached);
           continue;
         }
         numTokenEvents++;
@@ -89,6 +94,13 @@ function tokenEvent(index: number, tokenId: number, numTop: number): GenerateEve
   return { token: { index, tokens: [{ tokenId, logprob: -0.25, topLogprobs }] } };
 }
 
-function finished(index: number, finishReason: string, stopTokenId: number): GenerateEvent {
-  return { finished: { index, finishReason, stopTokenId, usage: undefined } };
+function finished(
+  index: number,
+  finishReason: string,
+  stopTokenId: number,
+  cachedTokens: number | undefined,
+): GenerateEvent {
+  const usage =
+    cachedTokens === undefined ? undefined : { promptTokens: 0, completionTokens: 0, cachedTokens };
+  return { finished: { index, finishReason, stopTokenId, usage } };
 }

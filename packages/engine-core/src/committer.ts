@@ -121,6 +121,7 @@ export function summarize<S>(request: RequestState<S>, finishedTime: number): Re
     firstTokenTime: request.firstTokenTime,
     finishedTime,
     numPreemptions: request.numPreemptions,
+    numCachedTokens: request.numCachedPromptTokens ?? 0,
   };
 }
 

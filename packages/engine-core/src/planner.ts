@@ -100,6 +100,7 @@ function scheduleWaiting<S>(state: EngineState<S>, work: StepWork<S>): void {
     const admission = state.kv.tryAdmit(seq, seq.targetLen, work.numBudgetTokens);
     // Head-of-line blocking keeps FCFS strict: later arrivals never overtake, so none starves.
     if (admission === null) return;
+    seq.request.numCachedPromptTokens ??= admission.numCachedTokens;
     admitSeq(state, seq);
     addDraft(work, seq, admission.numNewTokens, null);
   }

@@ -158,6 +158,8 @@ export interface RequestSummary {
   readonly finishedTime: number;
   /** Times any of its sequences was preempted. */
   readonly numPreemptions: number;
+  /** Prompt tokens served from the prefix cache when it was first admitted. */
+  readonly numCachedTokens: number;
 }
 
 /** A sequence stopped; follows the token event of its last token. */

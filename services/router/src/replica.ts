@@ -263,7 +263,7 @@ export class Replica {
               ? {
                   promptTokens: record.promptTokenIds.length,
                   completionTokens: numCompletion,
-                  cachedTokens: 0,
+                  cachedTokens: event.requestDone?.numCachedTokens ?? 0,
                 }
               : undefined,
           },

@@ -86,7 +86,16 @@ export interface StepInput {
   readonly samples: readonly (SampleRequest | null)[];
   /** Tests only: also return the logits of every sampled row. */
   readonly returnLogits?: boolean;
+  /**
+   * [numSeqs] per sequence, what to pool of its final hidden states (after the final norm):
+   * "last" the last query token's, "sum" the sum over its query tokens (a caller averaging over
+   * a chunked prompt adds the chunks' sums). Absent or null: nothing.
+   */
+  readonly pooling?: readonly (PoolingKind | null)[];
 }
+
+/** How a backend pools one sequence's final hidden states in a step (see StepInput.pooling). */
+export type PoolingKind = "last" | "sum";
 
 export interface TokenLogprob {
   readonly tokenId: number;
@@ -107,6 +116,8 @@ export interface StepOutput {
   readonly sampled: readonly (SampledToken | null)[];
   /** [numSampled × vocabSize] raw logits of the sampled rows, only with `returnLogits`. */
   readonly logits?: Float32Array;
+  /** [numSeqs] aligned with `StepInput.pooling`: [hiddenSize] vectors, null where not asked. */
+  readonly pooled?: readonly (Float32Array | null)[];
 }
 
 /** Capacity and shape a backend reports once created; the worker registers with it. */

@@ -8,6 +8,7 @@ import { MemoryResponseStore, type ResponseStore } from "./responses/store";
 import type { RouterPort } from "./router-port";
 import { registerChatRoute } from "./routes/chat";
 import { registerCompletionsRoute } from "./routes/completions";
+import { type EmbeddingConfig, registerEmbeddingsRoute } from "./routes/embeddings";
 import { registerModelRoutes } from "./routes/models";
 import { registerResponsesRoutes } from "./routes/responses";
 import { registerUtilityRoutes } from "./routes/utility";
@@ -27,6 +28,8 @@ export interface GatewayDeps {
   readonly inFlight: InFlight;
   /** Stored Responses API responses; an in-memory store with default limits when absent. */
   readonly responseStore?: ResponseStore;
+  /** Set when the model is served for embeddings (KILN_TASK=embed); null or absent otherwise. */
+  readonly embedding?: EmbeddingConfig | null;
 }
 
 export interface AppOptions {
@@ -62,6 +65,7 @@ export function buildApp(
   registerCompletionsRoute(app, fullDeps);
   registerResponsesRoutes(app, fullDeps, fullDeps.responseStore ?? new MemoryResponseStore());
   registerUtilityRoutes(app, fullDeps);
+  registerEmbeddingsRoute(app, fullDeps);
   return app;
 }
 

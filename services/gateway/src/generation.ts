@@ -1,4 +1,10 @@
-import { type FinishedEvent, KilnError, type SampledToken, type TokenEvent } from "@kiln/proto";
+import {
+  type FinishedEvent,
+  KilnError,
+  PoolingType,
+  type SampledToken,
+  type TokenEvent,
+} from "@kiln/proto";
 import type { GenerationPlan } from "./params";
 import type { RouterPort } from "./router-port";
 import { StopMatcher } from "./stop-strings";
@@ -62,6 +68,7 @@ export async function* generateChoices(
       cacheSalt: "",
       adapter: "",
       n: plan.n,
+      pooling: PoolingType.POOLING_TYPE_NONE,
     },
     ctx.signal,
   );

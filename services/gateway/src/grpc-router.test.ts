@@ -4,6 +4,7 @@ import {
   type GenerateEvent,
   type GenerateRequest,
   KilnError,
+  PoolingType,
   RouterService,
 } from "@kiln/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -33,7 +34,9 @@ function generate(call: Call): void {
     clearInterval(timer);
   });
   const timer = setInterval(() => {
-    call.write({ token: { index: 0, tokens: [{ tokenId: 5, logprob: -1, topLogprobs: [] }] } });
+    call.write({
+      token: { index: 0, tokens: [{ tokenId: 5, logprob: -1, topLogprobs: [], embedding: [] }] },
+    });
   }, 5);
 }
 
@@ -73,6 +76,7 @@ function request(requestId: string): GenerateRequest {
     cacheSalt: "",
     adapter: "",
     n: 1,
+    pooling: PoolingType.POOLING_TYPE_NONE,
   };
 }
 

@@ -38,6 +38,14 @@ async function main(): Promise<void> {
       apiKeys: opts.apiKeys,
       inFlight,
       responseStore,
+      embedding:
+        opts.task === "embed"
+          ? {
+              pooling: opts.pooling,
+              isNormalized: opts.isEmbeddingNormalized,
+              hiddenSize: config.hiddenSize,
+            }
+          : null,
     },
     {
       logger: { level: opts.logLevel },

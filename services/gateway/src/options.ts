@@ -23,6 +23,18 @@ export interface GatewayOptions {
   /** Bounds of the in-memory response store (the TTL applies to Redis too). */
   readonly responsesMaxStored: number;
   readonly responsesTtlS: number;
+  /** "embed" serves /v1/embeddings (pooling the final hidden states); "generate" does not. */
+  readonly task: "generate" | "embed";
+  readonly pooling: "last" | "mean";
+  /** L2-normalise embeddings. */
+  readonly isEmbeddingNormalized: boolean;
+}
+
+function oneOf<T extends string>(text: string, flag: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(text)) {
+    throw new Error(`${flag}: expected one of ${allowed.join(", ")} (got "${text}")`);
+  }
+  return text as T;
 }
 
 function parseIntFlag(text: string, flag: string, min: number): number {
@@ -62,6 +74,9 @@ export function parseGatewayOptions(
       "redis-url": { type: "string" },
       "responses-max-stored": { type: "string" },
       "responses-ttl": { type: "string" },
+      task: { type: "string" },
+      pooling: { type: "string" },
+      "embed-normalize": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -95,6 +110,13 @@ export function parseGatewayOptions(
       "--responses-max-stored",
       1,
     ),
+    task: oneOf(values.task ?? env.KILN_TASK ?? "generate", "--task", ["generate", "embed"]),
+    pooling: oneOf(values.pooling ?? env.KILN_POOLING ?? "last", "--pooling", ["last", "mean"]),
+    isEmbeddingNormalized:
+      oneOf(values["embed-normalize"] ?? env.KILN_EMBED_NORMALIZE ?? "true", "--embed-normalize", [
+        "true",
+        "false",
+      ]) === "true",
     responsesTtlS: parseIntFlag(
       values["responses-ttl"] ?? env.KILN_RESPONSES_TTL_S ?? "3600",
       "--responses-ttl",

@@ -8,6 +8,7 @@ import type {
   WorkerInfo,
   WorkerServer,
 } from "@kiln/proto";
+import { Pooler } from "./pooling";
 import { sampledToWire, stepDeltaFromWire } from "./rpc/convert";
 import { SequenceTable, StepDeltaError } from "./sequence-table";
 import type { WorkerTelemetry } from "./telemetry/worker-telemetry";
@@ -59,10 +60,13 @@ export function createWorkerService(
     instanceId: identity.instanceId,
   };
   let isStepRunning = false;
+  const pooler = new Pooler();
 
   async function runStep(req: StepRequest): Promise<StepResponse> {
     const startedAt = performance.now();
-    const input = table.applyStep(stepDeltaFromWire(req));
+    const pooling = pooler.kindsFor(req);
+    const applied = table.applyStep(stepDeltaFromWire(req));
+    const input = pooling ? { ...applied, pooling } : applied;
     const appliedAt = performance.now();
     // A step may only carry removals (aborted sequences); there is nothing to compute then.
     if (input.queryLens.length === 0) {
@@ -73,11 +77,14 @@ export function createWorkerService(
       printStepProfile(req.stepId, appliedAt - startedAt, performance.now() - appliedAt);
     }
     const results: StepResponse["results"] = [];
+    const embeddings = output.pooled ? pooler.collect(req, output.pooled) : null;
     req.sequences.forEach((seq, i) => {
       const sampled = output.sampled[i];
       if (!sampled) return;
       table.recordSampled(seq.seqId, sampled.tokenId);
-      results.push({ seqId: seq.seqId, token: sampledToWire(sampled) });
+      const token = sampledToWire(sampled);
+      const embedding = embeddings?.get(i);
+      results.push({ seqId: seq.seqId, token: embedding ? { ...token, embedding } : token });
     });
     return { stepId: req.stepId, results, computeSeconds: (performance.now() - startedAt) / 1000 };
   }

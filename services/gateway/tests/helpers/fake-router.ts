@@ -91,7 +91,7 @@ function tokenEvent(index: number, tokenId: number, numTop: number): GenerateEve
     tokenId: k === 0 ? tokenId : charId(String.fromCharCode(97 + k)),
     logprob: -0.25 * (k + 1),
   }));
-  return { token: { index, tokens: [{ tokenId, logprob: -0.25, topLogprobs }] } };
+  return { token: { index, tokens: [{ tokenId, logprob: -0.25, topLogprobs, embedding: [] }] } };
 }
 
 function finished(

@@ -12,9 +12,12 @@ export function registerModelRoutes(app: FastifyInstance, deps: GatewayDeps): vo
     owned_by: "kiln",
     max_model_len: deps.model.contextLen,
   });
-  app.get("/v1/models", async () => ({ object: "list", data: [card()] }));
+  // One list for both routes, so GET /v1/models/{id} finds exactly what /v1/models lists.
+  const servedModels = () => [card()];
+  app.get("/v1/models", async () => ({ object: "list", data: servedModels() }));
   app.get<{ Params: { model: string } }>("/v1/models/:model", async (request, reply) => {
-    if (request.params.model === deps.model.id) return card();
+    const found = servedModels().find((m) => m.id === request.params.model);
+    if (found) return found;
     return sendError(
       reply,
       new KilnError(

@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { buildApp } from "../../src/app";
 import { InFlight } from "../../src/in-flight";
 import type { ModelInfo } from "../../src/model-info";
+import type { ResponseStore } from "../../src/responses/store";
 import { FakeRouter, type FakeRouterScript } from "./fake-router";
 import { TOY_VOCAB_SIZE, toyCodec } from "./toy-codec";
 
@@ -25,6 +26,7 @@ export function makeApp(
     apiKeys?: string[];
     bodyLimit?: number;
     model?: ModelInfo;
+    responseStore?: ResponseStore;
   } = {},
 ): TestApp {
   const router = new FakeRouter(opts.script);
@@ -36,6 +38,7 @@ export function makeApp(
       router,
       apiKeys: opts.apiKeys ?? null,
       inFlight,
+      ...(opts.responseStore ? { responseStore: opts.responseStore } : {}),
     },
     opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {},
   );

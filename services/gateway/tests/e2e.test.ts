@@ -76,7 +76,12 @@ describe("the running stack, through the official openai client", () => {
     const streamed = await streamChatText({ ...params, stream_options: { include_usage: true } });
     expect(streamed.text).toBe(whole.choices[0]!.message.content);
     expect(streamed.finishReason).toBe(whole.choices[0]!.finish_reason);
-    expect(streamed.usage).toEqual(whole.usage);
+    const { prompt_tokens_details: streamedDetails, ...streamedCounts } = streamed.usage!;
+    const { prompt_tokens_details: _, ...wholeCounts } = whole.usage!;
+    expect(streamedCounts).toEqual(wholeCounts);
+    // The same prompt a second time: its whole KV blocks come from the prefix cache.
+    expect(streamedDetails!.cached_tokens).toBeGreaterThan(0);
+    expect(streamedDetails!.cached_tokens).toBeLessThan(wholeCounts.prompt_tokens);
   });
 
   it("streams completions equal to the non-streamed ones, with n=2 reproducible by seed", async () => {

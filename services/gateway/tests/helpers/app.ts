@@ -3,6 +3,7 @@ import { buildApp } from "../../src/app";
 import { InFlight } from "../../src/in-flight";
 import type { ModelInfo } from "../../src/model-info";
 import type { ResponseStore } from "../../src/responses/store";
+import type { EmbeddingConfig } from "../../src/routes/embeddings";
 import { FakeRouter, type FakeRouterScript } from "./fake-router";
 import { TOY_VOCAB_SIZE, toyCodec } from "./toy-codec";
 
@@ -27,6 +28,7 @@ export function makeApp(
     bodyLimit?: number;
     model?: ModelInfo;
     responseStore?: ResponseStore;
+    embedding?: EmbeddingConfig;
   } = {},
 ): TestApp {
   const router = new FakeRouter(opts.script);
@@ -39,6 +41,7 @@ export function makeApp(
       apiKeys: opts.apiKeys ?? null,
       inFlight,
       ...(opts.responseStore ? { responseStore: opts.responseStore } : {}),
+      ...(opts.embedding ? { embedding: opts.embedding } : {}),
     },
     opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {},
   );

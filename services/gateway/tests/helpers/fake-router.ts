@@ -1,5 +1,5 @@
 import { setImmediate } from "node:timers/promises";
-import type { GenerateEvent, GenerateRequest, KilnError } from "@kiln/proto";
+import { type GenerateEvent, type GenerateRequest, type KilnError, PoolingType } from "@kiln/proto";
 import type { RouterPort } from "../../src/router-port";
 import { charId, EOS } from "./toy-codec";
 
@@ -51,6 +51,10 @@ export class FakeRouter implements RouterPort {
   }
 
   private async *events(request: GenerateRequest, signal: AbortSignal) {
+    if (request.pooling !== PoolingType.POOLING_TYPE_NONE) {
+      yield* this.embeddingEvents(request);
+      return;
+    }
     const n = Math.max(1, request.n);
     const texts = Array.from({ length: n }, (_, i) => [...this.textFor(request, i)]);
     const numTop = request.sampling?.numTopLogprobs ?? 0;
@@ -77,6 +81,15 @@ export class FakeRouter implements RouterPort {
         yield tokenEvent(i, charId(chars[step % chars.length]!), numTop);
       }
     }
+  }
+
+  /** A pooling request: one token carrying [promptLen, sum of ids, 0, -1] as its "embedding". */
+  private async *embeddingEvents(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    await setImmediate();
+    const ids = request.promptTokenIds;
+    const embedding = [ids.length, ids.reduce((a, b) => a + b, 0), 0, -1];
+    yield { token: { index: 0, tokens: [{ tokenId: 5, logprob: 0, topLogprobs: [], embedding }] } };
+    yield finished(0, "length", 0, 0);
   }
 
   async isHealthy(): Promise<boolean> {

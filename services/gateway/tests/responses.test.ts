@@ -1,3 +1,4 @@
+import { KilnError } from "@kiln/proto";
 import { describe, expect, it } from "vitest";
 import { MemoryResponseStore } from "../src/responses/store";
 import { makeApp as makeToyApp, TOY_MODEL } from "./helpers/app";
@@ -119,6 +120,23 @@ describe("POST /v1/responses", () => {
       status: "completed",
       output: [{ type: "message" }],
     });
+  });
+
+  it("ends a stream that fails mid-way with an error event and response.failed, stored", async () => {
+    const error = new KilnError("WORKER_LOST", "The worker died.");
+    const { app } = makeApp({ script: { failMidStream: { afterTokens: 3, error } } });
+    const res = await app.inject({
+      method: "POST",
+      url: "/v1/responses",
+      payload: { model: "toy", input: "Hi", stream: true },
+    });
+    const events = parseEvents(res.body);
+    expect(events.slice(-2).map((e) => e.type)).toEqual(["error", "response.failed"]);
+    expect(events.at(-2)).toMatchObject({ code: "worker_lost", message: "The worker died." });
+    const failed = events.at(-1)!.response as { id: string; status: string };
+    expect(failed.status).toBe("failed");
+    const stored = await app.inject({ method: "GET", url: `/v1/responses/${failed.id}` });
+    expect(stored.json()).toMatchObject({ status: "failed", error: { code: "worker_lost" } });
   });
 
   it("turns a tool-call output into function_call items, streamed with argument events", async () => {

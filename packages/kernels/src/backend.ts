@@ -92,6 +92,11 @@ export interface StepInput {
    * a chunked prompt adds the chunks' sums). Absent or null: nothing.
    */
   readonly pooling?: readonly (PoolingKind | null)[];
+  /**
+   * [numSeqs] with "sum": the offset in the sequence's query where the sum starts (tokens
+   * before it were pooled already, e.g. recomputed after a preemption). Absent: 0.
+   */
+  readonly poolingFrom?: readonly number[];
 }
 
 /** How a backend pools one sequence's final hidden states in a step (see StepInput.pooling). */

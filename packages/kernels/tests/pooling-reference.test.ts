@@ -48,6 +48,25 @@ describe("CpuModelRunner pooling", () => {
     expect(worst).toBeLessThan(1e-4);
   });
 
+  it("sums from poolingFrom on (tokens pooled before a preemption are not added twice)", () => {
+    const cfg = tinyConfig();
+    const weights = randomWeights(cfg, 5);
+    const tokens = [5, 9, 2, 7, 1, 3];
+    const hidden = referenceHiddenStates(cfg, weights, tokens);
+    const runner = new CpuModelRunner(cfg, weights, { numBlocks: 4, blockSize: 4 });
+    const input = buildStepInput(
+      [{ tokenIds: tokens, startPos: 0, blocks: [2, 0], sample: null }],
+      4,
+    );
+    const out = runner.step({ ...input, pooling: ["sum"], poolingFrom: [2] });
+    const dim = cfg.hiddenSize;
+    for (let h = 0; h < dim; h++) {
+      let want = 0;
+      for (let t = 2; t < tokens.length; t++) want += hidden[t * dim + h]!;
+      expect(Math.abs(out.pooled![0]![h]! - want)).toBeLessThan(1e-4);
+    }
+  });
+
   it("returns no pooled field when nothing asks for it", () => {
     const cfg = tinyConfig();
     const runner = new CpuModelRunner(cfg, randomWeights(cfg, 1), { numBlocks: 4, blockSize: 4 });

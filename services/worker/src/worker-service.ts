@@ -64,9 +64,9 @@ export function createWorkerService(
 
   async function runStep(req: StepRequest): Promise<StepResponse> {
     const startedAt = performance.now();
-    const pooling = pooler.kindsFor(req);
+    const poolingPlan = pooler.planFor(req);
     const applied = table.applyStep(stepDeltaFromWire(req));
-    const input = pooling ? { ...applied, pooling } : applied;
+    const input = poolingPlan ? { ...applied, ...poolingPlan } : applied;
     const appliedAt = performance.now();
     // A step may only carry removals (aborted sequences); there is nothing to compute then.
     if (input.queryLens.length === 0) {
@@ -77,7 +77,8 @@ export function createWorkerService(
       printStepProfile(req.stepId, appliedAt - startedAt, performance.now() - appliedAt);
     }
     const results: StepResponse["results"] = [];
-    const embeddings = output.pooled ? pooler.collect(req, output.pooled) : null;
+    const embeddings =
+      poolingPlan && output.pooled ? pooler.collect(req, poolingPlan, output.pooled) : null;
     req.sequences.forEach((seq, i) => {
       const sampled = output.sampled[i];
       if (!sampled) return;

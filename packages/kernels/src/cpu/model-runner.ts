@@ -230,7 +230,7 @@ export class CpuModelRunner {
     for (let q = 0; q < input.queryLens.length; q++) {
       const queryLen = input.queryLens[q]!;
       const kind = pooling[q] ?? null;
-      const from = kind === "last" ? first + queryLen - 1 : first;
+      const from = kind === "last" ? first + queryLen - 1 : first + (input.poolingFrom?.[q] ?? 0);
       const sum = kind === null ? null : new Float64Array(hiddenSize);
       for (let t = from; sum !== null && t < first + queryLen; t++) {
         const src = this.scratch.x.subarray(t * hiddenSize, (t + 1) * hiddenSize);

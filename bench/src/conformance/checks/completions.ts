@@ -89,6 +89,24 @@ export const COMPLETION_CHECKS: readonly Check[] = [
     },
   },
   {
+    id: "completions.max_tokens",
+    endpoint: "POST /v1/completions",
+    title: "max_tokens bounds the output (finish_reason length)",
+    run: async (ctx) => {
+      const body = (await completeOk(ctx, { max_tokens: 3, temperature: 0 })) as Completion & {
+        usage: { completion_tokens: number };
+        choices: { finish_reason: string }[];
+      };
+      expect(
+        body.usage.completion_tokens <= 3,
+        `completion_tokens ${body.usage.completion_tokens}`,
+      );
+      if (body.usage.completion_tokens === 3) {
+        expect(body.choices[0]!.finish_reason === "length", "finish_reason is not length");
+      }
+    },
+  },
+  {
     id: "completions.usage-cached-tokens",
     endpoint: "POST /v1/completions",
     title: "usage.prompt_tokens_details.cached_tokens is reported",

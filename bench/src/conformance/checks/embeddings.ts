@@ -32,6 +32,20 @@ export const EMBEDDING_CHECKS: readonly Check[] = [
     },
   },
   {
+    id: "embeddings.token-ids",
+    endpoint: "POST /v1/embeddings",
+    title: "token-id inputs",
+    run: async (ctx) => {
+      const body = await embed(ctx, {
+        input: [
+          [1, 403, 407],
+          [1, 261],
+        ],
+      });
+      expect(body.data.length === 2, "expected 2 embeddings");
+    },
+  },
+  {
     id: "embeddings.base64",
     endpoint: "POST /v1/embeddings",
     title: "encoding_format base64 decodes to the float embedding",

@@ -104,6 +104,21 @@ export const RESPONSES_CHECKS: readonly Check[] = [
     },
   },
   {
+    id: "responses.max_output_tokens",
+    endpoint: "POST /v1/responses",
+    title: "max_output_tokens cuts the output: status incomplete, reason max_output_tokens",
+    run: async (ctx) => {
+      const body = (await createOk(ctx, { max_output_tokens: 2, temperature: 0 })) as Resp & {
+        incomplete_details: { reason?: string } | null;
+      };
+      expect(body.usage.output_tokens <= 2, `output_tokens ${body.usage.output_tokens}`);
+      if (body.usage.output_tokens === 2) {
+        expect(body.status === "incomplete", `status ${body.status}`);
+        expect(body.incomplete_details?.reason === "max_output_tokens", "no incomplete reason");
+      }
+    },
+  },
+  {
     id: "responses.previous_response_id",
     endpoint: "POST /v1/responses",
     title: "previous_response_id continues the conversation",

@@ -9,6 +9,7 @@ import { buildApp } from "./app";
 import { createGrpcRouter } from "./grpc-router";
 import { InFlight } from "./in-flight";
 import { createModelCodec } from "./model-codec";
+import { modelPooling } from "./model-pooling";
 import { installObservability } from "./observability";
 import { type GatewayOptions, parseGatewayOptions } from "./options";
 import { createResponseStore } from "./responses/create-store";
@@ -41,7 +42,7 @@ async function main(): Promise<void> {
       embedding:
         opts.task === "embed"
           ? {
-              pooling: opts.pooling,
+              pooling: opts.pooling ?? (await modelPooling(modelDir)) ?? "last",
               isNormalized: opts.isEmbeddingNormalized,
               hiddenSize: config.hiddenSize,
             }

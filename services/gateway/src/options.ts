@@ -25,7 +25,8 @@ export interface GatewayOptions {
   readonly responsesTtlS: number;
   /** "embed" serves /v1/embeddings (pooling the final hidden states); "generate" does not. */
   readonly task: "generate" | "embed";
-  readonly pooling: "last" | "mean";
+  /** Null: the model's sentence-transformers pooling config, else "last". */
+  readonly pooling: "last" | "mean" | null;
   /** L2-normalise embeddings. */
   readonly isEmbeddingNormalized: boolean;
 }
@@ -111,7 +112,9 @@ export function parseGatewayOptions(
       1,
     ),
     task: oneOf(values.task ?? env.KILN_TASK ?? "generate", "--task", ["generate", "embed"]),
-    pooling: oneOf(values.pooling ?? env.KILN_POOLING ?? "last", "--pooling", ["last", "mean"]),
+    pooling: ((p) => (p === undefined ? null : oneOf(p, "--pooling", ["last", "mean"] as const)))(
+      values.pooling ?? env.KILN_POOLING,
+    ),
     isEmbeddingNormalized:
       oneOf(values["embed-normalize"] ?? env.KILN_EMBED_NORMALIZE ?? "true", "--embed-normalize", [
         "true",

@@ -51,7 +51,7 @@ async function tokenize(prompt: string): Promise<number[]> {
   return ((await res.json()) as { tokens: number[] }).tokens;
 }
 
-describe("embeddings on the running stack", () => {
+describe("embeddings on the running stack", { timeout: 30_000 }, () => {
   it("match the float64 reference, mean-pooled over chunked prefills", async () => {
     const texts = [
       "Once upon a time",

@@ -24,7 +24,7 @@ const WEATHER_TOOL = {
   strict: false,
 };
 
-describe("the Responses API on the running stack", () => {
+describe("the Responses API on the running stack", { timeout: 30_000 }, () => {
   it("answers like chat does for the same conversation (greedy)", async () => {
     const input = "Tell me a story about a cat who lived in a big house with a girl named Lily.";
     const res = await client.responses.create({
@@ -161,7 +161,7 @@ describe("the Responses API on the running stack", () => {
   });
 });
 
-describe("the utility routes on the running stack", () => {
+describe("the utility routes on the running stack", { timeout: 30_000 }, () => {
   it("tokenizes and detokenizes with the model's tokenizer", async () => {
     const post = async (path: string, body: object) => {
       const res = await fetch(`${origin}${path}`, {

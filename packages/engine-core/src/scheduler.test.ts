@@ -316,6 +316,20 @@ describe("Scheduler: abort and the plan/commit contract", () => {
     expect(() => tiny({ maxNumSeqs: 9 })).toThrow(InvariantError);
   });
 
+  it("reports the prompt tokens its first admission found cached when a request finishes", () => {
+    const s = tiny();
+    const summaries: unknown[] = [];
+    for (const id of ["a", "b"]) {
+      add(s, id, range(0, 9), { maxTokens: 1 });
+      while (s.hasPendingWork()) {
+        for (const e of commitAll(s, s.schedule()))
+          if (e.kind === "finished") summaries.push(e.requestDone);
+      }
+    }
+    // b finds a's two whole blocks (8 of its 9 prompt tokens) in the cache.
+    expect(summaries).toMatchObject([{ numCachedTokens: 0 }, { numCachedTokens: 8 }]);
+  });
+
   it("probes the prefix cache without counting", () => {
     const s = tiny();
     add(s, "a", range(0, 9));

@@ -49,14 +49,14 @@ export class RequestState<S> {
   readonly seqs: Sequence<S>[] = [];
   numUnfinishedSeqs = 0;
   numPreemptions = 0;
+  /** Prompt tokens the prefix cache served at the first admission (OpenAI's cached_tokens). */
+  numCachedPromptTokens: number | null = null;
   /**
    * False while a parallel-sampling request (n > 1) prefills its single parent sequence, which
    * stops one token short of the prompt and forks there (see `Sequence.targetLen`).
    */
   isForked: boolean;
   firstScheduledTime: number | null = null;
-  /** Prefix-cache hit of its first admission; null until admitted. */
-  numCachedPromptTokens: number | null = null;
   firstTokenTime: number | null = null;
 
   constructor(init: RequestInit<S>, bannedTokenIds: readonly number[]) {

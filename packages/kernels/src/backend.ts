@@ -86,7 +86,21 @@ export interface StepInput {
   readonly samples: readonly (SampleRequest | null)[];
   /** Tests only: also return the logits of every sampled row. */
   readonly returnLogits?: boolean;
+  /**
+   * [numSeqs] per sequence, what to pool of its final hidden states (after the final norm):
+   * "last" the last query token's, "sum" the sum over its query tokens (a caller averaging over
+   * a chunked prompt adds the chunks' sums). Absent or null: nothing.
+   */
+  readonly pooling?: readonly (PoolingKind | null)[];
+  /**
+   * [numSeqs] with "sum": the offset in the sequence's query where the sum starts (tokens
+   * before it were pooled already, e.g. recomputed after a preemption). Absent: 0.
+   */
+  readonly poolingFrom?: readonly number[];
 }
+
+/** How a backend pools one sequence's final hidden states in a step (see StepInput.pooling). */
+export type PoolingKind = "last" | "sum";
 
 export interface TokenLogprob {
   readonly tokenId: number;
@@ -107,6 +121,8 @@ export interface StepOutput {
   readonly sampled: readonly (SampledToken | null)[];
   /** [numSampled × vocabSize] raw logits of the sampled rows, only with `returnLogits`. */
   readonly logits?: Float32Array;
+  /** [numSeqs] aligned with `StepInput.pooling`: [hiddenSize] vectors, null where not asked. */
+  readonly pooled?: readonly (Float32Array | null)[];
 }
 
 /** Capacity and shape a backend reports once created; the worker registers with it. */

@@ -24,5 +24,9 @@ export {
 } from "./cpu/model-runner";
 export { type AttentionShape, PagedAttention } from "./cpu/paged-attention";
 export { type DenseAttentionShape, referenceCausalAttention } from "./reference/dense-attention";
-export { referenceForward, referenceInvFreq } from "./reference/llama-reference";
+export {
+  referenceForward,
+  referenceHiddenStates,
+  referenceInvFreq,
+} from "./reference/llama-reference";
 export * from "./sampling";

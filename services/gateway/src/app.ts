@@ -5,10 +5,14 @@ import { installErrorHandlers } from "./errors";
 import type { Guard } from "./guards";
 import { InFlight } from "./in-flight";
 import type { ModelInfo } from "./model-info";
+import { MemoryResponseStore, type ResponseStore } from "./responses/store";
 import type { RouterPort } from "./router-port";
 import { registerChatRoute } from "./routes/chat";
 import { registerCompletionsRoute } from "./routes/completions";
+import { type EmbeddingConfig, registerEmbeddingsRoute } from "./routes/embeddings";
 import { registerModelRoutes } from "./routes/models";
+import { registerResponsesRoutes } from "./routes/responses";
+import { registerUtilityRoutes } from "./routes/utility";
 import { DEFAULT_MAX_STREAM_BUFFER_BYTES, installStreamLimits } from "./sse";
 import { KeySource, type TenancyOptions, tenancyPlugin } from "./tenancy";
 import type { TextCodec } from "./text-codec";
@@ -32,6 +36,10 @@ export interface GatewayDeps {
   readonly tenancy?: TenancyOptions;
   /** KILN_GUARD: judges inputs and outputs; null or absent: no guard. */
   readonly guard?: Guard | null;
+  /** Stored Responses API responses; an in-memory store with default limits when absent. */
+  readonly responseStore?: ResponseStore;
+  /** Set when the model is served for embeddings (KILN_TASK=embed); null or absent otherwise. */
+  readonly embedding?: EmbeddingConfig | null;
 }
 
 export interface AppOptions {
@@ -71,6 +79,9 @@ export function buildApp(
   registerModelRoutes(app, fullDeps);
   registerChatRoute(app, fullDeps);
   registerCompletionsRoute(app, fullDeps);
+  registerResponsesRoutes(app, fullDeps, fullDeps.responseStore ?? new MemoryResponseStore());
+  registerUtilityRoutes(app, fullDeps);
+  registerEmbeddingsRoute(app, fullDeps);
   return app;
 }
 

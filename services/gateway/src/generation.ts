@@ -1,4 +1,10 @@
-import { type FinishedEvent, KilnError, type SampledToken, type TokenEvent } from "@kiln/proto";
+import {
+  type FinishedEvent,
+  KilnError,
+  PoolingType,
+  type SampledToken,
+  type TokenEvent,
+} from "@kiln/proto";
 import type { GenerationPlan } from "./params";
 import type { RouterPort } from "./router-port";
 import { StopMatcher } from "./stop-strings";
@@ -69,6 +75,7 @@ export async function* generateChoices(
       n: plan.n,
       tenant: ctx.tenancy?.tenant ?? "",
       tenantWeight: ctx.tenancy?.tenantWeight ?? 0,
+      pooling: PoolingType.POOLING_TYPE_NONE,
     },
     ctx.signal,
   );

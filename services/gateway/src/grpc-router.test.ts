@@ -4,6 +4,7 @@ import {
   type GenerateEvent,
   type GenerateRequest,
   KilnError,
+  PoolingType,
   RouterService,
 } from "@kiln/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -40,7 +41,9 @@ function generate(call: Call): void {
   });
   call.on("finish", () => clearInterval(timer));
   const timer = setInterval(() => {
-    call.write({ token: { index: 0, tokens: [{ tokenId: 5, logprob: -1, topLogprobs: [] }] } });
+    call.write({
+      token: { index: 0, tokens: [{ tokenId: 5, logprob: -1, topLogprobs: [], embedding: [] }] },
+    });
   }, 5);
 }
 
@@ -91,6 +94,7 @@ function request(requestId: string): GenerateRequest {
     n: 1,
     tenant: "",
     tenantWeight: 0,
+    pooling: PoolingType.POOLING_TYPE_NONE,
   };
 }
 

@@ -61,6 +61,23 @@ export class InFlight {
     return setTimeout(() => controller.abort(reason), timeoutMs);
   }
 
+  /**
+   * A signal for work that outlives its HTTP request (background responses): aborted by
+   * `abortAll()` or by the returned `abort`; call `done` when the work ends.
+   */
+  openDetached(): { signal: AbortSignal; abort: (reason?: unknown) => void; done: () => void } {
+    const controller = new AbortController();
+    this.controllers.add(controller);
+    return {
+      signal: controller.signal,
+      abort: (reason) => controller.abort(reason),
+      done: () => {
+        this.controllers.delete(controller);
+        controller.abort();
+      },
+    };
+  }
+
   /** Aborts every running generation; their clients get a 503 (or an error event). */
   abortAll(): void {
     const reason = new KilnError(

@@ -12,8 +12,10 @@ import { createGrpcRouter } from "./grpc-router";
 import { combineGuards, type Guard, LlmGuard, RulesGuard } from "./guards";
 import { InFlight } from "./in-flight";
 import { createModelCodec } from "./model-codec";
+import { modelPooling } from "./model-pooling";
 import { installObservability } from "./observability";
 import { type GatewayOptions, parseGatewayOptions } from "./options";
+import { createResponseStore } from "./responses/create-store";
 import type { RouterPort } from "./router-port";
 import { KeySource } from "./tenancy";
 import type { TextCodec } from "./text-codec";
@@ -41,6 +43,7 @@ async function main(): Promise<void> {
     opts.apiKeysFile || opts.apiKeys
       ? new KeySource({ keysFile: opts.apiKeysFile, plainKeys: opts.apiKeys, log })
       : null;
+  const responseStore = createResponseStore(opts);
   const app = buildApp(
     {
       model: {
@@ -56,6 +59,15 @@ async function main(): Promise<void> {
       apiKeys: opts.apiKeys,
       inFlight,
       tenancy: { keys, audit: openAuditLog(opts.auditLog), registry },
+      responseStore,
+      embedding:
+        opts.task === "embed"
+          ? {
+              pooling: opts.pooling ?? (await modelPooling(modelDir)) ?? "last",
+              isNormalized: opts.isEmbeddingNormalized,
+              hiddenSize: config.hiddenSize,
+            }
+          : null,
     },
     {
       logger: { level: opts.logLevel },
@@ -79,6 +91,7 @@ async function main(): Promise<void> {
     await app.close();
     router.close();
     keys?.close();
+    await responseStore.close();
     await observability.close();
   });
 }

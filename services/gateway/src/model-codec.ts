@@ -1,6 +1,6 @@
 import { ChatTemplateError, type Tokenizer } from "@kiln/model";
 import { KilnError } from "@kiln/proto";
-import type { TextCodec, TokenPiece } from "./text-codec";
+import type { ChatEncodeOptions, TextCodec, TokenPiece } from "./text-codec";
 
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 const SENTENCEPIECE_SPACE = "▁";
@@ -10,8 +10,10 @@ export function createModelCodec(tokenizer: Tokenizer): TextCodec {
   const pieces = new Map<number, TokenPiece>();
   return {
     vocabSize: tokenizer.vocabSize,
-    encodePrompt: (text) => tokenizer.encode(text, { addSpecialTokens: true }),
-    encodeChat: async (messages) => tokenizer.encodeChat(renderChat(tokenizer, messages)),
+    encodePrompt: (text, opts) =>
+      tokenizer.encode(text, { addSpecialTokens: opts?.addSpecialTokens ?? true }),
+    encodeChat: async (messages, opts) =>
+      tokenizer.encodeChat(renderChatWithTools(tokenizer, messages, opts ?? {})),
     decode: (ids) => tokenizer.decode(ids, { skipSpecialTokens: true }),
     // No prefix ids: a completion reads as `decode(completionIds)` (the golden texts do), so
     // its first token's leading space is stripped and streaming concatenates to the same text.
@@ -27,11 +29,33 @@ export function createModelCodec(tokenizer: Tokenizer): TextCodec {
   };
 }
 
-function renderChat(tokenizer: Tokenizer, messages: Parameters<TextCodec["encodeChat"]>[0]) {
+type Messages = Parameters<TextCodec["encodeChat"]>[0];
+
+/**
+ * Tools go through the template's `tools` variable; a template that renders the same with and
+ * without them ignores tools, so the messages get `toolsFallbackPrompt` as a system message.
+ */
+function renderChatWithTools(tokenizer: Tokenizer, messages: Messages, opts: ChatEncodeOptions) {
+  const isPrompted = opts.addGenerationPrompt ?? true;
+  if (!opts.tools?.length) return renderChat(tokenizer, messages, isPrompted);
+  const withTools = renderChat(tokenizer, messages, isPrompted, opts.tools);
+  if (withTools !== renderChat(tokenizer, messages, isPrompted) || !opts.toolsFallbackPrompt) {
+    return withTools;
+  }
+  const system = { role: "system" as const, content: opts.toolsFallbackPrompt };
+  return renderChat(tokenizer, [system, ...messages], isPrompted);
+}
+
+function renderChat(
+  tokenizer: Tokenizer,
+  messages: Messages,
+  addGenerationPrompt: boolean,
+  tools?: readonly unknown[],
+) {
   try {
     // Copies: the template reads plain records (an index signature our interface lacks).
     const records = messages.map((m) => ({ ...m }));
-    return tokenizer.renderChat(records, { addGenerationPrompt: true });
+    return tokenizer.renderChat(records, { addGenerationPrompt, ...(tools ? { tools } : {}) });
   } catch (err) {
     if (err instanceof ChatTemplateError && err.code !== "CHAT_TEMPLATE_FAILED") {
       const hint = err.code === "NO_CHAT_TEMPLATE" ? " Use /v1/completions instead." : "";

@@ -41,6 +41,24 @@ export interface GatewayOptions {
    * (`npm start` sets them; empty in Kubernetes, where every pod is scraped).
    */
   readonly metricsUpstreams: readonly string[];
+  /** Where stored Responses API responses live: Redis at this URL, or null for memory. */
+  readonly redisUrl: string | null;
+  /** Bounds of the in-memory response store (the TTL applies to Redis too). */
+  readonly responsesMaxStored: number;
+  readonly responsesTtlS: number;
+  /** "embed" serves /v1/embeddings (pooling the final hidden states); "generate" does not. */
+  readonly task: "generate" | "embed";
+  /** Null: the model's sentence-transformers pooling config, else "last". */
+  readonly pooling: "last" | "mean" | null;
+  /** L2-normalise embeddings. */
+  readonly isEmbeddingNormalized: boolean;
+}
+
+function oneOf<T extends string>(text: string, flag: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(text)) {
+    throw new Error(`${flag}: expected one of ${allowed.join(", ")} (got "${text}")`);
+  }
+  return text as T;
 }
 
 function parseIntFlag(text: string, flag: string, min: number): number {
@@ -117,6 +135,12 @@ export function parseGatewayOptions(
       "guard-rules-file": { type: "string" },
       "guard-unsafe-pattern": { type: "string" },
       "guard-template": { type: "string" },
+      "redis-url": { type: "string" },
+      "responses-max-stored": { type: "string" },
+      "responses-ttl": { type: "string" },
+      task: { type: "string" },
+      pooling: { type: "string" },
+      "embed-normalize": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -164,6 +188,26 @@ export function parseGatewayOptions(
         : parseIntFlag(maxStreamBuffer, "--max-stream-buffer-bytes", 1024),
     logLevel: env.KILN_LOG_LEVEL ?? "warn",
     metricsUpstreams: parseMetricsUpstreams(values["metrics-upstream"], env.KILN_METRICS_UPSTREAMS),
+    redisUrl: values["redis-url"] ?? env.KILN_REDIS_URL ?? null,
+    responsesMaxStored: parseIntFlag(
+      values["responses-max-stored"] ?? env.KILN_RESPONSES_MAX_STORED ?? "1000",
+      "--responses-max-stored",
+      1,
+    ),
+    task: oneOf(values.task ?? env.KILN_TASK ?? "generate", "--task", ["generate", "embed"]),
+    pooling: ((p) => (p === undefined ? null : oneOf(p, "--pooling", ["last", "mean"] as const)))(
+      values.pooling ?? env.KILN_POOLING,
+    ),
+    isEmbeddingNormalized:
+      oneOf(values["embed-normalize"] ?? env.KILN_EMBED_NORMALIZE ?? "true", "--embed-normalize", [
+        "true",
+        "false",
+      ]) === "true",
+    responsesTtlS: parseIntFlag(
+      values["responses-ttl"] ?? env.KILN_RESPONSES_TTL_S ?? "3600",
+      "--responses-ttl",
+      1,
+    ),
   };
 }
 

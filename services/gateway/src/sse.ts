@@ -62,15 +62,25 @@ export class SseWriter {
 
   /** Queues one event; async only so callers may await it alike with other writers. */
   async send(data: unknown): Promise<void> {
+    await this.write(`data: ${JSON.stringify(data)}\n\n`);
+  }
+
+  /** A named event, `event: <name>` then its data (the Responses API's framing). */
+  async sendEvent(name: string, data: unknown): Promise<void> {
+    await this.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  private async write(text: string): Promise<void> {
     if (this.isClosed) return;
-    this.res.write(`data: ${JSON.stringify(data)}\n\n`);
+    this.res.write(text);
     // writableLength: bytes queued in the response and in its socket, not yet sent.
     if (this.res.writableLength > this.limits.maxBufferBytes) this.cutOff();
   }
 
-  end(): void {
+  /** Ends the stream; `[DONE]` unless `isDoneSent` is false (the Responses API sends none). */
+  end(isDoneSent = true): void {
     if (this.isClosed) return;
-    this.res.end("data: [DONE]\n\n");
+    this.res.end(isDoneSent ? "data: [DONE]\n\n" : undefined);
   }
 
   private cutOff(): void {

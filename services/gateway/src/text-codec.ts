@@ -7,19 +7,28 @@ export interface TextCodec {
   /** Number of token ids the model knows; valid ids are 0 .. vocabSize - 1. */
   readonly vocabSize: number;
   /** Prompt text → ids, with the special tokens (BOS) the tokenizer adds by default. */
-  encodePrompt(text: string): Promise<number[]>;
+  encodePrompt(text: string, opts?: { readonly addSpecialTokens?: boolean }): Promise<number[]>;
   /**
    * Renders the model's chat template with `add_generation_prompt` and encodes it, never with a
    * double BOS. Throws KilnError("INVALID_REQUEST") when the model has no chat template or the
    * template rejects the messages.
    */
-  encodeChat(messages: readonly ChatMessage[]): Promise<number[]>;
+  encodeChat(messages: readonly ChatMessage[], opts?: ChatEncodeOptions): Promise<number[]>;
   /** Ids → text, special tokens skipped (used to echo token-id prompts). */
   decode(ids: readonly number[]): string;
   /** A fresh incremental detokenizer for one choice (state is owned by the caller). */
   createDetokenizer(): Detokenizer;
   /** One token as text inside a longer text (a leading space kept), for logprobs. */
   tokenPiece(id: number): TokenPiece;
+}
+
+export interface ChatEncodeOptions {
+  /** Default true: end with the cue for the assistant's turn. */
+  readonly addGenerationPrompt?: boolean;
+  /** Tool definitions for the template's `tools` variable (chat API shape). */
+  readonly tools?: readonly unknown[];
+  /** A system message put first when the template ignores `tools` (it renders the same). */
+  readonly toolsFallbackPrompt?: string;
 }
 
 /** A message after validation: content already flattened to one string. */

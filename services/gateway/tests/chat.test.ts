@@ -37,6 +37,7 @@ describe("POST /v1/chat/completions", () => {
         prompt_tokens: promptLen,
         completion_tokens: HELLO.length,
         total_tokens: promptLen + HELLO.length,
+        prompt_tokens_details: { cached_tokens: 0 },
       },
     });
     expect(body.id).toMatch(/^chatcmpl-[0-9a-f]{24}$/);

@@ -36,7 +36,12 @@ describe("POST /v1/completions", () => {
       object: "text_completion",
       model: "toy",
       choices: [{ index: 0, text: HELLO.slice(0, 16), logprobs: null, finish_reason: "length" }],
-      usage: { prompt_tokens: 3, completion_tokens: 16, total_tokens: 19 },
+      usage: {
+        prompt_tokens: 3,
+        completion_tokens: 16,
+        total_tokens: 19,
+        prompt_tokens_details: { cached_tokens: 0 },
+      },
     });
     expect(body.id).toMatch(/^cmpl-/);
     expect(t.router.requests[0]!.promptTokenIds).toEqual([BOS, charId("h"), charId("i")]);

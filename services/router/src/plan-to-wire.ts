@@ -1,5 +1,11 @@
 import type { ScheduledSeq, StepPlan } from "@kiln/engine-core";
-import type { NewSequence, SamplingParams, ScheduledSequence, StepRequest } from "@kiln/proto";
+import {
+  type NewSequence,
+  PoolingType,
+  type SamplingParams,
+  type ScheduledSequence,
+  type StepRequest,
+} from "@kiln/proto";
 import type { RequestRecord } from "./request-record";
 
 /**
@@ -26,6 +32,7 @@ export function planToWire(
       doSample: seq.sample !== null,
       outputIndex: seq.sample?.outputIndex ?? 0,
       bannedTokenIds: seq.sample ? [...seq.sample.bannedTokenIds] : [],
+      pooling: idToRecord.get(seq.requestId)?.pooling ?? PoolingType.POOLING_TYPE_NONE,
     });
   }
   return {

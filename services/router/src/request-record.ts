@@ -1,4 +1,4 @@
-import type { GenerateEvent, SampledToken, SamplingParams } from "@kiln/proto";
+import type { GenerateEvent, PoolingType, SampledToken, SamplingParams } from "@kiln/proto";
 
 /**
  * What the router keeps for an accepted request while it runs: its prompt (to re-send to a
@@ -9,6 +9,8 @@ export interface RequestRecord {
   readonly replicaId: string;
   readonly promptTokenIds: readonly number[];
   readonly sampling: SamplingParams;
+  /** Not NONE for an embedding request: every step of its sequence asks the worker to pool. */
+  readonly pooling?: PoolingType;
   /** [n] generated token ids per sequence index. */
   readonly outputTokenIds: number[][];
   /** Receives every event of the request; the last is a finished (with usage) or error event. */

@@ -11,6 +11,7 @@ import {
   type AbortResponse,
   type GenerateEvent,
   type GenerateRequest,
+  PoolingType,
   type RegisterWorkerRequest,
   type RegisterWorkerResponse,
   type RouterHealthResponse,
@@ -67,6 +68,8 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
         return fail(status.ALREADY_EXISTS, `request ${requestId} is already running`);
       }
       const n = Math.max(1, req.n);
+      const poolingError = checkPooling(req, n);
+      if (poolingError) return fail(status.INVALID_ARGUMENT, poolingError);
       let isEnded = false;
       const record: RequestRecord = {
         requestId,
@@ -74,6 +77,7 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
         promptTokenIds: req.promptTokenIds,
         // proto3 zero values mean "off" for every knob (the worker maps topP 0 and penalty 0 to 1).
         sampling: req.sampling ?? SamplingParams.fromPartial({}),
+        pooling: req.pooling,
         outputTokenIds: Array.from({ length: n }, () => []),
         emit: (event) => {
           if (!isEnded) call.write(event);
@@ -186,4 +190,11 @@ function toNewRequest(
     tenant: req.tenant || null,
     tenantWeight: req.tenantWeight > 0 ? req.tenantWeight : 1,
   };
+}
+
+/** An embedding (pooling) request is prefill-only: one sequence, one step past the prompt. */
+function checkPooling(req: GenerateRequest, n: number): string | null {
+  if (req.pooling === PoolingType.POOLING_TYPE_NONE) return null;
+  if (n !== 1 || req.maxTokens !== 1) return "a pooling request needs n = 1 and max_tokens = 1";
+  return null;
 }

@@ -54,7 +54,12 @@ export class FakeConnection {
     const gate = this.stepToGate.get(this.steps.length);
     this.steps.push(req);
     if (gate) await gate.promise;
-    const token: SampledToken = { tokenId: this.tokenId, logprob: -1, topLogprobs: [] };
+    const token: SampledToken = {
+      tokenId: this.tokenId,
+      logprob: -1,
+      topLogprobs: [],
+      embedding: [],
+    };
     const refused = req.sequences.filter((s) => this.refusedSeqIds.has(s.seqId));
     return this.corrupt({
       stepId: req.stepId,

@@ -8,6 +8,7 @@ import type {
   WorkerInfo,
   WorkerServer,
 } from "@kiln/proto";
+import { Pooler } from "./pooling";
 import { checkStep } from "./rpc/check-step";
 import { sampledToWire, stepDeltaFromWire } from "./rpc/convert";
 import { SequenceTable, StepDeltaError } from "./sequence-table";
@@ -77,13 +78,16 @@ export function createWorkerService(
     },
     blockTableLenOf: (seqId: number) => table.blockTableLenOf(seqId),
   };
+  const pooler = new Pooler();
 
   async function runStep(wireReq: StepRequest): Promise<StepResponse> {
     const startedAt = performance.now();
     // Checked whole before anything changes: a bad step leaves every sequence's state and KV.
     const { request: req, failures } = checkStep(wireReq, checkState, checkLimits);
     lastStepId = req.stepId;
-    const input = table.applyStep(stepDeltaFromWire(req));
+    const poolingPlan = pooler.planFor(req);
+    const applied = table.applyStep(stepDeltaFromWire(req));
+    const input = poolingPlan ? { ...applied, ...poolingPlan } : applied;
     const appliedAt = performance.now();
     // A step may only carry removals (aborted sequences); there is nothing to compute then.
     if (input.queryLens.length === 0) {
@@ -94,11 +98,15 @@ export function createWorkerService(
       printStepProfile(req.stepId, appliedAt - startedAt, performance.now() - appliedAt);
     }
     const results: StepResponse["results"] = [];
+    const embeddings =
+      poolingPlan && output.pooled ? pooler.collect(req, poolingPlan, output.pooled) : null;
     req.sequences.forEach((seq, i) => {
       const sampled = output.sampled[i];
       if (!sampled) return;
       table.recordSampled(seq.seqId, sampled.tokenId);
-      results.push({ seqId: seq.seqId, token: sampledToWire(sampled) });
+      const token = sampledToWire(sampled);
+      const embedding = embeddings?.get(i);
+      results.push({ seqId: seq.seqId, token: embedding ? { ...token, embedding } : token });
     });
     const computeSeconds = (performance.now() - startedAt) / 1000;
     return { stepId: req.stepId, results, computeSeconds, failures: [...failures] };

@@ -1,5 +1,6 @@
 import { credentials, Metadata, makeGenericClientConstructor } from "@grpc/grpc-js";
 import {
+  PoolingType,
   type ScheduledSequence,
   StepRequest,
   type StepResponse,
@@ -76,6 +77,7 @@ async function runGolden(
     doSample: true,
     outputIndex: 0,
     bannedTokenIds: [],
+    pooling: PoolingType.POOLING_TYPE_NONE,
   };
   const newSequences = [
     { seqId: GOLDEN_SEQ_ID, promptTokenIds: prompt, outputTokenIds: [], sampling: undefined },

@@ -1,5 +1,5 @@
 import { type LlamaConfig, loadModel, type WeightMap } from "@kiln/model";
-import type { BackendInfo, SampledToken, StepInput, StepOutput } from "../backend";
+import type { BackendInfo, PoolingKind, SampledToken, StepInput, StepOutput } from "../backend";
 import { createSamplingScratch, type SamplingScratch, sampleRow } from "../sampling";
 import { NativeAttention } from "./attention-native";
 import { addBias, embed } from "./elementwise";
@@ -149,6 +149,7 @@ export class CpuModelRunner {
       this.kv.copyBlock(input.blockCopies[c]!, input.blockCopies[c + 1]!);
     }
     this.forward(input, numTokens);
+    const pooled = input.pooling ? this.poolHidden(input, input.pooling) : undefined;
     const numSamples = this.computeLogits(input);
     this.profiler?.enter("sampling");
     const logits = this.scratch.logits;
@@ -165,8 +166,9 @@ export class CpuModelRunner {
       row++;
     }
     this.profiler?.enter("done");
-    if (input.returnLogits !== true) return { sampled };
-    return { sampled, logits: logits.slice(0, numSamples * vocabSize) };
+    const out = pooled ? { sampled, pooled } : { sampled };
+    if (input.returnLogits !== true) return out;
+    return { ...out, logits: logits.slice(0, numSamples * vocabSize) };
   }
 
   /** Leaves the residual stream of every token in scratch.x ([numTokens, hiddenSize]). */
@@ -214,6 +216,31 @@ export class CpuModelRunner {
     rows.siluMul(s.act, s.gateUp, numTokens, intermediateSize);
     profiler?.enter("down");
     gemm.matmulPacked(s.act, w.down, s.x, numTokens, true);
+  }
+
+  /**
+   * The final-normed hidden states of the sequences that ask for pooling: the last query
+   * token's, or the sum over the query tokens (accumulated in float64). Reads scratch.x.
+   */
+  private poolHidden(input: StepInput, pooling: readonly (PoolingKind | null)[]) {
+    const { hiddenSize, rmsNormEps } = this.config;
+    const normed = new Float32Array(hiddenSize);
+    const out: (Float32Array | null)[] = [];
+    let first = 0;
+    for (let q = 0; q < input.queryLens.length; q++) {
+      const queryLen = input.queryLens[q]!;
+      const kind = pooling[q] ?? null;
+      const from = kind === "last" ? first + queryLen - 1 : first + (input.poolingFrom?.[q] ?? 0);
+      const sum = kind === null ? null : new Float64Array(hiddenSize);
+      for (let t = from; sum !== null && t < first + queryLen; t++) {
+        const src = this.scratch.x.subarray(t * hiddenSize, (t + 1) * hiddenSize);
+        this.rows.rmsNorm(normed, src, this.weights.finalNorm, 1, hiddenSize, rmsNormEps);
+        for (let h = 0; h < hiddenSize; h++) sum[h]! += normed[h]!;
+      }
+      out.push(sum === null ? null : Float32Array.from(sum));
+      first += queryLen;
+    }
+    return out;
   }
 
   /**

@@ -96,6 +96,21 @@ export function referenceForward(
   weights: WeightMap,
   tokenIds: readonly number[],
 ): Float64Array {
+  const final = referenceHiddenStates(cfg, weights, tokenIds);
+  const embedTokens = weight(weights, "model.embed_tokens.weight");
+  const lmHead = cfg.tieWordEmbeddings ? embedTokens : weight(weights, "lm_head.weight");
+  return linear(final, lmHead, tokenIds.length, cfg.hiddenSize, cfg.vocabSize);
+}
+
+/**
+ * The last layer's hidden state of every position after the final norm (what lm_head and
+ * embedding pooling read): a new [n, hiddenSize] array.
+ */
+export function referenceHiddenStates(
+  cfg: LlamaConfig,
+  weights: WeightMap,
+  tokenIds: readonly number[],
+): Float64Array {
   const n = tokenIds.length;
   const dim = cfg.hiddenSize;
   const qDim = cfg.numHeads * cfg.headDim;
@@ -126,7 +141,5 @@ export function referenceForward(
     const down = linear(gate, w("mlp.down_proj.weight"), n, ffn, dim);
     for (let i = 0; i < x.length; i++) x[i] = x[i]! + down[i]!;
   }
-  const final = rmsNorm(x, weight(weights, "model.norm.weight"), n, dim, cfg.rmsNormEps);
-  const lmHead = cfg.tieWordEmbeddings ? embedTokens : weight(weights, "lm_head.weight");
-  return linear(final, lmHead, n, dim, cfg.vocabSize);
+  return rmsNorm(x, weight(weights, "model.norm.weight"), n, dim, cfg.rmsNormEps);
 }

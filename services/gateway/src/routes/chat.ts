@@ -10,6 +10,7 @@ import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from ".
 import {
   type CollectedChoice,
   checkStreamOptions,
+  chunkUsage,
   collectChoices,
   type ResponseMeta,
   responseMeta,
@@ -102,7 +103,7 @@ function chatStreamFormat(
     ...meta,
     object: "chat.completion.chunk",
     choices,
-    ...(isUsageIncluded ? { usage: null } : {}),
+    ...chunkUsage(body.stream_options, usage),
   });
   return {
     head: () =>

@@ -13,6 +13,7 @@ import { type CompletionBody, parseCompletionBody, promptInputs } from "../schem
 import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from "../tenancy";
 import {
   checkStreamOptions,
+  chunkUsage,
   collectChoices,
   type ResponseMeta,
   responseMeta,
@@ -154,7 +155,7 @@ function streamFormat(
     ...meta,
     object: "text_completion",
     choices: [choice],
-    ...(isUsageIncluded ? { usage: null } : {}),
+    ...chunkUsage(body.stream_options, usage),
   });
   return {
     head: () => {

@@ -18,12 +18,12 @@ export function registerModelRoutes(app: FastifyInstance, deps: GatewayDeps): vo
     const tenant = request.kilnTenant;
     return !tenant || tenant.isAdmin || isModelAllowed(tenant.config, deps.model.id);
   };
-  app.get("/v1/models", async (request) => ({
-    object: "list",
-    data: isVisible(request) ? [card()] : [],
-  }));
+  // One list for both routes, so GET /v1/models/{id} finds exactly what /v1/models lists.
+  const servedModels = (request: FastifyRequest) => (isVisible(request) ? [card()] : []);
+  app.get("/v1/models", async (request) => ({ object: "list", data: servedModels(request) }));
   app.get<{ Params: { model: string } }>("/v1/models/:model", async (request, reply) => {
-    if (request.params.model === deps.model.id && isVisible(request)) return card();
+    const found = servedModels(request).find((m) => m.id === request.params.model);
+    if (found) return found;
     return sendError(
       reply,
       new KilnError(

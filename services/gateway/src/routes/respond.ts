@@ -39,6 +39,24 @@ export class UsageCounter {
   }
 }
 
+/**
+ * The `usage` field of a stream chunk: the running totals with vLLM's
+ * `stream_options.continuous_usage_stats`, null with `include_usage` alone, absent otherwise.
+ */
+export function chunkUsage(
+  streamOptions: StreamOptions | null | undefined,
+  usage: UsageCounter,
+): { usage?: ReturnType<UsageCounter["toJSON"]> | null } {
+  if (streamOptions?.continuous_usage_stats) return { usage: usage.toJSON() };
+  return streamOptions?.include_usage ? { usage: null } : {};
+}
+
+/** The wire's `stream_options`. */
+export interface StreamOptions {
+  readonly include_usage?: boolean | null;
+  readonly continuous_usage_stats?: boolean | null;
+}
+
 /** One choice's deltas folded together, for non-streamed responses. */
 export interface CollectedChoice {
   text: string;

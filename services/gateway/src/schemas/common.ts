@@ -33,7 +33,7 @@ export const samplingFields = {
   stream_options: nullish(
     z.strictObject({
       include_usage: nullish(z.boolean()),
-      continuous_usage_stats: nullish(z.literal(false)),
+      continuous_usage_stats: nullish(z.boolean()),
     }),
   ),
   user: nullish(z.string()),

@@ -2,6 +2,8 @@ import type { FastifyInstance } from "fastify";
 import { buildApp } from "../../src/app";
 import { InFlight } from "../../src/in-flight";
 import type { ModelInfo } from "../../src/model-info";
+import type { ResponseStore } from "../../src/responses/store";
+import type { EmbeddingConfig } from "../../src/routes/embeddings";
 import { FakeRouter, type FakeRouterScript } from "./fake-router";
 import { TOY_VOCAB_SIZE, toyCodec } from "./toy-codec";
 
@@ -27,12 +29,23 @@ export function makeApp(
     requestTimeoutMs?: number;
     maxConcurrentRequests?: number;
     maxStreamBufferBytes?: number;
+    model?: ModelInfo;
+    responseStore?: ResponseStore;
+    embedding?: EmbeddingConfig;
   } = {},
 ): TestApp {
   const router = new FakeRouter(opts.script);
   const inFlight = new InFlight(opts.requestTimeoutMs ?? null);
   const app = buildApp(
-    { model: TOY_MODEL, codec: toyCodec, router, apiKeys: opts.apiKeys ?? null, inFlight },
+    {
+      model: opts.model ?? TOY_MODEL,
+      codec: toyCodec,
+      router,
+      apiKeys: opts.apiKeys ?? null,
+      inFlight,
+      ...(opts.responseStore ? { responseStore: opts.responseStore } : {}),
+      ...(opts.embedding ? { embedding: opts.embedding } : {}),
+    },
     {
       ...(opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {}),
       ...(opts.maxConcurrentRequests ? { maxConcurrentRequests: opts.maxConcurrentRequests } : {}),

@@ -1,5 +1,5 @@
 import { setImmediate } from "node:timers/promises";
-import type { GenerateEvent, GenerateRequest, KilnError } from "@kiln/proto";
+import { type GenerateEvent, type GenerateRequest, type KilnError, PoolingType } from "@kiln/proto";
 import type { RouterPort } from "../../src/router-port";
 import { charId, EOS } from "./toy-codec";
 
@@ -15,6 +15,8 @@ export interface FakeRouterScript {
   isEndless?: boolean;
   /** With isEndless: the pause between tokens in ms (default 5; 0 = as fast as the loop turns). */
   endlessIntervalMs?: number;
+  /** Reported as `usage.cachedTokens` on the request's last FinishedEvent. */
+  cachedTokens?: number;
 }
 
 const TEXTS = ["Hello world. The end.", "Once upon a time.", "Lily saw a dog!"];
@@ -53,10 +55,15 @@ export class FakeRouter implements RouterPort {
   }
 
   private async *events(request: GenerateRequest, signal: AbortSignal) {
+    if (request.pooling !== PoolingType.POOLING_TYPE_NONE) {
+      yield* this.embeddingEvents(request);
+      return;
+    }
     const n = Math.max(1, request.n);
     const texts = Array.from({ length: n }, (_, i) => [...this.textFor(request, i)]);
     const numTop = request.sampling?.numTopLogprobs ?? 0;
     let numTokenEvents = 0;
+    let numFinished = 0;
     const numSteps = this.script.isEndless ? Number.POSITIVE_INFINITY : request.maxTokens;
     for (let step = 0; step <= numSteps; step++) {
       await setImmediate();
@@ -72,7 +79,9 @@ export class FakeRouter implements RouterPort {
         const isEnd = !this.script.isEndless && step === chars.length;
         if (step > chars.length && !this.script.isEndless) continue;
         if (isEnd || step === numSteps) {
-          yield finished(i, isEnd ? "stop" : "length", isEnd ? EOS : 0);
+          const isLast = ++numFinished === n;
+          const cached = isLast ? this.script.cachedTokens : undefined;
+          yield finished(i, isEnd ? "stop" : "length", isEnd ? EOS : 0, cached);
           continue;
         }
         numTokenEvents++;
@@ -89,6 +98,15 @@ export class FakeRouter implements RouterPort {
     return this.stoppedChoices.some((a) => a.requestId === request.requestId && a.index === index);
   }
 
+  /** A pooling request: one token carrying [promptLen, sum of ids, 0, -1] as its "embedding". */
+  private async *embeddingEvents(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    await setImmediate();
+    const ids = request.promptTokenIds;
+    const embedding = [ids.length, ids.reduce((a, b) => a + b, 0), 0, -1];
+    yield { token: { index: 0, tokens: [{ tokenId: 5, logprob: 0, topLogprobs: [], embedding }] } };
+    yield finished(0, "length", 0, 0);
+  }
+
   async isHealthy(): Promise<boolean> {
     return this.isHealthyValue;
   }
@@ -101,9 +119,16 @@ function tokenEvent(index: number, tokenId: number, numTop: number): GenerateEve
     tokenId: k === 0 ? tokenId : charId(String.fromCharCode(97 + k)),
     logprob: -0.25 * (k + 1),
   }));
-  return { token: { index, tokens: [{ tokenId, logprob: -0.25, topLogprobs }] } };
+  return { token: { index, tokens: [{ tokenId, logprob: -0.25, topLogprobs, embedding: [] }] } };
 }
 
-function finished(index: number, finishReason: string, stopTokenId: number): GenerateEvent {
-  return { finished: { index, finishReason, stopTokenId, usage: undefined } };
+function finished(
+  index: number,
+  finishReason: string,
+  stopTokenId: number,
+  cachedTokens: number | undefined,
+): GenerateEvent {
+  const usage =
+    cachedTokens === undefined ? undefined : { promptTokens: 0, completionTokens: 0, cachedTokens };
+  return { finished: { index, finishReason, stopTokenId, usage } };
 }

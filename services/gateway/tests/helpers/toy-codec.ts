@@ -17,9 +17,14 @@ function idText(id: number): string {
 /** A character-level TextCodec: enough to test the gateway without a real tokenizer. */
 export const toyCodec: TextCodec = {
   vocabSize: TOY_VOCAB_SIZE,
-  encodePrompt: async (text) => [BOS, ...[...text].map(charId)],
-  encodeChat: async (messages) => {
-    const text = messages.map((m) => `${m.role}: ${m.content}\n`).join("") + "assistant:";
+  encodePrompt: async (text, opts) => [
+    ...(opts?.addSpecialTokens === false ? [] : [BOS]),
+    ...[...text].map(charId),
+  ],
+  encodeChat: async (messages, opts) => {
+    const tools = opts?.tools?.length ? `tools: ${JSON.stringify(opts.tools)}\n` : "";
+    const cue = opts?.addGenerationPrompt === false ? "" : "assistant:";
+    const text = tools + messages.map((m) => `${m.role}: ${m.content}\n`).join("") + cue;
     return [BOS, ...[...text].map(charId)];
   },
   decode: (ids) => ids.map(idText).join(""),

@@ -49,5 +49,6 @@ export function sampledToWire(token: BackendSampledToken): SampledToken {
     tokenId: token.tokenId,
     logprob: token.logprob,
     topLogprobs: token.topLogprobs.map((t) => ({ tokenId: t.tokenId, logprob: t.logprob })),
+    embedding: [],
   };
 }

@@ -33,3 +33,15 @@ export {
   loadWeights,
   validateWeights,
 } from "./weights";
+export {
+  ADAPTER_CONFIG_FILE,
+  ADAPTER_WEIGHTS_FILE,
+  LORA_TARGETS,
+  type LoraAdapter,
+  type LoraProjection,
+  type LoraTarget,
+  loadLoraAdapter,
+  loraTargetShape,
+  parseAdapterConfig,
+} from "./lora";
+export { type RandomLoraOptions, writeRandomLoraAdapter } from "./random-lora";

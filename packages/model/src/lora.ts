@@ -66,7 +66,11 @@ interface ParsedAdapterConfig {
 }
 
 /** Validates adapter_config.json: a LORA adapter over supported projections only. */
-export function parseAdapterConfig(dir: string, json: unknown, maxRank: number): ParsedAdapterConfig {
+export function parseAdapterConfig(
+  dir: string,
+  json: unknown,
+  maxRank: number,
+): ParsedAdapterConfig {
   if (typeof json !== "object" || json === null) throw invalid(dir, "config is not an object");
   const c = json as Record<string, unknown>;
   if (c.peft_type !== undefined && c.peft_type !== "LORA") {
@@ -89,7 +93,10 @@ export function parseAdapterConfig(dir: string, json: unknown, maxRank: number):
   if (Array.isArray(targets)) {
     const bad = targets.filter((t) => !(LORA_TARGETS as readonly unknown[]).includes(t));
     if (bad.length > 0) {
-      throw invalid(dir, `unsupported target modules ${bad.join(", ")} (${LORA_TARGETS.join(", ")} only)`);
+      throw invalid(
+        dir,
+        `unsupported target modules ${bad.join(", ")} (${LORA_TARGETS.join(", ")} only)`,
+      );
     }
   }
   if (c.bias !== undefined && c.bias !== "none") {
@@ -127,14 +134,20 @@ export async function loadLoraAdapter(
     if (hasErrnoCode(err, "ENOENT")) throw new ModelError("NOT_FOUND", `${path} does not exist`);
     throw err;
   }
-  const layers: Partial<Record<LoraTarget, { a?: Float32Array; b?: Float32Array }>>[] =
-    Array.from({ length: config.numLayers }, () => ({}));
+  const layers: Partial<Record<LoraTarget, { a?: Float32Array; b?: Float32Array }>>[] = Array.from(
+    { length: config.numLayers },
+    () => ({}),
+  );
   const handle = await open(path, "r");
   try {
     const header = await readSafetensorsHeader(handle, fileLen, path);
     for (const entry of header.entries) {
       const m = TENSOR_NAME.exec(entry.name);
-      if (m === null) throw invalid(dir, `tensor ${entry.name} is not supported (embeddings, lm_head and other modules cannot be adapted)`);
+      if (m === null)
+        throw invalid(
+          dir,
+          `tensor ${entry.name} is not supported (embeddings, lm_head and other modules cannot be adapted)`,
+        );
       const layer = Number(m[1]);
       const target = m[2] as LoraTarget;
       if (!(LORA_TARGETS as readonly string[]).includes(target)) {
@@ -165,7 +178,10 @@ export async function loadLoraAdapter(
       const p = layer[target];
       if (p === undefined) continue;
       if (p.a === undefined || p.b === undefined) {
-        throw invalid(dir, `layer ${l} ${target} has lora_${p.a === undefined ? "A" : "B"} missing`);
+        throw invalid(
+          dir,
+          `layer ${l} ${target} has lora_${p.a === undefined ? "A" : "B"} missing`,
+        );
       }
       done[target] = { a: p.a, b: p.b };
       numAdapted++;

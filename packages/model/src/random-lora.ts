@@ -14,7 +14,7 @@ export interface RandomLoraOptions {
   readonly seed: number;
   /** lora_alpha; 2 × rank by default. */
   readonly alpha?: number;
-  /** Uniform half-width of B's entries; 0.5 by default (large enough to change greedy output). */
+  /** Uniform half-width of B's entries; 2 by default (large enough to change greedy output). */
   readonly bRange?: number;
   readonly targets?: readonly LoraTarget[];
 }
@@ -41,14 +41,17 @@ export async function writeRandomLoraAdapter(
 ): Promise<void> {
   const targets = opts.targets ?? LORA_TARGETS;
   const next = prng(opts.seed);
-  const bRange = opts.bRange ?? 0.5;
+  const bRange = opts.bRange ?? 2;
   const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
   const chunks: Buffer[] = [];
   let offset = 0;
   for (let l = 0; l < config.numLayers; l++) {
     for (const target of targets) {
       const [outF, inF] = loraTargetShape(config, target);
-      const group = target.endsWith("proj") && ["gate_proj", "up_proj", "down_proj"].includes(target) ? "mlp" : "self_attn";
+      const group =
+        target.endsWith("proj") && ["gate_proj", "up_proj", "down_proj"].includes(target)
+          ? "mlp"
+          : "self_attn";
       for (const [which, shape, range] of [
         ["A", [opts.rank, inF], 1 / Math.sqrt(inF)],
         ["B", [outF, opts.rank], bRange],
@@ -77,5 +80,8 @@ export async function writeRandomLoraAdapter(
     use_rslora: false,
   };
   await writeFile(join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(adapterConfig, null, 2));
-  await writeFile(join(dir, ADAPTER_WEIGHTS_FILE), Buffer.concat([prefix, Buffer.from(json), ...chunks]));
+  await writeFile(
+    join(dir, ADAPTER_WEIGHTS_FILE),
+    Buffer.concat([prefix, Buffer.from(json), ...chunks]),
+  );
 }

@@ -165,7 +165,8 @@ export async function loadLoraAdapter(
           `tensor ${entry.name} has shape [${entry.shape.join(", ")}], the base model needs [${want.join(", ")}]`,
         );
       }
-      const slot = (layers[layer]![target] ??= {});
+      const slot = layers[layer]![target] ?? {};
+      layers[layer]![target] = slot;
       slot[isA ? "a" : "b"] = await readTensorData(handle, entry, path);
     }
   } finally {

@@ -34,6 +34,8 @@ export class LoraHostCache {
   async applyLoads(loads: readonly LoraSlotLoad[], table: LoraSlotTable): Promise<void> {
     const adapters: LoraAdapter[] = [];
     for (const load of loads) adapters.push(await this.get(load.path));
-    loads.forEach((load, i) => table.load(load.slot, adapters[i]!));
+    loads.forEach((load, i) => {
+      table.load(load.slot, adapters[i]!);
+    });
   }
 }

@@ -1,6 +1,7 @@
 import { InvariantError } from "./errors";
 import { asSeqId, type RequestId, type SeqId } from "./ids";
 import type { KvCacheManager } from "./kv-cache-manager";
+import type { LoraSlots } from "./lora-slots";
 import { insertSorted, type RequestState, removeSeq, Sequence } from "./sequence";
 import type { SchedulerConfig } from "./types";
 
@@ -20,6 +21,8 @@ export interface EngineState<S> {
   nextSeqId: number;
   /** Sequences the worker knows that finished or were aborted since the last plan. */
   readonly droppedSeqIds: SeqId[];
+  /** LoRA slot bookkeeping; null when the config has no maxLoras. */
+  readonly lora: LoraSlots | null;
 }
 
 /** A new sequence of `request`, waiting, not yet in any queue. */

@@ -4,6 +4,7 @@ import { InvariantError, invariant } from "./errors";
 import type { AdapterId, RequestId } from "./ids";
 import { checkEngineInvariants } from "./invariants";
 import { KvCacheManager } from "./kv-cache-manager";
+import { LoraSlots } from "./lora-slots";
 import { type PlannedStep, planStep } from "./planner";
 import { cacheNamespace } from "./prefix-cache";
 import { insertSorted, RequestState, type Sequence } from "./sequence";
@@ -104,6 +105,8 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
       numPreemptions: 0,
       nextSeqId: 0,
       droppedSeqIds: [],
+      lora:
+        config.maxLoras === undefined ? null : new LoraSlots(config.maxLoras, config.loraMaxSkips),
     };
   }
 
@@ -122,6 +125,9 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
       ignoreEos: request.ignoreEos ?? false,
     };
     const adapterId = request.adapterId ?? null;
+    if (adapterId !== null && state.config.maxLoras === 0) {
+      return reject("INVALID_PARAMS", `adapter ${adapterId}: this replica serves no LoRA adapters`);
+    }
     const init = {
       id: request.requestId,
       sampling: request.sampling,
@@ -201,12 +207,27 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
       prefixCacheQueryTokens: cacheStats.numQueryTokens,
       prefixCacheHitTokens: cacheStats.numHitTokens,
       numPreemptions: this.state.numPreemptions,
+      ...loraStats(this.state),
     };
   }
 
   checkInvariants(): void {
     checkEngineInvariants(this.state);
   }
+}
+
+function loraStats<S>(state: EngineState<S>) {
+  const adapters = (seqs: readonly Sequence<S>[]) => [
+    ...new Set(
+      seqs.flatMap((seq) => (seq.request.adapterId === null ? [] : [seq.request.adapterId])),
+    ),
+  ];
+  return {
+    residentAdapters: state.lora?.resident() ?? [],
+    runningAdapters: adapters(state.running),
+    waitingAdapters: adapters(state.waiting),
+    maxLoras: state.config.maxLoras ?? 0,
+  };
 }
 
 function validateConfig(config: SchedulerConfig): void {

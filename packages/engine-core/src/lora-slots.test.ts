@@ -53,7 +53,7 @@ const distinctAdapters = (plan: StepPlan<string>) =>
 describe("LoraSlots: adapters per step, residency, fairness", () => {
   it.each([1, 2])("never puts more than max_loras=%i adapters in one step", (maxLoras) => {
     const s = make({ maxLoras });
-    ["a", "b", "c", null, "a", "b", "c", null].forEach((a, i) => add(s, `r${i}`, a));
+    for (const [i, a] of ["a", "b", "c", null, "a", "b", "c", null].entries()) add(s, `r${i}`, a);
     const resident = new Map<number, AdapterId>();
     for (const plan of drain(s)) {
       expect(distinctAdapters(plan).size).toBeLessThanOrEqual(maxLoras);

@@ -41,6 +41,9 @@ async function main(): Promise<void> {
     numBlocks,
     blockSize: opts.blockSize,
     numThreads: opts.numThreads,
+    maxLoras: opts.maxLoras,
+    maxLoraRank: opts.maxLoraRank,
+    maxCpuLoras: opts.maxCpuLoras,
   });
 
   const server = new Server({ "grpc.max_receive_message_length": 64 * 1024 * 1024 });
@@ -69,6 +72,7 @@ async function main(): Promise<void> {
       instanceId,
       model: basename(modelDir),
       eosTokenIds: config.eosTokenIds,
+      maxLoras: opts.maxLoras,
     },
     shutdown,
     telemetry,

@@ -8,6 +8,7 @@ import type {
   WorkerInfo,
   WorkerServer,
 } from "@kiln/proto";
+import { loraFromWire, withLora } from "./lora-input";
 import { sampledToWire, stepDeltaFromWire } from "./rpc/convert";
 import { SequenceTable, StepDeltaError } from "./sequence-table";
 import type { WorkerTelemetry } from "./telemetry/worker-telemetry";
@@ -30,6 +31,8 @@ export interface WorkerIdentity {
   readonly instanceId: string;
   readonly model: string;
   readonly eosTokenIds: readonly number[];
+  /** LoRA slots the backend holds (reported in WorkerInfo); 0 when absent. */
+  readonly maxLoras?: number;
 }
 
 /**
@@ -57,12 +60,14 @@ export function createWorkerService(
     tpSize: 1,
     eosTokenIds: [...identity.eosTokenIds],
     instanceId: identity.instanceId,
+    maxLoras: identity.maxLoras ?? 0,
   };
   let isStepRunning = false;
 
   async function runStep(req: StepRequest): Promise<StepResponse> {
     const startedAt = performance.now();
-    const input = table.applyStep(stepDeltaFromWire(req));
+    const lora = loraFromWire(req, info.maxLoras);
+    const input = withLora(table.applyStep(stepDeltaFromWire(req)), lora);
     const appliedAt = performance.now();
     // A step may only carry removals (aborted sequences); there is nothing to compute then.
     if (input.queryLens.length === 0) {

@@ -5,7 +5,7 @@ import {
   type sendUnaryData,
   status,
 } from "@grpc/grpc-js";
-import { asRequestId, type NewRequest } from "@kiln/engine-core";
+import { asAdapterId, asRequestId, type NewRequest } from "@kiln/engine-core";
 import {
   type AbortRequest,
   type AbortResponse,
@@ -49,7 +49,11 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
         );
       }
       const cacheSalt = req.cacheSalt || null;
-      const replica = replicas.route(req.promptTokenIds, cacheSalt);
+      const adapter = req.adapter || null;
+      if (adapter !== null && req.adapterPath === "") {
+        return fail(status.INVALID_ARGUMENT, `adapter ${adapter} comes without adapter_path`);
+      }
+      const replica = replicas.route(req.promptTokenIds, cacheSalt, adapter);
       if (!replica) return fail(status.UNAVAILABLE, "no worker is connected");
       const requestId = req.requestId || randomUUID();
       if (replicas.findRequest(requestId)) {
@@ -64,6 +68,7 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
         // proto3 zero values mean "off" for every knob (the worker maps topP 0 and penalty 0 to 1).
         sampling: req.sampling ?? SamplingParams.fromPartial({}),
         outputTokenIds: Array.from({ length: n }, () => []),
+        adapter: adapter === null ? null : { name: adapter, path: req.adapterPath },
         emit: (event) => {
           if (!isEnded) call.write(event);
         },
@@ -114,6 +119,10 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
             prefixCacheHits: s?.prefixCacheHitTokens ?? 0,
             numPreemptions: s?.numPreemptions ?? 0,
             numRequestsRouted: replica.counters.numRequestsRouted,
+            residentAdapters: [...(s?.residentAdapters ?? [])],
+            runningAdapters: [...(s?.runningAdapters ?? [])],
+            waitingAdapters: [...(s?.waitingAdapters ?? [])],
+            maxLoras: s?.maxLoras ?? 0,
           };
         }),
       });
@@ -147,5 +156,6 @@ function toNewRequest(
     stopTokenIds: req.stopTokenIds,
     ignoreEos: req.ignoreEos,
     cacheSalt: req.cacheSalt || null,
+    adapterId: req.adapter ? asAdapterId(req.adapter) : null,
   };
 }

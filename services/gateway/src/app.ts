@@ -3,10 +3,12 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastif
 import { installAuth } from "./auth";
 import { installErrorHandlers } from "./errors";
 import { InFlight } from "./in-flight";
+import type { LoraRegistry } from "./lora/registry";
 import type { ModelInfo } from "./model-info";
 import type { RouterPort } from "./router-port";
 import { registerChatRoute } from "./routes/chat";
 import { registerCompletionsRoute } from "./routes/completions";
+import { registerLoraAdminRoutes } from "./routes/lora-admin";
 import { registerModelRoutes } from "./routes/models";
 import type { TextCodec } from "./text-codec";
 
@@ -22,6 +24,10 @@ export interface GatewayDeps {
   readonly apiKeys: readonly string[] | null;
   /** Running generations; main aborts them all when draining times out. */
   readonly inFlight: InFlight;
+  /** LoRA adapters served by name (ADR 0015); absent: the base model only. */
+  readonly lora?: LoraRegistry;
+  /** KILN_ALLOW_RUNTIME_LORA_UPDATING: POST /v1/load_lora_adapter and unload exist. */
+  readonly allowRuntimeLoraUpdating?: boolean;
 }
 
 export interface AppOptions {
@@ -55,6 +61,8 @@ export function buildApp(
   registerModelRoutes(app, fullDeps);
   registerChatRoute(app, fullDeps);
   registerCompletionsRoute(app, fullDeps);
+  if (fullDeps.lora && fullDeps.allowRuntimeLoraUpdating)
+    registerLoraAdminRoutes(app, fullDeps.lora);
   return app;
 }
 

@@ -72,6 +72,7 @@ function request(requestId: string): GenerateRequest {
     priority: 0,
     cacheSalt: "",
     adapter: "",
+    adapterPath: "",
     n: 1,
   };
 }

@@ -8,6 +8,7 @@ import { loadConfig, loadGenerationConfig, loadTokenizer, resolveModelDir } from
 import { buildApp } from "./app";
 import { createGrpcRouter } from "./grpc-router";
 import { InFlight } from "./in-flight";
+import { LoraRegistry } from "./lora/registry";
 import { createModelCodec } from "./model-codec";
 import { installObservability } from "./observability";
 import { type GatewayOptions, parseGatewayOptions } from "./options";
@@ -20,6 +21,8 @@ async function main(): Promise<void> {
     loadGenerationConfig(modelDir),
     loadTokenizer(modelDir),
   ]);
+  const lora = new LoraRegistry(opts.servedModelName, config, opts.maxLoraRank);
+  for (const { name, path } of opts.loraModules) await lora.load(name, path);
   const router = createGrpcRouter(opts.routerAddress);
   const inFlight = new InFlight();
   const app = buildApp(
@@ -35,6 +38,8 @@ async function main(): Promise<void> {
       router,
       apiKeys: opts.apiKeys,
       inFlight,
+      lora,
+      allowRuntimeLoraUpdating: opts.allowRuntimeLoraUpdating,
     },
     {
       logger: { level: opts.logLevel },

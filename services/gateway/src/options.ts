@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { basename, isAbsolute } from "node:path";
 import { parseArgs } from "node:util";
 import { parseApiKeys } from "./auth";
+import { parseLoraModules } from "./lora/registry";
 
 export interface GatewayOptions {
   readonly host: string;
@@ -18,6 +19,12 @@ export interface GatewayOptions {
   readonly drainTimeoutMs: number;
   readonly bodyLimitBytes: number | undefined;
   readonly logLevel: string;
+  /** Adapters loaded at start (KILN_LORA_MODULES, --lora-modules: name=path,...). */
+  readonly loraModules: readonly { name: string; path: string }[];
+  /** KILN_ALLOW_RUNTIME_LORA_UPDATING=1 / --allow-runtime-lora-updating: the admin endpoints. */
+  readonly allowRuntimeLoraUpdating: boolean;
+  /** Highest adapter rank accepted (KILN_MAX_LORA_RANK, --max-lora-rank; 64). */
+  readonly maxLoraRank: number;
 }
 
 function parseIntFlag(text: string, flag: string, min: number): number {
@@ -54,6 +61,9 @@ export function parseGatewayOptions(
       "served-model-name": { type: "string" },
       "drain-timeout": { type: "string" },
       "max-body-bytes": { type: "string" },
+      "lora-modules": { type: "string" },
+      "allow-runtime-lora-updating": { type: "boolean" },
+      "max-lora-rank": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -81,5 +91,14 @@ export function parseGatewayOptions(
     bodyLimitBytes:
       maxBody === undefined ? undefined : parseIntFlag(maxBody, "--max-body-bytes", 1),
     logLevel: env.KILN_LOG_LEVEL ?? "warn",
+    loraModules: parseLoraModules(values["lora-modules"] ?? env.KILN_LORA_MODULES),
+    allowRuntimeLoraUpdating:
+      values["allow-runtime-lora-updating"] ??
+      ["1", "true"].includes(env.KILN_ALLOW_RUNTIME_LORA_UPDATING ?? ""),
+    maxLoraRank: parseIntFlag(
+      values["max-lora-rank"] ?? env.KILN_MAX_LORA_RANK ?? "64",
+      "--max-lora-rank",
+      1,
+    ),
   };
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { GatewayDeps } from "../app";
 import { type ChoiceDelta, generateChoices } from "../generation";
 import { chatLogprobs } from "../logprobs";
-import { checkModel } from "../model-info";
+import { resolveModel } from "../model-info";
 import { buildPlan } from "../params";
 import { type ChatBody, normalizeMessages, parseChatBody } from "../schemas/chat";
 import {
@@ -20,16 +20,19 @@ import {
 export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void {
   app.post("/v1/chat/completions", async (request, reply) => {
     const body = parseChatBody(request.body);
-    checkModel(body.model, deps.model);
+    const adapter = resolveModel(body.model, deps.model, deps.lora);
     checkStreamOptions(body);
     const promptIds = await deps.codec.encodeChat(normalizeMessages(body.messages));
-    const plan = buildPlan(body, promptIds, deps.model, {
-      promptParam: "messages",
-      defaultMaxTokens: null,
-      maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null,
-      numTopLogprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
-    });
-    const meta = responseMeta("chatcmpl", "chat.completion", deps.model.id);
+    const plan = {
+      ...buildPlan(body, promptIds, deps.model, {
+        promptParam: "messages",
+        defaultMaxTokens: null,
+        maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null,
+        numTopLogprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
+      }),
+      adapter,
+    };
+    const meta = responseMeta("chatcmpl", "chat.completion", adapter?.name ?? deps.model.id);
     const usage = new UsageCounter(promptIds.length);
     const { signal, done } = deps.inFlight.open(reply);
     try {

@@ -6,7 +6,7 @@ import {
   type CompletionLogprobs,
   CompletionLogprobsBuilder,
 } from "../logprobs";
-import { checkModel } from "../model-info";
+import { resolveModel } from "../model-info";
 import { buildPlan, COMPLETIONS_DEFAULT_MAX_TOKENS, type GenerationPlan } from "../params";
 import { type CompletionBody, parseCompletionBody, promptInputs } from "../schemas/completions";
 import {
@@ -33,21 +33,24 @@ interface PreparedPrompt {
 export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps): void {
   app.post("/v1/completions", async (request, reply) => {
     const body = parseCompletionBody(request.body);
-    checkModel(body.model, deps.model);
+    const adapter = resolveModel(body.model, deps.model, deps.lora);
     checkStreamOptions(body);
     const prompts: PreparedPrompt[] = [];
     for (const input of promptInputs(body.prompt)) {
       const ids = "ids" in input ? input.ids : await deps.codec.encodePrompt(input.text);
-      const plan = buildPlan(body, ids, deps.model, {
-        promptParam: "prompt",
-        defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
-        maxTokens: body.max_tokens ?? null,
-        numTopLogprobs: body.logprobs ?? null,
-      });
+      const plan = {
+        ...buildPlan(body, ids, deps.model, {
+          promptParam: "prompt",
+          defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
+          maxTokens: body.max_tokens ?? null,
+          numTopLogprobs: body.logprobs ?? null,
+        }),
+        adapter,
+      };
       prompts.push({ plan, text: "text" in input ? input.text : deps.codec.decode(ids) });
     }
     const n = body.n ?? 1;
-    const meta = responseMeta("cmpl", "text_completion", deps.model.id);
+    const meta = responseMeta("cmpl", "text_completion", adapter?.name ?? deps.model.id);
     const usage = new UsageCounter(prompts.reduce((sum, p) => sum + p.plan.promptIds.length, 0));
     const { signal, done } = deps.inFlight.open(reply);
     try {

@@ -47,7 +47,7 @@ async function main(): Promise<void> {
     },
   );
   const { routerAddress, servedModelName: model } = opts;
-  const observability = await installObservability(app, { routerAddress, model });
+  const observability = await installObservability(app, { routerAddress, model, lora });
   await app.listen({ host: opts.host, port: opts.port });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : opts.port;

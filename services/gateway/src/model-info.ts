@@ -37,7 +37,10 @@ export function resolveModel(
 ): ServedAdapter | null {
   if (model === info.id) return null;
   const adapter = lora?.get(model);
-  if (adapter !== undefined) return adapter;
+  if (adapter !== undefined) {
+    lora?.countRequest(model);
+    return adapter;
+  }
   throw new KilnError(
     "MODEL_NOT_FOUND",
     `The model \`${model}\` does not exist. This server serves \`${info.id}\`${lora && lora.list().length > 0 ? " and its LoRA adapters" : ""}.`,

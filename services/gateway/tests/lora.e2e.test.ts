@@ -137,6 +137,16 @@ describe("LoRA admin endpoints", () => {
     await expect(complete(stack, "never-loaded", "Hi", 8)).rejects.toMatchObject({ status: 404 });
   }, 60_000);
 
+  it("exposes kiln_lora_requests_info and per-adapter request counters", async () => {
+    await complete(stack, LORA_A, "Once upon a time", 4);
+    await complete(stack, LORA_A, "The little dog", 4);
+    const text = await (await fetch(stack.baseURL.replace(/\/v1$/, "/metrics"))).text();
+    expect(text).toMatch(/kiln_lora_requests_total\{lora_name="stories260K-lora-a"\} [2-9]/);
+    expect(text).toMatch(
+      /kiln_lora_requests_info\{replica="[^"]+",running_lora_adapters="",waiting_lora_adapters="",max_lora="2"\} 1/,
+    );
+  });
+
   it("lets a request in flight finish when its adapter is unloaded", async () => {
     const path = join(tmp, "rand-2");
     expect(

@@ -23,6 +23,8 @@ export class LoraRegistry {
   private readonly adapters = new Map<string, ServedAdapter>();
   /** Names being loaded (a second load of the same name while the first runs is a duplicate). */
   private readonly pending = new Set<string>();
+  /** Requests accepted per adapter name since start (kiln_lora_requests_total). */
+  readonly requestCounts = new Map<string, number>();
 
   constructor(
     private readonly baseModelId: string,
@@ -33,6 +35,11 @@ export class LoraRegistry {
 
   get(name: string): ServedAdapter | undefined {
     return this.adapters.get(name);
+  }
+
+  /** Counts one request for `name`. */
+  countRequest(name: string): void {
+    this.requestCounts.set(name, (this.requestCounts.get(name) ?? 0) + 1);
   }
 
   list(): ServedAdapter[] {

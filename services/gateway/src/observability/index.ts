@@ -1,5 +1,7 @@
-import { startTracing } from "@kiln/telemetry";
+import { createMetricsRegistry, startTracing } from "@kiln/telemetry";
 import type { FastifyInstance } from "fastify";
+import { installLoraMetrics } from "../lora/metrics";
+import type { LoraRegistry } from "../lora/registry";
 import { observabilityPlugin } from "./metrics-plugin";
 import { createRouterStatsSource } from "./router-stats";
 
@@ -18,14 +20,17 @@ export interface GatewayObservability {
  */
 export async function installObservability(
   app: FastifyInstance,
-  opts: { readonly routerAddress: string; readonly model: string },
+  opts: { readonly routerAddress: string; readonly model: string; readonly lora?: LoraRegistry },
 ): Promise<GatewayObservability> {
   const tracing = await startTracing({ serviceName: "kiln-gateway" });
   const stats = createRouterStatsSource(opts.routerAddress, opts.model);
-  await app.register(observabilityPlugin({ readRouterStats: stats.read }));
+  const registry = createMetricsRegistry();
+  const closeLora = opts.lora ? installLoraMetrics(registry, opts.routerAddress, opts.lora) : null;
+  await app.register(observabilityPlugin({ registry, readRouterStats: stats.read }));
   return {
     close: async () => {
       stats.close();
+      closeLora?.();
       await tracing.shutdown();
     },
   };

@@ -21,6 +21,12 @@ beforeAll(async () => {
   model = await loadModel(STORIES_DIR);
   tmp = await mkdtemp(join(tmpdir(), "kiln-lora-"));
   await writeRandomLoraAdapter(join(tmp, "r1"), model.config, { rank: 4, seed: 1 });
+  // A different rank, and q/v only: stacked slots are padded to the largest rank.
+  await writeRandomLoraAdapter(join(tmp, "r2"), model.config, {
+    rank: 8,
+    seed: 2,
+    targets: ["q_proj", "v_proj"],
+  });
 });
 afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
@@ -90,6 +96,28 @@ describe("batched LoRA on the CPU runner", () => {
     expect(new Set(alone.map((ids) => JSON.stringify(ids))).size).toBe(3);
     const mixed = greedy(runner, [prompt, prompt, prompt, prompt], [1, -1, 0, 1], 40);
     expect(mixed).toEqual([alone[2], alone[0], alone[1], alone[2]]);
+  });
+
+  it("many adapters in one step (the stacked path) equal each run alone", async () => {
+    const runner = makeRunner(4);
+    runner.lora.load(0, await loadLoraAdapter(LORA_A_DIR, model.config, 64));
+    runner.lora.load(1, await loadLoraAdapter(join(tmp, "r1"), model.config, 64));
+    runner.lora.load(3, await loadLoraAdapter(join(tmp, "r2"), model.config, 64));
+    const prompts = cases.slice(0, 2).map((c) => [...c.prompt_ids]);
+    const slots = [-1, 0, 1, 3];
+    const alone = prompts.flatMap((p) => slots.map((slot) => greedy(runner, [p], [slot], 30)[0]));
+    const all = prompts.flatMap((p) => slots.map(() => p));
+    const mixed = greedy(runner, all, [...slots, ...slots], 30);
+    expect(mixed).toEqual(alone);
+    // lora-a through the stacked path still matches the merged reference.
+    expect(mixed[1]).toEqual(cases[0]!.greedy_ids.slice(0, 30));
+    // Unloading a slot zeroes its block: the others are unaffected.
+    runner.lora.unload(1);
+    expect(greedy(runner, [prompts[0]!, prompts[0]!, prompts[0]!], [0, 3, -1], 30)).toEqual([
+      alone[1],
+      alone[3],
+      alone[0],
+    ]);
   });
 
   it("rejects a sequence whose slot holds no adapter", () => {

@@ -1,15 +1,11 @@
 import type { LlamaConfig, LoraAdapter, LoraTarget } from "@kiln/model";
 import type { Gemm } from "./gemm";
-import { StackedLora } from "./lora-stacked";
 
 /**
  * Groups of at most this many tokens skip the gemm (BGMV-style row kernel): a native call per
  * tiny group costs more than the arithmetic (decode batches with many adapters).
  */
 const DIRECT_MAX_TOKENS = 4;
-
-/** Steps with at least this many adapter groups go through the stacked adapters. */
-const STACKED_MIN_GROUPS = 3;
 
 /** y[t] += scale · (x[t] Aᵀ) Bᵀ for one token, without gathering (sums in double precision). */
 function applyOne(
@@ -27,9 +23,19 @@ function applyOne(
   const xo = t * view.inStride;
   for (let k = 0; k < rank; k++) {
     const ao = k * inF;
-    let sum = 0;
-    for (let i = 0; i < inF; i++) sum += x[xo + i]! * a[ao + i]!;
-    low[k] = sum * scale;
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
+    let i = 0;
+    for (; i + 3 < inF; i += 4) {
+      s0 += x[xo + i]! * a[ao + i]!;
+      s1 += x[xo + i + 1]! * a[ao + i + 1]!;
+      s2 += x[xo + i + 2]! * a[ao + i + 2]!;
+      s3 += x[xo + i + 3]! * a[ao + i + 3]!;
+    }
+    for (; i < inF; i++) s0 += x[xo + i]! * a[ao + i]!;
+    low[k] = (s0 + s1 + (s2 + s3)) * scale;
   }
   const y = view.y;
   const yo = t * view.outStride + view.outOffset;
@@ -73,7 +79,6 @@ export interface LoraGroups {
 export class LoraSlotTable {
   readonly maxLoras: number;
   private readonly slots: (LoraAdapter | null)[];
-  private readonly stacked: StackedLora;
   private gathered = new Float32Array(0);
   private low = new Float32Array(0);
   private delta = new Float32Array(0);
@@ -86,7 +91,6 @@ export class LoraSlotTable {
     if (!Number.isInteger(maxLoras) || maxLoras < 0) throw new Error(`bad maxLoras ${maxLoras}`);
     this.maxLoras = maxLoras;
     this.slots = Array.from({ length: maxLoras }, () => null);
-    this.stacked = new StackedLora(config, maxLoras);
   }
 
   load(slot: number, adapter: LoraAdapter): void {
@@ -97,13 +101,11 @@ export class LoraSlotTable {
       );
     }
     this.slots[slot] = adapter;
-    this.stacked.update(slot, this.slots);
   }
 
   unload(slot: number): void {
     this.checkSlot(slot);
     this.slots[slot] = null;
-    this.stacked.update(slot, this.slots);
   }
 
   isLoaded(slot: number): boolean {
@@ -150,10 +152,6 @@ export class LoraSlotTable {
 
   /** y[token, outOffset..] += scale · (x[token] Aᵀ) Bᵀ for every adapted token of `target`. */
   apply(groups: LoraGroups, layer: number, target: LoraTarget, view: LoraOutputView): void {
-    if (groups.slots.length >= STACKED_MIN_GROUPS) {
-      this.applyStacked(groups, layer, target, view);
-      return;
-    }
     for (let g = 0; g < groups.slots.length; g++) {
       const adapter = this.slots[groups.slots[g]!]!;
       const proj = adapter.layers[layer]![target];
@@ -194,43 +192,6 @@ export class LoraSlotTable {
         const row = i * outF;
         for (let o = 0; o < outF; o++) view.y[base + o]! += delta[row + o]!;
       }
-    }
-  }
-
-  /** All adapted tokens at once through the stacked adapters (see StackedLora). */
-  private applyStacked(
-    groups: LoraGroups,
-    layer: number,
-    target: LoraTarget,
-    view: LoraOutputView,
-  ): void {
-    const { a, b } = this.stacked.stack(layer, target);
-    const R = this.stacked.rank;
-    const width = this.maxLoras * R;
-    const inF = a.length / width;
-    const outF = b.length / width;
-    const m = groups.tokens.length;
-    const x = this.ensure("gathered", m * inF);
-    for (let i = 0; i < m; i++) {
-      const t = groups.tokens[i]!;
-      x.set(view.x.subarray(t * view.inStride, t * view.inStride + inF), i * inF);
-    }
-    const low = this.ensure("low", m * width);
-    this.gemm.matmulTransB(x, a, low, m, width, inF);
-    for (let g = 0; g < groups.slots.length; g++) {
-      const keep = groups.slots[g]! * R;
-      for (let i = groups.offsets[g]!; i < groups.offsets[g + 1]!; i++) {
-        const row = low.subarray(i * width, (i + 1) * width);
-        row.fill(0, 0, keep);
-        row.fill(0, keep + R);
-      }
-    }
-    const delta = this.ensure("delta", m * outF);
-    this.gemm.matmulTransB(low, b, delta, m, outF, width);
-    for (let i = 0; i < m; i++) {
-      const base = groups.tokens[i]! * view.outStride + view.outOffset;
-      const row = i * outF;
-      for (let o = 0; o < outF; o++) view.y[base + o]! += delta[row + o]!;
     }
   }
 

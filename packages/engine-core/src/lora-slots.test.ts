@@ -19,7 +19,7 @@ function make(overrides: Partial<SchedulerConfig>): Scheduler<string, Tok> {
   });
 }
 
-function add(s: Scheduler<string, Tok>, id: string, adapter: string | null, maxTokens = 3) {
+function add(s: Scheduler<string, Tok>, id: string, adapter: string | null, maxTokens = 12) {
   const result = s.addRequest({
     requestId: asRequestId(id),
     promptTokenIds: [1, 2, 3],
@@ -51,20 +51,28 @@ const distinctAdapters = (plan: StepPlan<string>) =>
   new Set(plan.seqs.flatMap((q) => (q.adapterId === null ? [] : [q.adapterId])));
 
 describe("LoraSlots: adapters per step, residency, fairness", () => {
-  it.each([1, 2])("never puts more than max_loras=%i adapters in one step", (maxLoras) => {
-    const s = make({ maxLoras });
-    for (const [i, a] of ["a", "b", "c", null, "a", "b", "c", null].entries()) add(s, `r${i}`, a);
-    const resident = new Map<number, AdapterId>();
-    for (const plan of drain(s)) {
-      expect(distinctAdapters(plan).size).toBeLessThanOrEqual(maxLoras);
-      for (const load of plan.loraLoads) resident.set(load.slot, load.adapterId);
-      for (const q of plan.seqs) {
-        if (q.adapterId === null) expect(q.loraSlot).toBe(-1);
-        // The slot a sequence uses holds its adapter (loaded in this plan or earlier).
-        else expect(resident.get(q.loraSlot)).toBe(q.adapterId);
+  it.each([
+    [1, 64],
+    [2, 64],
+    [2, 6], // few blocks: preemptions return sequences to waiting, they re-enter through the gate
+  ])(
+    "never puts more than max_loras=%i adapters in one step (%i blocks)",
+    (maxLoras, numBlocks) => {
+      const s = make({ maxLoras, numBlocks, maxModelLen: 24 });
+      for (const [i, a] of ["a", "b", "c", null, "a", "b", "c", null].entries()) add(s, `r${i}`, a);
+      const resident = new Map<number, AdapterId>();
+      for (const plan of drain(s)) {
+        expect(distinctAdapters(plan).size).toBeLessThanOrEqual(maxLoras);
+        for (const load of plan.loraLoads) resident.set(load.slot, load.adapterId);
+        for (const q of plan.seqs) {
+          if (q.adapterId === null) expect(q.loraSlot).toBe(-1);
+          // The slot a sequence uses holds its adapter (loaded in this plan or earlier).
+          else expect(resident.get(q.loraSlot)).toBe(q.adapterId);
+        }
       }
-    }
-  });
+      if (numBlocks < 10) expect(s.stats().numPreemptions).toBeGreaterThan(0);
+    },
+  );
 
   it("keeps an idle adapter resident and evicts the least recently used", () => {
     const slots = new LoraSlots(2);

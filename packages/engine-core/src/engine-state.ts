@@ -2,6 +2,7 @@ import { InvariantError } from "./errors";
 import type { FairQueue } from "./fair-queue";
 import { asSeqId, type RequestId, type SeqId } from "./ids";
 import type { KvCacheManager } from "./kv-cache-manager";
+import type { LoraSlots } from "./lora-slots";
 import { insertSorted, type RequestState, removeSeq, Sequence } from "./sequence";
 import type { SchedulerConfig } from "./types";
 
@@ -23,6 +24,8 @@ export interface EngineState<S> {
   readonly droppedSeqIds: SeqId[];
   /** Tenants' virtual times: which tenant's waiting head is admitted next. */
   readonly fairQueue: FairQueue;
+  /** LoRA slot bookkeeping; null when the config has no maxLoras. */
+  readonly lora: LoraSlots | null;
 }
 
 /** A new sequence of `request`, waiting, not yet in any queue. */

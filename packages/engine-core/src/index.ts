@@ -19,6 +19,7 @@ export {
   type PrefixCacheStats,
   type SlotAllocation,
 } from "./kv-cache-manager";
+export { DEFAULT_LORA_MAX_SKIPS, type LoraLoad, LoraSlots } from "./lora-slots";
 export { type CacheNode, cacheNamespace, PrefixCache, type PrefixMatch } from "./prefix-cache";
 export { Scheduler, type StepScheduler } from "./scheduler";
 export { buildStepArrays, type FlatSeq, type FlatStep, type StepArrays } from "./step-arrays";

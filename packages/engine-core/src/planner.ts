@@ -1,7 +1,8 @@
 import { admitSeq, type EngineState, preemptSeq } from "./engine-state";
 import type { FairCandidate } from "./fair-queue";
-import type { BlockId, SeqId } from "./ids";
+import type { AdapterId, BlockId, SeqId } from "./ids";
 import type { BlockCopy } from "./kv-cache-manager";
+import type { LoraLoad } from "./lora-slots";
 import type { Sequence, StepDraft } from "./sequence";
 import type { PlannedSample, ScheduledSeq, StepPlan } from "./types";
 
@@ -92,11 +93,26 @@ function preemptInStep<S>(state: EngineState<S>, work: StepWork<S>, victim: Sequ
   work.preempted.push(victim);
 }
 
-/** Admits the fair queue's pick while slots, budget and blocks last; stops at the first miss. */
+/**
+ * Admits the fair queue's pick while slots, budget and blocks last; stops at the first miss.
+ * A sequence whose LoRA adapter finds no slot is passed over (see LoraSlots) until it has
+ * waited too long; then admission stops behind it.
+ */
 function scheduleWaiting<S>(state: EngineState<S>, work: StepWork<S>): void {
-  const { waiting, running, config } = state;
-  while (waiting.length > 0 && work.numBudgetTokens > 0) {
-    const seq = waiting[state.fairQueue.pickNext(waiting, fairCandidateOf)!]!;
+  const { waiting, running, config, lora } = state;
+  const runningAdapters = lora === null ? null : adaptersOf(running);
+  // Passed over this step for want of a LoRA slot; the fair queue picks among the rest.
+  const passed = new Set<Sequence<S>>();
+  while (work.numBudgetTokens > 0) {
+    const candidates = passed.size === 0 ? waiting : waiting.filter((s) => !passed.has(s));
+    if (candidates.length === 0) return;
+    const seq = candidates[state.fairQueue.pickNext(candidates, fairCandidateOf)!]!;
+    const adapterId = seq.request.adapterId;
+    if (lora !== null && runningAdapters !== null && !lora.canAdmit(adapterId, runningAdapters)) {
+      if (!lora.skip(seq)) return;
+      passed.add(seq);
+      continue;
+    }
     const numSlots = seq.request.numSlotsToAdmit;
     if (running.length + state.numReservedSeqs + numSlots > config.maxNumSeqs) return;
     const admission = state.kv.tryAdmit(seq, seq.targetLen, work.numBudgetTokens);
@@ -104,6 +120,8 @@ function scheduleWaiting<S>(state: EngineState<S>, work: StepWork<S>): void {
     if (admission === null) return;
     seq.request.numCachedPromptTokens ??= admission.numCachedTokens;
     admitSeq(state, seq);
+    lora?.admitted(seq);
+    if (adapterId !== null) runningAdapters?.add(adapterId);
     addDraft(work, seq, admission.numNewTokens, null);
   }
 }
@@ -125,6 +143,12 @@ function addDraft<S>(
   work.numBudgetTokens -= queryLen;
 }
 
+function adaptersOf<S>(seqs: readonly Sequence<S>[]): Set<AdapterId> {
+  const out = new Set<AdapterId>();
+  for (const seq of seqs) if (seq.request.adapterId !== null) out.add(seq.request.adapterId);
+  return out;
+}
+
 // ---- the plan ----
 
 function buildPlan<S>(state: EngineState<S>, work: StepWork<S>, stepId: number): PlannedStep<S> {
@@ -137,14 +161,16 @@ function buildPlan<S>(state: EngineState<S>, work: StepWork<S>, stepId: number):
     const seq = draft.seq;
     seq.draft = null;
     seqs.push(seq);
-    entries.push(toScheduledSeq(seq, draft.queryLen));
+    entries.push(toScheduledSeq(seq, draft.queryLen, -1));
     if (draft.copy !== null) blockCopies.push(draft.copy);
     numScheduledTokens += draft.queryLen;
     state.fairQueue.charge(seq.request.tenant, seq.request.tenantWeight, draft.queryLen);
   }
+  const loraLoads = assignLoraSlots(state, entries);
   const plan: StepPlan<S> = {
     stepId,
     seqs: entries,
+    loraLoads,
     numScheduledTokens,
     blockCopies,
     finishedSeqIds: state.droppedSeqIds.splice(0),
@@ -153,8 +179,21 @@ function buildPlan<S>(state: EngineState<S>, work: StepWork<S>, stepId: number):
   return { plan, seqs, preempted: work.preempted };
 }
 
+/** Gives each entry its adapter's LoRA slot (in place) and returns the loads this needs. */
+function assignLoraSlots<S>(state: EngineState<S>, entries: ScheduledSeq<S>[]): LoraLoad[] {
+  if (state.lora === null) return [];
+  const adapters = new Set<AdapterId>();
+  for (const e of entries) if (e.adapterId !== null) adapters.add(e.adapterId);
+  if (adapters.size === 0) return [];
+  const { slotOf, loads } = state.lora.assign(adapters, adaptersOf(state.running));
+  entries.forEach((e, i) => {
+    if (e.adapterId !== null) entries[i] = { ...e, loraSlot: slotOf.get(e.adapterId)! };
+  });
+  return loads;
+}
+
 /** Snapshots a drafted sequence and records what the worker will hold after this step. */
-function toScheduledSeq<S>(seq: Sequence<S>, queryLen: number): ScheduledSeq<S> {
+function toScheduledSeq<S>(seq: Sequence<S>, queryLen: number, loraSlot: number): ScheduledSeq<S> {
   const start = seq.numComputedTokens;
   const contextLen = start + queryLen;
   const isNew = !seq.isOnWorker || seq.hasRewrittenTable;
@@ -172,6 +211,7 @@ function toScheduledSeq<S>(seq: Sequence<S>, queryLen: number): ScheduledSeq<S> 
     requestId: request.id,
     seqIndex: seq.index,
     adapterId: request.adapterId,
+    loraSlot,
     isNew,
     tokenIds: seq.tokenIds.slice(start, contextLen),
     queryLen,

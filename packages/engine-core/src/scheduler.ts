@@ -5,6 +5,7 @@ import { DEFAULT_TENANT, FairQueue } from "./fair-queue";
 import type { AdapterId, RequestId } from "./ids";
 import { checkEngineInvariants } from "./invariants";
 import { KvCacheManager } from "./kv-cache-manager";
+import { LoraSlots } from "./lora-slots";
 import { type PlannedStep, planStep } from "./planner";
 import { cacheNamespace } from "./prefix-cache";
 import { insertSorted, RequestState, type Sequence } from "./sequence";
@@ -114,6 +115,8 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
       nextSeqId: 0,
       droppedSeqIds: [],
       fairQueue: new FairQueue(),
+      lora:
+        config.maxLoras === undefined ? null : new LoraSlots(config.maxLoras, config.loraMaxSkips),
     };
   }
 
@@ -132,6 +135,9 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
       ignoreEos: request.ignoreEos ?? false,
     };
     const adapterId = request.adapterId ?? null;
+    if (adapterId !== null && state.config.maxLoras === 0) {
+      return reject("INVALID_PARAMS", `adapter ${adapterId}: this replica serves no LoRA adapters`);
+    }
     const init = {
       id: request.requestId,
       sampling: request.sampling,
@@ -225,12 +231,27 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
       prefixCacheQueryTokens: cacheStats.numQueryTokens,
       prefixCacheHitTokens: cacheStats.numHitTokens,
       numPreemptions: this.state.numPreemptions,
+      ...loraStats(this.state),
     };
   }
 
   checkInvariants(): void {
     checkEngineInvariants(this.state);
   }
+}
+
+function loraStats<S>(state: EngineState<S>) {
+  const adapters = (seqs: readonly Sequence<S>[]) => [
+    ...new Set(
+      seqs.flatMap((seq) => (seq.request.adapterId === null ? [] : [seq.request.adapterId])),
+    ),
+  ];
+  return {
+    residentAdapters: state.lora?.resident() ?? [],
+    runningAdapters: adapters(state.running),
+    waitingAdapters: adapters(state.waiting),
+    maxLoras: state.config.maxLoras ?? 0,
+  };
 }
 
 function validateConfig(config: SchedulerConfig): void {

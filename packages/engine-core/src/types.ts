@@ -1,5 +1,6 @@
 import type { AdapterId, BlockId, RequestId, SeqId } from "./ids";
 import type { BlockCopy } from "./kv-cache-manager";
+import type { LoraLoad } from "./lora-slots";
 
 export interface SchedulerConfig {
   /** KV blocks the worker has (it reports them when it registers). */
@@ -17,6 +18,14 @@ export interface SchedulerConfig {
   readonly maxModelLen: number;
   /** Injected clock (ms, monotonic); read for arrival and request timings only. */
   readonly clock: () => number;
+  /**
+   * LoRA slots of the worker (ADR 0015): at most this many distinct adapters per step, each
+   * scheduled sequence gets its adapter's slot. Absent: adapters are not slotted (loraSlot -1).
+   * 0: requests with an adapter are rejected.
+   */
+  readonly maxLoras?: number;
+  /** Steps a waiting request may be passed over for its adapter (DEFAULT_LORA_MAX_SKIPS). */
+  readonly loraMaxSkips?: number;
 }
 
 /** A generation request, as the router hands it over. Token ids only: text stays in the gateway. */
@@ -93,6 +102,8 @@ export interface ScheduledSeq<S> {
   readonly requestId: RequestId;
   readonly seqIndex: number;
   readonly adapterId: AdapterId | null;
+  /** The worker LoRA slot of `adapterId` this step; -1 for the base model or without slots. */
+  readonly loraSlot: number;
   /**
    * The worker has no state for this sequence (first time scheduled, resumed after preemption):
    * it builds the block table from `newBlockIds`, which then holds the whole table.
@@ -132,6 +143,8 @@ export interface StepPlan<S> {
   readonly finishedSeqIds: readonly SeqId[];
   /** Sequences the worker knows that were preempted while planning this step. */
   readonly preemptedSeqIds: readonly SeqId[];
+  /** Adapters to load into LoRA slots before this step runs (ADR 0015). */
+  readonly loraLoads: readonly LoraLoad[];
 }
 
 /** The part of a sampled token engine-core reads; the rest (logprobs) passes through opaquely. */
@@ -212,4 +225,9 @@ export interface SchedulerStats {
   readonly prefixCacheHitTokens: number;
   /** Sequences preempted since the scheduler was created. */
   readonly numPreemptions: number;
+  /** LoRA: adapters in slots, of running and of waiting sequences; max slots (0 without). */
+  readonly residentAdapters: readonly AdapterId[];
+  readonly runningAdapters: readonly AdapterId[];
+  readonly waitingAdapters: readonly AdapterId[];
+  readonly maxLoras: number;
 }

@@ -97,6 +97,19 @@ export interface StepInput {
    * before it were pooled already, e.g. recomputed after a preemption). Absent: 0.
    */
   readonly poolingFrom?: readonly number[];
+  /** [numSeqs] LoRA slot of each sequence, -1 for the base model; absent: every one is base. */
+  readonly loraSlots?: Int32Array;
+  /**
+   * Adapters to place in slots before this step runs (ADR 0015): the backend reads each
+   * directory (or takes it from its CPU-side cache) and swaps it into the slot.
+   */
+  readonly loraLoads?: readonly LoraSlotLoad[];
+}
+
+/** Put the PEFT adapter at `path` (a local directory) into LoRA slot `slot`. */
+export interface LoraSlotLoad {
+  readonly slot: number;
+  readonly path: string;
 }
 
 /** How a backend pools one sequence's final hidden states in a step (see StepInput.pooling). */
@@ -160,6 +173,12 @@ export interface BackendOptions {
   readonly numBlocks: number;
   /** Tokens per KV block; 16 by default. */
   readonly blockSize?: number;
+  /** LoRA slots resident in the backend (KILN_MAX_LORAS); 0 by default: no adapters. */
+  readonly maxLoras?: number;
+  /** Highest adapter rank accepted (KILN_MAX_LORA_RANK); 64 by default. */
+  readonly maxLoraRank?: number;
+  /** Parsed adapters kept in host memory beyond the slots (KILN_MAX_CPU_LORAS); maxLoras by default. */
+  readonly maxCpuLoras?: number;
 }
 
 /** Bytes of KV memory (f32 K and V over every layer) that one block of `blockSize` tokens needs. */

@@ -13,6 +13,8 @@ export {
   typescriptGemm,
 } from "./cpu/gemm";
 export { createKvLayer, type KvLayer } from "./cpu/kv-cache";
+export { LoraHostCache } from "./cpu/lora-cache";
+export { type LoraGroups, type LoraOutputView, LoraSlotTable } from "./cpu/lora-slots";
 export {
   type CpuKernels,
   CpuModelRunner,

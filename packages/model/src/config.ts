@@ -185,7 +185,7 @@ export async function loadConfig(dir: string): Promise<LlamaConfig> {
 /** Reads and parses a JSON file; ENOENT → NOT_FOUND, bad JSON → `badCode`. */
 export async function readJsonFile(
   path: string,
-  badCode: "INVALID_CONFIG" | "INVALID_CHECKPOINT",
+  badCode: "INVALID_CONFIG" | "INVALID_CHECKPOINT" | "INVALID_ADAPTER",
 ): Promise<unknown> {
   let text: string;
   try {

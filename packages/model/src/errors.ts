@@ -13,7 +13,10 @@ export type ModelErrorCode =
   /** The Hub refused the request (401/403): a token is missing or lacks access. */
   | "UNAUTHORIZED"
   /** The Hub answered with an unexpected status or the transfer failed. */
-  | "DOWNLOAD_FAILED";
+  | "DOWNLOAD_FAILED"
+  /** A LoRA adapter Kiln cannot serve: rank above the limit, an unsupported target, shapes
+   * that do not match the base model, a malformed adapter_config.json. */
+  | "INVALID_ADAPTER";
 
 export class ModelError extends Error {
   readonly code: ModelErrorCode;

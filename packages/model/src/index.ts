@@ -7,6 +7,18 @@ export {
 } from "./generation-config";
 export { downloadFromHub, type HubOptions, type HubProgress, resolveModelDir } from "./hub";
 export {
+  ADAPTER_CONFIG_FILE,
+  ADAPTER_WEIGHTS_FILE,
+  LORA_TARGETS,
+  type LoraAdapter,
+  type LoraProjection,
+  type LoraTarget,
+  loadLoraAdapter,
+  loraTargetShape,
+  parseAdapterConfig,
+} from "./lora";
+export { type RandomLoraOptions, writeRandomLoraAdapter } from "./random-lora";
+export {
   DEFAULT_TOKENIZER_DIR,
   isShapeName,
   type ModelShape,

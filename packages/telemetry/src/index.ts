@@ -27,6 +27,7 @@ export {
   type StepPhase,
 } from "./metrics/engine-metrics";
 export { HttpMetrics } from "./metrics/http-metrics";
+export { LoraMetrics, type LoraSnapshot, type LoraSources } from "./metrics/lora-metrics";
 export {
   type MetricsPortOption,
   type MetricsServer,

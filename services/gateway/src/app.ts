@@ -4,12 +4,14 @@ import { installAdmission } from "./admission";
 import { installErrorHandlers } from "./errors";
 import type { Guard } from "./guards";
 import { InFlight } from "./in-flight";
+import type { LoraRegistry } from "./lora/registry";
 import type { ModelInfo } from "./model-info";
 import { MemoryResponseStore, type ResponseStore } from "./responses/store";
 import type { RouterPort } from "./router-port";
 import { registerChatRoute } from "./routes/chat";
 import { registerCompletionsRoute } from "./routes/completions";
 import { type EmbeddingConfig, registerEmbeddingsRoute } from "./routes/embeddings";
+import { registerLoraAdminRoutes } from "./routes/lora-admin";
 import { registerModelRoutes } from "./routes/models";
 import { registerResponsesRoutes } from "./routes/responses";
 import { registerUtilityRoutes } from "./routes/utility";
@@ -40,6 +42,10 @@ export interface GatewayDeps {
   readonly responseStore?: ResponseStore;
   /** Set when the model is served for embeddings (KILN_TASK=embed); null or absent otherwise. */
   readonly embedding?: EmbeddingConfig | null;
+  /** LoRA adapters served by name (ADR 0015); absent: the base model only. */
+  readonly lora?: LoraRegistry;
+  /** KILN_ALLOW_RUNTIME_LORA_UPDATING: POST /v1/load_lora_adapter and unload exist. */
+  readonly allowRuntimeLoraUpdating?: boolean;
 }
 
 export interface AppOptions {
@@ -82,6 +88,8 @@ export function buildApp(
   registerResponsesRoutes(app, fullDeps, fullDeps.responseStore ?? new MemoryResponseStore());
   registerUtilityRoutes(app, fullDeps);
   registerEmbeddingsRoute(app, fullDeps);
+  if (fullDeps.lora && fullDeps.allowRuntimeLoraUpdating)
+    registerLoraAdminRoutes(app, fullDeps.lora);
   return app;
 }
 

@@ -91,6 +91,7 @@ function request(requestId: string): GenerateRequest {
     priority: 0,
     cacheSalt: "",
     adapter: "",
+    adapterPath: "",
     n: 1,
     tenant: "",
     tenantWeight: 0,

@@ -11,6 +11,7 @@ import { buildApp } from "./app";
 import { createGrpcRouter } from "./grpc-router";
 import { combineGuards, type Guard, LlmGuard, RulesGuard } from "./guards";
 import { InFlight } from "./in-flight";
+import { LoraRegistry } from "./lora/registry";
 import { createModelCodec } from "./model-codec";
 import { modelPooling } from "./model-pooling";
 import { installObservability } from "./observability";
@@ -35,6 +36,8 @@ async function main(): Promise<void> {
     loadGenerationConfig(modelDir),
     loadTokenizer(modelDir),
   ]);
+  const lora = new LoraRegistry(opts.servedModelName, config, opts.maxLoraRank);
+  for (const { name, path } of opts.loraModules) await lora.load(name, path);
   const router = createGrpcRouter(opts.routerAddress);
   const codec = createModelCodec(tokenizer);
   const inFlight = new InFlight(opts.requestTimeoutMs);
@@ -68,6 +71,8 @@ async function main(): Promise<void> {
               hiddenSize: config.hiddenSize,
             }
           : null,
+      lora,
+      allowRuntimeLoraUpdating: opts.allowRuntimeLoraUpdating,
     },
     {
       logger: { level: opts.logLevel },
@@ -81,6 +86,7 @@ async function main(): Promise<void> {
     routerAddress,
     model,
     registry,
+    lora,
     metricsUpstreams: opts.metricsUpstreams,
   });
   await app.listen({ host: opts.host, port: opts.port, backlog: LISTEN_BACKLOG });

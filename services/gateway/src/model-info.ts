@@ -1,5 +1,6 @@
 import type { GenerationDefaults } from "@kiln/model";
 import { KilnError } from "@kiln/proto";
+import type { LoraRegistry, ServedAdapter } from "./lora/registry";
 
 /** What the gateway knows about the one model it serves. */
 export interface ModelInfo {
@@ -23,4 +24,26 @@ export function checkModel(model: string, info: ModelInfo): void {
       "model",
     );
   }
+}
+
+/**
+ * The adapter `model` names, or null for the base model. Throws MODEL_NOT_FOUND (404) for
+ * anything else, an unloaded adapter included.
+ */
+export function resolveModel(
+  model: string,
+  info: ModelInfo,
+  lora: LoraRegistry | undefined,
+): ServedAdapter | null {
+  if (model === info.id) return null;
+  const adapter = lora?.get(model);
+  if (adapter !== undefined) {
+    lora?.countRequest(model);
+    return adapter;
+  }
+  throw new KilnError(
+    "MODEL_NOT_FOUND",
+    `The model \`${model}\` does not exist. This server serves \`${info.id}\`${lora && lora.list().length > 0 ? " and its LoRA adapters" : ""}.`,
+    "model",
+  );
 }

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { basename, isAbsolute } from "node:path";
 import { parseArgs } from "node:util";
 import { parseApiKeys } from "./auth";
+import { parseLoraModules } from "./lora/registry";
 
 export interface GatewayOptions {
   readonly host: string;
@@ -52,6 +53,12 @@ export interface GatewayOptions {
   readonly pooling: "last" | "mean" | null;
   /** L2-normalise embeddings. */
   readonly isEmbeddingNormalized: boolean;
+  /** Adapters loaded at start (KILN_LORA_MODULES, --lora-modules: name=path,...). */
+  readonly loraModules: readonly { name: string; path: string }[];
+  /** KILN_ALLOW_RUNTIME_LORA_UPDATING=1 / --allow-runtime-lora-updating: the admin endpoints. */
+  readonly allowRuntimeLoraUpdating: boolean;
+  /** Highest adapter rank accepted (KILN_MAX_LORA_RANK, --max-lora-rank; 64). */
+  readonly maxLoraRank: number;
 }
 
 function oneOf<T extends string>(text: string, flag: string, allowed: readonly T[]): T {
@@ -141,6 +148,9 @@ export function parseGatewayOptions(
       task: { type: "string" },
       pooling: { type: "string" },
       "embed-normalize": { type: "string" },
+      "lora-modules": { type: "string" },
+      "allow-runtime-lora-updating": { type: "boolean" },
+      "max-lora-rank": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -206,6 +216,15 @@ export function parseGatewayOptions(
     responsesTtlS: parseIntFlag(
       values["responses-ttl"] ?? env.KILN_RESPONSES_TTL_S ?? "3600",
       "--responses-ttl",
+      1,
+    ),
+    loraModules: parseLoraModules(values["lora-modules"] ?? env.KILN_LORA_MODULES),
+    allowRuntimeLoraUpdating:
+      values["allow-runtime-lora-updating"] ??
+      ["1", "true"].includes(env.KILN_ALLOW_RUNTIME_LORA_UPDATING ?? ""),
+    maxLoraRank: parseIntFlag(
+      values["max-lora-rank"] ?? env.KILN_MAX_LORA_RANK ?? "64",
+      "--max-lora-rank",
       1,
     ),
   };

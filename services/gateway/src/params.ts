@@ -37,6 +37,8 @@ export interface GenerationPlan {
   /** Alternatives per token to report, or null when the client asked for no logprobs. */
   readonly numTopLogprobs: number | null;
   readonly sampling: SamplingParams;
+  /** The LoRA adapter the request names; null or absent: the base model. */
+  readonly adapter?: { readonly name: string; readonly path: string } | null;
 }
 
 export interface PlanOptions {

@@ -33,6 +33,7 @@ export function planToWire(
       outputIndex: seq.sample?.outputIndex ?? 0,
       bannedTokenIds: seq.sample ? [...seq.sample.bannedTokenIds] : [],
       pooling: idToRecord.get(seq.requestId)?.pooling ?? PoolingType.POOLING_TYPE_NONE,
+      loraSlot: seq.loraSlot + 1,
     });
   }
   return {
@@ -43,7 +44,26 @@ export function planToWire(
     sequences,
     blockCopies: plan.blockCopies.flatMap((c) => [c.src, c.dst]),
     instanceId,
+    loraLoads: plan.loraLoads.map((load) => ({
+      slot: load.slot,
+      name: load.adapterId,
+      path: adapterPath(plan, load.adapterId, idToRecord),
+    })),
   };
+}
+
+/** The directory of `adapterId`, from a request of the plan that uses it. */
+function adapterPath(
+  plan: StepPlan<SamplingParams>,
+  adapterId: string,
+  idToRecord: ReadonlyMap<string, RequestRecord>,
+): string {
+  for (const seq of plan.seqs) {
+    if (seq.adapterId !== adapterId) continue;
+    const adapter = idToRecord.get(seq.requestId)?.adapter;
+    if (adapter) return adapter.path;
+  }
+  throw new Error(`plan loads adapter ${adapterId} but no scheduled request names its path`);
 }
 
 function newSequence(

@@ -2,6 +2,8 @@ import { Replica, type ReplicaLimits } from "./replica";
 import { WorkerConnection } from "./worker-connection";
 
 const INFO_TIMEOUT_MS = 2000;
+/** Routing weight of a resident adapter, in prompt tokens: more than any prefix match. */
+const RESIDENT_ADAPTER_BONUS = 1 << 30;
 
 /**
  * Every worker group the router knows, keyed by replica id. Workers announce themselves with
@@ -54,15 +56,22 @@ export class ReplicaSet {
   }
 
   /**
-   * Picks the replica for a new request: the longest prefix-cache match, ties broken by fewer
+   * Picks the replica for a new request: one where its LoRA adapter is resident first (ADR
+   * 0015), then the longest prefix-cache match (under that adapter), ties broken by fewer
    * requests, then by replica id. Null when no replica is healthy (draining ones are skipped).
    */
-  route(promptTokenIds: readonly number[], cacheSalt: string | null): Replica | null {
+  route(
+    promptTokenIds: readonly number[],
+    cacheSalt: string | null,
+    adapter: string | null = null,
+  ): Replica | null {
     let best: Replica | null = null;
     let bestMatchLen = -1;
     for (const replica of this.healthyReplicas) {
       if (replica.isDraining) continue;
-      const matchLen = replica.prefixMatchLen(promptTokenIds, cacheSalt);
+      const matchLen =
+        replica.prefixMatchLen(promptTokenIds, cacheSalt, adapter) +
+        (adapter !== null && replica.hasResidentAdapter(adapter) ? RESIDENT_ADAPTER_BONUS : 0);
       if (
         matchLen > bestMatchLen ||
         (matchLen === bestMatchLen && best !== null && replica.numRequests < best.numRequests)

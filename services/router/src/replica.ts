@@ -1,4 +1,5 @@
 import {
+  asAdapterId,
   asRequestId,
   type EngineEvent,
   type NewRequest,
@@ -158,6 +159,7 @@ export class Replica {
       maxNumSeqs,
       maxNumBatchedTokens: Math.max(this.limits.maxNumBatchedTokens, maxNumSeqs),
       clock: this.clock,
+      maxLoras: info.maxLoras,
     });
   }
 
@@ -166,8 +168,18 @@ export class Replica {
   }
 
   /** Prompt tokens a new request would find in this replica's prefix cache. */
-  prefixMatchLen(tokenIds: readonly number[], cacheSalt: string | null): number {
-    return this.scheduler?.prefixMatchLen(tokenIds, null, cacheSalt) ?? 0;
+  prefixMatchLen(
+    tokenIds: readonly number[],
+    cacheSalt: string | null,
+    adapter: string | null = null,
+  ): number {
+    const adapterId = adapter === null ? null : asAdapterId(adapter);
+    return this.scheduler?.prefixMatchLen(tokenIds, adapterId, cacheSalt) ?? 0;
+  }
+
+  /** Whether the worker holds `adapter` in a LoRA slot (or a running request uses it). */
+  hasResidentAdapter(adapter: string): boolean {
+    return this.scheduler?.stats().residentAdapters.includes(asAdapterId(adapter)) ?? false;
   }
 
   /**

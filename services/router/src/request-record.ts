@@ -13,6 +13,8 @@ export interface RequestRecord {
   readonly pooling?: PoolingType;
   /** [n] generated token ids per sequence index. */
   readonly outputTokenIds: number[][];
+  /** The request's LoRA adapter and its local directory (the worker loads it into a slot). */
+  readonly adapter?: { readonly name: string; readonly path: string } | null;
   /** Receives every event of the request; the last is a finished (with usage) or error event. */
   readonly emit: (event: GenerateEvent) => void;
   /** Called once when the request ends for any reason; closes the stream. */

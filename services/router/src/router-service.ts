@@ -5,7 +5,7 @@ import {
   type sendUnaryData,
   status,
 } from "@grpc/grpc-js";
-import { asRequestId, type NewRequest } from "@kiln/engine-core";
+import { asAdapterId, asRequestId, type NewRequest } from "@kiln/engine-core";
 import {
   type AbortRequest,
   type AbortResponse,
@@ -59,7 +59,11 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
         );
       }
       const cacheSalt = req.cacheSalt || null;
-      const replica = replicas.route(req.promptTokenIds, cacheSalt);
+      const adapter = req.adapter || null;
+      if (adapter !== null && req.adapterPath === "") {
+        return fail(status.INVALID_ARGUMENT, `adapter ${adapter} comes without adapter_path`);
+      }
+      const replica = replicas.route(req.promptTokenIds, cacheSalt, adapter);
       if (!replica) return fail(status.UNAVAILABLE, "no worker is connected");
       const modelError = checkGenerateForModel(req, replica.vocabSize);
       if (modelError) return fail(status.INVALID_ARGUMENT, modelError);
@@ -79,6 +83,7 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
         sampling: req.sampling ?? SamplingParams.fromPartial({}),
         pooling: req.pooling,
         outputTokenIds: Array.from({ length: n }, () => []),
+        adapter: adapter === null ? null : { name: adapter, path: req.adapterPath },
         emit: (event) => {
           if (!isEnded) call.write(event);
         },
@@ -151,6 +156,10 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
             prefixCacheHits: s?.prefixCacheHitTokens ?? 0,
             numPreemptions: s?.numPreemptions ?? 0,
             numRequestsRouted: replica.counters.numRequestsRouted,
+            residentAdapters: [...(s?.residentAdapters ?? [])],
+            runningAdapters: [...(s?.runningAdapters ?? [])],
+            waitingAdapters: [...(s?.waitingAdapters ?? [])],
+            maxLoras: s?.maxLoras ?? 0,
           };
         }),
       });
@@ -189,6 +198,7 @@ function toNewRequest(
     cacheSalt: req.cacheSalt || null,
     tenant: req.tenant || null,
     tenantWeight: req.tenantWeight > 0 ? req.tenantWeight : 1,
+    adapterId: req.adapter ? asAdapterId(req.adapter) : null,
   };
 }
 

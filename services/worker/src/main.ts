@@ -48,6 +48,9 @@ async function main(): Promise<void> {
     numBlocks,
     blockSize: opts.blockSize,
     numThreads: opts.numThreads,
+    maxLoras: opts.maxLoras,
+    maxLoraRank: opts.maxLoraRank,
+    maxCpuLoras: opts.maxCpuLoras,
   });
 
   const server = new Server(WORKER_LINK_OPTIONS);
@@ -79,6 +82,7 @@ async function main(): Promise<void> {
       instanceId,
       model: basename(modelDir),
       eosTokenIds: config.eosTokenIds,
+      maxLoras: opts.maxLoras,
     },
     shutdown,
     telemetry,

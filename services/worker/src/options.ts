@@ -19,6 +19,12 @@ export interface WorkerOptions {
   readonly maxStepMs: number;
   /** After SIGTERM, exit at the latest after this long even if the router never released it. */
   readonly drainTimeoutMs: number;
+  /** LoRA slots resident in the backend (KILN_MAX_LORAS, --max-loras; 4). */
+  readonly maxLoras: number;
+  /** Highest LoRA rank accepted (KILN_MAX_LORA_RANK, --max-lora-rank; 64). */
+  readonly maxLoraRank: number;
+  /** Parsed adapters cached in host memory (KILN_MAX_CPU_LORAS, --max-cpu-loras; max-loras). */
+  readonly maxCpuLoras: number;
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -52,13 +58,26 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "advertise-host": { type: "string" },
       "max-step-ms": { type: "string" },
       "drain-timeout": { type: "string" },
+      "max-loras": { type: "string" },
+      "max-lora-rank": { type: "string" },
+      "max-cpu-loras": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
   if (!model)
     throw new Error("no model: set KILN_MODEL or pass --model (a directory or a Hub repo id)");
   const threads = values.threads ?? env.KILN_THREADS;
+  const maxLoras = parseIntFlag(values["max-loras"] ?? env.KILN_MAX_LORAS ?? "4", "--max-loras", 0);
+  const maxCpuLoras = values["max-cpu-loras"] ?? env.KILN_MAX_CPU_LORAS;
   return {
+    maxLoras,
+    maxLoraRank: parseIntFlag(
+      values["max-lora-rank"] ?? env.KILN_MAX_LORA_RANK ?? "64",
+      "--max-lora-rank",
+      1,
+    ),
+    maxCpuLoras:
+      maxCpuLoras === undefined ? maxLoras : parseIntFlag(maxCpuLoras, "--max-cpu-loras", 0),
     model,
     host: values.host ?? env.KILN_WORKER_HOST ?? "127.0.0.1",
     port: parseIntFlag(values.port ?? env.KILN_WORKER_PORT ?? "0", "--port", 0),

@@ -18,6 +18,7 @@ function seq(
     outputIndex: 0,
     bannedTokenIds: [],
     pooling,
+    loraSlot: 0,
   };
 }
 
@@ -30,6 +31,7 @@ function step(sequences: ScheduledSequence[], removedSeqIds: number[] = []): Ste
     blockCopies: [],
     reset: false,
     instanceId: "",
+    loraLoads: [],
   };
 }
 

@@ -8,6 +8,7 @@ import type {
   WorkerInfo,
   WorkerServer,
 } from "@kiln/proto";
+import { loraFromWire, withLora } from "./lora-input";
 import { Pooler } from "./pooling";
 import { checkStep } from "./rpc/check-step";
 import { sampledToWire, stepDeltaFromWire } from "./rpc/convert";
@@ -35,6 +36,8 @@ export interface WorkerIdentity {
   readonly instanceId: string;
   readonly model: string;
   readonly eosTokenIds: readonly number[];
+  /** LoRA slots the backend holds (reported in WorkerInfo); 0 when absent. */
+  readonly maxLoras?: number;
 }
 
 /**
@@ -66,6 +69,7 @@ export function createWorkerService(
     tpSize: 1,
     eosTokenIds: [...identity.eosTokenIds],
     instanceId: identity.instanceId,
+    maxLoras: identity.maxLoras ?? 0,
   };
   let isStepRunning = false;
   /** performance.now() when the running step started (meaningful while isStepRunning). */
@@ -86,7 +90,8 @@ export function createWorkerService(
     const { request: req, failures } = checkStep(wireReq, checkState, checkLimits);
     lastStepId = req.stepId;
     const poolingPlan = pooler.planFor(req);
-    const applied = table.applyStep(stepDeltaFromWire(req));
+    const lora = loraFromWire(req, info.maxLoras);
+    const applied = withLora(table.applyStep(stepDeltaFromWire(req)), lora);
     const input = poolingPlan ? { ...applied, ...poolingPlan } : applied;
     const appliedAt = performance.now();
     // A step may only carry removals (aborted sequences); there is nothing to compute then.

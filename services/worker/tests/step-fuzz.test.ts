@@ -78,6 +78,7 @@ async function runGolden(
     outputIndex: 0,
     bannedTokenIds: [],
     pooling: PoolingType.POOLING_TYPE_NONE,
+    loraSlot: 0,
   };
   const newSequences = [
     { seqId: GOLDEN_SEQ_ID, promptTokenIds: prompt, outputTokenIds: [], sampling: undefined },

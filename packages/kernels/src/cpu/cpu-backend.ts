@@ -130,6 +130,9 @@ export async function createCpuBackend(opts: CpuBackendOptions): Promise<Backend
     numBlocks: opts.numBlocks,
     blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE,
     numThreads: opts.numThreads ?? null,
+    maxLoras: opts.maxLoras ?? 0,
+    maxLoraRank: opts.maxLoraRank ?? 64,
+    maxCpuLoras: opts.maxCpuLoras ?? opts.maxLoras ?? 0,
   };
   const worker = startWorker(init);
   const info = await new Promise<BackendInfo>((resolve, reject) => {

@@ -4,6 +4,7 @@
  * not inside a worker thread.
  */
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
+import { LoraHostCache } from "./lora-cache";
 import { type CpuModelRunner, loadCpuModelRunner } from "./model-runner";
 import {
   type CpuWorkerInit,
@@ -21,14 +22,18 @@ async function serve(init: CpuWorkerInit): Promise<void> {
     runner = await loadCpuModelRunner(init.modelDir, {
       numBlocks: init.numBlocks,
       blockSize: init.blockSize,
+      maxLoras: init.maxLoras,
       ...(init.numThreads === null ? {} : { numThreads: init.numThreads }),
     });
   } catch (err) {
     post({ type: "init-error", message: errorMessage(err) });
     return;
   }
-  port.on("message", (msg: StepRequestMessage) => {
+  const loraCache = new LoraHostCache(runner.config, init.maxCpuLoras, init.maxLoraRank);
+  port.on("message", async (msg: StepRequestMessage) => {
     try {
+      const loads = msg.input.loraLoads;
+      if (loads !== undefined && loads.length > 0) await loraCache.applyLoads(loads, runner.lora);
       const output = runner.step(msg.input);
       // The logits are a fresh array per step: hand their memory over instead of copying.
       const transfer = output.logits ? [output.logits.buffer as ArrayBuffer] : [];

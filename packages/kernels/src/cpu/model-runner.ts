@@ -12,6 +12,7 @@ import {
   packLlamaWeights,
   packProjections,
 } from "./llama-weights";
+import { type LoraGroups, LoraSlotTable } from "./lora-slots";
 import { PagedAttention } from "./paged-attention";
 import { computeInvFreq, fillRopeTables } from "./rope";
 import { type RowKernels, tryNativeRowKernels, typescriptRowKernels } from "./row-kernels";
@@ -34,6 +35,8 @@ export interface CpuModelRunnerOptions {
    * where WebAssembly SIMD works, else typescript. Asking for "native" without the addon throws.
    */
   readonly kernels?: CpuKernels;
+  /** LoRA slots resident in the runner; 0 (no adapters) by default. */
+  readonly maxLoras?: number;
   /** Told when each phase of a step begins (benchmarks time them); none by default. */
   readonly profiler?: StepProfiler;
 }
@@ -85,6 +88,9 @@ export class CpuModelRunner {
   private readonly samplingScratch: SamplingScratch;
   private readonly profiler: StepProfiler | null;
   private readonly rows: RowKernels;
+  /** The resident LoRA adapters (ADR 0015). */
+  readonly lora: LoraSlotTable;
+  private loraGroups: LoraGroups | null = null;
 
   /**
    * Packs `weights` (HF names) for the gemm and allocates the KV pool. The native gemm copies
@@ -127,6 +133,7 @@ export class CpuModelRunner {
     this.invFreq = computeInvFreq(config);
     this.samplingScratch = createSamplingScratch(config.vocabSize);
     this.profiler = opts.profiler ?? null;
+    this.lora = new LoraSlotTable(config, opts.maxLoras ?? 0, this.gemm);
     this.info = {
       name: "cpu",
       numBlocks: opts.numBlocks,
@@ -144,6 +151,9 @@ export class CpuModelRunner {
    */
   step(input: StepInput): StepOutput {
     const numTokens = validateStepInput(input, this.info);
+    // Grouping also checks every slot holds an adapter, before anything is written.
+    this.loraGroups =
+      input.loraSlots === undefined ? null : this.lora.group(input.loraSlots, input.queryLens);
     this.profiler?.enter("embed");
     for (let c = 0; c < input.blockCopies.length; c += 2) {
       this.kv.copyBlock(input.blockCopies[c]!, input.blockCopies[c + 1]!);
@@ -196,6 +206,31 @@ export class CpuModelRunner {
     rows.rmsNorm(s.xn, s.x, w.inputNorm, numTokens, hiddenSize, rmsNormEps);
     profiler?.enter("qkv");
     gemm.matmulPacked(s.xn, w.qkv, s.qkv, numTokens);
+    const groups = this.loraGroups;
+    if (groups !== null) {
+      const lora = this.lora;
+      lora.apply(groups, l, "q_proj", {
+        x: s.xn,
+        inStride: hiddenSize,
+        y: s.qkv,
+        outStride: qkvLen,
+        outOffset: 0,
+      });
+      lora.apply(groups, l, "k_proj", {
+        x: s.xn,
+        inStride: hiddenSize,
+        y: s.qkv,
+        outStride: qkvLen,
+        outOffset: qDim,
+      });
+      lora.apply(groups, l, "v_proj", {
+        x: s.xn,
+        inStride: hiddenSize,
+        y: s.qkv,
+        outStride: qkvLen,
+        outOffset: qDim + kvDim,
+      });
+    }
     profiler?.enter("rope");
     if (w.qkvBias !== null) addBias(s.qkv, w.qkvBias, numTokens, qkvLen);
     // q and k heads are adjacent in a qkv row: one pass rotates both.
@@ -208,14 +243,37 @@ export class CpuModelRunner {
     // o_proj and down_proj accumulate into the residual stream: the residual add is free.
     profiler?.enter("o-proj");
     gemm.matmulPacked(s.attn, w.o, s.x, numTokens, true);
+    if (groups !== null) {
+      this.lora.apply(groups, l, "o_proj", {
+        x: s.attn,
+        inStride: qDim,
+        y: s.x,
+        outStride: hiddenSize,
+        outOffset: 0,
+      });
+    }
     profiler?.enter("norm");
     rows.rmsNorm(s.xn, s.x, w.postAttentionNorm, numTokens, hiddenSize, rmsNormEps);
     profiler?.enter("gate-up");
     gemm.matmulPacked(s.xn, w.gateUp, s.gateUp, numTokens);
+    if (groups !== null) {
+      const view = { x: s.xn, inStride: hiddenSize, y: s.gateUp, outStride: 2 * intermediateSize };
+      this.lora.apply(groups, l, "gate_proj", { ...view, outOffset: 0 });
+      this.lora.apply(groups, l, "up_proj", { ...view, outOffset: intermediateSize });
+    }
     profiler?.enter("silu");
     rows.siluMul(s.act, s.gateUp, numTokens, intermediateSize);
     profiler?.enter("down");
     gemm.matmulPacked(s.act, w.down, s.x, numTokens, true);
+    if (groups !== null) {
+      this.lora.apply(groups, l, "down_proj", {
+        x: s.act,
+        inStride: intermediateSize,
+        y: s.x,
+        outStride: hiddenSize,
+        outOffset: 0,
+      });
+    }
   }
 
   /**

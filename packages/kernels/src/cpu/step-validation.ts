@@ -33,6 +33,9 @@ function checkLengths(input: StepInput): number {
     );
   }
   if (input.blockCopies.length % 2 !== 0) fail("blockCopies has an odd length");
+  if (input.loraSlots !== undefined && input.loraSlots.length !== numSeqs) {
+    fail(`loraSlots has ${input.loraSlots.length} entries, queryLens ${numSeqs}`);
+  }
   return numTokens;
 }
 

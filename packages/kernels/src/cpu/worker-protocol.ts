@@ -9,6 +9,10 @@ export interface CpuWorkerInit {
   readonly blockSize: number;
   /** Threads for the native gemm; null keeps OpenMP's default. */
   readonly numThreads: number | null;
+  /** LoRA slots, rank limit and host cache size (see BackendOptions). */
+  readonly maxLoras: number;
+  readonly maxLoraRank: number;
+  readonly maxCpuLoras: number;
 }
 
 /** Caller → thread. Steps are sent one at a time; the next only after the previous reply. */

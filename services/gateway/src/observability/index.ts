@@ -1,5 +1,7 @@
-import { type Registry, startTracing } from "@kiln/telemetry";
+import { createMetricsRegistry, type Registry, startTracing } from "@kiln/telemetry";
 import type { FastifyInstance } from "fastify";
+import { installLoraMetrics } from "../lora/metrics";
+import type { LoraRegistry } from "../lora/registry";
 import { observabilityPlugin } from "./metrics-plugin";
 import { createRouterStatsSource } from "./router-stats";
 
@@ -24,21 +26,24 @@ export async function installObservability(
     readonly model: string;
     readonly metricsUpstreams?: readonly string[];
     readonly registry?: Registry;
+    readonly lora?: LoraRegistry;
   },
 ): Promise<GatewayObservability> {
   const tracing = await startTracing({ serviceName: "kiln-gateway" });
   const stats = createRouterStatsSource(opts.routerAddress, opts.model);
-  const registry = opts.registry ? { registry: opts.registry } : {};
+  const registry = opts.registry ?? createMetricsRegistry();
+  const closeLora = opts.lora ? installLoraMetrics(registry, opts.routerAddress, opts.lora) : null;
   await app.register(
     observabilityPlugin({
+      registry,
       readRouterStats: stats.read,
       metricsUpstreams: opts.metricsUpstreams ?? [],
-      ...registry,
     }),
   );
   return {
     close: async () => {
       stats.close();
+      closeLora?.();
       await tracing.shutdown();
     },
   };

@@ -3,7 +3,7 @@ import type { GatewayDeps } from "../app";
 import { type ChoiceDelta, generateChoices } from "../generation";
 import { guardInput, guardOutput } from "../guards";
 import { chatLogprobs } from "../logprobs";
-import { checkModel } from "../model-info";
+import { resolveModel } from "../model-info";
 import { buildPlan } from "../params";
 import { type ChatBody, normalizeMessages, parseChatBody } from "../schemas/chat";
 import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from "../tenancy";
@@ -23,20 +23,23 @@ import {
 export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void {
   app.post("/v1/chat/completions", async (request, reply) => {
     const body = parseChatBody(request.body);
-    checkModel(body.model, deps.model);
+    const adapter = resolveModel(body.model, deps.model, deps.lora);
     checkTenantModel(request, body.model);
     checkStreamOptions(body);
     const messages = normalizeMessages(body.messages);
     await guardInput(deps.guard ?? null, messages);
     const promptIds = await deps.codec.encodeChat(messages);
-    const plan = buildPlan(body, promptIds, deps.model, {
-      promptParam: "messages",
-      defaultMaxTokens: null,
-      maxTokens: tenantMaxTokens(request, body.max_completion_tokens ?? body.max_tokens ?? null),
-      numTopLogprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
-    });
+    const plan = {
+      ...buildPlan(body, promptIds, deps.model, {
+        promptParam: "messages",
+        defaultMaxTokens: null,
+        maxTokens: tenantMaxTokens(request, body.max_completion_tokens ?? body.max_tokens ?? null),
+        numTopLogprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
+      }),
+      adapter,
+    };
     const ticket = admitGeneration(request, reply, promptIds.length, plan.maxTokens * plan.n);
-    const meta = responseMeta("chatcmpl", "chat.completion", deps.model.id);
+    const meta = responseMeta("chatcmpl", "chat.completion", adapter?.name ?? deps.model.id);
     const usage = new UsageCounter(promptIds.length);
     const { signal, done } = deps.inFlight.open(reply);
     try {

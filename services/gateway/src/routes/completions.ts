@@ -7,7 +7,7 @@ import {
   type CompletionLogprobs,
   CompletionLogprobsBuilder,
 } from "../logprobs";
-import { checkModel } from "../model-info";
+import { resolveModel } from "../model-info";
 import { buildPlan, COMPLETIONS_DEFAULT_MAX_TOKENS, type GenerationPlan } from "../params";
 import { type CompletionBody, parseCompletionBody, promptInputs } from "../schemas/completions";
 import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from "../tenancy";
@@ -36,28 +36,31 @@ interface PreparedPrompt {
 export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps): void {
   app.post("/v1/completions", async (request, reply) => {
     const body = parseCompletionBody(request.body);
-    checkModel(body.model, deps.model);
+    const adapter = resolveModel(body.model, deps.model, deps.lora);
     checkTenantModel(request, body.model);
     checkStreamOptions(body);
     const prompts: PreparedPrompt[] = [];
     for (const input of promptInputs(body.prompt)) {
       const ids = "ids" in input ? input.ids : await deps.codec.encodePrompt(input.text);
-      const plan = buildPlan(body, ids, deps.model, {
-        promptParam: "prompt",
-        defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
-        maxTokens: tenantMaxTokens(
-          request,
-          body.max_tokens ?? null,
-          COMPLETIONS_DEFAULT_MAX_TOKENS,
-        ),
-        numTopLogprobs: body.logprobs ?? null,
-      });
+      const plan = {
+        ...buildPlan(body, ids, deps.model, {
+          promptParam: "prompt",
+          defaultMaxTokens: COMPLETIONS_DEFAULT_MAX_TOKENS,
+          maxTokens: tenantMaxTokens(
+            request,
+            body.max_tokens ?? null,
+            COMPLETIONS_DEFAULT_MAX_TOKENS,
+          ),
+          numTopLogprobs: body.logprobs ?? null,
+        }),
+        adapter,
+      };
       prompts.push({ plan, text: "text" in input ? input.text : deps.codec.decode(ids) });
     }
     const guardMessages = prompts.map((p) => ({ role: "user", content: p.text }));
     await guardInput(deps.guard ?? null, guardMessages);
     const n = body.n ?? 1;
-    const meta = responseMeta("cmpl", "text_completion", deps.model.id);
+    const meta = responseMeta("cmpl", "text_completion", adapter?.name ?? deps.model.id);
     const usage = new UsageCounter(prompts.reduce((sum, p) => sum + p.plan.promptIds.length, 0));
     const numReserved = prompts.reduce((sum, p) => sum + p.plan.maxTokens * p.plan.n, 0);
     const ticket = admitGeneration(request, reply, usage.numPromptTokens, numReserved);

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { KilnError, PoolingType, SamplingParams } from "@kiln/proto";
+import { GenerateRequest, KilnError, PoolingType, SamplingParams } from "@kiln/proto";
 import type { FastifyInstance } from "fastify";
 import type { GatewayDeps } from "../app";
 import { checkModel } from "../model-info";
@@ -99,27 +99,21 @@ async function embedOne(
   requestId: string,
   signal: AbortSignal,
 ): Promise<Float32Array> {
-  const events = deps.router.generate(
-    {
-      requestId,
-      promptTokenIds,
-      sampling: SamplingParams.fromPartial({}),
-      maxTokens: 1,
-      minTokens: 0,
-      stopTokenIds: [],
-      ignoreEos: true,
-      priority: 0,
-      cacheSalt: `embed-${requestId}`,
-      adapter: "",
-      n: 1,
-      // Embeddings are scheduled as the default tenant (no fair-queue share of their own yet).
-      tenant: "",
-      tenantWeight: 0,
-      pooling:
-        config.pooling === "mean" ? PoolingType.POOLING_TYPE_MEAN : PoolingType.POOLING_TYPE_LAST,
-    },
-    signal,
-  );
+  // Unset fields are proto defaults: base model, default tenant (embeddings get no fair-queue
+  // share of their own yet), interactive priority.
+  const request = GenerateRequest.fromPartial({
+    requestId,
+    promptTokenIds,
+    sampling: SamplingParams.fromPartial({}),
+    maxTokens: 1,
+    ignoreEos: true,
+    // A private salt: no prompt token is skipped as a cached prefix, so pooling sees them all.
+    cacheSalt: `embed-${requestId}`,
+    n: 1,
+    pooling:
+      config.pooling === "mean" ? PoolingType.POOLING_TYPE_MEAN : PoolingType.POOLING_TYPE_LAST,
+  });
+  const events = deps.router.generate(request, signal);
   let vector: Float32Array | null = null;
   for await (const event of events) {
     const embedding = event.token?.tokens[0]?.embedding;

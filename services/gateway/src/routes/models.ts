@@ -2,6 +2,7 @@ import { KilnError } from "@kiln/proto";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { GatewayDeps } from "../app";
 import { sendError } from "../errors";
+import type { ServedAdapter } from "../lora/registry";
 import { isModelAllowed } from "../tenancy";
 
 /** GET /v1/models, GET /v1/models/:model and GET /health. */
@@ -14,12 +15,23 @@ export function registerModelRoutes(app: FastifyInstance, deps: GatewayDeps): vo
     max_model_len: deps.model.contextLen,
   });
   // A model the caller's tenant may not use is listed nowhere and looks missing (tenancy).
-  const isVisible = (request: FastifyRequest) => {
+  const isVisible = (request: FastifyRequest, id: string) => {
     const tenant = request.kilnTenant;
-    return !tenant || tenant.isAdmin || isModelAllowed(tenant.config, deps.model.id);
+    return !tenant || tenant.isAdmin || isModelAllowed(tenant.config, id);
   };
+  // LoRA adapters are listed as models whose parent is the base model (as vLLM does).
+  const adapterCard = (a: ServedAdapter) => ({
+    id: a.name,
+    object: "model",
+    created: a.created,
+    owned_by: "kiln",
+    root: a.path,
+    parent: deps.model.id,
+    max_model_len: deps.model.contextLen,
+  });
   // One list for both routes, so GET /v1/models/{id} finds exactly what /v1/models lists.
-  const servedModels = (request: FastifyRequest) => (isVisible(request) ? [card()] : []);
+  const servedModels = (request: FastifyRequest) =>
+    [card(), ...(deps.lora?.list() ?? []).map(adapterCard)].filter((m) => isVisible(request, m.id));
   app.get("/v1/models", async (request) => ({ object: "list", data: servedModels(request) }));
   app.get<{ Params: { model: string } }>("/v1/models/:model", async (request, reply) => {
     const found = servedModels(request).find((m) => m.id === request.params.model);

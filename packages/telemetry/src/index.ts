@@ -10,7 +10,7 @@ export {
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
-export type { Registry } from "prom-client";
+export { Gauge, type Registry } from "prom-client";
 export {
   ITERATION_TOKENS_BUCKETS,
   ITL_BUCKETS_S,

@@ -1,6 +1,7 @@
 import { KilnError } from "@kiln/proto";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import { installAuth } from "./auth";
+import { type BatchService, registerBatchApi } from "./batch";
 import { installErrorHandlers } from "./errors";
 import { InFlight } from "./in-flight";
 import type { ModelInfo } from "./model-info";
@@ -22,6 +23,8 @@ export interface GatewayDeps {
   readonly apiKeys: readonly string[] | null;
   /** Running generations; main aborts them all when draining times out. */
   readonly inFlight: InFlight;
+  /** The Batch and Files APIs; null or absent: their endpoints answer 503 (no Redis). */
+  readonly batch?: BatchService | null;
 }
 
 export interface AppOptions {
@@ -55,6 +58,7 @@ export function buildApp(
   registerModelRoutes(app, fullDeps);
   registerChatRoute(app, fullDeps);
   registerCompletionsRoute(app, fullDeps);
+  registerBatchApi(app, fullDeps.batch ?? null);
   return app;
 }
 

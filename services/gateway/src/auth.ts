@@ -1,6 +1,7 @@
 import { timingSafeEqual } from "node:crypto";
 import { KilnError } from "@kiln/proto";
 import type { FastifyInstance } from "fastify";
+import { isBatchLine } from "./batch/priority";
 
 /** `KILN_API_KEYS="k1,k2"` → ["k1", "k2"]; unset or empty → null (no authentication). */
 export function parseApiKeys(value: string | undefined): readonly string[] | null {
@@ -23,7 +24,7 @@ function isKnownKey(key: string, keys: readonly string[]): boolean {
 export function installAuth(app: FastifyInstance, keys: readonly string[] | null): void {
   if (!keys) return;
   app.addHook("onRequest", async (request) => {
-    if (!request.url.startsWith("/v1/")) return;
+    if (!request.url.startsWith("/v1/") || isBatchLine(request)) return;
     const header = request.headers.authorization ?? "";
     const match = /^Bearer\s+(.+)$/i.exec(header);
     if (!match) {

@@ -1,4 +1,10 @@
-import { type FinishedEvent, KilnError, type SampledToken, type TokenEvent } from "@kiln/proto";
+import {
+  type FinishedEvent,
+  KilnError,
+  PriorityClass,
+  type SampledToken,
+  type TokenEvent,
+} from "@kiln/proto";
 import type { GenerationPlan } from "./params";
 import type { RouterPort } from "./router-port";
 import { StopMatcher } from "./stop-strings";
@@ -27,6 +33,8 @@ export interface GenerationContext {
   readonly router: RouterPort;
   readonly codec: TextCodec;
   readonly signal: AbortSignal;
+  /** Batch lines run behind interactive requests; default interactive. */
+  readonly priorityClass?: PriorityClass;
 }
 
 /**
@@ -58,6 +66,7 @@ export async function* generateChoices(
       priority: 0,
       cacheSalt: "",
       adapter: "",
+      priorityClass: ctx.priorityClass ?? PriorityClass.PRIORITY_CLASS_INTERACTIVE,
       n: plan.n,
     },
     ctx.signal,

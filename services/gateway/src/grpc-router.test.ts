@@ -71,6 +71,7 @@ function request(requestId: string): GenerateRequest {
     ignoreEos: false,
     priority: 0,
     cacheSalt: "",
+    priorityClass: 0,
     adapter: "",
     n: 1,
   };

@@ -5,7 +5,9 @@
  * rest are aborted and the process exits.
  */
 import { loadConfig, loadGenerationConfig, loadTokenizer, resolveModelDir } from "@kiln/model";
+import { createMetricsRegistry } from "@kiln/telemetry";
 import { buildApp } from "./app";
+import { type BatchConfig, BatchService, FileStore, parseBatchConfig } from "./batch";
 import { createGrpcRouter } from "./grpc-router";
 import { InFlight } from "./in-flight";
 import { createModelCodec } from "./model-codec";
@@ -20,6 +22,7 @@ async function main(): Promise<void> {
     loadGenerationConfig(modelDir),
     loadTokenizer(modelDir),
   ]);
+  const batch = createBatchService(parseBatchConfig(process.argv.slice(2), process.env));
   const router = createGrpcRouter(opts.routerAddress);
   const inFlight = new InFlight();
   const app = buildApp(
@@ -35,6 +38,7 @@ async function main(): Promise<void> {
       router,
       apiKeys: opts.apiKeys,
       inFlight,
+      batch,
     },
     {
       logger: { level: opts.logLevel },
@@ -42,12 +46,16 @@ async function main(): Promise<void> {
     },
   );
   const { routerAddress, servedModelName: model } = opts;
-  const observability = await installObservability(app, { routerAddress, model });
+  const registry = createMetricsRegistry();
+  batch?.registerMetrics(registry);
+  const observability = await installObservability(app, { routerAddress, model, registry });
   await app.listen({ host: opts.host, port: opts.port });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : opts.port;
+  await batch?.start(app);
   process.stdout.write(`${JSON.stringify({ event: "listening", port, host: opts.host })}\n`);
   installDrain(opts, inFlight, async () => {
+    await batch?.close();
     await app.close();
     router.close();
     await observability.close();
@@ -78,6 +86,16 @@ function installDrain(opts: GatewayOptions, inFlight: InFlight, close: () => Pro
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+}
+
+/** The batch service when Redis is configured; otherwise null (batch and file routes: 503). */
+function createBatchService(config: BatchConfig): BatchService | null {
+  const { redisUrl } = config;
+  if (redisUrl === null) {
+    log("no KILN_REDIS_URL: the Batch and Files APIs are off (503)");
+    return null;
+  }
+  return new BatchService({ ...config, redisUrl }, new FileStore(config.dataDir), log);
 }
 
 function log(message: string): void {

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { basename, isAbsolute } from "node:path";
 import { parseArgs } from "node:util";
 import { parseApiKeys } from "./auth";
+import { BATCH_FLAGS } from "./batch/config";
 
 export interface GatewayOptions {
   readonly host: string;
@@ -54,6 +55,8 @@ export function parseGatewayOptions(
       "served-model-name": { type: "string" },
       "drain-timeout": { type: "string" },
       "max-body-bytes": { type: "string" },
+      // Read by parseBatchConfig (batch/config.ts).
+      ...BATCH_FLAGS,
     },
   });
   const model = values.model ?? env.KILN_MODEL;

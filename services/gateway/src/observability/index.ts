@@ -1,4 +1,4 @@
-import { startTracing } from "@kiln/telemetry";
+import { type Registry, startTracing } from "@kiln/telemetry";
 import type { FastifyInstance } from "fastify";
 import { observabilityPlugin } from "./metrics-plugin";
 import { createRouterStatsSource } from "./router-stats";
@@ -18,11 +18,16 @@ export interface GatewayObservability {
  */
 export async function installObservability(
   app: FastifyInstance,
-  opts: { readonly routerAddress: string; readonly model: string },
+  opts: { readonly routerAddress: string; readonly model: string; readonly registry?: Registry },
 ): Promise<GatewayObservability> {
   const tracing = await startTracing({ serviceName: "kiln-gateway" });
   const stats = createRouterStatsSource(opts.routerAddress, opts.model);
-  await app.register(observabilityPlugin({ readRouterStats: stats.read }));
+  await app.register(
+    observabilityPlugin({
+      readRouterStats: stats.read,
+      ...(opts.registry ? { registry: opts.registry } : {}),
+    }),
+  );
   return {
     close: async () => {
       stats.close();

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { GatewayDeps } from "../app";
+import { priorityOf } from "../batch/priority";
 import { type ChoiceDelta, generateChoices } from "../generation";
 import { chatLogprobs } from "../logprobs";
 import { checkModel } from "../model-info";
@@ -33,7 +34,7 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
     const usage = new UsageCounter(promptIds.length);
     const { signal, done } = deps.inFlight.open(reply);
     try {
-      const ctx = { router: deps.router, codec: deps.codec, signal };
+      const ctx = { router: deps.router, codec: deps.codec, signal, ...priorityOf(request) };
       const deltas = generateChoices(ctx, plan, meta.id, 0);
       if (body.stream) {
         await streamResponse(reply, deltas, chatStreamFormat(deps, body, meta, usage));

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { GatewayDeps } from "../app";
+import { priorityOf } from "../batch/priority";
 import { type ChoiceDelta, generateChoices, mergeGenerators } from "../generation";
 import {
   appendCompletionLogprobs,
@@ -51,7 +52,7 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
     const usage = new UsageCounter(prompts.reduce((sum, p) => sum + p.plan.promptIds.length, 0));
     const { signal, done } = deps.inFlight.open(reply);
     try {
-      const ctx = { router: deps.router, codec: deps.codec, signal };
+      const ctx = { router: deps.router, codec: deps.codec, signal, ...priorityOf(request) };
       const deltas = mergeGenerators(
         prompts.map((p, i) => generateChoices(ctx, p.plan, `${meta.id}-${i}`, i * n)),
       );

@@ -10,6 +10,7 @@ import { join, resolve } from "node:path";
 import { resolveModelDir } from "@kiln/model";
 import { startCluster } from "./cluster";
 import { NO_MODEL_MESSAGE, tryResolveModelSpec } from "./model-spec";
+import { hasRedisServer, startRedis } from "./redis";
 
 const REPO_ROOT = resolve(import.meta.dirname, "../../..");
 const DUPLICATE_SIGNAL_MS = 1000;
@@ -44,6 +45,13 @@ async function main(): Promise<number> {
   const modelDir =
     "dir" in spec.source ? spec.source.dir : await resolveModelDir(spec.source.repoId);
   log(`kiln: serving ${spec.servedName} from ${modelDir}`);
+  const dataDir = resolve(env.INIT_CWD ?? process.cwd(), env.KILN_DATA_DIR || ".kiln-data");
+  const redis = await maybeStartRedis(env, dataDir);
+  const childEnv = {
+    ...env,
+    KILN_DATA_DIR: dataDir,
+    ...(redis ? { KILN_REDIS_URL: redis.url } : {}),
+  };
   const cluster = await startCluster({
     repoRoot: REPO_ROOT,
     modelDir,
@@ -53,8 +61,11 @@ async function main(): Promise<number> {
     routerPort: intEnv("KILN_ROUTER_PORT", 0),
     drainTimeoutS: intEnv("KILN_DRAIN_TIMEOUT_S", 30),
     startTimeoutMs: intEnv("KILN_START_TIMEOUT_S", 300) * 1000,
-    env,
+    env: childEnv,
     log,
+  }).catch(async (err: unknown) => {
+    await redis?.stop();
+    throw err;
   });
   const host = env.HOST ?? "127.0.0.1";
   log(`kiln: ready at http://${host}:${cluster.gatewayPort}/v1 (model "${spec.servedName}")`);
@@ -78,10 +89,28 @@ async function main(): Promise<number> {
     if (Date.now() - firstSignalAt < DUPLICATE_SIGNAL_MS) return;
     log("kiln: second signal: killing every process");
     for (const pid of Object.values(cluster.pids)) if (pid) killGroup(pid);
+    if (redis?.child.pid) killGroup(redis.child.pid);
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  return cluster.stopped;
+  const code = await cluster.stopped;
+  await redis?.stop(); // after the gateway, so its last answers reach the AOF
+  return code;
+}
+
+/**
+ * Without KILN_REDIS_URL, runs redis-server from PATH (AOF under `<dataDir>/redis`) for the
+ * Batch and Files APIs; without either, those APIs answer 503 and the rest works.
+ */
+async function maybeStartRedis(env: NodeJS.ProcessEnv, dataDir: string) {
+  if (env.KILN_REDIS_URL) return null;
+  if (!hasRedisServer()) {
+    log("kiln: no KILN_REDIS_URL and no redis-server on PATH: the Batch and Files APIs are off");
+    return null;
+  }
+  const redis = await startRedis(dataDir, log, intEnv("KILN_REDIS_PORT", 0));
+  log(`kiln: started redis-server at ${redis.url} (AOF in ${dataDir}/redis)`);
+  return redis;
 }
 
 function killGroup(pid: number): void {

@@ -5,7 +5,7 @@ import { expect } from "vitest";
 import { jsonl, MODEL, readJsonl, waitForBatch } from "./batch-stack";
 
 const GOLDEN = loadGolden();
-export const NUM_LINES = 24;
+export const NUM_LINES = 12;
 
 /** NUM_LINES greedy golden prompts; every third line is invalid (an error line). */
 export function chaosLines() {

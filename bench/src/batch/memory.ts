@@ -36,9 +36,13 @@ async function main(): Promise<void> {
       completion_window: "24h",
     });
     let done = batch;
+    const deadline = Date.now() + Number(process.env.BENCH_MAX_WAIT_S ?? 3600) * 1000;
     while (!["completed", "failed", "cancelled", "expired"].includes(done.status)) {
+      if (Date.now() > deadline) throw new Error(`batch still ${done.status} at the deadline`);
       await new Promise((r) => setTimeout(r, 500));
       done = await client.batches.retrieve(batch.id);
+      const c = done.request_counts;
+      process.stderr.write(`${done.status} ${c?.completed}+${c?.failed}/${c?.total} rss ${Math.round(samples.at(-1) ?? 0)} MiB\n`);
     }
     const seconds = (performance.now() - start) / 1000;
     const output = await (await client.files.content(done.output_file_id!)).text();

@@ -45,6 +45,7 @@ export async function startBenchStack(env: NodeJS.ProcessEnv = {}): Promise<Benc
     cluster,
     stop: async () => {
       await cluster.stop("bench done");
+      for (const line of logs) if (/batch/i.test(line)) process.stderr.write(`${line}\n`);
       await redis.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hasRedisServer, type RunningRedis, startRedis } from "@kiln/cluster";
+import { PriorityClass } from "@kiln/proto";
 import { requireAvailable } from "@kiln/test-support";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -61,23 +62,25 @@ describe.skipIf(!hasRedis)(
     let redis: RunningRedis;
     let service: BatchService;
     let app: FastifyInstance;
+    let router: FakeRouter;
     const dataDir = mkdtempSync(join(tmpdir(), "kiln-batch-api-"));
     beforeAll(async () => {
       redis = await startRedis(dataDir, () => {});
       const config = {
         dataDir,
         redisUrl: redis.url,
-        maxFileBytes: 1000,
-        maxFileLines: 3,
-        concurrency: 1,
+        maxFileBytes: 200_000,
+        maxFileLines: 1500,
+        concurrency: 8,
         maxAttempts: 2,
         lockMs: 2000,
       };
-      service = new BatchService(config, new FileStore(dataDir), () => {});
+      service = new BatchService(config, new FileStore(dataDir), (m) => console.log(m));
+      router = new FakeRouter();
       app = buildApp({
         model: TOY_MODEL,
         codec: toyCodec,
-        router: new FakeRouter(),
+        router,
         apiKeys: null,
         batch: service,
       });
@@ -101,10 +104,10 @@ describe.skipIf(!hasRedis)(
       const res = await app.inject({
         method: "POST",
         url: "/v1/files",
-        ...multipart("x".repeat(1001)),
+        ...multipart("x".repeat(200_001)),
       });
       expect(res.statusCode).toBe(413);
-      expect(res.json().error.message).toContain("limit of 1000 bytes");
+      expect(res.json().error.message).toContain("limit of 200000 bytes");
       expect(res.json().error.param).toBe("file");
       expect((await app.inject({ method: "GET", url: "/v1/files" })).json().data).toEqual([]);
     });
@@ -113,10 +116,10 @@ describe.skipIf(!hasRedis)(
       const res = await app.inject({
         method: "POST",
         url: "/v1/files",
-        ...multipart("{}\n{}\n{}\n{}"),
+        ...multipart("{}\n".repeat(1501)),
       });
       expect(res.statusCode).toBe(400);
-      expect(res.json().error.message).toContain("limit of 3 lines");
+      expect(res.json().error.message).toContain("limit of 1500 lines");
     });
 
     it("refuses an unsupported purpose and a non-multipart upload", async () => {
@@ -193,5 +196,52 @@ describe.skipIf(!hasRedis)(
       expect((await create({ ...base, extra: 1 })).json().error.param).toBe("extra");
       expect((await create(base)).statusCode).toBe(404);
     });
+
+    it("runs a 1000-line batch (two full enqueue chunks), every line at the batch priority class, answered once", async () => {
+      const numLines = 1000;
+      const lines = Array.from({ length: numLines }, (_, i) =>
+        JSON.stringify({
+          custom_id: `l${i}`,
+          method: "POST",
+          url: "/v1/completions",
+          body: { model: "toy", prompt: "hi", max_tokens: 3, seed: i },
+        }),
+      ).join("\n");
+      const file = (
+        await app.inject({ method: "POST", url: "/v1/files", ...multipart(lines) })
+      ).json();
+      const numBefore = router.requests.length;
+      const created = await app.inject({
+        method: "POST",
+        url: "/v1/batches",
+        payload: { input_file_id: file.id, endpoint: "/v1/completions", completion_window: "24h" },
+      });
+      const id = created.json().id as string;
+      let batch = created.json();
+      while (!["completed", "failed"].includes(batch.status)) {
+        await new Promise((r) => setTimeout(r, 50));
+        batch = (await app.inject({ method: "GET", url: `/v1/batches/${id}` })).json();
+      }
+      expect(batch.status).toBe("completed");
+      expect(batch.request_counts).toEqual({ total: numLines, completed: numLines, failed: 0 });
+      const sent = router.requests.slice(numBefore);
+      expect(sent.length).toBe(numLines);
+      expect(sent.every((r) => r.priorityClass === PriorityClass.PRIORITY_CLASS_BATCH)).toBe(true);
+      const output = (
+        await app.inject({ method: "GET", url: `/v1/files/${batch.output_file_id}/content` })
+      ).body;
+      const ids = output
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).custom_id);
+      expect(ids).toEqual(Array.from({ length: numLines }, (_, i) => `l${i}`));
+      // An interactive request is sent at the interactive class.
+      await app.inject({
+        method: "POST",
+        url: "/v1/completions",
+        payload: { model: "toy", prompt: "hi", max_tokens: 2 },
+      });
+      expect(router.requests.at(-1)!.priorityClass).toBe(PriorityClass.PRIORITY_CLASS_INTERACTIVE);
+    }, 60_000);
   },
 );

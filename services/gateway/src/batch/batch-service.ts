@@ -1,6 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { createInterface } from "node:readline";
 import { KilnError } from "@kiln/proto";
 import type { Registry } from "@kiln/telemetry";
 import { type Job, Queue, Worker } from "bullmq";
@@ -11,6 +9,7 @@ import type { BatchConfig } from "./config";
 import type { FileStore, UploadLimits } from "./file-store";
 import { runLine } from "./line-runner";
 import { registerBatchMetrics } from "./metrics";
+import { readLines } from "./read-lines";
 import { writeResultFiles } from "./result-files";
 
 export const BATCH_QUEUE = "kiln-batch-lines";
@@ -166,13 +165,11 @@ export class BatchService {
       );
       return;
     }
-    const lines = createInterface({
-      input: createReadStream(this.files.contentPath(file.id)),
-      crlfDelay: Infinity,
-    });
+    const lines = readLines(this.files.contentPath(file.id));
     let index = 0;
     let chunk: LineJob[] = [];
     const flush = async () => {
+      if (chunk.length === 0) return;
       const answered = await this.store.lineResults(id, chunk[0]?.index ?? 0, chunk.length);
       const jobs = chunk.filter((_, i) => answered[i] === null);
       chunk = [];

@@ -202,6 +202,7 @@ export class BatchStore {
 
   /** Answers of lines `from..from+count-1` (null where a line has none). */
   async lineResults(id: string, from: number, count: number): Promise<(LineResult | null)[]> {
+    if (count <= 0) return [];
     const fields = Array.from({ length: count }, (_, i) => String(from + i));
     const values = await this.redis.hmget(`${key(id)}:results`, ...fields);
     return values.map((v) => (v === null ? null : (JSON.parse(v) as LineResult)));

@@ -16,6 +16,7 @@ export const BATCH_QUEUE = "kiln-batch-lines";
 export const BATCH_ENDPOINTS = ["/v1/chat/completions", "/v1/completions"];
 const ENQUEUE_CHUNK = 500;
 const COMPLETION_WINDOW_S = 24 * 3600;
+const RESUME_TRIES = 5;
 
 /** One queued line: which batch, which line, and the line's text. */
 interface LineJob {
@@ -97,9 +98,7 @@ export class BatchService {
       maxStalledCount: this.config.maxAttempts,
     });
     this.worker.on("error", (err) => this.log(`batch worker: ${err.message}`));
-    for (const id of await this.store.unfinishedIds()) {
-      void this.resume(id).catch((err: unknown) => this.log(`resume ${id}: ${String(err)}`));
-    }
+    for (const id of await this.store.unfinishedIds()) void this.resumeWithRetry(id);
   }
 
   /** Stops taking lines; running ones are aborted and will be redelivered (lock expiry). */
@@ -123,9 +122,7 @@ export class BatchService {
       owner: params.owner,
     };
     await this.store.create(record);
-    void this.resume(record.id).catch((err: unknown) =>
-      this.log(`batch ${record.id}: ${String(err)}`),
-    );
+    void this.resumeWithRetry(record.id);
     return (await this.store.tryGet(record.id))!.batch;
   }
 
@@ -139,6 +136,19 @@ export class BatchService {
     if (!isCancelling) return;
     for (const controller of this.running.get(id) ?? []) controller.abort();
     void this.finish(id).catch((err: unknown) => this.log(`cancel ${id}: ${String(err)}`));
+  }
+
+  /** `resume`, tried again after a failure (Redis briefly away) up to RESUME_TRIES times. */
+  private async resumeWithRetry(id: string): Promise<void> {
+    for (let attempt = 1; attempt <= RESUME_TRIES; attempt++) {
+      try {
+        await this.resume(id);
+        return;
+      } catch (err) {
+        this.log(`batch ${id}: ${String(err)} (try ${attempt} of ${RESUME_TRIES})`);
+        await new Promise((r) => setTimeout(r, 1000 * attempt));
+      }
+    }
   }
 
   /** Whatever step an unfinished batch was interrupted in, carries on from there. */
@@ -231,7 +241,11 @@ export class BatchService {
     this.running.set(batchId, set.add(controller));
     try {
       const attempt = await runLine(this.app!, found.batch.endpoint, text, controller.signal);
-      if (controller.signal.aborted) return; // cancelled or shutting down: no answer recorded
+      if (controller.signal.aborted) {
+        // Cancelled: no answer. Shutting down: fail this try so BullMQ runs the line again.
+        if ((await this.store.status(batchId)) !== "in_progress") return;
+        throw new Error(`line ${index} of ${batchId}: interrupted by shutdown`);
+      }
       if (attempt.isRetryable && job.attemptsMade + 1 < this.config.maxAttempts) {
         throw new Error(`line ${index} of ${batchId}: retryable status, will retry`);
       }

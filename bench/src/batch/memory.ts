@@ -42,7 +42,9 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 500));
       done = await client.batches.retrieve(batch.id);
       const c = done.request_counts;
-      process.stderr.write(`${done.status} ${c?.completed}+${c?.failed}/${c?.total} rss ${Math.round(samples.at(-1) ?? 0)} MiB\n`);
+      process.stderr.write(
+        `${done.status} ${c?.completed}+${c?.failed}/${c?.total} rss ${Math.round(samples.at(-1) ?? 0)} MiB\n`,
+      );
     }
     const seconds = (performance.now() - start) / 1000;
     const output = await (await client.files.content(done.output_file_id!)).text();

@@ -4,7 +4,8 @@
  * Batch lines go to the router at the batch priority class, so interactive requests should be
  * scheduled first: the target is a p50 within 1.2× of the quiet run.
  * Options (env): BENCH_REQUESTS (per phase, default 80), BENCH_BATCH_LINES (default 4000),
- * BENCH_MAX_TOKENS (interactive, default 32).
+ * BENCH_MAX_TOKENS (interactive, default 32), BENCH_BATCH_CONCURRENCY (the gateway's
+ * KILN_BATCH_CONCURRENCY, default 8).
  */
 
 import type OpenAI from "openai";
@@ -15,6 +16,7 @@ const NUM_REQUESTS = Number(process.env.BENCH_REQUESTS ?? 80);
 const NUM_BATCH_LINES = Number(process.env.BENCH_BATCH_LINES ?? 4000);
 const MAX_TOKENS = Number(process.env.BENCH_MAX_TOKENS ?? 32);
 const CONCURRENCY = 4;
+const BATCH_CONCURRENCY = Number(process.env.BENCH_BATCH_CONCURRENCY ?? 8);
 
 async function ttftMs(client: OpenAI, i: number): Promise<number> {
   const start = performance.now();
@@ -44,7 +46,7 @@ async function phase(client: OpenAI): Promise<number[]> {
 }
 
 async function main(): Promise<void> {
-  const stack = await startBenchStack({ KILN_BATCH_CONCURRENCY: "8" });
+  const stack = await startBenchStack({ KILN_BATCH_CONCURRENCY: String(BATCH_CONCURRENCY) });
   try {
     const { client } = stack;
     await phase(client); // warm-up
@@ -69,6 +71,7 @@ async function main(): Promise<void> {
     await client.batches.cancel(batch.id).catch(() => {});
     const report = {
       concurrency: CONCURRENCY,
+      batch_concurrency: BATCH_CONCURRENCY,
       requests_per_phase: NUM_REQUESTS,
       quiet_ttft_ms: { p50: percentile(quiet, 50), p95: percentile(quiet, 95) },
       with_batch_ttft_ms: { p50: percentile(busy, 50), p95: percentile(busy, 95) },

@@ -10,8 +10,7 @@ export {
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
-export type { Registry } from "prom-client";
-export { Counter } from "prom-client";
+export { Counter, Gauge, type Registry } from "prom-client";
 export {
   ITERATION_TOKENS_BUCKETS,
   ITL_BUCKETS_S,

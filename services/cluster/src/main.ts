@@ -15,6 +15,7 @@ import { resolveModelDir } from "@kiln/model";
 import { createMetricsRegistry, SupervisorMetrics, startMetricsServer } from "@kiln/telemetry";
 import { startCluster } from "./cluster";
 import { NO_MODEL_MESSAGE, tryResolveModelSpec } from "./model-spec";
+import { hasRedisServer, startRedis } from "./redis";
 import { parseSupervisorOptions } from "./supervisor-options";
 
 const REPO_ROOT = resolve(import.meta.dirname, "../../..");
@@ -57,6 +58,13 @@ async function main(): Promise<number> {
     supervisor.metricsPort === null
       ? null
       : await startMetricsServer(registry, { host: "127.0.0.1", port: supervisor.metricsPort });
+  const dataDir = resolve(env.INIT_CWD ?? process.cwd(), env.KILN_DATA_DIR || ".kiln-data");
+  const redis = await maybeStartRedis(env, dataDir);
+  const childEnv = {
+    ...env,
+    KILN_DATA_DIR: dataDir,
+    ...(redis ? { KILN_REDIS_URL: redis.url } : {}),
+  };
   const cluster = await startCluster({
     repoRoot: REPO_ROOT,
     modelDir,
@@ -67,7 +75,7 @@ async function main(): Promise<number> {
     drainTimeoutS: intEnv("KILN_DRAIN_TIMEOUT_S", 30),
     startTimeoutMs: intEnv("KILN_START_TIMEOUT_S", 300) * 1000,
     restartPolicy: supervisor.restartPolicy,
-    env,
+    env: childEnv,
     log,
     hooks: {
       onRestarting: (service, cause) => metrics.restarted(service, cause),
@@ -77,6 +85,9 @@ async function main(): Promise<number> {
         process.stdout.write(`${JSON.stringify(line)}\n`);
       },
     },
+  }).catch(async (err: unknown) => {
+    await redis?.stop();
+    throw err;
   });
   const host = env.HOST ?? "127.0.0.1";
   log(`kiln: ready at http://${host}:${cluster.gatewayPort}/v1 (model "${spec.servedName}")`);
@@ -101,12 +112,29 @@ async function main(): Promise<number> {
     if (Date.now() - firstSignalAt < DUPLICATE_SIGNAL_MS) return;
     log("kiln: second signal: killing every process");
     for (const pid of Object.values(cluster.pids)) if (pid) killGroup(pid);
+    if (redis?.child.pid) killGroup(redis.child.pid);
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   const code = await cluster.stopped;
+  await redis?.stop(); // after the gateway, so its last answers reach the AOF
   await metricsServer?.close();
   return code;
+}
+
+/**
+ * Without KILN_REDIS_URL, runs redis-server from PATH (AOF under `<dataDir>/redis`) for the
+ * Batch and Files APIs; without either, those APIs answer 503 and the rest works.
+ */
+async function maybeStartRedis(env: NodeJS.ProcessEnv, dataDir: string) {
+  if (env.KILN_REDIS_URL) return null;
+  if (!hasRedisServer()) {
+    log("kiln: no KILN_REDIS_URL and no redis-server on PATH: the Batch and Files APIs are off");
+    return null;
+  }
+  const redis = await startRedis(dataDir, log, intEnv("KILN_REDIS_PORT", 0));
+  log(`kiln: started redis-server at ${redis.url} (AOF in ${dataDir}/redis)`);
+  return redis;
 }
 
 function killGroup(pid: number): void {

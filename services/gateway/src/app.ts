@@ -1,6 +1,7 @@
 import { KilnError } from "@kiln/proto";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import { installAdmission } from "./admission";
+import { type BatchService, registerBatchApi } from "./batch";
 import { installErrorHandlers } from "./errors";
 import type { Guard } from "./guards";
 import { InFlight } from "./in-flight";
@@ -46,6 +47,8 @@ export interface GatewayDeps {
   readonly lora?: LoraRegistry;
   /** KILN_ALLOW_RUNTIME_LORA_UPDATING: POST /v1/load_lora_adapter and unload exist. */
   readonly allowRuntimeLoraUpdating?: boolean;
+  /** The Batch and Files APIs; null or absent: their endpoints answer 503 (no Redis). */
+  readonly batch?: BatchService | null;
 }
 
 export interface AppOptions {
@@ -90,6 +93,7 @@ export function buildApp(
   registerEmbeddingsRoute(app, fullDeps);
   if (fullDeps.lora && fullDeps.allowRuntimeLoraUpdating)
     registerLoraAdminRoutes(app, fullDeps.lora);
+  registerBatchApi(app, fullDeps.batch ?? null);
   return app;
 }
 

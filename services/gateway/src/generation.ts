@@ -2,6 +2,7 @@ import {
   type FinishedEvent,
   KilnError,
   PoolingType,
+  PriorityClass,
   type SampledToken,
   type TokenEvent,
 } from "@kiln/proto";
@@ -41,6 +42,8 @@ export interface GenerationContext {
     readonly tenantWeight: number;
     readonly cacheSalt: string;
   };
+  /** Batch lines run behind interactive requests; default interactive. */
+  readonly priorityClass?: PriorityClass;
 }
 
 /**
@@ -73,6 +76,7 @@ export async function* generateChoices(
       cacheSalt: ctx.tenancy?.cacheSalt ?? "",
       adapter: plan.adapter?.name ?? "",
       adapterPath: plan.adapter?.path ?? "",
+      priorityClass: ctx.priorityClass ?? PriorityClass.PRIORITY_CLASS_INTERACTIVE,
       n: plan.n,
       tenant: ctx.tenancy?.tenant ?? "",
       tenantWeight: ctx.tenancy?.tenantWeight ?? 0,

@@ -90,6 +90,7 @@ function request(requestId: string): GenerateRequest {
     ignoreEos: false,
     priority: 0,
     cacheSalt: "",
+    priorityClass: 0,
     adapter: "",
     adapterPath: "",
     n: 1,

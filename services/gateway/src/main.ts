@@ -8,6 +8,7 @@ import { createWriteStream } from "node:fs";
 import { loadConfig, loadGenerationConfig, loadTokenizer, resolveModelDir } from "@kiln/model";
 import { createMetricsRegistry } from "@kiln/telemetry";
 import { buildApp } from "./app";
+import { type BatchConfig, BatchService, FileStore, parseBatchConfig } from "./batch";
 import { createGrpcRouter } from "./grpc-router";
 import { combineGuards, type Guard, LlmGuard, RulesGuard } from "./guards";
 import { InFlight } from "./in-flight";
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
   ]);
   const lora = new LoraRegistry(opts.servedModelName, config, opts.maxLoraRank);
   for (const { name, path } of opts.loraModules) await lora.load(name, path);
+  const batch = createBatchService(parseBatchConfig(process.argv.slice(2), process.env));
   const router = createGrpcRouter(opts.routerAddress);
   const codec = createModelCodec(tokenizer);
   const inFlight = new InFlight(opts.requestTimeoutMs);
@@ -73,6 +75,7 @@ async function main(): Promise<void> {
           : null,
       lora,
       allowRuntimeLoraUpdating: opts.allowRuntimeLoraUpdating,
+      batch,
     },
     {
       logger: { level: opts.logLevel },
@@ -82,6 +85,7 @@ async function main(): Promise<void> {
     },
   );
   const { routerAddress, servedModelName: model } = opts;
+  batch?.registerMetrics(registry);
   const observability = await installObservability(app, {
     routerAddress,
     model,
@@ -92,8 +96,10 @@ async function main(): Promise<void> {
   await app.listen({ host: opts.host, port: opts.port, backlog: LISTEN_BACKLOG });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : opts.port;
+  await batch?.start(app);
   process.stdout.write(`${JSON.stringify({ event: "listening", port, host: opts.host })}\n`);
   installDrain(opts, inFlight, async () => {
+    await batch?.close();
     await app.close();
     router.close();
     keys?.close();
@@ -157,6 +163,16 @@ function openAuditLog(target: string | null): ((line: string) => void) | null {
   if (target === "stderr") return (line) => process.stderr.write(`${line}\n`);
   const stream = createWriteStream(target, { flags: "a" });
   return (line) => stream.write(`${line}\n`);
+}
+
+/** The batch service when Redis is configured; otherwise null (batch and file routes: 503). */
+function createBatchService(config: BatchConfig): BatchService | null {
+  const { redisUrl } = config;
+  if (redisUrl === null) {
+    log("no KILN_REDIS_URL: the Batch and Files APIs are off (503)");
+    return null;
+  }
+  return new BatchService({ ...config, redisUrl }, new FileStore(config.dataDir), log);
 }
 
 function log(message: string): void {

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { basename, isAbsolute } from "node:path";
 import { parseArgs } from "node:util";
 import { parseApiKeys } from "./auth";
+import { BATCH_FLAGS } from "./batch/config";
 import { parseLoraModules } from "./lora/registry";
 
 export interface GatewayOptions {
@@ -142,7 +143,6 @@ export function parseGatewayOptions(
       "guard-rules-file": { type: "string" },
       "guard-unsafe-pattern": { type: "string" },
       "guard-template": { type: "string" },
-      "redis-url": { type: "string" },
       "responses-max-stored": { type: "string" },
       "responses-ttl": { type: "string" },
       task: { type: "string" },
@@ -151,6 +151,8 @@ export function parseGatewayOptions(
       "lora-modules": { type: "string" },
       "allow-runtime-lora-updating": { type: "boolean" },
       "max-lora-rank": { type: "string" },
+      // Read by parseBatchConfig (batch/config.ts).
+      ...BATCH_FLAGS,
     },
   });
   const model = values.model ?? env.KILN_MODEL;

@@ -20,6 +20,7 @@ import {
   type StatsResponse,
 } from "@kiln/proto";
 import { extractTraceContext } from "@kiln/telemetry";
+import { schedulerPriority } from "./priority-class";
 import type { ReplicaSet } from "./replica-set";
 import type { RequestRecord } from "./request-record";
 import { callDeadlineMs, RequestRetry } from "./retry";
@@ -190,7 +191,7 @@ function toNewRequest(
     promptTokenIds: req.promptTokenIds,
     sampling,
     n,
-    priority: req.priority,
+    priority: schedulerPriority(req.priority, req.priorityClass),
     maxTokens: req.maxTokens > 0 ? req.maxTokens : null,
     minTokens: req.minTokens,
     stopTokenIds: req.stopTokenIds,

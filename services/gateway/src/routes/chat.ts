@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { GatewayDeps } from "../app";
+import { priorityOf } from "../batch/priority";
 import { type ChoiceDelta, generateChoices } from "../generation";
 import { guardInput, guardOutput } from "../guards";
 import { chatLogprobs } from "../logprobs";
@@ -48,6 +49,7 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
         codec: deps.codec,
         signal,
         tenancy: tenancyOf(request, body),
+        ...priorityOf(request),
       };
       const deltas = guardOutput(
         deps.guard ?? null,

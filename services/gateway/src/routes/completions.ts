@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { GatewayDeps } from "../app";
+import { priorityOf } from "../batch/priority";
 import { type ChoiceDelta, generateChoices, mergeGenerators } from "../generation";
 import { guardInput, guardOutput } from "../guards";
 import {
@@ -71,6 +72,7 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
         codec: deps.codec,
         signal,
         tenancy: tenancyOf(request, body),
+        ...priorityOf(request),
       };
       const deltas = guardOutput(
         deps.guard ?? null,

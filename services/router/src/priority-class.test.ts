@@ -1,0 +1,14 @@
+import { PriorityClass } from "@kiln/proto";
+import { describe, expect, it } from "vitest";
+import { BATCH_PRIORITY_OFFSET, schedulerPriority } from "./priority-class";
+
+describe("schedulerPriority", () => {
+  it("keeps interactive priorities and pushes batch lines behind every interactive one", () => {
+    expect(schedulerPriority(0, PriorityClass.PRIORITY_CLASS_INTERACTIVE)).toBe(0);
+    expect(schedulerPriority(5, PriorityClass.PRIORITY_CLASS_INTERACTIVE)).toBe(5);
+    expect(schedulerPriority(0, PriorityClass.PRIORITY_CLASS_BATCH)).toBe(BATCH_PRIORITY_OFFSET);
+    expect(schedulerPriority(0, PriorityClass.PRIORITY_CLASS_BATCH)).toBeGreaterThan(
+      schedulerPriority(1000, PriorityClass.PRIORITY_CLASS_INTERACTIVE),
+    );
+  });
+});

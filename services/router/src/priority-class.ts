@@ -1,0 +1,15 @@
+import { PriorityClass } from "@kiln/proto";
+
+/**
+ * Added to a batch request's priority. The scheduler runs lower priority values first, so every
+ * interactive request (priority 0 by default, small values when callers set them) is admitted
+ * before any batch line; batch lines fill the capacity interactive traffic leaves.
+ */
+export const BATCH_PRIORITY_OFFSET = 1_000_000;
+
+/** The scheduler priority for a Generate request: its own priority shifted by its class. */
+export function schedulerPriority(priority: number, priorityClass: PriorityClass): number {
+  return priorityClass === PriorityClass.PRIORITY_CLASS_BATCH
+    ? priority + BATCH_PRIORITY_OFFSET
+    : priority;
+}

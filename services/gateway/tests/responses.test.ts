@@ -40,7 +40,9 @@ const promptText = (ids: readonly number[]) => toyCodec.decode(ids);
 
 describe("POST /v1/responses", () => {
   it("answers a string input with one output message and usage", async () => {
-    const { app, router } = makeApp({ script: { cachedTokens: 4, text: () => "Hello world. The end." } });
+    const { app, router } = makeApp({
+      script: { cachedTokens: 4, text: () => "Hello world. The end." },
+    });
     const res = await app.inject({
       method: "POST",
       url: "/v1/responses",

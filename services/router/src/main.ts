@@ -96,12 +96,14 @@ async function main(): Promise<void> {
     metricsPort === null
       ? null
       : await startMetricsServer(telemetry.registry, { host, port: metricsPort });
+  // Health and drain probes run at the same interval.
+  const probeIntervalMs = intOption(
+    values["health-probe-interval-ms"] ?? env.KILN_HEALTH_PROBE_INTERVAL_MS,
+    DEFAULT_HEALTH_PROBE.intervalMs,
+    "--health-probe-interval-ms",
+  );
   const prober = new HealthProber(() => replicas.replicas, {
-    intervalMs: intOption(
-      values["health-probe-interval-ms"] ?? env.KILN_HEALTH_PROBE_INTERVAL_MS,
-      DEFAULT_HEALTH_PROBE.intervalMs,
-      "--health-probe-interval-ms",
-    ),
+    intervalMs: probeIntervalMs,
     timeoutMs: intOption(
       values["health-probe-timeout-ms"] ?? env.KILN_HEALTH_PROBE_TIMEOUT_MS,
       DEFAULT_HEALTH_PROBE.timeoutMs,
@@ -117,7 +119,7 @@ async function main(): Promise<void> {
   const logDrain = (line: string) => process.stderr.write(`kiln router: ${line}\n`);
   const drainTimer = setInterval(
     () => void probeDrains(replicas, logDrain),
-    DEFAULT_HEALTH_PROBE.intervalMs,
+    probeIntervalMs,
   );
   const shutdown = () => {
     isShuttingDown = true;

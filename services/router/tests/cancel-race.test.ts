@@ -30,6 +30,11 @@ class FakeCall extends EventEmitter {
   end(): void {
     this.isEnded = true;
   }
+
+  /** No deadline (grpc-js answers Infinity for a call without one). */
+  getDeadline(): number {
+    return Number.POSITIVE_INFINITY;
+  }
 }
 
 function setUp() {

@@ -40,7 +40,8 @@ describe("worker drain on SIGTERM", () => {
   let client: TestRouterClient;
 
   beforeAll(async () => {
-    router = await startService("router", ["--port", "0"]);
+    // Drain probes every 200 ms, so the router learns of the drain well within the long request.
+    router = await startService("router", ["--port", "0", "--health-probe-interval-ms", "200"]);
     [workerA, workerB] = await Promise.all([
       startWorker(router.port, "replica-a"),
       startWorker(router.port, "replica-b"),
@@ -73,7 +74,7 @@ describe("worker drain on SIGTERM", () => {
       })
       .then((r) => ({ ...r, endedAt: Date.now() }));
     await waitFor(() => terminatedAt > 0, "the first token");
-    await sleep(2500); // two drain probes
+    await sleep(700); // a few drain probes
     const otherCases = [1, 2, 1].map((i) => cases[i % cases.length]!);
     const others = await Promise.all(
       otherCases.map((c) =>

@@ -1,18 +1,17 @@
-import { readFileSync } from "node:fs";
 import { KilnError } from "@kiln/proto";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import gatewayPackage from "../../package.json" with { type: "json" };
 import type { GatewayDeps } from "../app";
 import { checkModel } from "../model-info";
 import { type ChatBody, normalizeMessages } from "../schemas/chat";
 import { parseBody } from "../schemas/common";
 
-/** The gateway package's version, reported by GET /version. */
-export const KILN_VERSION: string = (
-  JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
-    version: string;
-  }
-).version;
+/**
+ * The gateway package's version, reported by GET /version. Imported, not read at run time, so
+ * the compiled dist/ bundle carries it too.
+ */
+export const KILN_VERSION: string = gatewayPackage.version;
 
 const tokenIds = z.array(z.number().int().min(0));
 

@@ -117,10 +117,7 @@ async function main(): Promise<void> {
   });
   prober.start();
   const logDrain = (line: string) => process.stderr.write(`kiln router: ${line}\n`);
-  const drainTimer = setInterval(
-    () => void probeDrains(replicas, logDrain),
-    probeIntervalMs,
-  );
+  const drainTimer = setInterval(() => void probeDrains(replicas, logDrain), probeIntervalMs);
   const shutdown = () => {
     isShuttingDown = true;
     prober.stop();

@@ -8,7 +8,7 @@ import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../src/app";
 import { BATCH_DISABLED_MESSAGE, BatchService, FileStore } from "../src/batch";
-import type { KilnTenant } from "../src/tenancy";
+import { type KilnTenant, unlimitedTenant } from "../src/tenancy";
 import { TOY_MODEL } from "./helpers/app";
 import { FakeRouter } from "./helpers/fake-router";
 import { toyCodec } from "./helpers/toy-codec";
@@ -88,15 +88,7 @@ describe.skipIf(!hasRedis)(
       app.addHook("onRequest", async (request) => {
         const name = request.headers["x-test-tenant"];
         if (typeof name === "string") {
-          const config = {
-            name,
-            requestsPerMinute: null,
-            tokensPerMinute: null,
-            maxConcurrentRequests: null,
-            weight: 1,
-            models: ["*"],
-            maxTokens: null,
-          };
+          const config = unlimitedTenant(name);
           const isAdmin = name === "admin";
           request.kilnTenant = {
             name,

@@ -1,12 +1,6 @@
-import {
-  loadGoldenCases,
-  STORIES_DIR,
-  STORIES_GOLDEN_PATH,
-  sleep,
-  waitFor,
-} from "@kiln/test-support";
+import { loadGoldenCases, STORIES_GOLDEN_PATH, sleep, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ServiceProcess, startService } from "./processes";
+import { type ServiceProcess, startRouter, startWorker, waitForHealthyReplicas } from "./processes";
 import { TestRouterClient } from "./router-client";
 
 /**
@@ -17,12 +11,7 @@ import { TestRouterClient } from "./router-client";
 
 const cases = loadGoldenCases(STORIES_GOLDEN_PATH);
 
-function startWorker(routerPort: number, replicaId: string): Promise<ServiceProcess> {
-  return startService("worker", [
-    ...["--model", STORIES_DIR, "--router", `127.0.0.1:${routerPort}`],
-    ...["--replica-id", replicaId, "--kv-cache-memory", "8MiB", "--drain-timeout", "30"],
-  ]);
-}
+const WORKER_ARGS = ["--kv-cache-memory", "8MiB", "--drain-timeout", "30"];
 
 function isAlive(pid: number): boolean {
   try {
@@ -41,17 +30,13 @@ describe("worker drain on SIGTERM", () => {
 
   beforeAll(async () => {
     // Drain probes every 200 ms, so the router learns of the drain well within the long request.
-    router = await startService("router", ["--port", "0", "--health-probe-interval-ms", "200"]);
+    router = await startRouter(["--health-probe-interval-ms", "200"]);
     [workerA, workerB] = await Promise.all([
-      startWorker(router.port, "replica-a"),
-      startWorker(router.port, "replica-b"),
+      startWorker(router.port, "replica-a", WORKER_ARGS),
+      startWorker(router.port, "replica-b", WORKER_ARGS),
     ]);
     client = new TestRouterClient(router.port);
-    await waitFor(
-      async () => (await client.stats()).replicas.filter((r) => r.healthy).length === 2,
-      "two healthy replicas",
-      { timeoutMs: 30_000 },
-    );
+    await waitForHealthyReplicas(client, 2);
   }, 90_000);
 
   afterAll(async () => {

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { STORIES_DIR, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ServiceProcess, startService } from "./processes";
+import { type ServiceProcess, startRouter, startWorker, waitForHealthyReplicas } from "./processes";
 import { TestRouterClient } from "./router-client";
 
 // Routing with LoRA (ADR 0015): a replica where the adapter is resident wins over one that
@@ -16,18 +16,13 @@ describe("routing prefers a replica with the adapter resident", () => {
   let client: TestRouterClient;
 
   beforeAll(async () => {
-    router = await startService("router", ["--port", "0"]);
+    router = await startRouter();
     for (const replicaId of ["replica-0", "replica-1"]) {
-      const args = ["--model", STORIES_DIR, "--router", `127.0.0.1:${router.port}`];
-      args.push("--replica-id", replicaId, "--kv-cache-memory", "8MiB", "--max-loras", "2");
-      workers.push(await startService("worker", args));
+      const args = ["--kv-cache-memory", "8MiB", "--max-loras", "2"];
+      workers.push(await startWorker(router.port, replicaId, args));
     }
     client = new TestRouterClient(router.port);
-    await waitFor(
-      async () => (await client.stats()).replicas.filter((r) => r.healthy).length === 2,
-      "2 healthy replicas",
-      { timeoutMs: 30_000 },
-    );
+    await waitForHealthyReplicas(client, 2);
   }, 90_000);
 
   afterAll(async () => {

@@ -3,10 +3,10 @@
  * needs forces preemptions (recompute), and a token budget smaller than a prompt forces chunked
  * prefill. Every greedy stream must still reproduce its golden continuation token for token.
  */
-import { freePort, loadGolden, STORIES_DIR, scrapeSum, waitFor } from "@kiln/test-support";
+import { freePort, loadGolden, scrapeSum, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectGoldenStreams } from "./golden-streams";
-import { type ServiceProcess, startService } from "./processes";
+import { type ServiceProcess, startRouter, startWorker, waitForHealthyReplicas } from "./processes";
 import { TestRouterClient } from "./router-client";
 
 const golden = loadGolden();
@@ -29,21 +29,16 @@ describe("greedy goldens through preemption and chunked prefill", () => {
 
   beforeAll(async () => {
     routerMetricsPort = await freePort();
-    router = await startService("router", [
-      ...["--port", "0", "--metrics-port", `${routerMetricsPort}`],
+    router = await startRouter([
+      ...["--metrics-port", `${routerMetricsPort}`],
       ...["--max-num-batched-tokens", `${TOKEN_BUDGET}`, "--max-num-seqs", `${TOKEN_BUDGET}`],
     ]);
-    worker = await startService("worker", [
-      ...["--model", STORIES_DIR, "--router", `127.0.0.1:${router.port}`],
+    worker = await startWorker(router.port, null, [
       ...["--block-size", `${BLOCK_SIZE}`],
       ...["--kv-cache-memory", `${NUM_BLOCKS * BLOCK_SIZE * KV_BYTES_PER_TOKEN}`],
     ]);
     client = new TestRouterClient(router.port);
-    await waitFor(
-      async () => (await client.stats()).replicas.some((r) => r.healthy),
-      "a healthy replica",
-      { timeoutMs: 30_000 },
-    );
+    await waitForHealthyReplicas(client, 1);
   }, 90_000);
 
   afterAll(async () => {

@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { type ServiceProcess, startServiceProcess } from "@kiln/cluster";
-import { REPO_ROOT } from "@kiln/test-support";
+import { REPO_ROOT, STORIES_DIR, waitFor } from "@kiln/test-support";
+import type { TestRouterClient } from "./router-client";
 
 export type { ServiceProcess } from "@kiln/cluster";
 
@@ -15,4 +16,38 @@ export function startService(
 ): Promise<ServiceProcess> {
   const script = resolve(REPO_ROOT, `services/${name}/src/main.ts`);
   return startServiceProcess(name, script, { args, cwd: REPO_ROOT, timeoutMs });
+}
+
+/** Starts a router on an ephemeral port (`--port 0`) with `args` after it. */
+export function startRouter(args: readonly string[] = []): Promise<ServiceProcess> {
+  return startService("router", ["--port", "0", ...args]);
+}
+
+/**
+ * Starts a stories260K worker that registers with the router at `routerPort`. A `null`
+ * `replicaId` leaves the worker's default; `extraArgs` follow (e.g. `--kv-cache-memory`).
+ */
+export function startWorker(
+  routerPort: number,
+  replicaId: string | null,
+  extraArgs: readonly string[] = [],
+): Promise<ServiceProcess> {
+  const replicaArgs = replicaId === null ? [] : ["--replica-id", replicaId];
+  return startService("worker", [
+    ...["--model", STORIES_DIR, "--router", `127.0.0.1:${routerPort}`],
+    ...replicaArgs,
+    ...extraArgs,
+  ]);
+}
+
+/** Resolves once the router reports exactly `numReplicas` healthy replicas (30 s at most). */
+export function waitForHealthyReplicas(
+  client: TestRouterClient,
+  numReplicas: number,
+): Promise<void> {
+  return waitFor(
+    async () => (await client.stats()).replicas.filter((r) => r.healthy).length === numReplicas,
+    `${numReplicas} healthy replicas`,
+    { timeoutMs: 30_000 },
+  );
 }

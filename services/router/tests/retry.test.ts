@@ -1,6 +1,6 @@
-import { loadGoldenCases, STORIES_DIR, STORIES_GOLDEN_PATH, waitFor } from "@kiln/test-support";
+import { type GoldenCase, loadGoldenCases, STORIES_GOLDEN_PATH, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ServiceProcess, startService } from "./processes";
+import { type ServiceProcess, startRouter, startWorker, waitForHealthyReplicas } from "./processes";
 import { TestRouterClient } from "./router-client";
 
 /**
@@ -11,12 +11,7 @@ import { TestRouterClient } from "./router-client";
 
 const cases = loadGoldenCases(STORIES_GOLDEN_PATH);
 
-function startWorker(routerPort: number, replicaId: string): Promise<ServiceProcess> {
-  return startService("worker", [
-    ...["--model", STORIES_DIR, "--router", `127.0.0.1:${routerPort}`],
-    ...["--replica-id", replicaId, "--kv-cache-memory", "8MiB"],
-  ]);
-}
+const WORKER_ARGS = ["--kv-cache-memory", "8MiB"];
 
 describe("safe retry on another replica", () => {
   let router: ServiceProcess;
@@ -25,17 +20,13 @@ describe("safe retry on another replica", () => {
   let client: TestRouterClient;
 
   beforeAll(async () => {
-    router = await startService("router", ["--port", "0", "--retry-wait", "30"]);
+    router = await startRouter(["--retry-wait", "30"]);
     [workerA, workerB] = await Promise.all([
-      startWorker(router.port, "replica-a"),
-      startWorker(router.port, "replica-b"),
+      startWorker(router.port, "replica-a", WORKER_ARGS),
+      startWorker(router.port, "replica-b", WORKER_ARGS),
     ]);
     client = new TestRouterClient(router.port);
-    await waitFor(
-      async () => (await client.stats()).replicas.filter((r) => r.healthy).length === 2,
-      "two healthy replicas",
-      { timeoutMs: 30_000 },
-    );
+    await waitForHealthyReplicas(client, 2);
   }, 90_000);
 
   afterAll(async () => {
@@ -44,10 +35,12 @@ describe("safe retry on another replica", () => {
     await router?.stop();
   });
 
-  it("a request lost before its first token completes on the other replica, token for token", async () => {
-    const golden = cases[0]!;
-    // Freeze replica-a (the one a tie routes to) so its first step cannot answer, then kill it.
-    process.kill(workerA.pid!, "SIGSTOP");
+  /**
+   * Freezes `worker` (SIGSTOP) so its first step cannot answer, sends `golden` greedily and
+   * resolves once the router has routed it to `replicaId`; the generation stays pending.
+   */
+  async function sendToFrozen(worker: ServiceProcess, replicaId: string, golden: GoldenCase) {
+    process.kill(worker.pid!, "SIGSTOP");
     const pending = client.generate({
       promptTokenIds: [...golden.prompt_ids],
       maxTokens: golden.greedy_ids.length,
@@ -55,10 +48,17 @@ describe("safe retry on another replica", () => {
     });
     await waitFor(
       async () =>
-        (await client.stats()).replicas.find((r) => r.replicaId === "replica-a")
+        (await client.stats()).replicas.find((r) => r.replicaId === replicaId)
           ?.numRequestsRouted === 1,
-      "the request to be routed to replica-a",
+      `the request to be routed to ${replicaId}`,
     );
+    return pending;
+  }
+
+  it("a request lost before its first token completes on the other replica, token for token", async () => {
+    const golden = cases[0]!;
+    // Freeze replica-a (the one a tie routes to) so its first step cannot answer, then kill it.
+    const pending = await sendToFrozen(workerA, "replica-a", golden);
     await workerA.kill();
     const result = await pending;
     expect(result.error).toBeNull();
@@ -89,27 +89,16 @@ describe("safe retry on another replica", () => {
   it("with no other replica, waits for the lost worker to come back and completes there", async () => {
     // Both workers are gone by now: one replica that is lost, then restarted within the wait.
     const golden = cases[2 % cases.length]!;
-    workerA = await startWorker(router.port, "replica-c");
+    workerA = await startWorker(router.port, "replica-c", WORKER_ARGS);
     await waitFor(
       async () =>
         (await client.stats()).replicas.some((r) => r.replicaId === "replica-c" && r.healthy),
       "replica-c",
       { timeoutMs: 30_000 },
     );
-    process.kill(workerA.pid!, "SIGSTOP");
-    const pending = client.generate({
-      promptTokenIds: [...golden.prompt_ids],
-      maxTokens: golden.greedy_ids.length,
-      ignoreEos: true,
-    });
-    await waitFor(
-      async () =>
-        (await client.stats()).replicas.find((r) => r.replicaId === "replica-c")
-          ?.numRequestsRouted === 1,
-      "the request to be routed to replica-c",
-    );
+    const pending = await sendToFrozen(workerA, "replica-c", golden);
     await workerA.kill();
-    workerA = await startWorker(router.port, "replica-c");
+    workerA = await startWorker(router.port, "replica-c", WORKER_ARGS);
     const result = await pending;
     expect(result.error).toBeNull();
     expect(result.tokenIds).toEqual(golden.greedy_ids);

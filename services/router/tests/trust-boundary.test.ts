@@ -1,9 +1,9 @@
 import { credentials, Metadata, makeGenericClientConstructor, status } from "@grpc/grpc-js";
 import { ErrorCode, GenerateRequest, SamplingParams } from "@kiln/proto";
-import { loadGoldenCases, STORIES_DIR, waitFor } from "@kiln/test-support";
+import { loadGoldenCases, waitFor } from "@kiln/test-support";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ServiceProcess, startService } from "./processes";
+import { type ServiceProcess, startRouter, startWorker, waitForHealthyReplicas } from "./processes";
 import { TestRouterClient } from "./router-client";
 
 const golden = loadGoldenCases();
@@ -14,21 +14,10 @@ let worker: ServiceProcess;
 let client: TestRouterClient;
 
 beforeAll(async () => {
-  router = await startService("router", ["--port", "0", "--max-num-seqs", "16"]);
-  worker = await startService("worker", [
-    "--model",
-    STORIES_DIR,
-    "--router",
-    `127.0.0.1:${router.port}`,
-    "--kv-cache-memory",
-    "8MiB",
-  ]);
+  router = await startRouter(["--max-num-seqs", "16"]);
+  worker = await startWorker(router.port, null, ["--kv-cache-memory", "8MiB"]);
   client = new TestRouterClient(router.port);
-  await waitFor(
-    async () => (await client.stats()).replicas.some((r) => r.healthy),
-    "a healthy replica",
-    { timeoutMs: 30_000 },
-  );
+  await waitForHealthyReplicas(client, 1);
 }, 90_000);
 
 afterAll(async () => {

@@ -1,13 +1,13 @@
 import type { FastifyInstance } from "fastify";
 import type { GatewayDeps } from "../app";
-import { priorityOf } from "../batch/priority";
 import { type ChoiceDelta, generateChoices } from "../generation";
 import { guardInput, guardOutput } from "../guards";
 import { chatLogprobs } from "../logprobs";
 import { resolveModel } from "../model-info";
 import { buildPlan } from "../params";
 import { type ChatBody, normalizeMessages, parseChatBody } from "../schemas/chat";
-import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from "../tenancy";
+import { admitGeneration, checkTenantModel, tenantMaxTokens } from "../tenancy";
+import { generationContext } from "./generation-context";
 import {
   type CollectedChoice,
   checkStreamOptions,
@@ -44,13 +44,7 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
     const usage = new UsageCounter(promptIds.length);
     const { signal, done } = deps.inFlight.open(reply);
     try {
-      const ctx = {
-        router: deps.router,
-        codec: deps.codec,
-        signal,
-        tenancy: tenancyOf(request, body),
-        ...priorityOf(request),
-      };
+      const ctx = generationContext(deps, request, body, signal);
       const deltas = guardOutput(
         deps.guard ?? null,
         messages,

@@ -1,6 +1,5 @@
 import type { FastifyInstance } from "fastify";
 import type { GatewayDeps } from "../app";
-import { priorityOf } from "../batch/priority";
 import { type ChoiceDelta, generateChoices, mergeGenerators } from "../generation";
 import { guardInput, guardOutput } from "../guards";
 import {
@@ -11,7 +10,8 @@ import {
 import { resolveModel } from "../model-info";
 import { buildPlan, COMPLETIONS_DEFAULT_MAX_TOKENS, type GenerationPlan } from "../params";
 import { type CompletionBody, parseCompletionBody, promptInputs } from "../schemas/completions";
-import { admitGeneration, checkTenantModel, tenancyOf, tenantMaxTokens } from "../tenancy";
+import { admitGeneration, checkTenantModel, tenantMaxTokens } from "../tenancy";
+import { generationContext } from "./generation-context";
 import {
   checkStreamOptions,
   chunkUsage,
@@ -67,13 +67,7 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
     const ticket = admitGeneration(request, reply, usage.numPromptTokens, numReserved);
     const { signal, done } = deps.inFlight.open(reply);
     try {
-      const ctx = {
-        router: deps.router,
-        codec: deps.codec,
-        signal,
-        tenancy: tenancyOf(request, body),
-        ...priorityOf(request),
-      };
+      const ctx = generationContext(deps, request, body, signal);
       const deltas = guardOutput(
         deps.guard ?? null,
         guardMessages,

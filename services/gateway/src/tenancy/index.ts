@@ -1,5 +1,11 @@
 export { KeySource, type KeySourceOptions } from "./key-source";
-export { isModelAllowed, type KeyOwner, KeyTable, type TenantConfig } from "./keys-file";
+export {
+  isModelAllowed,
+  type KeyOwner,
+  KeyTable,
+  type TenantConfig,
+  unlimitedTenant,
+} from "./keys-file";
 export {
   admitGeneration,
   canAccess,

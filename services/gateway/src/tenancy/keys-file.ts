@@ -45,16 +45,21 @@ const fileSchema = z
   .object({ admin_keys: z.array(keySchema).default([]), tenants: z.array(tenantSchema) })
   .strict();
 
-/** The admin keys' tenant: unlimited, every model. */
-const ADMIN_TENANT: TenantConfig = {
-  name: "admin",
-  requestsPerMinute: null,
-  tokensPerMinute: null,
-  maxConcurrentRequests: null,
-  weight: 1,
-  models: ["*"],
-  maxTokens: null,
-};
+/** A tenant named `name` with no limits, weight 1 and every model; a fresh object. */
+export function unlimitedTenant(name: string): TenantConfig {
+  return {
+    name,
+    requestsPerMinute: null,
+    tokensPerMinute: null,
+    maxConcurrentRequests: null,
+    weight: 1,
+    models: ["*"],
+    maxTokens: null,
+  };
+}
+
+/** The admin keys' tenant. */
+const ADMIN_TENANT = unlimitedTenant("admin");
 
 interface KeyEntry {
   /** sha256 of the key (32 bytes). */

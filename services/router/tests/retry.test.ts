@@ -37,7 +37,8 @@ describe("safe retry on another replica", () => {
 
   /**
    * Freezes `worker` (SIGSTOP) so its first step cannot answer, sends `golden` greedily and
-   * resolves once the router has routed it to `replicaId`; the generation stays pending.
+   * resolves once the router has routed it to `replicaId`. The generation itself is returned
+   * wrapped in `{ pending }`, so awaiting this does not wait for it to finish.
    */
   async function sendToFrozen(worker: ServiceProcess, replicaId: string, golden: GoldenCase) {
     process.kill(worker.pid!, "SIGSTOP");
@@ -52,13 +53,13 @@ describe("safe retry on another replica", () => {
           ?.numRequestsRouted === 1,
       `the request to be routed to ${replicaId}`,
     );
-    return pending;
+    return { pending };
   }
 
   it("a request lost before its first token completes on the other replica, token for token", async () => {
     const golden = cases[0]!;
     // Freeze replica-a (the one a tie routes to) so its first step cannot answer, then kill it.
-    const pending = await sendToFrozen(workerA, "replica-a", golden);
+    const { pending } = await sendToFrozen(workerA, "replica-a", golden);
     await workerA.kill();
     const result = await pending;
     expect(result.error).toBeNull();
@@ -96,7 +97,7 @@ describe("safe retry on another replica", () => {
       "replica-c",
       { timeoutMs: 30_000 },
     );
-    const pending = await sendToFrozen(workerA, "replica-c", golden);
+    const { pending } = await sendToFrozen(workerA, "replica-c", golden);
     await workerA.kill();
     workerA = await startWorker(router.port, "replica-c", WORKER_ARGS);
     const result = await pending;

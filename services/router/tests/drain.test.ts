@@ -1,7 +1,6 @@
 import { loadGoldenCases, STORIES_GOLDEN_PATH, sleep, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ServiceProcess, startRouter, startWorker, waitForHealthyReplicas } from "./processes";
-import { TestRouterClient } from "./router-client";
+import { startTwoReplicas, stopTwoReplicas, type TwoReplicas } from "./processes";
 
 /**
  * Worker drain with real processes (services/worker/src/drain.ts and src/drain.ts): SIGTERM on
@@ -23,37 +22,24 @@ function isAlive(pid: number): boolean {
 }
 
 describe("worker drain on SIGTERM", () => {
-  let router: ServiceProcess;
-  let workerA: ServiceProcess;
-  let workerB: ServiceProcess;
-  let client: TestRouterClient;
+  let cluster: TwoReplicas;
 
   beforeAll(async () => {
     // Drain probes every 200 ms, so the router learns of the drain well within the long request.
-    router = await startRouter(["--health-probe-interval-ms", "200"]);
-    [workerA, workerB] = await Promise.all([
-      startWorker(router.port, "replica-a", WORKER_ARGS),
-      startWorker(router.port, "replica-b", WORKER_ARGS),
-    ]);
-    client = new TestRouterClient(router.port);
-    await waitForHealthyReplicas(client, 2);
+    cluster = await startTwoReplicas(["--health-probe-interval-ms", "200"], WORKER_ARGS);
   }, 90_000);
 
-  afterAll(async () => {
-    client?.close();
-    await Promise.all([workerA?.kill(), workerB?.kill()]);
-    await router?.stop();
-  });
+  afterAll(() => stopTwoReplicas(cluster));
 
   it("finishes the running request, routes new ones elsewhere, then leaves", async () => {
     const golden = cases[0]!;
     let terminatedAt = 0;
     // ~4 s of generation on replica-a (the one a tie routes to); SIGTERM after its first token.
-    const running = client
+    const running = cluster.client
       .generate({ promptTokenIds: [...golden.prompt_ids], maxTokens: 480, ignoreEos: true }, () => {
         if (terminatedAt === 0) {
           terminatedAt = Date.now();
-          process.kill(workerA.pid!, "SIGTERM");
+          process.kill(cluster.workerA.pid!, "SIGTERM");
         }
         return false;
       })
@@ -63,7 +49,7 @@ describe("worker drain on SIGTERM", () => {
     const otherCases = [1, 2, 1].map((i) => cases[i % cases.length]!);
     const others = await Promise.all(
       otherCases.map((c) =>
-        client.generate({
+        cluster.client.generate({
           promptTokenIds: [...c.prompt_ids],
           maxTokens: c.greedy_ids.length,
           ignoreEos: true,
@@ -75,7 +61,7 @@ describe("worker drain on SIGTERM", () => {
       expect(r.error).toBeNull();
       expect(r.tokenIds).toEqual(otherCases[i]!.greedy_ids);
     });
-    const stats = await client.stats();
+    const stats = await cluster.client.stats();
     expect(stats.replicas.find((r) => r.replicaId === "replica-a")?.numRequestsRouted).toBe(1);
     expect(stats.replicas.find((r) => r.replicaId === "replica-b")?.numRequestsRouted).toBe(3);
 
@@ -87,14 +73,14 @@ describe("worker drain on SIGTERM", () => {
     // It was still generating on the draining worker while the others were served.
     expect(result.endedAt).toBeGreaterThan(otherEndedAt);
 
-    await waitFor(() => !isAlive(workerA.pid!), "the drained worker to exit", {
+    await waitFor(() => !isAlive(cluster.workerA.pid!), "the drained worker to exit", {
       timeoutMs: 10_000,
     });
     await waitFor(
-      async () => (await client.stats()).replicas.every((r) => r.replicaId === "replica-b"),
+      async () => (await cluster.client.stats()).replicas.every((r) => r.replicaId === "replica-b"),
       "replica-a to leave the set",
     );
-    const b = (await client.stats()).replicas[0]!;
+    const b = (await cluster.client.stats()).replicas[0]!;
     expect(b).toMatchObject({ healthy: true, numUsedBlocks: 0 });
   }, 40_000);
 });

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { type ServiceProcess, startServiceProcess } from "@kiln/cluster";
 import { REPO_ROOT, STORIES_DIR, waitFor } from "@kiln/test-support";
-import type { TestRouterClient } from "./router-client";
+import { TestRouterClient } from "./router-client";
 
 export type { ServiceProcess } from "@kiln/cluster";
 
@@ -50,4 +50,38 @@ export function waitForHealthyReplicas(
     `${numReplicas} healthy replicas`,
     { timeoutMs: 30_000 },
   );
+}
+
+/**
+ * A router with two workers, `replica-a` and `replica-b`, both healthy. Tests may replace a
+ * worker (restart it) by assigning the field; `stopTwoReplicas` stops whatever is there then.
+ */
+export interface TwoReplicas {
+  readonly router: ServiceProcess;
+  workerA: ServiceProcess;
+  workerB: ServiceProcess;
+  readonly client: TestRouterClient;
+}
+
+/** Starts a router (`routerArgs`) and two workers (`workerArgs`), and waits until both serve. */
+export async function startTwoReplicas(
+  routerArgs: readonly string[],
+  workerArgs: readonly string[],
+): Promise<TwoReplicas> {
+  const router = await startRouter(routerArgs);
+  const [workerA, workerB] = await Promise.all([
+    startWorker(router.port, "replica-a", workerArgs),
+    startWorker(router.port, "replica-b", workerArgs),
+  ]);
+  const client = new TestRouterClient(router.port);
+  await waitForHealthyReplicas(client, 2);
+  return { router, workerA, workerB, client };
+}
+
+/** Kills both workers, then stops the router. */
+export async function stopTwoReplicas(cluster: TwoReplicas | undefined): Promise<void> {
+  if (!cluster) return;
+  cluster.client.close();
+  await Promise.all([cluster.workerA.kill(), cluster.workerB.kill()]);
+  await cluster.router.stop();
 }

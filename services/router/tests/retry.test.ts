@@ -1,7 +1,12 @@
 import { type GoldenCase, loadGoldenCases, STORIES_GOLDEN_PATH, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ServiceProcess, startRouter, startWorker, waitForHealthyReplicas } from "./processes";
-import { TestRouterClient } from "./router-client";
+import {
+  type ServiceProcess,
+  startTwoReplicas,
+  startWorker,
+  stopTwoReplicas,
+  type TwoReplicas,
+} from "./processes";
 
 /**
  * Safe retry (src/retry.ts) with real processes: a request whose worker is lost before any
@@ -14,26 +19,13 @@ const cases = loadGoldenCases(STORIES_GOLDEN_PATH);
 const WORKER_ARGS = ["--kv-cache-memory", "8MiB"];
 
 describe("safe retry on another replica", () => {
-  let router: ServiceProcess;
-  let workerA: ServiceProcess;
-  let workerB: ServiceProcess;
-  let client: TestRouterClient;
+  let cluster: TwoReplicas;
 
   beforeAll(async () => {
-    router = await startRouter(["--retry-wait", "30"]);
-    [workerA, workerB] = await Promise.all([
-      startWorker(router.port, "replica-a", WORKER_ARGS),
-      startWorker(router.port, "replica-b", WORKER_ARGS),
-    ]);
-    client = new TestRouterClient(router.port);
-    await waitForHealthyReplicas(client, 2);
+    cluster = await startTwoReplicas(["--retry-wait", "30"], WORKER_ARGS);
   }, 90_000);
 
-  afterAll(async () => {
-    client?.close();
-    await Promise.all([workerA?.kill(), workerB?.kill()]);
-    await router?.stop();
-  });
+  afterAll(() => stopTwoReplicas(cluster));
 
   /**
    * Freezes `worker` (SIGSTOP) so its first step cannot answer, sends `golden` greedily and
@@ -42,14 +34,14 @@ describe("safe retry on another replica", () => {
    */
   async function sendToFrozen(worker: ServiceProcess, replicaId: string, golden: GoldenCase) {
     process.kill(worker.pid!, "SIGSTOP");
-    const pending = client.generate({
+    const pending = cluster.client.generate({
       promptTokenIds: [...golden.prompt_ids],
       maxTokens: golden.greedy_ids.length,
       ignoreEos: true,
     });
     await waitFor(
       async () =>
-        (await client.stats()).replicas.find((r) => r.replicaId === replicaId)
+        (await cluster.client.stats()).replicas.find((r) => r.replicaId === replicaId)
           ?.numRequestsRouted === 1,
       `the request to be routed to ${replicaId}`,
     );
@@ -59,13 +51,13 @@ describe("safe retry on another replica", () => {
   it("a request lost before its first token completes on the other replica, token for token", async () => {
     const golden = cases[0]!;
     // Freeze replica-a (the one a tie routes to) so its first step cannot answer, then kill it.
-    const { pending } = await sendToFrozen(workerA, "replica-a", golden);
-    await workerA.kill();
+    const { pending } = await sendToFrozen(cluster.workerA, "replica-a", golden);
+    await cluster.workerA.kill();
     const result = await pending;
     expect(result.error).toBeNull();
     expect(result.tokenIds).toEqual(golden.greedy_ids);
     expect(result.events.at(-1)?.finished?.usage?.completionTokens).toBe(golden.greedy_ids.length);
-    const stats = await client.stats();
+    const stats = await cluster.client.stats();
     const b = stats.replicas.find((r) => r.replicaId === "replica-b")!;
     expect(b.numRequestsRouted).toBe(1);
     expect(b.numUsedBlocks).toBe(0);
@@ -74,10 +66,10 @@ describe("safe retry on another replica", () => {
   it("a request that already streamed tokens ends with WORKER_LOST (no replay)", async () => {
     const golden = cases[1]!;
     let killed: Promise<void> | null = null;
-    const result = await client.generate(
+    const result = await cluster.client.generate(
       { promptTokenIds: [...golden.prompt_ids], maxTokens: 400, ignoreEos: true },
       (numTokens) => {
-        if (numTokens === 2) killed = workerB.kill();
+        if (numTokens === 2) killed = cluster.workerB.kill();
         return false;
       },
     );
@@ -90,20 +82,22 @@ describe("safe retry on another replica", () => {
   it("with no other replica, waits for the lost worker to come back and completes there", async () => {
     // Both workers are gone by now: one replica that is lost, then restarted within the wait.
     const golden = cases[2 % cases.length]!;
-    workerA = await startWorker(router.port, "replica-c", WORKER_ARGS);
+    cluster.workerA = await startWorker(cluster.router.port, "replica-c", WORKER_ARGS);
     await waitFor(
       async () =>
-        (await client.stats()).replicas.some((r) => r.replicaId === "replica-c" && r.healthy),
+        (await cluster.client.stats()).replicas.some(
+          (r) => r.replicaId === "replica-c" && r.healthy,
+        ),
       "replica-c",
       { timeoutMs: 30_000 },
     );
-    const { pending } = await sendToFrozen(workerA, "replica-c", golden);
-    await workerA.kill();
-    workerA = await startWorker(router.port, "replica-c", WORKER_ARGS);
+    const { pending } = await sendToFrozen(cluster.workerA, "replica-c", golden);
+    await cluster.workerA.kill();
+    cluster.workerA = await startWorker(cluster.router.port, "replica-c", WORKER_ARGS);
     const result = await pending;
     expect(result.error).toBeNull();
     expect(result.tokenIds).toEqual(golden.greedy_ids);
-    const c = (await client.stats()).replicas.find((r) => r.replicaId === "replica-c")!;
+    const c = (await cluster.client.stats()).replicas.find((r) => r.replicaId === "replica-c")!;
     expect(c.numRequestsRouted).toBe(2);
   }, 40_000);
 });

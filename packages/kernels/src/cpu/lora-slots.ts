@@ -1,5 +1,7 @@
 import type { LlamaConfig, LoraAdapter, LoraTarget } from "@kiln/model";
 import type { Gemm } from "./gemm";
+import { NativeLoraKernel } from "./lora-native";
+import type { NativeAddon } from "./native-addon";
 
 /**
  * Groups of at most this many tokens skip the gemm (BGMV-style row kernel): a native call per
@@ -73,8 +75,12 @@ export interface LoraGroups {
  * matrices (f32, as loaded). `apply` is the grouped low-rank op that runs beside each
  * projection's GEMM: for every group of tokens sharing a slot it gathers their input rows, and
  * adds scale · (X Aᵀ) Bᵀ to their output rows. Weights are never merged into the base model.
- * Loading a slot only swaps references (the adapter was read beforehand), so it never stalls a
- * step for longer than that.
+ * Loading a slot only swaps references (the adapter was read beforehand; the native kernel's
+ * Bᵀ copy is made once per adapter), so it never stalls a step for longer than that.
+ *
+ * With the addon (`native`), `apply` runs native/lora.cc's SGMV/BGMV kernel on the gemm's
+ * threads; without it, the TypeScript code below, which is the reference the native kernel is
+ * tested against.
  */
 export class LoraSlotTable {
   readonly maxLoras: number;
@@ -82,15 +88,25 @@ export class LoraSlotTable {
   private gathered = new Float32Array(0);
   private low = new Float32Array(0);
   private delta = new Float32Array(0);
+  private readonly native: NativeLoraKernel | null;
+  /** Which kernel `apply` runs. */
+  readonly kernel: "native" | "typescript";
 
+  /** `native`: the addon and its thread count (0: the team's default); null: TypeScript. */
   constructor(
     private readonly config: LlamaConfig,
     maxLoras: number,
     private readonly gemm: Gemm,
+    native: { readonly addon: NativeAddon; readonly numThreads: number } | null = null,
   ) {
     if (!Number.isInteger(maxLoras) || maxLoras < 0) throw new Error(`bad maxLoras ${maxLoras}`);
     this.maxLoras = maxLoras;
     this.slots = Array.from({ length: maxLoras }, () => null);
+    this.native =
+      native !== null && typeof native.addon.loraApply === "function"
+        ? new NativeLoraKernel(native.addon, native.numThreads)
+        : null;
+    this.kernel = this.native !== null ? "native" : "typescript";
   }
 
   load(slot: number, adapter: LoraAdapter): void {
@@ -100,6 +116,7 @@ export class LoraSlotTable {
         `LoRA adapter has ${adapter.layers.length} layers, the model ${this.config.numLayers}`,
       );
     }
+    this.native?.prepare(adapter);
     this.slots[slot] = adapter;
   }
 
@@ -152,6 +169,21 @@ export class LoraSlotTable {
 
   /** y[token, outOffset..] += scale · (x[token] Aᵀ) Bᵀ for every adapted token of `target`. */
   apply(groups: LoraGroups, layer: number, target: LoraTarget, view: LoraOutputView): void {
+    if (this.native !== null) {
+      const adapters = groups.slots.map((slot) => this.slots[slot]!);
+      this.native.apply(groups, adapters, layer, target, view);
+      return;
+    }
+    this.applyTypescript(groups, layer, target, view);
+  }
+
+  /** The reference: a row kernel for small groups, a gathered gemm pair for larger ones. */
+  applyTypescript(
+    groups: LoraGroups,
+    layer: number,
+    target: LoraTarget,
+    view: LoraOutputView,
+  ): void {
     for (let g = 0; g < groups.slots.length; g++) {
       const adapter = this.slots[groups.slots[g]!]!;
       const proj = adapter.layers[layer]![target];

@@ -13,6 +13,7 @@ import {
   packProjections,
 } from "./llama-weights";
 import { type LoraGroups, LoraSlotTable } from "./lora-slots";
+import { tryLoadNativeAddon } from "./native-addon";
 import { PagedAttention } from "./paged-attention";
 import { computeInvFreq, fillRopeTables } from "./rope";
 import { type RowKernels, tryNativeRowKernels, typescriptRowKernels } from "./row-kernels";
@@ -133,7 +134,10 @@ export class CpuModelRunner {
     this.invFreq = computeInvFreq(config);
     this.samplingScratch = createSamplingScratch(config.vocabSize);
     this.profiler = opts.profiler ?? null;
-    this.lora = new LoraSlotTable(config, opts.maxLoras ?? 0, this.gemm);
+    // The batched LoRA kernel follows the other kernels: native with the addon (on the gemm's threads).
+    const addon = native !== null ? tryLoadNativeAddon() : null;
+    const loraNative = addon !== null ? { addon, numThreads: opts.numThreads ?? 0 } : null;
+    this.lora = new LoraSlotTable(config, opts.maxLoras ?? 0, this.gemm, loraNative);
     this.info = {
       name: "cpu",
       numBlocks: opts.numBlocks,

@@ -80,6 +80,28 @@ export interface NativeAddon {
   ): void;
   /** kv-cache.ts KvWriter; throws RangeError for a slot outside the pool. */
   writeKv: KvWriter;
+  /**
+   * Batched LoRA (native/lora.cc, LoraSlotTable.apply's contract): for every group g of
+   * `tokens` (groupOffsets[g]..groupOffsets[g + 1]), y[t, outOffset..+outF] += scales[g] ·
+   * (x[t, 0..inF) · as[g]ᵀ) · bts[g], with as[g] [ranks[g], inF] and bts[g] (Bᵀ) [ranks[g],
+   * outF]; a group of rank 0 is skipped. Multithreaded on the calling thread's OpenMP team.
+   */
+  loraApply(
+    x: Float32Array,
+    inStride: number,
+    y: Float32Array,
+    outStride: number,
+    outOffset: number,
+    tokens: Int32Array,
+    groupOffsets: Int32Array,
+    as: readonly Float32Array[],
+    bts: readonly Float32Array[],
+    ranks: Int32Array,
+    scales: Float32Array,
+    inF: number,
+    outF: number,
+    numThreads: number,
+  ): void;
   info(): NativeGemmInfo;
 }
 

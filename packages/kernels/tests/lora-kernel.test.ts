@@ -1,0 +1,162 @@
+import type { LoraAdapter, LoraTarget } from "@kiln/model";
+import { mulberry32, requireAvailable } from "@kiln/test-support";
+import { describe, expect, it } from "vitest";
+import { createGemm } from "../src/cpu/gemm";
+import { type LoraGroups, LoraSlotTable } from "../src/cpu/lora-slots";
+import { tryLoadNativeAddon } from "../src/cpu/native-addon";
+import { randomArray, tinyConfig } from "./helpers/random-model";
+
+// The batched LoRA kernels (ADR 0015) against float64: the TypeScript reference always, the
+// addon's SGMV/BGMV kernel (native/lora.cc) when it is built (CI=true requires it). Each
+// adapted token row gets exactly its own slot's delta; every other element of y is untouched.
+
+const addon = tryLoadNativeAddon();
+requireAvailable(
+  "the native LoRA kernel (kiln_gemm addon)",
+  addon !== null && typeof addon.loraApply === "function",
+  "build it: npm run build -w @kiln/kernels",
+);
+const config = tinyConfig({ numLayers: 1 });
+const gemm = createGemm({ numThreads: 2 });
+
+type Kernel = { name: string; table: (maxLoras: number) => LoraSlotTable };
+const kernels: Kernel[] = [
+  { name: "typescript", table: (n) => new LoraSlotTable(config, n, gemm, null) },
+];
+if (addon !== null) {
+  kernels.push({
+    name: "native",
+    table: (n) => new LoraSlotTable(config, n, gemm, { addon, numThreads: 2 }),
+  });
+}
+
+function randomAdapter(
+  rand: () => number,
+  rank: number,
+  inF: number,
+  outF: number,
+  targets: LoraTarget[],
+): LoraAdapter {
+  const layer: Partial<Record<LoraTarget, { a: Float32Array; b: Float32Array }>> = {};
+  for (const t of targets) {
+    layer[t] = { a: randomArray(rank * inF, rand, 0.5), b: randomArray(outF * rank, rand, 0.5) };
+  }
+  return { rank, scale: 16 / rank, layers: [layer] };
+}
+
+/** Groups tokens by slot as the runner does, from each token's slot (-1: base). */
+function groupsOf(table: LoraSlotTable, tokenSlots: number[]): LoraGroups {
+  const groups = table.group(
+    Int32Array.from(tokenSlots),
+    new Int32Array(tokenSlots.length).fill(1),
+  );
+  if (groups === null) throw new Error("no adapted token");
+  return groups;
+}
+
+interface Shape {
+  readonly inF: number;
+  readonly outF: number;
+  /** Ranks of the slots' adapters (80 exceeds the kernel's 64-rank chunk). */
+  readonly ranks: number[];
+  /** Slot of each token (-1: base model). */
+  readonly tokenSlots: number[];
+}
+
+const shapes: Shape[] = [
+  // Decode with one token per adapter (BGMV), 16 lanes exactly.
+  { inF: 64, outF: 32, ranks: [8, 8, 8, 8], tokenSlots: [0, 1, -1, 2, 3] },
+  // Prefill-sized groups (several 8-token tiles), ragged widths, mixed and large ranks.
+  { inF: 771, outF: 37, ranks: [16, 3, 80], tokenSlots: [2, ...Array(19).fill(0), -1, 1, 1, 2] },
+  { inF: 5, outF: 130, ranks: [1, 64], tokenSlots: [1, 0, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0] },
+];
+
+describe.each(kernels)("$name batched LoRA", (k) => {
+  it.each(shapes)("adds each token's own adapter delta (inF $inF, outF $outF)", (shape) => {
+    const rand = mulberry32(shape.inF * 31 + shape.outF);
+    const { inF, outF, ranks, tokenSlots } = shape;
+    const table = k.table(ranks.length);
+    const adapters = ranks.map((r) => randomAdapter(rand, r, inF, outF, ["q_proj"]));
+    adapters.forEach((a, slot) => {
+      table.load(slot, a);
+    });
+    const numTokens = tokenSlots.length;
+    const inStride = inF + 3;
+    const outStride = outF + 7;
+    const outOffset = 5;
+    const x = randomArray(numTokens * inStride, rand, 2);
+    const y0 = randomArray(numTokens * outStride, rand, 1);
+    const y = y0.slice();
+    table.apply(groupsOf(table, tokenSlots), 0, "q_proj", { x, inStride, y, outStride, outOffset });
+    for (let t = 0; t < numTokens; t++) {
+      for (let c = 0; c < outStride; c++) {
+        const i = t * outStride + c;
+        const slot = tokenSlots[t]!;
+        const o = c - outOffset;
+        if (slot < 0 || o < 0 || o >= outF) {
+          expect(y[i]).toBe(y0[i]); // untouched
+          continue;
+        }
+        const { rank, scale, layers } = adapters[slot]!;
+        const { a, b } = layers[0]!.q_proj!;
+        let want = y0[i]!;
+        let sumAbs = Math.abs(want);
+        for (let r = 0; r < rank; r++) {
+          let low = 0;
+          let lowAbs = 0;
+          for (let f = 0; f < inF; f++) {
+            low += x[t * inStride + f]! * a[r * inF + f]!;
+            lowAbs += Math.abs(x[t * inStride + f]! * a[r * inF + f]!);
+          }
+          want += scale * low * b[o * rank + r]!;
+          sumAbs += Math.abs(scale * lowAbs * b[o * rank + r]!);
+        }
+        expect(Math.abs(y[i]! - want)).toBeLessThanOrEqual(2e-6 * sumAbs);
+      }
+    }
+  });
+
+  it("skips groups whose adapter does not target the projection", () => {
+    const rand = mulberry32(7);
+    const table = k.table(2);
+    table.load(0, randomAdapter(rand, 4, 16, 16, ["v_proj"]));
+    table.load(1, randomAdapter(rand, 4, 16, 16, ["q_proj"]));
+    const x = randomArray(3 * 16, rand, 1);
+    const y = randomArray(3 * 16, rand, 1);
+    const view = { x, inStride: 16, y, outStride: 16, outOffset: 0 };
+    const before = y.slice();
+    table.apply(groupsOf(table, [0, 0, 1]), 0, "q_proj", view);
+    expect(y.subarray(0, 32)).toEqual(before.subarray(0, 32));
+    expect(y.subarray(32)).not.toEqual(before.subarray(32));
+  });
+});
+
+describe.runIf(addon !== null)("native loraApply arguments", () => {
+  it("throws RangeError for a token row outside x or y, writing nothing", () => {
+    const native = addon!;
+    const a = new Float32Array(4 * 8);
+    const bt = new Float32Array(4 * 8).fill(1);
+    const x = new Float32Array(2 * 8).fill(1);
+    const y = new Float32Array(2 * 8);
+    const call = (tokens: number[]) =>
+      native.loraApply(
+        x,
+        8,
+        y,
+        8,
+        0,
+        Int32Array.from(tokens),
+        Int32Array.from([0, tokens.length]),
+        [a],
+        [bt],
+        Int32Array.from([4]),
+        Float32Array.from([1]),
+        8,
+        8,
+        1,
+      );
+    expect(() => call([0, 2])).toThrow(RangeError);
+    expect(() => call([-1])).toThrow(RangeError);
+    expect(y).toEqual(new Float32Array(16));
+  });
+});

@@ -1,7 +1,7 @@
 // LoRA multiplexing throughput (ADR 0015): llama-110m (random weights) decoding at concurrency
 // 16, first as the base model alone, then with 16 random rank-16 adapters spread evenly (one
 // per sequence, all seven projections, 16 resident slots), in the same run and interleaved so
-// machine load drifts over both alike. Reports decode tokens/s of each and the ratio.
+// machine load drifts over both alike (steps alternate one by one). Reports decode tokens/s of each and the ratio.
 //   tsx bench/src/lora.ts [--concurrency 16] [--adapters 16] [--rank 16] [--context 128]
 //                         [--rounds 3] [--seconds 2] [--threads N]
 // The model is generated into bench/models/llama-110m (and adapters beside it) on first run.
@@ -91,15 +91,23 @@ async function main(): Promise<void> {
   }
   const base = decodeStep(undefined);
   const mixed = decodeStep(Int32Array.from({ length: concurrency }, (_, s) => s % numAdapters));
-  const measure = (input: StepInput): number => {
-    runner.step(input); // warm-up
-    const start = performance.now();
+  // Base and adapter steps alternate one by one, each timed alone, so load from other work on a
+  // shared machine falls on both alike (2 s windows of each drifted by ±50 %).
+  const measurePair = (): [number, number] => {
+    runner.step(base); // warm-up
+    runner.step(mixed);
+    const elapsed = [0, 0];
     let steps = 0;
-    while (performance.now() - start < Number(values.seconds) * 1000) {
-      runner.step(input);
+    const start = performance.now();
+    while (performance.now() - start < 2 * Number(values.seconds) * 1000) {
+      for (const [i, input] of [base, mixed].entries()) {
+        const t0 = performance.now();
+        runner.step(input);
+        elapsed[i]! += performance.now() - t0;
+      }
       steps++;
     }
-    return (steps * concurrency) / ((performance.now() - start) / 1000);
+    return [(steps * concurrency * 1000) / elapsed[0]!, (steps * concurrency * 1000) / elapsed[1]!];
   };
   console.log(`gemm: ${describeNativeGemm()}; kernels: ${runner.kernels}`);
   console.log(
@@ -107,8 +115,7 @@ async function main(): Promise<void> {
   );
   const ratios: number[] = [];
   for (let r = 0; r < Number(values.rounds); r++) {
-    const baseTps = measure(base);
-    const loraTps = measure(mixed);
+    const [baseTps, loraTps] = measurePair();
     ratios.push(loraTps / baseTps);
     console.log(
       `round ${r + 1}: base ${baseTps.toFixed(1)} tok/s, ${numAdapters} adapters ${loraTps.toFixed(1)} tok/s, ratio ${(loraTps / baseTps).toFixed(3)}`,

@@ -7,8 +7,8 @@
 //   For every group g (tokens[groupOffsets[g] .. groupOffsets[g + 1]) share one adapter slot):
 //     low[t, :] = scales[g] · x[t, 0..inF) · as[g]ᵀ          (shrink; as[g] is [rank, inF])
 //     y[t, outOffset..outOffset + outF) += low[t, :] · bts[g]  (expand; bts[g] is Bᵀ, [rank, outF])
-//   as and bts are JavaScript arrays of Float32Array, ranks an Int32Array, scales a
-//   Float32Array, one entry per group; a group of rank 0 is skipped (its adapter does not
+//   as and bts are JavaScript arrays of Uint16Array holding IEEE half floats (loraToHalf), ranks
+//   an Int32Array, scales a Float32Array, one entry per group; a group of rank 0 is skipped (its adapter does not
 //   target this projection). Throws RangeError for a token row or matrix outside its
 //   array. Rows of y not named by tokens are untouched.
 //
@@ -16,7 +16,14 @@
 // and Bᵀ rows serves the whole tile (the SGMV reuse); decode batches with one token per adapter
 // make one-token tiles (BGMV). Each token's output row belongs to exactly one item, so the
 // calling thread's OpenMP team (the gemm's, as in attention.cc) shares items without locks.
-// Sums are float32 in 16 lanes (differs from the TypeScript reference by rounding only).
+// Decode reads every adapter's A and B once per token: the kernel is bound by memory bandwidth,
+// not arithmetic (16 rank-16 adapters of llama-110m are 42 % of the base model's bytes in f32).
+// So the matrices are kept as half floats (11-bit significand, relative rounding 2^-11 per
+// weight, far below the spread of a LoRA delta) and widened in registers (F16C / AVX-512);
+// products and sums are float32 in 16 lanes.
+//
+// loraToHalf(src, dst): dst[i] = src[i] rounded to the nearest half float (ties to even).
+
 #include <napi.h>
 
 #include <algorithm>
@@ -39,9 +46,17 @@ constexpr int kMaxRankChunk = 64;
 // more than the arithmetic).
 constexpr int64_t kMinParallelMacs = 1 << 17;
 
+typedef _Float16 vh16 __attribute__((vector_size(32)));
+
+KILN_INLINE vf16 loadHalf(const _Float16* p) {
+  vh16 v;
+  std::memcpy(&v, p, sizeof v);
+  return __builtin_convertvector(v, vf16);
+}
+
 struct Group {
-  const float* a;   // [rank, inF]
-  const float* bt;  // [rank, outF]
+  const _Float16* a;   // [rank, inF]
+  const _Float16* bt;  // [rank, outF]
   int64_t rank;
   float scale;
 };
@@ -71,13 +86,13 @@ KILN_MULTIVERSION void runItem(const Job& job, int64_t item) {
     const int64_t numK = std::min<int64_t>(kMaxRankChunk, g.rank - k0);
     // Shrink: low[t, k] = scale · x[t] · a[k0 + k].
     for (int64_t k = 0; k < numK; k++) {
-      const float* a = g.a + (k0 + k) * inF;
+      const _Float16* a = g.a + (k0 + k) * inF;
       for (int t = 0; t < n; t++) {
         const float* xr = job.x + static_cast<int64_t>(toks[t]) * job.inStride;
         vf16 acc = vf16{};
-        for (int64_t i = 0; i < inFull; i += kLanes) acc += load(xr + i) * load(a + i);
+        for (int64_t i = 0; i < inFull; i += kLanes) acc += load(xr + i) * loadHalf(a + i);
         float s = sumLanes(acc);
-        for (int64_t i = inFull; i < inF; i++) s += xr[i] * a[i];
+        for (int64_t i = inFull; i < inF; i++) s += xr[i] * static_cast<float>(a[i]);
         low[t][k] = s * g.scale;
       }
     }
@@ -86,12 +101,12 @@ KILN_MULTIVERSION void runItem(const Job& job, int64_t item) {
       float* yr = job.y + static_cast<int64_t>(toks[t]) * job.outStride + job.outOffset;
       for (int64_t o = 0; o < outFull; o += kLanes) {
         vf16 acc = load(yr + o);
-        for (int64_t k = 0; k < numK; k++) acc += load(g.bt + (k0 + k) * outF + o) * low[t][k];
+        for (int64_t k = 0; k < numK; k++) acc += loadHalf(g.bt + (k0 + k) * outF + o) * low[t][k];
         store(yr + o, acc);
       }
       for (int64_t o = outFull; o < outF; o++) {
         float s = yr[o];
-        for (int64_t k = 0; k < numK; k++) s += g.bt[(k0 + k) * outF + o] * low[t][k];
+        for (int64_t k = 0; k < numK; k++) s += static_cast<float>(g.bt[(k0 + k) * outF + o]) * low[t][k];
         yr[o] = s;
       }
     }
@@ -112,13 +127,17 @@ void fail(const Napi::Env& env, const std::string& message) {
   throw Napi::RangeError::New(env, "loraApply: " + message);
 }
 
-Napi::Float32Array matrixAt(const Napi::Env& env, const Napi::Array& arr, uint32_t g,
-                            const char* name) {
+Napi::Uint16Array matrixAt(const Napi::Env& env, const Napi::Array& arr, uint32_t g,
+                           const char* name) {
   Napi::Value v = arr.Get(g);
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    throw Napi::TypeError::New(env, std::string("loraApply: ") + name + " must hold Float32Arrays");
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
+    throw Napi::TypeError::New(env, std::string("loraApply: ") + name + " must hold Uint16Arrays");
   }
-  return v.As<Napi::Float32Array>();
+  return v.As<Napi::Uint16Array>();
+}
+
+const _Float16* halfData(Napi::Uint16Array arr) {
+  return reinterpret_cast<const _Float16*>(arr.Data());
 }
 
 // Reads the per-group matrices and checks every token row against x and y; returns the
@@ -152,11 +171,11 @@ int64_t planGroups(const Napi::CallbackInfo& info, Job& job, int64_t xLen, int64
       job.groups.push_back({nullptr, nullptr, 0, 0.0f});
       continue;
     }
-    Napi::Float32Array a = matrixAt(env, as, static_cast<uint32_t>(g), "as");
-    Napi::Float32Array bt = matrixAt(env, bts, static_cast<uint32_t>(g), "bts");
+    Napi::Uint16Array a = matrixAt(env, as, static_cast<uint32_t>(g), "as");
+    Napi::Uint16Array bt = matrixAt(env, bts, static_cast<uint32_t>(g), "bts");
     requireLen(env, a, rank * job.inF, "an A matrix");
     requireLen(env, bt, rank * job.outF, "a Bᵀ matrix");
-    job.groups.push_back({a.Data(), bt.Data(), rank, scaleData[g]});
+    job.groups.push_back({halfData(a), halfData(bt), rank, scaleData[g]});
     for (int64_t i = start; i < end; i++) {
       const int64_t t = job.tokens[i];
       if (t < 0 || t * job.inStride + job.inF > xLen ||
@@ -204,10 +223,29 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+KILN_MULTIVERSION void toHalf(_Float16* dst, const float* src, int64_t n) {
+  for (int64_t i = 0; i < n; i++) dst[i] = static_cast<_Float16>(src[i]);
+}
+
+Napi::Value LoraToHalf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2) throw Napi::TypeError::New(env, "loraToHalf takes 2 arguments");
+  Napi::Float32Array src = float32Arg(info, 0, "src");
+  Napi::Value v = info[1];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
+    throw Napi::TypeError::New(env, "dst must be a Uint16Array");
+  }
+  Napi::Uint16Array dst = v.As<Napi::Uint16Array>();
+  requireLen(env, dst, static_cast<int64_t>(src.ElementLength()), "dst");
+  toHalf(reinterpret_cast<_Float16*>(dst.Data()), src.Data(), src.ElementLength());
+  return env.Undefined();
+}
+
 }  // namespace
 
 void registerLora(Napi::Env env, Napi::Object exports) {
   exports.Set("loraApply", Napi::Function::New(env, LoraApply, "loraApply"));
+  exports.Set("loraToHalf", Napi::Function::New(env, LoraToHalf, "loraToHalf"));
 }
 
 }  // namespace kiln

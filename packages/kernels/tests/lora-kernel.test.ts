@@ -7,8 +7,9 @@ import { tryLoadNativeAddon } from "../src/cpu/native-addon";
 import { randomArray, tinyConfig } from "./helpers/random-model";
 
 // The batched LoRA kernels (ADR 0015) against float64: the TypeScript reference always, the
-// addon's SGMV/BGMV kernel (native/lora.cc) when it is built (CI=true requires it). Each
-// adapted token row gets exactly its own slot's delta; every other element of y is untouched.
+// addon's SGMV/BGMV kernel (native/lora.cc) when it is built (CI=true requires it), which reads
+// A and B as half floats: its expected values use the half-rounded weights. Each adapted token
+// row gets exactly its own slot's delta; every other element of y is untouched.
 
 const addon = tryLoadNativeAddon();
 requireAvailable(
@@ -19,14 +20,27 @@ requireAvailable(
 const config = tinyConfig({ numLayers: 1 });
 const gemm = createGemm({ numThreads: 2 });
 
-type Kernel = { name: string; table: (maxLoras: number) => LoraSlotTable };
+/** x rounded to the nearest IEEE half float (Veltkamp split to 11 significant bits). */
+function halfRound(x: number): number {
+  if (Math.abs(x) < 2 ** -14) return Math.round(x * 2 ** 24) / 2 ** 24; // half subnormals
+  const c = x * (2 ** 42 + 1);
+  return c - (c - x);
+}
+
+type Kernel = {
+  name: string;
+  table: (maxLoras: number) => LoraSlotTable;
+  /** How the kernel stores a weight. */
+  weight: (w: number) => number;
+};
 const kernels: Kernel[] = [
-  { name: "typescript", table: (n) => new LoraSlotTable(config, n, gemm, null) },
+  { name: "typescript", table: (n) => new LoraSlotTable(config, n, gemm, null), weight: (w) => w },
 ];
 if (addon !== null) {
   kernels.push({
     name: "native",
     table: (n) => new LoraSlotTable(config, n, gemm, { addon, numThreads: 2 }),
+    weight: halfRound,
   });
 }
 
@@ -76,6 +90,7 @@ describe.each(kernels)("$name batched LoRA", (k) => {
     const rand = mulberry32(shape.inF * 31 + shape.outF);
     const { inF, outF, ranks, tokenSlots } = shape;
     const table = k.table(ranks.length);
+    expect(table.kernel).toBe(k.name);
     const adapters = ranks.map((r) => randomAdapter(rand, r, inF, outF, ["q_proj"]));
     adapters.forEach((a, slot) => {
       table.load(slot, a);
@@ -105,11 +120,13 @@ describe.each(kernels)("$name batched LoRA", (k) => {
           let low = 0;
           let lowAbs = 0;
           for (let f = 0; f < inF; f++) {
-            low += x[t * inStride + f]! * a[r * inF + f]!;
-            lowAbs += Math.abs(x[t * inStride + f]! * a[r * inF + f]!);
+            const term = x[t * inStride + f]! * k.weight(a[r * inF + f]!);
+            low += term;
+            lowAbs += Math.abs(term);
           }
-          want += scale * low * b[o * rank + r]!;
-          sumAbs += Math.abs(scale * lowAbs * b[o * rank + r]!);
+          const bw = k.weight(b[o * rank + r]!);
+          want += scale * low * bw;
+          sumAbs += Math.abs(scale * lowAbs * bw);
         }
         expect(Math.abs(y[i]! - want)).toBeLessThanOrEqual(2e-6 * sumAbs);
       }
@@ -134,8 +151,8 @@ describe.each(kernels)("$name batched LoRA", (k) => {
 describe.runIf(addon !== null)("native loraApply arguments", () => {
   it("throws RangeError for a token row outside x or y, writing nothing", () => {
     const native = addon!;
-    const a = new Float32Array(4 * 8);
-    const bt = new Float32Array(4 * 8).fill(1);
+    const a = new Uint16Array(4 * 8);
+    const bt = new Uint16Array(4 * 8).fill(0x3c00); // 1.0
     const x = new Float32Array(2 * 8).fill(1);
     const y = new Float32Array(2 * 8);
     const call = (tokens: number[]) =>
@@ -158,5 +175,32 @@ describe.runIf(addon !== null)("native loraApply arguments", () => {
     expect(() => call([0, 2])).toThrow(RangeError);
     expect(() => call([-1])).toThrow(RangeError);
     expect(y).toEqual(new Float32Array(16));
+    // A Float32Array where half floats are expected is refused, not reinterpreted.
+    expect(() =>
+      native.loraApply(
+        x,
+        8,
+        y,
+        8,
+        0,
+        Int32Array.from([0]),
+        Int32Array.from([0, 1]),
+        [new Float32Array(32) as never],
+        [bt],
+        Int32Array.from([4]),
+        Float32Array.from([1]),
+        8,
+        8,
+        1,
+      ),
+    ).toThrow(TypeError);
+  });
+
+  it("loraToHalf rounds to the nearest half float", () => {
+    const src = Float32Array.from([1, -2.5, 65504, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 2 ** -24, 1e-9]);
+    const dst = new Uint16Array(src.length);
+    addon!.loraToHalf(src, dst);
+    // 1 + 2^-11 ties to 1 (even), 1 + 3·2^-11 ties up to 1 + 2^-9; 1e-9 underflows to 0.
+    expect([...dst]).toEqual([0x3c00, 0xc100, 0x7bff, 0x3c00, 0x3c02, 0x0001, 0x0000]);
   });
 });

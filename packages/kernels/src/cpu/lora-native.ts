@@ -1,18 +1,26 @@
-import type { LoraAdapter, LoraTarget } from "@kiln/model";
+import type { LoraAdapter, LoraProjection, LoraTarget } from "@kiln/model";
 import type { LoraGroups, LoraOutputView } from "./lora-slots";
 import type { NativeAddon } from "./native-addon";
 
-const NO_MATRIX = new Float32Array(0);
+const NO_MATRIX = new Uint16Array(0);
+
+/** One projection as the native kernel reads it: IEEE half floats. */
+interface HalfProjection {
+  /** [rank, inF] A. */
+  readonly a: Uint16Array;
+  /** [rank, outF] Bᵀ, so the expand runs along contiguous output columns. */
+  readonly bt: Uint16Array;
+}
 
 /**
  * LoraSlotTable's native path: one `loraApply` call (native/lora.cc, SGMV/BGMV) per projection
- * with every group of the step, on the gemm's OpenMP team. The kernel reads B transposed
- * ([rank, outF], so the expand runs along contiguous output columns); `prepare` makes that copy
- * once per adapter, when it enters a slot, and it lives as long as the adapter's B does.
+ * with every group of the step, on the gemm's OpenMP team. Decoding many adapters is bound by
+ * the bytes of A and B read per token, so the kernel reads them as half floats; `prepare` makes
+ * that copy (A, and B transposed) once per adapter, when it enters a slot, and the copy lives as
+ * long as the adapter's projection does (a WeakMap).
  */
 export class NativeLoraKernel {
-  /** Bᵀ [rank, outF] of each adapter projection's B [outF, rank]. */
-  private readonly transposedB = new WeakMap<Float32Array, Float32Array>();
+  private readonly halves = new WeakMap<LoraProjection, HalfProjection>();
   private lastGroups: LoraGroups | null = null;
   private lastOffsets = new Int32Array(1);
 
@@ -21,23 +29,16 @@ export class NativeLoraKernel {
     private readonly numThreads: number,
   ) {}
 
-  /** Makes the Bᵀ copies of every projection of `adapter` (idempotent). */
+  /** Makes the half-float copies of every projection of `adapter` (idempotent). */
   prepare(adapter: LoraAdapter): void {
     for (const layer of adapter.layers) {
       for (const proj of Object.values(layer)) {
-        if (proj === undefined || this.transposedB.has(proj.b)) continue;
-        const rank = adapter.rank;
-        const outF = proj.b.length / rank;
-        const bt = new Float32Array(proj.b.length);
-        for (let o = 0; o < outF; o++) {
-          for (let k = 0; k < rank; k++) bt[k * outF + o] = proj.b[o * rank + k]!;
-        }
-        this.transposedB.set(proj.b, bt);
+        if (proj !== undefined) this.halfOf(proj, adapter.rank);
       }
     }
   }
 
-  /** `adapters[g]` is the adapter of group g (every one prepared). Same contract as apply. */
+  /** `adapters[g]` is the adapter of group g. Same contract as LoraSlotTable.apply. */
   apply(
     groups: LoraGroups,
     adapters: readonly LoraAdapter[],
@@ -46,8 +47,8 @@ export class NativeLoraKernel {
     view: LoraOutputView,
   ): void {
     const numGroups = groups.slots.length;
-    const as: Float32Array[] = [];
-    const bts: Float32Array[] = [];
+    const as: Uint16Array[] = [];
+    const bts: Uint16Array[] = [];
     const ranks = new Int32Array(numGroups);
     const scales = new Float32Array(numGroups);
     let inF = 0;
@@ -60,13 +61,9 @@ export class NativeLoraKernel {
         bts.push(NO_MATRIX);
         continue;
       }
-      let bt = this.transposedB.get(proj.b);
-      if (bt === undefined) {
-        this.prepare(adapter);
-        bt = this.transposedB.get(proj.b)!;
-      }
-      as.push(proj.a);
-      bts.push(bt);
+      const half = this.halfOf(proj, adapter.rank);
+      as.push(half.a);
+      bts.push(half.bt);
       ranks[g] = adapter.rank;
       scales[g] = adapter.scale;
       inF = proj.a.length / adapter.rank;
@@ -91,6 +88,21 @@ export class NativeLoraKernel {
       outF,
       this.numThreads,
     );
+  }
+
+  private halfOf(proj: LoraProjection, rank: number): HalfProjection {
+    const hit = this.halves.get(proj);
+    if (hit !== undefined) return hit;
+    const outF = proj.b.length / rank;
+    const bt = new Float32Array(proj.b.length);
+    for (let o = 0; o < outF; o++) {
+      for (let k = 0; k < rank; k++) bt[k * outF + o] = proj.b[o * rank + k]!;
+    }
+    const half = { a: new Uint16Array(proj.a.length), bt: new Uint16Array(bt.length) };
+    this.addon.loraToHalf(proj.a, half.a);
+    this.addon.loraToHalf(bt, half.bt);
+    this.halves.set(proj, half);
+    return half;
   }
 
   /** groups.offsets as an Int32Array, converted once per step's groups. */

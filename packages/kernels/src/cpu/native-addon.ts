@@ -84,7 +84,8 @@ export interface NativeAddon {
    * Batched LoRA (native/lora.cc, LoraSlotTable.apply's contract): for every group g of
    * `tokens` (groupOffsets[g]..groupOffsets[g + 1]), y[t, outOffset..+outF] += scales[g] ·
    * (x[t, 0..inF) · as[g]ᵀ) · bts[g], with as[g] [ranks[g], inF] and bts[g] (Bᵀ) [ranks[g],
-   * outF]; a group of rank 0 is skipped. Multithreaded on the calling thread's OpenMP team.
+   * outF], both IEEE half floats made by loraToHalf; a group of rank 0 is skipped.
+   * Multithreaded on the calling thread's OpenMP team.
    */
   loraApply(
     x: Float32Array,
@@ -94,14 +95,16 @@ export interface NativeAddon {
     outOffset: number,
     tokens: Int32Array,
     groupOffsets: Int32Array,
-    as: readonly Float32Array[],
-    bts: readonly Float32Array[],
+    as: readonly Uint16Array[],
+    bts: readonly Uint16Array[],
     ranks: Int32Array,
     scales: Float32Array,
     inF: number,
     outF: number,
     numThreads: number,
   ): void;
+  /** dst[i] = src[i] as the nearest IEEE half float's bits (ties to even). */
+  loraToHalf(src: Float32Array, dst: Uint16Array): void;
   info(): NativeGemmInfo;
 }
 

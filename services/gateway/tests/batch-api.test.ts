@@ -74,6 +74,7 @@ describe.skipIf(!hasRedis)(
         concurrency: 8,
         maxAttempts: 2,
         lockMs: 2000,
+        completionWindowS: 86_400,
       };
       service = new BatchService(config, new FileStore(dataDir), (m) => console.log(m));
       router = new FakeRouter();

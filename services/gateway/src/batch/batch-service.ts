@@ -6,6 +6,7 @@ import type { FastifyInstance } from "fastify";
 import { Redis } from "ioredis";
 import { type BatchObject, type BatchRecord, type BatchStatus, BatchStore } from "./batch-store";
 import type { BatchConfig } from "./config";
+import { answerExpiredLines, ExpiryTimers } from "./expiry";
 import type { FileStore, UploadLimits } from "./file-store";
 import { runLine } from "./line-runner";
 import { registerBatchMetrics } from "./metrics";
@@ -15,7 +16,6 @@ import { writeResultFiles } from "./result-files";
 export const BATCH_QUEUE = "kiln-batch-lines";
 export const BATCH_ENDPOINTS = ["/v1/chat/completions", "/v1/completions"];
 const ENQUEUE_CHUNK = 500;
-const COMPLETION_WINDOW_S = 24 * 3600;
 const RESUME_TRIES = 5;
 
 /** One queued line: which batch, which line, and the line's text. */
@@ -54,6 +54,9 @@ export class BatchService {
   /** Lines running here, per batch, so cancel can abort them. */
   private readonly running = new Map<string, Set<AbortController>>();
   private readonly connections: Redis[] = [];
+  private readonly expiry = new ExpiryTimers((id) => {
+    void this.expire(id).catch((err: unknown) => this.log(`expire ${id}: ${String(err)}`));
+  });
 
   constructor(
     private readonly config: BatchConfig & { redisUrl: string },
@@ -103,6 +106,7 @@ export class BatchService {
 
   /** Stops taking lines; running ones are aborted and will be redelivered (lock expiry). */
   async close(): Promise<void> {
+    this.expiry.clear();
     for (const set of this.running.values()) for (const c of set) c.abort();
     await this.worker?.close(true);
     await this.queue.close();
@@ -118,7 +122,7 @@ export class BatchService {
       completion_window: params.completionWindow,
       metadata: params.metadata,
       created_at: now,
-      expires_at: now + COMPLETION_WINDOW_S,
+      expires_at: now + this.config.completionWindowS,
       owner: params.owner,
     };
     await this.store.create(record);
@@ -154,8 +158,11 @@ export class BatchService {
   /** Whatever step an unfinished batch was interrupted in, carries on from there. */
   private async resume(id: string): Promise<void> {
     const status = await this.store.status(id);
-    if (status === "validating" || status === "in_progress") await this.enqueueUnanswered(id);
-    else if (status === "finalizing" || status === "cancelling") await this.finish(id);
+    if (status === "validating" || status === "in_progress") {
+      const found = await this.store.tryGet(id);
+      if (found) this.expiry.arm(id, found.batch.expires_at);
+      await this.enqueueUnanswered(id);
+    } else if (status === "finalizing" || status === "cancelling") await this.finish(id);
   }
 
   /**
@@ -230,8 +237,8 @@ export class BatchService {
     const { batchId, index, text } = job.data;
     const found = await this.store.tryGet(batchId);
     if (!found || !["validating", "in_progress"].includes(found.batch.status)) return;
-    if (Date.now() / 1000 > found.batch.expires_at) {
-      await this.startFinalizing(batchId, "expired");
+    if (Date.now() / 1000 >= found.batch.expires_at) {
+      await this.expire(batchId);
       return;
     }
     const [existing] = await this.store.lineResults(batchId, index, 1);
@@ -257,9 +264,22 @@ export class BatchService {
     }
   }
 
-  private async startFinalizing(id: string, terminal: "completed" | "expired" = "completed") {
-    await this.store.setFields(id, { terminal });
-    if (await this.store.transition(id, ["in_progress"], "finalizing")) await this.finish(id);
+  private async startFinalizing(id: string) {
+    if (await this.store.transition(id, ["in_progress"], "finalizing", "completed")) {
+      await this.finish(id);
+    }
+  }
+
+  /**
+   * The completion window has passed: the batch stops taking answers (running lines here are
+   * aborted; elsewhere their answers are refused), and finalization gives every unanswered
+   * line a batch_expired error. A no-op unless the batch is still validating or in progress.
+   */
+  private async expire(id: string): Promise<void> {
+    const from = ["validating", "in_progress"] as const;
+    if (!(await this.store.transition(id, from, "finalizing", "expired"))) return;
+    for (const controller of this.running.get(id) ?? []) controller.abort();
+    await this.finish(id);
   }
 
   /** Writes the result files from the recorded answers and moves to the terminal status. */
@@ -268,13 +288,17 @@ export class BatchService {
     if (!found) return;
     const from: BatchStatus = found.batch.status;
     if (from !== "finalizing" && from !== "cancelling") return;
-    const total = found.batch.request_counts.total;
+    const terminal = from === "cancelling" ? "cancelled" : await this.store.terminal(id);
+    let total = found.batch.request_counts.total;
+    if (terminal === "expired") {
+      total = await answerExpiredLines(this.store, this.files, found.batch);
+      await this.store.setFields(id, { total });
+    }
     const ids = await writeResultFiles(this.store, this.files, id, total, found.owner);
     await this.store.setFields(id, {
       output_file_id: ids.outputFileId ?? "",
       error_file_id: ids.errorFileId ?? "",
     });
-    const terminal = from === "cancelling" ? "cancelled" : await this.store.terminal(id);
     await this.store.transition(id, [from], terminal);
   }
 }

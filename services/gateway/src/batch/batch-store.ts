@@ -67,14 +67,27 @@ local done = tonumber(redis.call('HGET', KEYS[2], 'completed') or '0') + tonumbe
 return {done, tonumber(redis.call('HGET', KEYS[2], 'total') or '-1')}
 `;
 
-// Moves a batch to ARGV[1] (stamping field ARGV[2] with ARGV[3]) only from one of ARGV[4..].
+// Moves a batch to ARGV[1] (stamping field ARGV[2] with ARGV[3], and setting 'terminal' to
+// ARGV[4] unless it is empty) only from one of ARGV[5..]: one step, so two gateways racing to
+// finalize (the last answer vs expiry) agree on how the batch ends.
 const TRANSITION_SCRIPT = `
 local status = redis.call('HGET', KEYS[1], 'status')
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   if status == ARGV[i] then
     redis.call('HSET', KEYS[1], 'status', ARGV[1], ARGV[2], ARGV[3])
+    if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'terminal', ARGV[4]) end
     return 1
   end
+end
+return 0
+`;
+
+// An expired batch's unanswered line gets its batch_expired error once (HSETNX, counted as
+// failed), whatever the batch's status: finalization may run again after a crash.
+const EXPIRE_LINE_SCRIPT = `
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[2], 'failed', 1)
+  redis.call('HINCRBY', KEYS[3], 'failed', 1)
 end
 return 0
 `;
@@ -152,8 +165,16 @@ export class BatchStore {
     return (await this.redis.hget(key(id), "status")) as BatchStatus | null;
   }
 
-  /** Moves `id` to `to` if its status is one of `from`; true when it moved. */
-  async transition(id: string, from: readonly BatchStatus[], to: BatchStatus): Promise<boolean> {
+  /**
+   * Moves `id` to `to` if its status is one of `from`; true when it moved. `terminal` (moving
+   * to finalizing) records, in the same step, the status the batch will end in.
+   */
+  async transition(
+    id: string,
+    from: readonly BatchStatus[],
+    to: BatchStatus,
+    terminal: "completed" | "expired" | "" = "",
+  ): Promise<boolean> {
     const now = String(Math.floor(Date.now() / 1000));
     const moved = await this.redis.eval(
       TRANSITION_SCRIPT,
@@ -162,9 +183,23 @@ export class BatchStore {
       to,
       `${to}_at`,
       now,
+      terminal,
       ...from,
     );
     return moved === 1;
+  }
+
+  /** Records an expired line's error unless the line already has an answer (counted failed). */
+  async recordExpiredLine(id: string, index: number, result: LineResult): Promise<void> {
+    await this.redis.eval(
+      EXPIRE_LINE_SCRIPT,
+      3,
+      `${key(id)}:results`,
+      key(id),
+      STATS_KEY,
+      String(index),
+      JSON.stringify(result),
+    );
   }
 
   /** The status a finalizing batch ends in (completed unless it expired). */

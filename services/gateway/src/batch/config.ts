@@ -15,6 +15,11 @@ export interface BatchConfig {
   readonly maxAttempts: number;
   /** A line whose gateway died is run again after this long (BullMQ lock and stall check). */
   readonly lockMs: number;
+  /**
+   * Seconds a batch has before it expires (OpenAI's only window, "24h", by default); lines
+   * unanswered by then get batch_expired errors. Shortened for tests.
+   */
+  readonly completionWindowS: number;
 }
 
 export const DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024;
@@ -29,6 +34,7 @@ export const BATCH_FLAGS = {
   "batch-concurrency": { type: "string" },
   "batch-max-attempts": { type: "string" },
   "batch-lock-ms": { type: "string" },
+  "batch-completion-window-s": { type: "string" },
 } as const;
 
 function intOf(text: string, name: string, min: number): number {
@@ -71,5 +77,10 @@ export function parseBatchConfig(argv: readonly string[], env: NodeJS.ProcessEnv
       1,
     ),
     lockMs: intOf(pick("batch-lock-ms", "KILN_BATCH_LOCK_MS", "30000"), "--batch-lock-ms", 1000),
+    completionWindowS: intOf(
+      pick("batch-completion-window-s", "KILN_BATCH_COMPLETION_WINDOW_S", "86400"),
+      "--batch-completion-window-s",
+      1,
+    ),
   };
 }

@@ -14,8 +14,8 @@ export const MODEL = "stories260K";
 
 /**
  * Router, worker and a batch-enabled gateway as real processes, plus a Redis (AOF) this
- * helper starts, all on one data directory. The gateway and Redis can be killed and started
- * again (same data dir, same Redis port) to test recovery.
+ * helper starts, all on one data directory. Each can be killed (-9) and started again (same
+ * data dir, same Redis and router ports) to test recovery.
  */
 export class BatchStack {
   gateway!: ServiceProcess;
@@ -26,17 +26,39 @@ export class BatchStack {
 
   constructor(readonly dataDir: string) {}
 
-  static async start(): Promise<BatchStack> {
+  /** `gatewayEnv`: extra settings of every gateway this stack starts. */
+  static async start(gatewayEnv: NodeJS.ProcessEnv = {}): Promise<BatchStack> {
     const stack = new BatchStack(mkdtempSync(join(tmpdir(), "kiln-batch-")));
+    stack.gatewayEnv = gatewayEnv;
     const log = (line: string) => stack.logs.push(line);
     stack.redis = await startRedis(stack.dataDir, log);
     stack.router = await service("router", ["--host", "127.0.0.1", "--port", "0"]);
-    const routerAddress = `127.0.0.1:${stack.router.port}`;
-    stack.worker = await service("worker", ["--model", STORIES_DIR, "--router", routerAddress], {
-      KILN_KV_CACHE_MEMORY: "64MiB",
-    });
+    await stack.startWorker();
     await stack.startGateway();
     return stack;
+  }
+
+  private gatewayEnv: NodeJS.ProcessEnv = {};
+
+  private async startWorker(): Promise<void> {
+    this.worker = await service(
+      "worker",
+      ["--model", STORIES_DIR, "--router", this.routerAddress],
+      { KILN_KV_CACHE_MEMORY: "64MiB" },
+    );
+  }
+
+  /** kill -9 of the router, then a new router on the same port (the worker re-registers). */
+  async restartRouter(): Promise<void> {
+    const port = this.router.port;
+    await this.router.kill();
+    this.router = await service("router", ["--host", "127.0.0.1", "--port", String(port)]);
+  }
+
+  /** kill -9 of the worker, then a new worker registering with the router. */
+  async restartWorker(): Promise<void> {
+    await this.worker.kill();
+    await this.startWorker();
   }
 
   get routerAddress(): string {
@@ -66,6 +88,7 @@ export class BatchStack {
         KILN_DATA_DIR: this.dataDir,
         KILN_BATCH_LOCK_MS: "1500",
         KILN_BATCH_CONCURRENCY: "4",
+        ...this.gatewayEnv,
         ...env,
       },
     );

@@ -72,6 +72,7 @@ describe.skipIf(!hasRedis)(
         maxFileBytes: 200_000,
         maxFileLines: 1500,
         concurrency: 8,
+        busyConcurrency: 8,
         maxAttempts: 2,
         lockMs: 2000,
         completionWindowS: 86_400,

@@ -8,6 +8,7 @@ import { type BatchObject, type BatchRecord, type BatchStatus, BatchStore } from
 import type { BatchConfig } from "./config";
 import { answerExpiredLines, ExpiryTimers } from "./expiry";
 import type { FileStore, UploadLimits } from "./file-store";
+import { InteractiveLoad } from "./interactive-yield";
 import { runLine } from "./line-runner";
 import { registerBatchMetrics } from "./metrics";
 import { readLines } from "./read-lines";
@@ -54,6 +55,12 @@ export class BatchService {
   /** Lines running here, per batch, so cancel can abort them. */
   private readonly running = new Map<string, Set<AbortController>>();
   private readonly connections: Redis[] = [];
+  /** Interactive generations in this gateway: batch lines drop to busyConcurrency meanwhile. */
+  readonly interactive = new InteractiveLoad((isBusy) => {
+    if (this.worker === null) return;
+    const { busyConcurrency, concurrency } = this.config;
+    this.worker.concurrency = isBusy ? Math.min(busyConcurrency, concurrency) : concurrency;
+  });
   private readonly expiry = new ExpiryTimers((id) => {
     void this.expire(id).catch((err: unknown) => this.log(`expire ${id}: ${String(err)}`));
   });
@@ -107,6 +114,7 @@ export class BatchService {
   /** Stops taking lines; running ones are aborted and will be redelivered (lock expiry). */
   async close(): Promise<void> {
     this.expiry.clear();
+    this.interactive.close();
     for (const set of this.running.values()) for (const c of set) c.abort();
     await this.worker?.close(true);
     await this.queue.close();

@@ -11,6 +11,11 @@ export interface BatchConfig {
   readonly maxFileLines: number;
   /** Batch lines this gateway runs at once. */
   readonly concurrency: number;
+  /**
+   * Batch lines this gateway starts at once while interactive generations are running here
+   * (and for `yieldGraceMs` after the last ends): batch work yields to interactive latency.
+   */
+  readonly busyConcurrency: number;
   /** Tries per line (retryable failures: 429, 5xx) before its last error is recorded. */
   readonly maxAttempts: number;
   /** A line whose gateway died is run again after this long (BullMQ lock and stall check). */
@@ -32,6 +37,7 @@ export const BATCH_FLAGS = {
   "batch-max-file-bytes": { type: "string" },
   "batch-max-file-lines": { type: "string" },
   "batch-concurrency": { type: "string" },
+  "batch-concurrency-busy": { type: "string" },
   "batch-max-attempts": { type: "string" },
   "batch-lock-ms": { type: "string" },
   "batch-completion-window-s": { type: "string" },
@@ -69,6 +75,11 @@ export function parseBatchConfig(argv: readonly string[], env: NodeJS.ProcessEnv
     concurrency: intOf(
       pick("batch-concurrency", "KILN_BATCH_CONCURRENCY", "4"),
       "--batch-concurrency",
+      1,
+    ),
+    busyConcurrency: intOf(
+      pick("batch-concurrency-busy", "KILN_BATCH_CONCURRENCY_BUSY", "1"),
+      "--batch-concurrency-busy",
       1,
     ),
     maxAttempts: intOf(

@@ -17,4 +17,5 @@ export function registerBatchApi(app: FastifyInstance, service: BatchService | n
   };
   registerFileRoutes(app, service?.files ?? null, limits);
   registerBatchRoutes(app, service);
+  service?.interactive.register(app);
 }

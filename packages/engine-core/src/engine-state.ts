@@ -26,6 +26,8 @@ export interface EngineState<S> {
   readonly fairQueue: FairQueue;
   /** LoRA slot bookkeeping; null when the config has no maxLoras. */
   readonly lora: LoraSlots | null;
+  /** Steps in a row that held batch prefill back (batch-yield.ts). */
+  readonly batchYield: { numHeldSteps: number };
 }
 
 /** A new sequence of `request`, waiting, not yet in any queue. */

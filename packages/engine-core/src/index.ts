@@ -1,3 +1,4 @@
+export { DEFAULT_MAX_BATCH_HOLD_STEPS } from "./batch-yield";
 export { BlockPool, type BlockPoolOptions } from "./block-pool";
 export { InvariantError } from "./errors";
 export { DEFAULT_TENANT, type FairCandidate, FairQueue } from "./fair-queue";

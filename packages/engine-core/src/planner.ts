@@ -1,3 +1,4 @@
+import { holdsBatchPrefill, isBatchSeq } from "./batch-yield";
 import { admitSeq, type EngineState, preemptSeq } from "./engine-state";
 import type { FairCandidate } from "./fair-queue";
 import type { AdapterId, BlockId, SeqId } from "./ids";
@@ -23,6 +24,8 @@ interface StepWork<S> {
   readonly drafts: StepDraft<S>[];
   readonly preempted: Sequence<S>[];
   readonly preemptedSeqIds: SeqId[];
+  /** Batch sequences get no prefill this step (batch-yield.ts). */
+  readonly isBatchHeld: boolean;
 }
 
 /**
@@ -33,6 +36,8 @@ interface StepWork<S> {
  *    weighted fair share of tokens served (fair-queue.ts), first come first served within one.
  * When blocks run out, the last running sequence (lowest priority, latest arrival) is preempted
  * until the allocation fits or the sequence being scheduled is itself the one preempted.
+ * Batch sequences (config.batchPriority) get no prefill in a step where interactive work is
+ * waiting or prefilling (batch-yield.ts).
  */
 export function planStep<S>(state: EngineState<S>, stepId: number): PlannedStep<S> {
   const work: StepWork<S> = {
@@ -40,6 +45,7 @@ export function planStep<S>(state: EngineState<S>, stepId: number): PlannedStep<
     drafts: [],
     preempted: [],
     preemptedSeqIds: [],
+    isBatchHeld: holdsBatchPrefill(state),
   };
   scheduleRunning(state, work, true);
   scheduleRunning(state, work, false);
@@ -57,6 +63,7 @@ function scheduleRunning<S>(state: EngineState<S>, work: StepWork<S>, isDecodePa
     const seq = running[i]!;
     const numLeft = seq.targetLen - seq.numComputedTokens;
     if (seq.draft !== null || (numLeft === 1) !== isDecodePass) continue;
+    if (!isDecodePass && work.isBatchHeld && isBatchSeq(state, seq)) continue;
     scheduleOrPreempt(state, work, seq, Math.min(numLeft, work.numBudgetTokens));
   }
 }
@@ -107,6 +114,7 @@ function scheduleWaiting<S>(state: EngineState<S>, work: StepWork<S>): void {
     const candidates = passed.size === 0 ? waiting : waiting.filter((s) => !passed.has(s));
     if (candidates.length === 0) return;
     const seq = candidates[state.fairQueue.pickNext(candidates, fairCandidateOf)!]!;
+    if (work.isBatchHeld && isBatchSeq(state, seq)) return; // better priorities go first
     const adapterId = seq.request.adapterId;
     if (lora !== null && runningAdapters !== null && !lora.canAdmit(adapterId, runningAdapters)) {
       if (!lora.skip(seq)) return;

@@ -112,6 +112,7 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
       waiting: [],
       numReservedSeqs: 0,
       numPreemptions: 0,
+      batchYield: { numHeldSteps: 0 },
       nextSeqId: 0,
       droppedSeqIds: [],
       fairQueue: new FairQueue(),

@@ -26,6 +26,13 @@ export interface SchedulerConfig {
   readonly maxLoras?: number;
   /** Steps a waiting request may be passed over for its adapter (DEFAULT_LORA_MAX_SKIPS). */
   readonly loraMaxSkips?: number;
+  /**
+   * Requests with at least this priority are batch work: their prefill yields to better
+   * priorities' (batch-yield.ts). Absent: no yielding.
+   */
+  readonly batchPriority?: number;
+  /** Steps in a row batch prefill may be held back (DEFAULT_MAX_BATCH_HOLD_STEPS). */
+  readonly maxBatchHoldSteps?: number;
 }
 
 /** A generation request, as the router hands it over. Token ids only: text stays in the gateway. */

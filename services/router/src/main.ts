@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { DEFAULT_MAX_BATCH_HOLD_STEPS } from "@kiln/engine-core";
 import {
   createGrpcHealthServer,
   GrpcHealthService,
@@ -25,6 +26,12 @@ function intOption(value: string | undefined, fallback: number, name: string): n
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: expected a positive integer`);
   return n;
+}
+
+/** --batch-max-hold-steps: a count ≥ 0 (0 turns batch yielding off), 4 by default. */
+function batchHoldSteps(value: string | undefined): number {
+  if (value === "0") return 0;
+  return intOption(value, DEFAULT_MAX_BATCH_HOLD_STEPS, "--batch-max-hold-steps");
 }
 
 async function main(): Promise<void> {
@@ -48,6 +55,7 @@ async function main(): Promise<void> {
       "health-probe-timeout-ms": { type: "string" },
       "health-probe-misses": { type: "string" },
       "retry-wait": { type: "string" },
+      "batch-max-hold-steps": { type: "string" },
     },
   });
   const host = values.host ?? env.KILN_ROUTER_HOST ?? "127.0.0.1";
@@ -64,6 +72,9 @@ async function main(): Promise<void> {
         values["step-timeout-ms"] ?? env.KILN_STEP_TIMEOUT_MS,
         60_000,
         "--step-timeout-ms",
+      ),
+      maxBatchHoldSteps: batchHoldSteps(
+        values["batch-max-hold-steps"] ?? env.KILN_BATCH_MAX_HOLD_STEPS,
       ),
     },
     () => performance.now(),

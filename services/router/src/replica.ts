@@ -17,6 +17,7 @@ import {
 } from "@kiln/proto";
 import { type Context, type ReplicaLabels, ROOT_CONTEXT } from "@kiln/telemetry";
 import { planToWire } from "./plan-to-wire";
+import { BATCH_PRIORITY_OFFSET } from "./priority-class";
 import { finishedEvent, type RequestRecord, tokenEvent } from "./request-record";
 import { checkStepResponse } from "./rpc/check-step-response";
 import { defaultRouterTelemetry, type RouterTelemetry } from "./telemetry/router-telemetry";
@@ -52,6 +53,11 @@ export interface ReplicaLimits {
   readonly maxNumBatchedTokens: number;
   /** A step that takes longer than this fails the replica (its requests end with WORKER_LOST). */
   readonly stepTimeoutMs: number;
+  /**
+   * Steps in a row batch-class prefill may wait for interactive prefill (engine-core
+   * batch-yield.ts; KILN_BATCH_MAX_HOLD_STEPS). 0 or absent: batch prefill never waits.
+   */
+  readonly maxBatchHoldSteps?: number;
 }
 
 export interface ReplicaCounters {
@@ -160,6 +166,7 @@ export class Replica {
       maxNumBatchedTokens: Math.max(this.limits.maxNumBatchedTokens, maxNumSeqs),
       clock: this.clock,
       maxLoras: info.maxLoras,
+      ...batchYieldConfig(this.limits.maxBatchHoldSteps ?? 0),
     });
   }
 
@@ -368,4 +375,9 @@ export class Replica {
       }
     }
   }
+}
+
+/** The scheduler settings that make batch-class prefill yield to interactive prefill. */
+function batchYieldConfig(maxBatchHoldSteps: number) {
+  return maxBatchHoldSteps > 0 ? { batchPriority: BATCH_PRIORITY_OFFSET, maxBatchHoldSteps } : {};
 }

@@ -15,7 +15,8 @@
 // Work items are tiles of up to kTileTokens tokens of one group, so one pass over the adapter's A
 // and Bᵀ rows serves the whole tile (the SGMV reuse); decode batches with one token per adapter
 // make one-token tiles (BGMV). Each token's output row belongs to exactly one item, so the
-// calling thread's OpenMP team (the gemm's, as in attention.cc) shares items without locks.
+// calling thread's OpenMP team (the gemm's, as in attention.cc) shares items without locks
+// (calls of at least kMinParallelMacs multiply-adds).
 // Decode reads every adapter's A and B once per token: the kernel is bound by memory bandwidth,
 // not arithmetic (16 rank-16 adapters of llama-110m are 42 % of the base model's bytes in f32).
 // So the matrices are kept as half floats (11-bit significand, relative rounding 2^-11 per
@@ -42,9 +43,12 @@ namespace {
 constexpr int kTileTokens = 8;
 // Ranks above this are split into passes of this many (max_lora_rank defaults to 64).
 constexpr int kMaxRankChunk = 64;
-// Below this many multiply-adds in a call the calling thread works alone (a team wake-up costs
-// more than the arithmetic).
-constexpr int64_t kMinParallelMacs = 1 << 17;
+// Below this many multiply-adds in a call the calling thread works alone. Decode-sized calls
+// (16 one-token groups of rank 16: 0.4–0.7 M) are bound by memory bandwidth, which one core
+// nearly saturates, and a team wake-up per call (7 calls a layer) costs more than it brings:
+// interleaved on the shared 2-core machine, 1 thread took 246–467 µs a call, 2 threads 671–1523.
+// Prefill-sized calls (hundreds of tokens, tiles reusing A and Bᵀ) are compute-bound: threaded.
+constexpr int64_t kMinParallelMacs = 1 << 22;
 
 typedef _Float16 vh16 __attribute__((vector_size(32)));
 

@@ -13,3 +13,14 @@ export function schedulerPriority(priority: number, priorityClass: PriorityClass
     ? priority + BATCH_PRIORITY_OFFSET
     : priority;
 }
+
+/**
+ * The scheduler settings that make batch-class prefill yield to interactive prefill
+ * (engine-core batch-yield.ts, ADR 0023); none when `maxBatchHoldSteps` is 0.
+ */
+export function batchYieldConfig(maxBatchHoldSteps: number): {
+  batchPriority?: number;
+  maxBatchHoldSteps?: number;
+} {
+  return maxBatchHoldSteps > 0 ? { batchPriority: BATCH_PRIORITY_OFFSET, maxBatchHoldSteps } : {};
+}

@@ -17,7 +17,7 @@ import {
 } from "@kiln/proto";
 import { type Context, type ReplicaLabels, ROOT_CONTEXT } from "@kiln/telemetry";
 import { planToWire } from "./plan-to-wire";
-import { BATCH_PRIORITY_OFFSET } from "./priority-class";
+import { batchYieldConfig } from "./priority-class";
 import { finishedEvent, type RequestRecord, tokenEvent } from "./request-record";
 import { checkStepResponse } from "./rpc/check-step-response";
 import { defaultRouterTelemetry, type RouterTelemetry } from "./telemetry/router-telemetry";
@@ -375,9 +375,4 @@ export class Replica {
       }
     }
   }
-}
-
-/** The scheduler settings that make batch-class prefill yield to interactive prefill. */
-function batchYieldConfig(maxBatchHoldSteps: number) {
-  return maxBatchHoldSteps > 0 ? { batchPriority: BATCH_PRIORITY_OFFSET, maxBatchHoldSteps } : {};
 }

@@ -80,6 +80,13 @@ export interface NativeAddon {
   ): void;
   /** kv-cache.ts KvWriter; throws RangeError for a slot outside the pool. */
   writeKv: KvWriter;
+  /**
+   * sampling/sample-row.ts's draw and logprobs in native code (native/sampling.cc): returns the
+   * token drawn from `row` (processed logits); logprobs come from `raw` (same length; may be
+   * `row`). params: [temperature, topK, topP, minP, u, numTopLogprobs]; out: [2 + 2·numTop]
+   * ← logprob, number of top entries, then (tokenId, logprob) pairs.
+   */
+  sampleRow(row: Float32Array, raw: Float32Array, params: Float64Array, out: Float64Array): number;
   info(): NativeGemmInfo;
 }
 

@@ -27,6 +27,14 @@ function intOption(value: string | undefined, fallback: number, name: string): n
   return n;
 }
 
+/** "on"/"off" (also 1/0, true/false); `fallback` when unset. */
+function onOffOption(value: string | undefined, fallback: boolean, name: string): boolean {
+  if (value === undefined) return fallback;
+  if (["on", "1", "true"].includes(value)) return true;
+  if (["off", "0", "false"].includes(value)) return false;
+  throw new Error(`${name}: expected on or off, got "${value}"`);
+}
+
 async function main(): Promise<void> {
   const env = process.env;
   const tracing = await startTracing({ serviceName: "kiln-router" });
@@ -48,6 +56,7 @@ async function main(): Promise<void> {
       "health-probe-timeout-ms": { type: "string" },
       "health-probe-misses": { type: "string" },
       "retry-wait": { type: "string" },
+      "async-scheduling": { type: "string" },
     },
   });
   const host = values.host ?? env.KILN_ROUTER_HOST ?? "127.0.0.1";
@@ -64,6 +73,11 @@ async function main(): Promise<void> {
         values["step-timeout-ms"] ?? env.KILN_STEP_TIMEOUT_MS,
         60_000,
         "--step-timeout-ms",
+      ),
+      isAsyncScheduling: onOffOption(
+        values["async-scheduling"] ?? env.KILN_ASYNC_SCHEDULING,
+        true,
+        "--async-scheduling",
       ),
     },
     () => performance.now(),

@@ -10,6 +10,7 @@ import {
 } from "@kiln/engine-core";
 import {
   ErrorCode,
+  type GenerateEvent,
   type SampledToken,
   type SamplingParams,
   type SequenceFailure,
@@ -52,6 +53,12 @@ export interface ReplicaLimits {
   readonly maxNumBatchedTokens: number;
   /** A step that takes longer than this fails the replica (its requests end with WORKER_LOST). */
   readonly stepTimeoutMs: number;
+  /**
+   * Overlapped steps (KILN_ASYNC_SCHEDULING, --async-scheduling; on by default; ADR 0021): a
+   * committed step's token events are streamed and recorded in telemetry while the worker
+   * computes the next step, instead of before it is planned. Off: stream, then plan.
+   */
+  readonly isAsyncScheduling?: boolean;
 }
 
 export interface ReplicaCounters {
@@ -80,6 +87,8 @@ export class Replica {
   private loopGeneration: number | null = null;
   /** The Step call in flight (of any generation): the next one waits for it to settle. */
   private inFlightStep: Promise<unknown> | null = null;
+  /** A committed step's events not yet streamed (overlapped steps); see flushEmits. */
+  private pendingEmits: PendingEmits | null = null;
   private needsReset = true;
   private vocabLen = 0;
   private instanceId: string | null = null;
@@ -208,6 +217,7 @@ export class Replica {
 
   /** Aborts a request in any state; its blocks are free before the next step is planned. */
   abort(requestId: string): boolean {
+    this.flushEmits(); // its committed tokens go out before its end
     const record = this.idToRecord.get(requestId);
     if (!record) return false;
     this.idToRecord.delete(requestId);
@@ -226,6 +236,7 @@ export class Replica {
    * request or the choice is unknown or done, or a request with n > 1 has not forked yet.
    */
   abortChoice(requestId: string, index: number, isStop = false): boolean {
+    this.flushEmits();
     const record = this.idToRecord.get(requestId);
     const scheduler = this.scheduler;
     if (!record || !scheduler) return false;
@@ -247,6 +258,7 @@ export class Replica {
 
   /** Ends every request with WORKER_LOST and drops the scheduler until the worker reconnects. */
   fail(reason: string): void {
+    this.flushEmits(); // committed tokens reach the client (and a retry continues after them)
     this.scheduler = null;
     this.generation++;
     const records = [...this.idToRecord.values()];
@@ -293,6 +305,7 @@ export class Replica {
       const request = planToWire(plan, this.idToRecord, this.needsReset, this.instanceId ?? "");
       if (plan.seqs.length === 0 && request.removedSeqIds.length === 0) {
         scheduler.commit(plan, []);
+        this.flushEmits();
         return; // idle until a request is added or aborted
       }
       this.needsReset = false;
@@ -302,9 +315,13 @@ export class Replica {
         this.currentConnection.step(request, this.limits.stepTimeoutMs, metadata),
       );
       this.inFlightStep = stepCall;
-      const response = await stepCall.finally(() => {
+      const settled = stepCall.finally(() => {
         if (this.inFlightStep === stepCall) this.inFlightStep = null;
       });
+      // Overlap: the previous step's events stream while the worker computes this one. One
+      // turn of the event loop first, so the Step has left before the emits take the thread.
+      if (this.pendingEmits) await afterIo().then(() => this.flushEmits());
+      const response = await settled;
       const receivedAt = this.clock();
       if (generation !== this.generation) return; // failed or reconnected meanwhile
       const invalid = checkStepResponse(request, response, this.vocabLen);
@@ -316,8 +333,8 @@ export class Replica {
       }
       const sampled = plan.seqs.map((seq) => seqIdToToken.get(seq.seqId) ?? null);
       const events = scheduler.commit(plan, sampled);
-      this.telemetry.eventsCommitted(this, events, this.clock());
-      this.dispatch(events);
+      this.pendingEmits = { events, emits: this.applyEvents(events) };
+      if (this.limits.isAsyncScheduling === false) this.flushEmits();
       step.committed();
       if (IS_STEP_PROFILE) {
         const ms = { schedule: sentAt - scheduledAt, rpc: receivedAt - sentAt };
@@ -347,25 +364,65 @@ export class Replica {
     }
   }
 
-  private dispatch(events: readonly EngineEvent<SampledToken>[]): void {
+  /**
+   * The router's bookkeeping of committed events, done at commit (the next plan may re-send a
+   * preempted sequence's output from the record): appends tokens, forgets finished requests.
+   * Returns the stream writes, which `flushEmits` performs (now, or overlapped with the next
+   * step).
+   */
+  private applyEvents(events: readonly EngineEvent<SampledToken>[]): Emit[] {
+    const emits: Emit[] = [];
     for (const event of events) {
       const record = this.idToRecord.get(event.requestId);
       if (!record) continue;
       if (event.kind === "token") {
         record.outputTokenIds[event.seqIndex]?.push(event.sampled.tokenId);
-        record.emit(tokenEvent(event.seqIndex, event.sampled));
+        emits.push({ record, event: tokenEvent(event.seqIndex, event.sampled), isEnd: false });
       } else if (event.kind === "finished") {
         const isLast = event.requestDone !== null;
         const stopTokenId = event.stopTokenId ?? 0;
         const cachedTokens = event.requestDone?.numCachedTokens ?? 0;
-        record.emit(
-          finishedEvent(record, event.seqIndex, event.reason, stopTokenId, isLast, cachedTokens),
+        const finished = finishedEvent(
+          record,
+          event.seqIndex,
+          event.reason,
+          stopTokenId,
+          isLast,
+          cachedTokens,
         );
-        if (isLast) {
-          this.idToRecord.delete(event.requestId);
-          record.end();
-        }
+        emits.push({ record, event: finished, isEnd: isLast });
+        if (isLast) this.idToRecord.delete(event.requestId);
       }
     }
+    return emits;
   }
+
+  /** Streams the committed step's events not yet streamed, and counts them in telemetry. */
+  private flushEmits(): void {
+    const pending = this.pendingEmits;
+    if (pending === null) return;
+    this.pendingEmits = null;
+    this.telemetry.eventsCommitted(this, pending.events, this.clock());
+    for (const { record, event, isEnd } of pending.emits) {
+      record.emit(event);
+      if (isEnd) record.end();
+    }
+  }
+}
+
+/** One write to a request's stream; `isEnd`: then close it (its last choice finished). */
+interface Emit {
+  readonly record: RequestRecord;
+  readonly event: GenerateEvent;
+  readonly isEnd: boolean;
+}
+
+interface PendingEmits {
+  readonly events: readonly EngineEvent<SampledToken>[];
+  readonly emits: readonly Emit[];
+}
+
+/** Resolves after the event loop's I/O phase (a queued gRPC write has been handed to the OS). */
+function afterIo(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }

@@ -3,13 +3,17 @@
 // top-k-top-p.ts, logprobs.ts, exp-non-positive.ts), which stays the reference: the same
 // double arithmetic in the same order, so the chosen token is bit-identical (no -march here, so
 // the compiler cannot contract into FMA; the uniform draw comes from the TypeScript Philox).
-// Only log() may differ from V8's Math.log by an ulp, which moves logprobs, never tokens.
+// The log-sum-exp for logprobs is vectorized (its sum is reordered, and log() may differ from
+// V8's Math.log by an ulp): logprobs agree to ~1e-15, tokens exactly.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include <cstring>
+
 #include "napi-args.h"
+#include "simd.h"
 
 namespace kiln {
 namespace {
@@ -40,29 +44,69 @@ inline double expNonPositive(double z, const double* pow2) {
   return ef * pow2[n - kMinExponent];
 }
 
-int64_t argmax(const float* row, int64_t len) {
-  int64_t best = 0;
-  double bestValue = -INFINITY;
-  for (int64_t i = 0; i < len; i++) {
-    const double v = row[i];
-    if (v > bestValue) {
-      bestValue = v;
-      best = i;
-    }
+// The O(vocab) passes of greedy sampling and log-sum-exp, vectorized (simd.h clones per ISA).
+// argmax is exact in any order; the sum of exp differs from the reference's sequential sum by
+// rounding only (~1e-16 relative), which moves logprobs in their last bits, never a token.
+
+typedef double vd8 __attribute__((vector_size(64)));
+typedef int64_t vl8 __attribute__((vector_size(64)));
+typedef float vf8 __attribute__((vector_size(32)));
+
+// Largest value of row, ignoring NaN; −∞ when there is none.
+KILN_MULTIVERSION float maxValue(const float* row, int64_t len) {
+  vf16 m = splat(-INFINITY);
+  int64_t i = 0;
+  for (; i + kLanes <= len; i += kLanes) {
+    const vf16 v = load(row + i);
+    m = v > m ? v : m;  // a NaN lane compares false and keeps m
   }
+  float best = -INFINITY;
+  for (int l = 0; l < kLanes; l++) best = m[l] > best ? m[l] : best;
+  for (; i < len; i++) best = row[i] > best ? row[i] : best;
   return best;
 }
 
-double logSumExp(const float* row, int64_t len, const double* pow2) {
-  double max = -INFINITY;
+// argmax of logprobs.ts/truncation.ts: the first index holding the maximum; 0 if none is finite
+// or every entry is −∞/NaN.
+int64_t argmax(const float* row, int64_t len) {
+  const float max = maxValue(row, len);
+  if (max == -INFINITY) return 0;
   for (int64_t i = 0; i < len; i++) {
-    const double v = row[i];
-    if (v > max) max = v;
+    if (row[i] == max) return i;
   }
-  if (max == -INFINITY || max == INFINITY) return max;
+  return 0;
+}
+
+// Σ exp(row[i] − max) in double, for row[i] ≤ max (NaN and −∞ add 0): expNonPositive's
+// polynomial, eight lanes at a time, with 2^n from exponent bits (terms below 2^−1022 dropped).
+KILN_MULTIVERSION double sumExpBelow(const float* row, int64_t len, double max,
+                                     const double* pow2) {
+  vd8 acc = {};
+  int64_t i = 0;
+  const double c3 = 1.0 / 6, c4 = 1.0 / 24, c5 = 1.0 / 120, c6 = 1.0 / 720, c7 = 1.0 / 5040;
+  for (; i + 8 <= len; i += 8) {
+    vf8 x;
+    std::memcpy(&x, row + i, sizeof x);
+    const vd8 z = __builtin_convertvector(x, vd8) - max;
+    vd8 t = z * 1.4426950408889634;
+    const vl8 isNormal = t > -1022.0;  // false for NaN and −∞
+    t = isNormal ? t : vd8{} - 1022.0;
+    const vl8 n = __builtin_convertvector(t - 0.5, vl8);  // truncation toward zero, as `| 0`
+    const vd8 f = (t - __builtin_convertvector(n, vd8)) * 0.6931471805599453;
+    const vd8 ef = 1 + f * (1 + f * (0.5 + f * (c3 + f * (c4 + f * (c5 + f * (c6 + f * c7))))));
+    const vd8 w = ef * reinterpret_cast<vd8>((n + 1023) << 52);
+    acc += isNormal ? w : vd8{};
+  }
   double sum = 0;
-  for (int64_t i = 0; i < len; i++) sum += expNonPositive(row[i] - max, pow2);
-  return max + std::log(sum);
+  for (int l = 0; l < 8; l++) sum += acc[l];
+  for (; i < len; i++) sum += expNonPositive(row[i] - max, pow2);
+  return sum;
+}
+
+double logSumExp(const float* row, int64_t len, const double* pow2) {
+  const double max = maxValue(row, len);
+  if (max == -INFINITY || max == INFINITY) return max;
+  return max + std::log(sumExpBelow(row, len, max, pow2));
 }
 
 // Per-thread work buffers (the backend samples on one thread; tests may call from several).

@@ -31,6 +31,15 @@ const cases: { label: string; req: SampleRequest }[] = [
     req: { params: DEFAULT_SAMPLING, outputIndex: 0, promptTokenIds: [], outputTokenIds: [] },
   },
   {
+    label: "T=1 (OpenAI's default: no truncation)",
+    req: {
+      params: { ...DEFAULT_SAMPLING, temperature: 1 },
+      outputIndex: 3,
+      promptTokenIds: [],
+      outputTokenIds: [],
+    },
+  },
+  {
     label: "T=0.8 top-k 50 top-p 0.9 + 5 top logprobs",
     req: {
       params: { ...DEFAULT_SAMPLING, temperature: 0.8, topK: 50, topP: 0.9, numTopLogprobs: 5 },

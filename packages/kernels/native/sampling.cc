@@ -109,6 +109,46 @@ double logSumExp(const float* row, int64_t len, const double* pow2) {
   return max + std::log(sumExpBelow(row, len, max, pow2));
 }
 
+// weights[i] = expNonPositive((row[i] − max) · invT) for i < len, bit for bit what the scalar
+// (and the TypeScript reference) computes: AVX2 without FMA (target "avx2" does not enable FMA,
+// so nothing is contracted) runs four lanes of the same double operations, 2^n from exponent
+// bits where n ≥ −1022 and the scalar path for the lanes below (subnormal weights).
+__attribute__((target("avx2"))) void computeWeightsAvx2(const float* row, int64_t len,
+                                                         double max, double invT,
+                                                         const double* pow2, double* weights) {
+  typedef double vd4 __attribute__((vector_size(32)));
+  typedef float vf4 __attribute__((vector_size(16)));
+  typedef int32_t vi4 __attribute__((vector_size(16)));
+  typedef int64_t vl4 __attribute__((vector_size(32)));
+  const double c3 = 1.0 / 6, c4 = 1.0 / 24, c5 = 1.0 / 120, c6 = 1.0 / 720, c7 = 1.0 / 5040;
+  int64_t i = 0;
+  for (; i + 4 <= len; i += 4) {
+    vf4 x;
+    std::memcpy(&x, row + i, sizeof x);
+    const vd4 z = (__builtin_convertvector(x, vd4) - max) * invT;
+    const vd4 t = z * 1.4426950408889634;
+    const vl4 isNormal = t > -1022.0;  // false for NaN and −∞
+    const vd4 tt = isNormal ? t : vd4{};
+    const vi4 n = __builtin_convertvector(tt - 0.5, vi4);  // truncation toward zero, as `| 0`
+    const vd4 f = (tt - __builtin_convertvector(n, vd4)) * 0.6931471805599453;
+    const vd4 ef = 1 + f * (1 + f * (0.5 + f * (c3 + f * (c4 + f * (c5 + f * (c6 + f * c7))))));
+    const vl4 bits = (__builtin_convertvector(n, vl4) + 1023) << 52;
+    vd4 w = ef * reinterpret_cast<vd4>(bits);
+    for (int l = 0; l < 4; l++) {
+      if (!isNormal[l]) w[l] = expNonPositive(z[l], pow2);
+    }
+    std::memcpy(weights + i, &w, sizeof w);
+  }
+  for (; i < len; i++) weights[i] = expNonPositive((row[i] - max) * invT, pow2);
+}
+
+void computeWeights(const float* row, int64_t len, double max, double invT, const double* pow2,
+                    double* weights) {
+  static const bool hasAvx2 = __builtin_cpu_supports("avx2");
+  if (hasAvx2) return computeWeightsAvx2(row, len, max, invT, pow2, weights);
+  for (int64_t i = 0; i < len; i++) weights[i] = expNonPositive((row[i] - max) * invT, pow2);
+}
+
 // Per-thread work buffers (the backend samples on one thread; tests may call from several).
 struct Scratch {
   std::vector<double> weights;
@@ -143,14 +183,14 @@ double fillBuckets(const Row& r, bool hasWeights) {
   std::fill(s.bucketWeights, s.bucketWeights + kNumBuckets, 0.0);
   std::fill(s.bucketCounts, s.bucketCounts + kNumBuckets, 0);
   double total = 0;
+  if (hasWeights) computeWeights(r.logits, r.len, r.maxLogit, r.invTemperature, r.pow2, s.weights.data());
   for (int64_t i = 0; i < r.len; i++) {
     const double z = (r.logits[i] - r.maxLogit) * r.invTemperature;
     const int b = bucketOf(z);
     s.bucketIds[i] = static_cast<uint16_t>(b);
     s.bucketCounts[b]++;
     if (hasWeights) {
-      const double w = expNonPositive(z, r.pow2);
-      s.weights[i] = w;
+      const double w = s.weights[i];  // sums in index order, as the reference
       total += w;
       s.bucketWeights[b] += w;
     }
@@ -246,8 +286,9 @@ int64_t selectTopKTopP(const Row& r, int64_t topK, double topP) {
 int64_t drawUnsorted(const Row& r, double minP, double u) {
   double* weights = r.s->weights.data();
   double total = 0;
+  computeWeights(r.logits, r.len, r.maxLogit, r.invTemperature, r.pow2, weights);
   for (int64_t i = 0; i < r.len; i++) {
-    double w = expNonPositive((r.logits[i] - r.maxLogit) * r.invTemperature, r.pow2);
+    double w = weights[i];
     if (w < minP) w = 0;
     weights[i] = w;
     total += w;

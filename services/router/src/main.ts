@@ -16,6 +16,7 @@ import {
 import { startMetricsServer, startTracing, takeMetricsPortOption } from "@kiln/telemetry";
 import { probeDrains } from "./drain";
 import { DEFAULT_HEALTH_PROBE, HealthProber } from "./health-prober";
+import { onOffOption } from "./on-off-option";
 import { ReplicaSet } from "./replica-set";
 import { createRouterService } from "./router-service";
 import { defaultRouterTelemetry } from "./telemetry/router-telemetry";
@@ -25,14 +26,6 @@ function intOption(value: string | undefined, fallback: number, name: string): n
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new Error(`${name}: expected a positive integer`);
   return n;
-}
-
-/** "on"/"off" (also 1/0, true/false); `fallback` when unset. */
-function onOffOption(value: string | undefined, fallback: boolean, name: string): boolean {
-  if (value === undefined) return fallback;
-  if (["on", "1", "true"].includes(value)) return true;
-  if (["off", "0", "false"].includes(value)) return false;
-  throw new Error(`${name}: expected on or off, got "${value}"`);
 }
 
 async function main(): Promise<void> {

@@ -334,7 +334,7 @@ export class Replica {
       const sampled = plan.seqs.map((seq) => seqIdToToken.get(seq.seqId) ?? null);
       const events = scheduler.commit(plan, sampled);
       this.pendingEmits = { events, emits: this.applyEvents(events) };
-      if (this.limits.isAsyncScheduling === false) this.flushEmits();
+      if (!this.isOverlapped(plan)) this.flushEmits();
       step.committed();
       if (IS_STEP_PROFILE) {
         const ms = { schedule: sentAt - scheduledAt, rpc: receivedAt - sentAt };
@@ -362,6 +362,15 @@ export class Replica {
       record.emit({ error: { code: ErrorCode.INVALID_REQUEST, message } });
       record.end();
     }
+  }
+
+  /**
+   * Whether `plan`'s events may stream while the next step computes (ADR 0021). The one place
+   * that decides: a step kind that must be settled before the next is planned (for example
+   * speculative decoding's verified drafts) returns false here.
+   */
+  private isOverlapped(_plan: StepPlan<SamplingParams>): boolean {
+    return this.limits.isAsyncScheduling !== false;
   }
 
   /**

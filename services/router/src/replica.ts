@@ -1,7 +1,6 @@
 import {
   asAdapterId,
   asRequestId,
-  type EngineEvent,
   type NewRequest,
   Scheduler,
   type SchedulerStats,
@@ -10,7 +9,6 @@ import {
 } from "@kiln/engine-core";
 import {
   ErrorCode,
-  type GenerateEvent,
   type SampledToken,
   type SamplingParams,
   type SequenceFailure,
@@ -18,8 +16,9 @@ import {
 } from "@kiln/proto";
 import { type Context, type ReplicaLabels, ROOT_CONTEXT } from "@kiln/telemetry";
 import { planToWire } from "./plan-to-wire";
-import { finishedEvent, type RequestRecord, tokenEvent } from "./request-record";
+import { finishedEvent, type RequestRecord } from "./request-record";
 import { checkStepResponse } from "./rpc/check-step-response";
+import { afterIo, collectEmits, emitAll, type PendingEmits } from "./step-emits";
 import { defaultRouterTelemetry, type RouterTelemetry } from "./telemetry/router-telemetry";
 import { describeGrpcError, type WorkerConnection } from "./worker-connection";
 
@@ -333,7 +332,7 @@ export class Replica {
       }
       const sampled = plan.seqs.map((seq) => seqIdToToken.get(seq.seqId) ?? null);
       const events = scheduler.commit(plan, sampled);
-      this.pendingEmits = { events, emits: this.applyEvents(events) };
+      this.pendingEmits = { events, emits: collectEmits(events, this.idToRecord) };
       if (!this.isOverlapped(plan)) this.flushEmits();
       step.committed();
       if (IS_STEP_PROFILE) {
@@ -373,65 +372,12 @@ export class Replica {
     return this.limits.isAsyncScheduling !== false;
   }
 
-  /**
-   * The router's bookkeeping of committed events, done at commit (the next plan may re-send a
-   * preempted sequence's output from the record): appends tokens, forgets finished requests.
-   * Returns the stream writes, which `flushEmits` performs (now, or overlapped with the next
-   * step).
-   */
-  private applyEvents(events: readonly EngineEvent<SampledToken>[]): Emit[] {
-    const emits: Emit[] = [];
-    for (const event of events) {
-      const record = this.idToRecord.get(event.requestId);
-      if (!record) continue;
-      if (event.kind === "token") {
-        record.outputTokenIds[event.seqIndex]?.push(event.sampled.tokenId);
-        emits.push({ record, event: tokenEvent(event.seqIndex, event.sampled), isEnd: false });
-      } else if (event.kind === "finished") {
-        const isLast = event.requestDone !== null;
-        const stopTokenId = event.stopTokenId ?? 0;
-        const cachedTokens = event.requestDone?.numCachedTokens ?? 0;
-        const finished = finishedEvent(
-          record,
-          event.seqIndex,
-          event.reason,
-          stopTokenId,
-          isLast,
-          cachedTokens,
-        );
-        emits.push({ record, event: finished, isEnd: isLast });
-        if (isLast) this.idToRecord.delete(event.requestId);
-      }
-    }
-    return emits;
-  }
-
   /** Streams the committed step's events not yet streamed, and counts them in telemetry. */
   private flushEmits(): void {
     const pending = this.pendingEmits;
     if (pending === null) return;
     this.pendingEmits = null;
     this.telemetry.eventsCommitted(this, pending.events, this.clock());
-    for (const { record, event, isEnd } of pending.emits) {
-      record.emit(event);
-      if (isEnd) record.end();
-    }
+    emitAll(pending.emits);
   }
-}
-
-/** One write to a request's stream; `isEnd`: then close it (its last choice finished). */
-interface Emit {
-  readonly record: RequestRecord;
-  readonly event: GenerateEvent;
-  readonly isEnd: boolean;
-}
-
-interface PendingEmits {
-  readonly events: readonly EngineEvent<SampledToken>[];
-  readonly emits: readonly Emit[];
-}
-
-/** Resolves after the event loop's I/O phase (a queued gRPC write has been handed to the OS). */
-function afterIo(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }

@@ -5,6 +5,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { kvBytesPerBlock } from "@kiln/kernels";
 import { loadConfig } from "@kiln/model";
 import type { Target } from "../serve/client";
 import { createProgress } from "../serve/progress";
@@ -35,7 +36,8 @@ const HELP = `npm run bench:compare -- [options]
   --output-len N         generated tokens, ignore_eos (default 128)
   --concurrency LIST     closed-loop concurrencies (default 1,4,16)
   --threads N            compute threads for both systems (default 2)
-  --kv-cache-memory S    Kiln worker KV pool (default 1GiB)
+  --kv-cache-memory S    Kiln worker KV pool (default: room for every sequence of the highest
+                         concurrency, at least 1GiB)
   --systems LIST         kiln,llama.cpp (default both)
   --no-profile           skip the decode-step profile
   --result-file PATH     JSON results (default bench/results/compare.json, gitignored)
@@ -91,7 +93,8 @@ async function main(): Promise<void> {
     modelDir,
     numThreads,
     maxConcurrency: maxSeqs,
-    kvCacheMemory: v["kv-cache-memory"] ?? "1GiB",
+    kvCacheMemory:
+      v["kv-cache-memory"] ?? defaultKvCacheMemory(config, maxConcurrency, inputLen + outputLen),
     contextSize: 512,
     isProfiled: !v["no-profile"],
   });
@@ -155,6 +158,21 @@ async function main(): Promise<void> {
   );
   console.log(`results written to ${resultFile}`);
   if (v["markdown-file"]) await writeFile(v["markdown-file"], `${tables}\n`);
+}
+
+/**
+ * A KV pool that holds every sequence of the highest concurrency whole (plus a block each for
+ * rounding), at least 1GiB: a smaller pool preempts at concurrency 64 (llama-110m's 128 + 128
+ * tokens × 64 sequences need 1.2 GB of f32 KV) and measures recomputation, not batching.
+ */
+function defaultKvCacheMemory(
+  config: { numLayers: number; numKvHeads: number; headDim: number },
+  maxConcurrency: number,
+  seqLen: number,
+): string {
+  const blockSize = 16;
+  const numBlocks = maxConcurrency * (Math.ceil(seqLen / blockSize) + 1);
+  return `${Math.max(2 ** 30, numBlocks * kvBytesPerBlock(config, blockSize))}`;
 }
 
 /** One closed-loop run at concurrency `c`, with the step-profile lines it produced. */

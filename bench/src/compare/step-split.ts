@@ -5,6 +5,7 @@ import {
   type SampleRequest,
   type StepInput,
   sampleRow,
+  tryNativeRowSampler,
 } from "@kiln/kernels";
 
 /**
@@ -19,7 +20,7 @@ export interface StepSplit {
   readonly contextLen: number;
   /** Median ms of CpuModelRunner.step (forward, lm_head, sampling), in-thread. */
   readonly stepMs: number;
-  /** Median ms of greedy sampleRow over the batch's logit rows. */
+  /** Median ms of greedy sampling (the worker's sampler) over the batch's logit rows. */
   readonly samplingMs: number;
   readonly kernelsMs: number;
 }
@@ -91,9 +92,12 @@ export async function measureStepSplit(
   const stepMs = timeMs(() => runner.step(input), opts.numReps);
   const logits = runner.step({ ...input, returnLogits: true }).logits!;
   const scratch = createSamplingScratch(vocabSize);
+  // The sampler the worker uses: native unless KILN_SAMPLING=typescript (services/worker).
+  const sample =
+    process.env.KILN_SAMPLING === "typescript" ? sampleRow : (tryNativeRowSampler() ?? sampleRow);
   const samplingMs = timeMs(() => {
     for (let s = 0; s < opts.numSeqs; s++) {
-      sampleRow(logits.subarray(s * vocabSize, (s + 1) * vocabSize), greedy, scratch);
+      sample(logits.subarray(s * vocabSize, (s + 1) * vocabSize), greedy, scratch);
     }
   }, opts.numReps);
   return {

@@ -49,5 +49,6 @@ void registerPackedMatmul(Napi::Env env, Napi::Object exports);
 void registerAttention(Napi::Env env, Napi::Object exports);
 void registerElementwise(Napi::Env env, Napi::Object exports);
 void registerLora(Napi::Env env, Napi::Object exports);
+void registerSampling(Napi::Env env, Napi::Object exports);
 
 }  // namespace kiln

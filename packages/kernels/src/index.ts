@@ -24,6 +24,7 @@ export {
   type StepPhase,
   type StepProfiler,
 } from "./cpu/model-runner";
+export { type CpuSampling, type RowSampler, tryNativeRowSampler } from "./cpu/native-sampling";
 export { type AttentionShape, PagedAttention } from "./cpu/paged-attention";
 export { type DenseAttentionShape, referenceCausalAttention } from "./reference/dense-attention";
 export {

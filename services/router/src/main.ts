@@ -17,6 +17,7 @@ import {
 import { startMetricsServer, startTracing, takeMetricsPortOption } from "@kiln/telemetry";
 import { probeDrains } from "./drain";
 import { DEFAULT_HEALTH_PROBE, HealthProber } from "./health-prober";
+import { onOffOption } from "./on-off-option";
 import { ReplicaSet } from "./replica-set";
 import { createRouterService } from "./router-service";
 import { defaultRouterTelemetry } from "./telemetry/router-telemetry";
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
       "health-probe-misses": { type: "string" },
       "retry-wait": { type: "string" },
       "batch-max-hold-steps": { type: "string" },
+      "async-scheduling": { type: "string" },
     },
   });
   const host = values.host ?? env.KILN_ROUTER_HOST ?? "127.0.0.1";
@@ -75,6 +77,11 @@ async function main(): Promise<void> {
       ),
       maxBatchHoldSteps: batchHoldSteps(
         values["batch-max-hold-steps"] ?? env.KILN_BATCH_MAX_HOLD_STEPS,
+      ),
+      isAsyncScheduling: onOffOption(
+        values["async-scheduling"] ?? env.KILN_ASYNC_SCHEDULING,
+        true,
+        "--async-scheduling",
       ),
     },
     () => performance.now(),

@@ -1,7 +1,6 @@
 import {
   asAdapterId,
   asRequestId,
-  type EngineEvent,
   type NewRequest,
   Scheduler,
   type SchedulerStats,
@@ -18,8 +17,9 @@ import {
 import { type Context, type ReplicaLabels, ROOT_CONTEXT } from "@kiln/telemetry";
 import { planToWire } from "./plan-to-wire";
 import { batchYieldConfig } from "./priority-class";
-import { finishedEvent, type RequestRecord, tokenEvent } from "./request-record";
+import { finishedEvent, type RequestRecord } from "./request-record";
 import { checkStepResponse } from "./rpc/check-step-response";
+import { afterIo, collectEmits, emitAll, type PendingEmits } from "./step-emits";
 import { defaultRouterTelemetry, type RouterTelemetry } from "./telemetry/router-telemetry";
 import { describeGrpcError, type WorkerConnection } from "./worker-connection";
 
@@ -58,6 +58,12 @@ export interface ReplicaLimits {
    * batch-yield.ts; KILN_BATCH_MAX_HOLD_STEPS). 0 or absent: batch prefill never waits.
    */
   readonly maxBatchHoldSteps?: number;
+  /**
+   * Overlapped steps (KILN_ASYNC_SCHEDULING, --async-scheduling; on by default; ADR 0021): a
+   * committed step's token events are streamed and recorded in telemetry while the worker
+   * computes the next step, instead of before it is planned. Off: stream, then plan.
+   */
+  readonly isAsyncScheduling?: boolean;
 }
 
 export interface ReplicaCounters {
@@ -86,6 +92,8 @@ export class Replica {
   private loopGeneration: number | null = null;
   /** The Step call in flight (of any generation): the next one waits for it to settle. */
   private inFlightStep: Promise<unknown> | null = null;
+  /** A committed step's events not yet streamed (overlapped steps); see flushEmits. */
+  private pendingEmits: PendingEmits | null = null;
   private needsReset = true;
   private vocabLen = 0;
   private instanceId: string | null = null;
@@ -215,6 +223,7 @@ export class Replica {
 
   /** Aborts a request in any state; its blocks are free before the next step is planned. */
   abort(requestId: string): boolean {
+    this.flushEmits(); // its committed tokens go out before its end
     const record = this.idToRecord.get(requestId);
     if (!record) return false;
     this.idToRecord.delete(requestId);
@@ -233,6 +242,7 @@ export class Replica {
    * request or the choice is unknown or done, or a request with n > 1 has not forked yet.
    */
   abortChoice(requestId: string, index: number, isStop = false): boolean {
+    this.flushEmits();
     const record = this.idToRecord.get(requestId);
     const scheduler = this.scheduler;
     if (!record || !scheduler) return false;
@@ -254,6 +264,7 @@ export class Replica {
 
   /** Ends every request with WORKER_LOST and drops the scheduler until the worker reconnects. */
   fail(reason: string): void {
+    this.flushEmits(); // committed tokens reach the client (and a retry continues after them)
     this.scheduler = null;
     this.generation++;
     const records = [...this.idToRecord.values()];
@@ -300,6 +311,7 @@ export class Replica {
       const request = planToWire(plan, this.idToRecord, this.needsReset, this.instanceId ?? "");
       if (plan.seqs.length === 0 && request.removedSeqIds.length === 0) {
         scheduler.commit(plan, []);
+        this.flushEmits();
         return; // idle until a request is added or aborted
       }
       this.needsReset = false;
@@ -309,9 +321,13 @@ export class Replica {
         this.currentConnection.step(request, this.limits.stepTimeoutMs, metadata),
       );
       this.inFlightStep = stepCall;
-      const response = await stepCall.finally(() => {
+      const settled = stepCall.finally(() => {
         if (this.inFlightStep === stepCall) this.inFlightStep = null;
       });
+      // Overlap: the previous step's events stream while the worker computes this one. One
+      // turn of the event loop first, so the Step has left before the emits take the thread.
+      if (this.pendingEmits) await afterIo().then(() => this.flushEmits());
+      const response = await settled;
       const receivedAt = this.clock();
       if (generation !== this.generation) return; // failed or reconnected meanwhile
       const invalid = checkStepResponse(request, response, this.vocabLen);
@@ -323,8 +339,8 @@ export class Replica {
       }
       const sampled = plan.seqs.map((seq) => seqIdToToken.get(seq.seqId) ?? null);
       const events = scheduler.commit(plan, sampled);
-      this.telemetry.eventsCommitted(this, events, this.clock());
-      this.dispatch(events);
+      this.pendingEmits = { events, emits: collectEmits(events, this.idToRecord) };
+      if (!this.isOverlapped(plan)) this.flushEmits();
       step.committed();
       if (IS_STEP_PROFILE) {
         const ms = { schedule: sentAt - scheduledAt, rpc: receivedAt - sentAt };
@@ -354,25 +370,21 @@ export class Replica {
     }
   }
 
-  private dispatch(events: readonly EngineEvent<SampledToken>[]): void {
-    for (const event of events) {
-      const record = this.idToRecord.get(event.requestId);
-      if (!record) continue;
-      if (event.kind === "token") {
-        record.outputTokenIds[event.seqIndex]?.push(event.sampled.tokenId);
-        record.emit(tokenEvent(event.seqIndex, event.sampled));
-      } else if (event.kind === "finished") {
-        const isLast = event.requestDone !== null;
-        const stopTokenId = event.stopTokenId ?? 0;
-        const cachedTokens = event.requestDone?.numCachedTokens ?? 0;
-        record.emit(
-          finishedEvent(record, event.seqIndex, event.reason, stopTokenId, isLast, cachedTokens),
-        );
-        if (isLast) {
-          this.idToRecord.delete(event.requestId);
-          record.end();
-        }
-      }
-    }
+  /**
+   * Whether `plan`'s events may stream while the next step computes (ADR 0021). The one place
+   * that decides: a step kind that must be settled before the next is planned (for example
+   * speculative decoding's verified drafts) returns false here.
+   */
+  private isOverlapped(_plan: StepPlan<SamplingParams>): boolean {
+    return this.limits.isAsyncScheduling !== false;
+  }
+
+  /** Streams the committed step's events not yet streamed, and counts them in telemetry. */
+  private flushEmits(): void {
+    const pending = this.pendingEmits;
+    if (pending === null) return;
+    this.pendingEmits = null;
+    this.telemetry.eventsCommitted(this, pending.events, this.clock());
+    emitAll(pending.emits);
   }
 }

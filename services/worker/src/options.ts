@@ -25,6 +25,8 @@ export interface WorkerOptions {
   readonly maxLoraRank: number;
   /** Parsed adapters cached in host memory (KILN_MAX_CPU_LORAS, --max-cpu-loras; max-loras). */
   readonly maxCpuLoras: number;
+  /** Sampler of the CPU backend (KILN_SAMPLING, --sampling; native when the addon loads). */
+  readonly sampling: "native" | "typescript" | undefined;
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -61,6 +63,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "max-loras": { type: "string" },
       "max-lora-rank": { type: "string" },
       "max-cpu-loras": { type: "string" },
+      sampling: { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -69,7 +72,12 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
   const threads = values.threads ?? env.KILN_THREADS;
   const maxLoras = parseIntFlag(values["max-loras"] ?? env.KILN_MAX_LORAS ?? "4", "--max-loras", 0);
   const maxCpuLoras = values["max-cpu-loras"] ?? env.KILN_MAX_CPU_LORAS;
+  const sampling = values.sampling ?? env.KILN_SAMPLING;
+  if (sampling !== undefined && sampling !== "native" && sampling !== "typescript") {
+    throw new Error(`--sampling: expected native or typescript, got "${sampling}"`);
+  }
   return {
+    sampling,
     maxLoras,
     maxLoraRank: parseIntFlag(
       values["max-lora-rank"] ?? env.KILN_MAX_LORA_RANK ?? "64",

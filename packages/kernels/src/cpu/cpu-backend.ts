@@ -5,6 +5,7 @@ import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { Backend, BackendInfo, BackendOptions, StepInput, StepOutput } from "../backend";
 import { DEFAULT_BLOCK_SIZE } from "./model-runner";
+import type { CpuSampling } from "./native-sampling";
 import type { CpuWorkerInit, CpuWorkerMessage, StepRequestMessage } from "./worker-protocol";
 
 export interface CpuBackendOptions extends BackendOptions {
@@ -14,6 +15,8 @@ export interface CpuBackendOptions extends BackendOptions {
    * forward pass runs on the backend's one thread.
    */
   readonly numThreads?: number;
+  /** Sampler (see CpuModelRunnerOptions.sampling); native when the addon loads by default. */
+  readonly sampling?: CpuSampling;
 }
 
 interface PendingStep {
@@ -133,6 +136,7 @@ export async function createCpuBackend(opts: CpuBackendOptions): Promise<Backend
     maxLoras: opts.maxLoras ?? 0,
     maxLoraRank: opts.maxLoraRank ?? 64,
     maxCpuLoras: opts.maxCpuLoras ?? opts.maxLoras ?? 0,
+    sampling: opts.sampling ?? null,
   };
   const worker = startWorker(init);
   const info = await new Promise<BackendInfo>((resolve, reject) => {

@@ -24,6 +24,7 @@ async function serve(init: CpuWorkerInit): Promise<void> {
       blockSize: init.blockSize,
       maxLoras: init.maxLoras,
       ...(init.numThreads === null ? {} : { numThreads: init.numThreads }),
+      ...(init.sampling === null ? {} : { sampling: init.sampling }),
     });
   } catch (err) {
     post({ type: "init-error", message: errorMessage(err) });

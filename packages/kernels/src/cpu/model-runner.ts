@@ -14,6 +14,7 @@ import {
 } from "./llama-weights";
 import { type LoraGroups, LoraSlotTable } from "./lora-slots";
 import { tryLoadNativeAddon } from "./native-addon";
+import { type CpuSampling, type RowSampler, tryNativeRowSampler } from "./native-sampling";
 import { PagedAttention } from "./paged-attention";
 import { computeInvFreq, fillRopeTables } from "./rope";
 import { type RowKernels, tryNativeRowKernels, typescriptRowKernels } from "./row-kernels";
@@ -38,6 +39,12 @@ export interface CpuModelRunnerOptions {
   readonly kernels?: CpuKernels;
   /** LoRA slots resident in the runner; 0 (no adapters) by default. */
   readonly maxLoras?: number;
+  /**
+   * Sampling and logprobs: "native" (native/sampling.cc, same tokens as the TypeScript
+   * reference) or "typescript". Default: native when the addon loads and `kernels` is not
+   * "typescript". Asking for "native" without the addon throws.
+   */
+  readonly sampling?: CpuSampling;
   /** Told when each phase of a step begins (benchmarks time them); none by default. */
   readonly profiler?: StepProfiler;
 }
@@ -87,6 +94,9 @@ export class CpuModelRunner {
   private readonly scratch: ForwardScratch;
   private readonly invFreq: Float64Array; // [headDim / 2]
   private readonly samplingScratch: SamplingScratch;
+  /** The sampler in use (see CpuModelRunnerOptions.sampling). */
+  readonly sampling: CpuSampling;
+  private readonly sampleRow: RowSampler;
   private readonly profiler: StepProfiler | null;
   private readonly rows: RowKernels;
   /** The resident LoRA adapters (ADR 0015). */
@@ -133,6 +143,9 @@ export class CpuModelRunner {
     this.scratch = new ForwardScratch(config);
     this.invFreq = computeInvFreq(config);
     this.samplingScratch = createSamplingScratch(config.vocabSize);
+    const nativeSampler = pickNativeSampler(opts);
+    this.sampling = nativeSampler === null ? "typescript" : "native";
+    this.sampleRow = nativeSampler ?? sampleRow;
     this.profiler = opts.profiler ?? null;
     // The batched LoRA kernel follows the other kernels: native with the addon (on the gemm's threads).
     const addon = native !== null ? tryLoadNativeAddon() : null;
@@ -176,7 +189,7 @@ export class CpuModelRunner {
         continue;
       }
       const rowLogits = logits.subarray(row * vocabSize, (row + 1) * vocabSize);
-      sampled.push(sampleRow(rowLogits, req, this.samplingScratch));
+      sampled.push(this.sampleRow(rowLogits, req, this.samplingScratch));
       row++;
     }
     this.profiler?.enter("done");
@@ -339,4 +352,15 @@ export async function loadCpuModelRunner(
 ): Promise<CpuModelRunner> {
   const { config, weights } = await loadModel(modelDir);
   return new CpuModelRunner(config, weights, opts);
+}
+
+/** The native sampler when `opts.sampling` asks for it or defaults to it; throws if it must. */
+function pickNativeSampler(opts: CpuModelRunnerOptions): RowSampler | null {
+  if (opts.sampling === "typescript") return null;
+  if (opts.sampling === undefined && opts.kernels === "typescript") return null;
+  const native = tryNativeRowSampler();
+  if (opts.sampling === "native" && native === null) {
+    throw new Error("native sampling requested but the kiln_gemm addon is unavailable");
+  }
+  return native;
 }

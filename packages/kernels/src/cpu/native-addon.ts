@@ -105,6 +105,13 @@ export interface NativeAddon {
   ): void;
   /** dst[i] = src[i] as the nearest IEEE half float's bits (ties to even). */
   loraToHalf(src: Float32Array, dst: Uint16Array): void;
+  /**
+   * sampling/sample-row.ts's draw and logprobs in native code (native/sampling.cc): returns the
+   * token drawn from `row` (processed logits); logprobs come from `raw` (same length; may be
+   * `row`). params: [temperature, topK, topP, minP, u, numTopLogprobs]; out: [2 + 2·numTop]
+   * ← logprob, number of top entries, then (tokenId, logprob) pairs.
+   */
+  sampleRow(row: Float32Array, raw: Float32Array, params: Float64Array, out: Float64Array): number;
   info(): NativeGemmInfo;
 }
 

@@ -13,6 +13,8 @@ export interface CpuWorkerInit {
   readonly maxLoras: number;
   readonly maxLoraRank: number;
   readonly maxCpuLoras: number;
+  /** Sampler; null: the runner's default. */
+  readonly sampling: "native" | "typescript" | null;
 }
 
 /** Caller → thread. Steps are sent one at a time; the next only after the previous reply. */

@@ -27,7 +27,7 @@ export function sampleRow(
   scratch?: SamplingScratch,
 ): SampledToken {
   const { params } = req;
-  checkRequest(req);
+  checkSampleRequest(req);
   const vocabSize = logits.length;
   const hasProcessors = hasLogitProcessors(req);
   let work = scratch;
@@ -80,7 +80,7 @@ export function sampleRows(
 }
 
 /** Misuse (the gateway validates user input first) is a RangeError naming the field. */
-function checkRequest(req: SampleRequest): void {
+export function checkSampleRequest(req: SampleRequest): void {
   const p = req.params;
   check(Number.isInteger(req.outputIndex) && req.outputIndex >= 0, "outputIndex", req.outputIndex);
   check(

@@ -25,6 +25,14 @@ export {
   type StepProfiler,
 } from "./cpu/model-runner";
 export { type AttentionShape, PagedAttention } from "./cpu/paged-attention";
+export { gemmForWeightDtype, quantizedGemm } from "./cpu/quantized-gemm";
+export {
+  INT8_GROUP_SIZE,
+  parseWeightDtype,
+  roundTripWeights,
+  WEIGHT_DTYPES,
+  type WeightDtype,
+} from "./cpu/weight-formats";
 export { type DenseAttentionShape, referenceCausalAttention } from "./reference/dense-attention";
 export {
   referenceForward,

@@ -51,6 +51,7 @@ async function main(): Promise<void> {
     maxLoras: opts.maxLoras,
     maxLoraRank: opts.maxLoraRank,
     maxCpuLoras: opts.maxCpuLoras,
+    weightDtype: opts.weightDtype,
   });
 
   const server = new Server(WORKER_LINK_OPTIONS);

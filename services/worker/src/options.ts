@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { parseWeightDtype, type WeightDtype } from "@kiln/kernels";
 
 export interface WorkerOptions {
   /** A local model directory or a Hugging Face repo id. */
@@ -25,6 +26,8 @@ export interface WorkerOptions {
   readonly maxLoraRank: number;
   /** Parsed adapters cached in host memory (KILN_MAX_CPU_LORAS, --max-cpu-loras; max-loras). */
   readonly maxCpuLoras: number;
+  /** How projections are stored (KILN_WEIGHT_DTYPE, --weight-dtype; f32): f32, bf16 or int8. */
+  readonly weightDtype: WeightDtype;
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -61,6 +64,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "max-loras": { type: "string" },
       "max-lora-rank": { type: "string" },
       "max-cpu-loras": { type: "string" },
+      "weight-dtype": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -70,6 +74,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
   const maxLoras = parseIntFlag(values["max-loras"] ?? env.KILN_MAX_LORAS ?? "4", "--max-loras", 0);
   const maxCpuLoras = values["max-cpu-loras"] ?? env.KILN_MAX_CPU_LORAS;
   return {
+    weightDtype: parseWeightDtype(values["weight-dtype"] ?? env.KILN_WEIGHT_DTYPE ?? "f32"),
     maxLoras,
     maxLoraRank: parseIntFlag(
       values["max-lora-rank"] ?? env.KILN_MAX_LORA_RANK ?? "64",

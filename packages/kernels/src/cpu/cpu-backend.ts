@@ -133,6 +133,7 @@ export async function createCpuBackend(opts: CpuBackendOptions): Promise<Backend
     maxLoras: opts.maxLoras ?? 0,
     maxLoraRank: opts.maxLoraRank ?? 64,
     maxCpuLoras: opts.maxCpuLoras ?? opts.maxLoras ?? 0,
+    weightDtype: opts.weightDtype ?? "f32",
   };
   const worker = startWorker(init);
   const info = await new Promise<BackendInfo>((resolve, reject) => {

@@ -14,9 +14,11 @@ import {
 } from "./llama-weights";
 import { type LoraGroups, LoraSlotTable } from "./lora-slots";
 import { PagedAttention } from "./paged-attention";
+import { gemmForWeightDtype } from "./quantized-gemm";
 import { computeInvFreq, fillRopeTables } from "./rope";
 import { type RowKernels, tryNativeRowKernels, typescriptRowKernels } from "./row-kernels";
 import { validateStepInput } from "./step-validation";
+import type { WeightDtype } from "./weight-formats";
 
 export interface CpuModelRunnerOptions {
   /** KV blocks in the pool (each `kvBytesPerBlock` bytes). */
@@ -37,6 +39,8 @@ export interface CpuModelRunnerOptions {
   readonly kernels?: CpuKernels;
   /** LoRA slots resident in the runner; 0 (no adapters) by default. */
   readonly maxLoras?: number;
+  /** How projections are stored (KILN_WEIGHT_DTYPE, ADR 0020); "f32" by default. */
+  readonly weightDtype?: WeightDtype;
   /** Told when each phase of a step begins (benchmarks time them); none by default. */
   readonly profiler?: StepProfiler;
 }
@@ -108,7 +112,8 @@ export class CpuModelRunner {
     }
     if (config.headDim % 2 !== 0) throw new Error(`headDim ${config.headDim} is odd`);
     this.config = config;
-    this.gemm = opts.gemm ?? createGemm({ numThreads: opts.numThreads });
+    const baseGemm = opts.gemm ?? createGemm({ numThreads: opts.numThreads });
+    this.gemm = gemmForWeightDtype(baseGemm, opts.weightDtype ?? "f32");
     this.weights = packProjections(packLlamaWeights(config, weights), this.gemm);
     const isNative = opts.kernels === undefined || opts.kernels === "native";
     const native = isNative ? NativeAttention.tryCreate({ numThreads: opts.numThreads }) : null;

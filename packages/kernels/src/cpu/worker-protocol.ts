@@ -13,6 +13,8 @@ export interface CpuWorkerInit {
   readonly maxLoras: number;
   readonly maxLoraRank: number;
   readonly maxCpuLoras: number;
+  /** How projections are stored (KILN_WEIGHT_DTYPE). */
+  readonly weightDtype: "f32" | "bf16" | "int8";
 }
 
 /** Caller → thread. Steps are sent one at a time; the next only after the previous reply. */

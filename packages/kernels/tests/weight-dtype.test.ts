@@ -2,6 +2,7 @@ import { type LoadedModel, loadModel, type Tensor, type WeightMap } from "@kiln/
 import { type GoldenCase, loadGoldenCases, mulberry32, STORIES_DIR } from "@kiln/test-support";
 import { beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_SAMPLING } from "../src/backend";
+import { createCpuBackend } from "../src/cpu/cpu-backend";
 import { typescriptGemm } from "../src/cpu/gemm";
 import { CpuModelRunner } from "../src/cpu/model-runner";
 import { quantizedGemm } from "../src/cpu/quantized-gemm";
@@ -96,7 +97,7 @@ beforeAll(async () => {
 
 /** The checkpoint with every projection replaced by what `dtype` stores: the reference. */
 function roundTripModel(dtype: WeightDtype): WeightMap {
-  const out: WeightMap = new Map();
+  const out = new Map<string, Tensor>();
   for (const [name, t] of model.weights) {
     const isProjection = t.shape.length === 2 && name !== "model.embed_tokens.weight";
     const [n, k] = t.shape as [number, number];
@@ -178,5 +179,56 @@ describe.each(["bf16", "int8"] as const)("stories260K with %s weights", (dtype) 
     );
     expect(quantized).not.toBe(f32); // the weights really are quantized
     expect(Math.abs(ratio - 1)).toBeLessThan(0.01);
+  });
+});
+
+/** The logprob the backend gives its greedy choice after the first golden prompt. */
+async function firstLogprob(dtype: WeightDtype): Promise<number> {
+  const backend = await createCpuBackend({
+    modelDir: STORIES_DIR,
+    numBlocks: 4,
+    blockSize,
+    numThreads: 1,
+    weightDtype: dtype,
+  });
+  try {
+    const sample = {
+      params: DEFAULT_SAMPLING,
+      outputIndex: 0,
+      promptTokenIds: [],
+      outputTokenIds: [],
+    };
+    const chunk = { tokenIds: prompts[0]!, startPos: 0, blocks: [0], sample };
+    return (await backend.step(buildStepInput([chunk], blockSize))).sampled[0]!.logprob;
+  } finally {
+    await backend.dispose();
+  }
+}
+
+describe("createCpuBackend with weightDtype (the worker's path, KILN_WEIGHT_DTYPE)", () => {
+  it.each(["bf16", "int8"] as const)(
+    "%s: the thread's runner reproduces the goldens",
+    async (dtype) => {
+      const numBlocks = 64;
+      const backend = await createCpuBackend({
+        modelDir: STORIES_DIR,
+        numBlocks,
+        blockSize,
+        numThreads: 1,
+        weightDtype: dtype,
+      });
+      try {
+        const opts = { blockSize, numBlocks, maxNewTokens, isBatched: true };
+        expect(await greedyGenerate(backend, prompts, opts)).toEqual(expected);
+      } finally {
+        await backend.dispose();
+      }
+    },
+  );
+
+  it("the option reaches the thread: the thread's logprobs move with the dtype", async () => {
+    const f32 = await firstLogprob("f32");
+    expect(await firstLogprob("int8")).not.toBe(f32);
+    expect(await firstLogprob("bf16")).not.toBe(f32);
   });
 });

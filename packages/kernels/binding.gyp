@@ -11,7 +11,8 @@
         "native/onednn.cc",
         "native/packed-matmul.cc",
         "native/attention.cc",
-        "native/elementwise.cc"
+        "native/elementwise.cc",
+        "native/quant-matmul.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "cflags_cc": ["-O3", "-std=c++17", "-ffp-contract=fast", "-Wno-psabi"],

@@ -1,10 +1,17 @@
 import { type LoadedModel, loadModel, type Tensor, type WeightMap } from "@kiln/model";
-import { type GoldenCase, loadGoldenCases, mulberry32, STORIES_DIR } from "@kiln/test-support";
+import {
+  type GoldenCase,
+  loadGoldenCases,
+  mulberry32,
+  requireAvailable,
+  STORIES_DIR,
+} from "@kiln/test-support";
 import { beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_SAMPLING } from "../src/backend";
 import { createCpuBackend } from "../src/cpu/cpu-backend";
 import { typescriptGemm } from "../src/cpu/gemm";
 import { CpuModelRunner } from "../src/cpu/model-runner";
+import { tryLoadNativeAddon } from "../src/cpu/native-addon";
 import { quantizedGemm } from "../src/cpu/quantized-gemm";
 import {
   bf16ToF32,
@@ -72,7 +79,7 @@ describe("weight formats", () => {
       const [m, n, k] = [5, 7, 70];
       const a = randomArray(m * k, 3);
       const w = randomArray(n * k, 4, 0.1);
-      const gemm = quantizedGemm(typescriptGemm, dtype);
+      const gemm = quantizedGemm(typescriptGemm, dtype, "typescript");
       const packed = gemm.packWeights(w, n, k);
       expect(packed.numBytes).toBeLessThan(n * k * (dtype === "bf16" ? 2.01 : 1.2));
       const got = randomArray(m * n, 5);
@@ -82,6 +89,32 @@ describe("weight formats", () => {
       expect(got).toEqual(want);
     },
   );
+});
+
+const hasNativeQuant = requireAvailable(
+  "the kiln_gemm addon with matmulQuant (quant-matmul.cc)",
+  typeof tryLoadNativeAddon()?.matmulQuant === "function",
+  "npm run build -w @kiln/kernels",
+);
+
+describe.runIf(hasNativeQuant)("the native quantized product (quant-matmul.cc)", () => {
+  it.each(["bf16", "int8"] as const)("%s matches the TypeScript reference to rounding", (dtype) => {
+    for (const [m, n, k] of [
+      [1, 9, 64],
+      [4, 7, 70],
+      [3, 5, 15],
+    ] as const) {
+      const a = randomArray(m * k, 6);
+      const w = randomArray(n * k, 7, 0.1);
+      const native = quantizedGemm(typescriptGemm, dtype, "native");
+      const reference = quantizedGemm(typescriptGemm, dtype, "typescript");
+      const got = randomArray(m * n, 8);
+      const want = Float32Array.from(got);
+      native.matmulPacked(a, native.packWeights(w, n, k), got, m, true);
+      reference.matmulPacked(a, reference.packWeights(w, n, k), want, m, true);
+      for (let i = 0; i < got.length; i++) expect(got[i]).toBeCloseTo(want[i]!, 5);
+    }
+  });
 });
 
 const cases: readonly GoldenCase[] = loadGoldenCases();
@@ -109,13 +142,21 @@ function roundTripModel(dtype: WeightDtype): WeightMap {
   return out;
 }
 
-function runner(dtype: WeightDtype, weights: WeightMap = model.weights, numBlocks = 64) {
+type Product = "native" | "typescript";
+
+/** A runner on TypeScript kernels whose projections are stored as `dtype`. */
+function runner(
+  dtype: WeightDtype,
+  weights: WeightMap = model.weights,
+  numBlocks = 64,
+  product: Product = "typescript",
+) {
+  const gemm = dtype === "f32" ? typescriptGemm : quantizedGemm(typescriptGemm, dtype, product);
   return new CpuModelRunner(model.config, weights, {
     numBlocks,
     blockSize,
-    weightDtype: dtype,
     kernels: "typescript",
-    gemm: typescriptGemm,
+    gemm,
   });
 }
 
@@ -152,27 +193,32 @@ function goldenNll(r: CpuModelRunner): number {
 }
 
 describe.each(["bf16", "int8"] as const)("stories260K with %s weights", (dtype) => {
-  it("reproduces the greedy goldens token for token, like the f32 pass over the same quantized weights", async () => {
-    const numBlocks =
-      cases.length *
-        Math.ceil((Math.max(...prompts.map((p) => p.length)) + maxNewTokens) / blockSize) +
-      3;
-    const quantized = runner(dtype, model.weights, numBlocks);
-    expect(quantized.gemm.name).toBe(`typescript+${dtype}`);
-    const opts = { blockSize, numBlocks, maxNewTokens, isBatched: true, chunkLen: 7 };
-    const got = await greedyGenerate(quantized, prompts, opts);
-    const reference = await greedyGenerate(
-      runner("f32", roundTripModel(dtype), numBlocks),
-      prompts,
-      opts,
-    );
-    expect(got).toEqual(reference);
-    expect(got).toEqual(expected);
-  });
+  const products: Product[] = hasNativeQuant ? ["typescript", "native"] : ["typescript"];
+  it.each(products)(
+    "%s product: reproduces the greedy goldens token for token, like the f32 pass over the same quantized weights",
+    async (product) => {
+      const numBlocks =
+        cases.length *
+          Math.ceil((Math.max(...prompts.map((p) => p.length)) + maxNewTokens) / blockSize) +
+        3;
+      const quantized = runner(dtype, model.weights, numBlocks, product);
+      const suffix = product === "native" ? "-native" : "";
+      expect(quantized.gemm.name).toBe(`typescript+${dtype}${suffix}`);
+      const opts = { blockSize, numBlocks, maxNewTokens, isBatched: true, chunkLen: 7 };
+      const got = await greedyGenerate(quantized, prompts, opts);
+      const reference = await greedyGenerate(
+        runner("f32", roundTripModel(dtype), numBlocks),
+        prompts,
+        opts,
+      );
+      expect(got).toEqual(reference);
+      expect(got).toEqual(expected);
+    },
+  );
 
   it("changes the perplexity of the golden texts by under 1% (measured in docs/benchmarks.md)", () => {
     const f32 = goldenNll(runner("f32"));
-    const quantized = goldenNll(runner(dtype));
+    const quantized = goldenNll(runner(dtype, model.weights, 64, "typescript"));
     const ratio = Math.exp(quantized) / Math.exp(f32);
     console.log(
       `golden perplexity f32 ${Math.exp(f32).toFixed(4)}, ${dtype} ${Math.exp(quantized).toFixed(4)} (×${ratio.toFixed(5)})`,

@@ -1,4 +1,5 @@
 import type { Gemm, PackedWeights } from "./gemm";
+import { tryLoadNativeAddon } from "./native-addon";
 import {
   INT8_GROUP_SIZE,
   type Int8Matrix,
@@ -92,16 +93,27 @@ function dotColumn(
  * matmulPacked multiplies f32 activations by them: each weight row is decoded once per call
  * into an f32 scratch row and dotted with every activation row, so weights are read from
  * memory in their compact form. matmulTransB (attention, LoRA) and weights packed by `base`
- * go to `base` unchanged. Single-threaded TypeScript: correct everywhere, not yet fast (ADR 0020).
+ * go to `base` unchanged. `product`: "native" runs the addon's matmulQuant (quant-matmul.cc,
+ * one thread, AVX-512 where present), "typescript" the reference below (bit-identical to
+ * typescriptGemm over the dequantized weights); by default native when the addon has it.
  */
-export function quantizedGemm(base: Gemm, dtype: Exclude<WeightDtype, "f32">): Gemm {
+export function quantizedGemm(
+  base: Gemm,
+  dtype: Exclude<WeightDtype, "f32">,
+  product?: "native" | "typescript",
+): Gemm {
+  const addon = product === "typescript" ? null : tryLoadNativeAddon();
+  const matmulQuant = addon?.matmulQuant?.bind(addon) ?? null;
+  if (product === "native" && matmulQuant === null) {
+    throw new Error("native quantized product requested but the addon lacks matmulQuant");
+  }
   let scratch = new Float32Array(0);
   const rowScratch = (k: number): Float32Array => {
     if (scratch.length < k) scratch = new Float32Array(k);
     return scratch;
   };
   return {
-    name: `${base.name}+${dtype}`,
+    name: `${base.name}+${dtype}${matmulQuant === null ? "" : "-native"}`,
     matmulTransB: (a, w, out, m, n, k, accumulate) =>
       base.matmulTransB(a, w, out, m, n, k, accumulate),
     packWeights(w, n, k) {
@@ -119,6 +131,12 @@ export function quantizedGemm(base: Gemm, dtype: Exclude<WeightDtype, "f32">): G
       const { n, k } = packed;
       if (a.length < m * k || out.length < m * n) {
         throw new RangeError("a or out is shorter than its shape");
+      }
+      if (matmulQuant !== null) {
+        if (packed instanceof Bf16Weights) {
+          matmulQuant(a, packed.bits, null, out, m, n, k, accumulate);
+        } else matmulQuant(a, packed.m.q, packed.m.scales, out, m, n, k, accumulate);
+        return;
       }
       const row = rowScratch(k);
       const row32 = new Uint32Array(row.buffer, row.byteOffset, k);

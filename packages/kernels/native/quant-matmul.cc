@@ -1,7 +1,8 @@
 // Weight-only quantized products for KILN_WEIGHT_DTYPE (ADR 0020): out[M, N] (+)= a[M, K] · Wᵀ
 // with W stored as int8 groups of 32 along K with one f32 scale each (Q8_0-like), or as
-// bfloat16 bits. Activations stay f32. Single-threaded, weight row outer so one row is read from
-// memory once per call and reused from L1 for every activation row. AVX-512 where the CPU has
+// bfloat16 bits. Activations stay f32. Weight row outer so one row is read from
+// memory once per call and reused from L1 for every activation row, on the calling thread's
+// OpenMP team (the one oneDNN uses). AVX-512 where the CPU has
 // it (checked at run time), portable C++ otherwise; both sum in the same per-group order
 // within a vector lane, so results match the TypeScript reference to rounding only.
 #include <immintrin.h>
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "napi-args.h"
+#include "onednn.h"
 
 namespace kiln {
 namespace {
@@ -85,48 +87,93 @@ float dotBf16Scalar(const float* a, const uint16_t* w, int64_t k) {
   return sum;
 }
 
-// matmulQuant(a, w, scales, out, m, n, k, accumulate): w is an Int8Array [N, K] with scales a
-// Float32Array [N, ceil(K / 32)], or a Uint16Array [N, K] of bf16 bits with scales null.
+// One call's product; each team member takes a contiguous slice of the N weight rows.
+struct QuantJob {
+  const float* a;
+  const int8_t* q;       // int8 weights, or null
+  const float* scales;   // with q
+  const uint16_t* bf16;  // bf16 weights, or null
+  float* out;
+  int64_t m, n, k, groups;
+  bool accumulate, avx;
+};
+
+void runRows(const QuantJob& job, int64_t begin, int64_t end) {
+  const int64_t k = job.k;
+  for (int64_t j = begin; j < end; j++) {
+    for (int64_t i = 0; i < job.m; i++) {
+      const float* a = job.a + i * k;
+      float s;
+      if (job.q != nullptr) {
+        const int8_t* q = job.q + j * k;
+        const float* sc = job.scales + j * job.groups;
+        s = job.avx ? dotInt8Avx512(a, q, sc, k) : dotInt8Scalar(a, q, sc, k);
+      } else {
+        const uint16_t* w = job.bf16 + j * k;
+        s = job.avx ? dotBf16Avx512(a, w, k) : dotBf16Scalar(a, w, k);
+      }
+      float* o = job.out + i * job.n + j;
+      *o = job.accumulate ? *o + s : s;
+    }
+  }
+}
+
+void runTeamMember(void* data) {
+  const QuantJob& job = *static_cast<const QuantJob*>(data);
+  const int64_t team = onednn().ompGetNumThreads();
+  const int64_t me = onednn().ompGetThreadNum();
+  runRows(job, job.n * me / team, job.n * (me + 1) / team);
+}
+
+// Below this many weight bytes a call runs on the calling thread alone.
+constexpr int64_t kMinParallelBytes = 1 << 16;
+
+// matmulQuant(a, w, scales, out, m, n, k, accumulate, numThreads): w is an Int8Array [N, K]
+// with scales a Float32Array [N, ceil(K / 32)], or a Uint16Array [N, K] of bf16 bits with
+// scales null. Rows of W are split across the calling thread's OpenMP team (numThreads 0 keeps
+// its size).
 Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Float32Array a = float32Arg(info, 0, "a");
   Napi::Float32Array out = float32Arg(info, 3, "out");
-  const int64_t m = dimArg(info, 4, "m"), n = dimArg(info, 5, "n"), k = dimArg(info, 6, "k");
-  const bool accumulate = info[7].ToBoolean().Value();
-  requireLen(env, a, m * k, "a");
-  requireLen(env, out, m * n, "out");
+  QuantJob job{};
+  job.m = dimArg(info, 4, "m");
+  job.n = dimArg(info, 5, "n");
+  job.k = dimArg(info, 6, "k");
+  job.accumulate = info[7].ToBoolean().Value();
+  const int64_t numThreads = dimArg(info, 8, "numThreads");
+  requireLen(env, a, job.m * job.k, "a");
+  requireLen(env, out, job.m * job.n, "out");
+  job.a = a.Data();
+  job.out = out.Data();
+  job.avx = hasAvx512();
   Napi::Value wv = info[1];
-  if (!wv.IsTypedArray()) throw Napi::TypeError::New(env, "w must be an Int8Array or Uint16Array");
-  const napi_typedarray_type type = wv.As<Napi::TypedArray>().TypedArrayType();
-  const bool avx = hasAvx512();
-  float* o = out.Data();
-  const float* ad = a.Data();
+  const napi_typedarray_type type =
+      wv.IsTypedArray() ? wv.As<Napi::TypedArray>().TypedArrayType() : napi_float32_array;
+  int64_t bytes = 0;
   if (type == napi_int8_array) {
     Napi::Int8Array w = wv.As<Napi::Int8Array>();
     Napi::Float32Array scales = float32Arg(info, 2, "scales");
-    const int64_t groups = (k + kGroup - 1) / kGroup;
-    requireLen(env, w, n * k, "w");
-    requireLen(env, scales, n * groups, "scales");
-    for (int64_t j = 0; j < n; j++) {
-      const int8_t* q = w.Data() + j * k;
-      const float* sc = scales.Data() + j * groups;
-      for (int64_t i = 0; i < m; i++) {
-        float s = avx ? dotInt8Avx512(ad + i * k, q, sc, k) : dotInt8Scalar(ad + i * k, q, sc, k);
-        o[i * n + j] = accumulate ? o[i * n + j] + s : s;
-      }
-    }
+    job.groups = (job.k + kGroup - 1) / kGroup;
+    requireLen(env, w, job.n * job.k, "w");
+    requireLen(env, scales, job.n * job.groups, "scales");
+    job.q = w.Data();
+    job.scales = scales.Data();
+    bytes = job.n * job.k;
   } else if (type == napi_uint16_array) {
     Napi::Uint16Array w = wv.As<Napi::Uint16Array>();
-    requireLen(env, w, n * k, "w");
-    for (int64_t j = 0; j < n; j++) {
-      const uint16_t* row = w.Data() + j * k;
-      for (int64_t i = 0; i < m; i++) {
-        float s = avx ? dotBf16Avx512(ad + i * k, row, k) : dotBf16Scalar(ad + i * k, row, k);
-        o[i * n + j] = accumulate ? o[i * n + j] + s : s;
-      }
-    }
+    requireLen(env, w, job.n * job.k, "w");
+    job.bf16 = w.Data();
+    bytes = 2 * job.n * job.k;
   } else {
     throw Napi::TypeError::New(env, "w must be an Int8Array or Uint16Array");
+  }
+  setNumThreads(static_cast<int>(numThreads));
+  const int team = bytes >= kMinParallelBytes ? onednn().ompGetMaxThreads() : 1;
+  if (team > 1) {
+    onednn().gompParallel(runTeamMember, &job, static_cast<unsigned>(team), 0);
+  } else {
+    runRows(job, 0, job.n);
   }
   return env.Undefined();
 }

@@ -113,7 +113,7 @@ export class CpuModelRunner {
     if (config.headDim % 2 !== 0) throw new Error(`headDim ${config.headDim} is odd`);
     this.config = config;
     const baseGemm = opts.gemm ?? createGemm({ numThreads: opts.numThreads });
-    this.gemm = gemmForWeightDtype(baseGemm, opts.weightDtype ?? "f32");
+    this.gemm = gemmForWeightDtype(baseGemm, opts.weightDtype ?? "f32", opts.numThreads ?? 0);
     this.weights = packProjections(packLlamaWeights(config, weights), this.gemm);
     const isNative = opts.kernels === undefined || opts.kernels === "native";
     const native = isNative ? NativeAttention.tryCreate({ numThreads: opts.numThreads }) : null;

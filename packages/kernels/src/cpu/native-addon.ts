@@ -36,7 +36,7 @@ export interface NativeAddon {
   /**
    * quant-matmul.cc (ADR 0020): out[M,N] = a[M,K]·wᵀ (+ out) for w an Int8Array [N,K] with
    * scales [N, ceil(K/32)] (Q8_0-like groups), or a Uint16Array of bf16 bits with scales null.
-   * One thread; AVX-512 when the CPU has it. Absent from addons built before it.
+   * Rows of W split over the OpenMP team; AVX-512 when the CPU has it. Absent from addons built before it.
    */
   matmulQuant?(
     a: Float32Array,
@@ -47,6 +47,7 @@ export interface NativeAddon {
     n: number,
     k: number,
     accumulate: boolean,
+    numThreads: number,
   ): void;
   /** "avx512" or "scalar": the path matmulQuant takes on this CPU. */
   quantIsa?(): string;

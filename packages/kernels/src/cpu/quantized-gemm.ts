@@ -96,11 +96,13 @@ function dotColumn(
  * go to `base` unchanged. `product`: "native" runs the addon's matmulQuant (quant-matmul.cc,
  * one thread, AVX-512 where present), "typescript" the reference below (bit-identical to
  * typescriptGemm over the dequantized weights); by default native when the addon has it.
+ * `numThreads`: the native product's OpenMP team (0 keeps the calling thread's default).
  */
 export function quantizedGemm(
   base: Gemm,
   dtype: Exclude<WeightDtype, "f32">,
   product?: "native" | "typescript",
+  numThreads = 0,
 ): Gemm {
   const addon = product === "typescript" ? null : tryLoadNativeAddon();
   const matmulQuant = addon?.matmulQuant?.bind(addon) ?? null;
@@ -134,8 +136,8 @@ export function quantizedGemm(
       }
       if (matmulQuant !== null) {
         if (packed instanceof Bf16Weights) {
-          matmulQuant(a, packed.bits, null, out, m, n, k, accumulate);
-        } else matmulQuant(a, packed.m.q, packed.m.scales, out, m, n, k, accumulate);
+          matmulQuant(a, packed.bits, null, out, m, n, k, accumulate, numThreads);
+        } else matmulQuant(a, packed.m.q, packed.m.scales, out, m, n, k, accumulate, numThreads);
         return;
       }
       const row = rowScratch(k);
@@ -150,6 +152,6 @@ export function quantizedGemm(
 }
 
 /** `base` for f32, else quantizedGemm(base, dtype). */
-export function gemmForWeightDtype(base: Gemm, dtype: WeightDtype): Gemm {
-  return dtype === "f32" ? base : quantizedGemm(base, dtype);
+export function gemmForWeightDtype(base: Gemm, dtype: WeightDtype, numThreads = 0): Gemm {
+  return dtype === "f32" ? base : quantizedGemm(base, dtype, undefined, numThreads);
 }

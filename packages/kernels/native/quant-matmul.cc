@@ -87,6 +87,62 @@ float dotBf16Scalar(const float* a, const uint16_t* w, int64_t k) {
   return sum;
 }
 
+// Four activation rows at once (rows a0 + r·k): each weight group is widened once and used
+// four times, so batched steps convert a quarter as often. Sums match the one-row kernels.
+__attribute__((target("avx512f,avx512bw"))) void dotInt8x4Avx512(const float* a, int64_t k,
+                                                                 const int8_t* q,
+                                                                 const float* scales,
+                                                                 float* sums) {
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
+  const int64_t full = k / kGroup;
+  for (int64_t g = 0; g < full; g++) {
+    const int64_t p = g * kGroup;
+    __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(q + p))));
+    __m512 w1 =
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(q + p + 16))));
+    __m512 d = _mm512_set1_ps(scales[g]);
+    for (int r = 0; r < 4; r++) {
+      const float* ar = a + r * k + p;
+      __m512 s = _mm512_fmadd_ps(_mm512_loadu_ps(ar + 16), w1,
+                                 _mm512_mul_ps(_mm512_loadu_ps(ar), w0));
+      acc[r] = _mm512_fmadd_ps(s, d, acc[r]);
+    }
+  }
+  for (int r = 0; r < 4; r++) {
+    float sum = _mm512_reduce_add_ps(acc[r]);
+    if (full * kGroup < k) {
+      float s = 0;
+      for (int64_t p = full * kGroup; p < k; p++) s += a[r * k + p] * static_cast<float>(q[p]);
+      sum += s * scales[full];
+    }
+    sums[r] = sum;
+  }
+}
+
+__attribute__((target("avx512f,avx512bw"))) void dotBf16x4Avx512(const float* a, int64_t k,
+                                                                 const uint16_t* w,
+                                                                 float* sums) {
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
+  int64_t p = 0;
+  for (; p + 16 <= k; p += 16) {
+    __m512i bits = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(w + p)));
+    __m512 wf = _mm512_castsi512_ps(_mm512_slli_epi32(bits, 16));
+    for (int r = 0; r < 4; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(a + r * k + p), wf, acc[r]);
+  }
+  for (int r = 0; r < 4; r++) {
+    float sum = _mm512_reduce_add_ps(acc[r]);
+    for (int64_t t = p; t < k; t++) {
+      uint32_t b = static_cast<uint32_t>(w[t]) << 16;
+      float f;
+      __builtin_memcpy(&f, &b, 4);
+      sum += a[r * k + t] * f;
+    }
+    sums[r] = sum;
+  }
+}
+
 // One call's product; each team member takes a contiguous slice of the N weight rows.
 struct QuantJob {
   const float* a;
@@ -101,7 +157,20 @@ struct QuantJob {
 void runRows(const QuantJob& job, int64_t begin, int64_t end) {
   const int64_t k = job.k;
   for (int64_t j = begin; j < end; j++) {
-    for (int64_t i = 0; i < job.m; i++) {
+    int64_t i = 0;
+    for (; job.avx && i + 4 <= job.m; i += 4) {
+      float sums[4];
+      if (job.q != nullptr) {
+        dotInt8x4Avx512(job.a + i * k, k, job.q + j * k, job.scales + j * job.groups, sums);
+      } else {
+        dotBf16x4Avx512(job.a + i * k, k, job.bf16 + j * k, sums);
+      }
+      for (int r = 0; r < 4; r++) {
+        float* o = job.out + (i + r) * job.n + j;
+        *o = job.accumulate ? *o + sums[r] : sums[r];
+      }
+    }
+    for (; i < job.m; i++) {
       const float* a = job.a + i * k;
       float s;
       if (job.q != nullptr) {

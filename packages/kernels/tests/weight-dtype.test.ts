@@ -101,6 +101,7 @@ describe.runIf(hasNativeQuant)("the native quantized product (quant-matmul.cc)",
   it.each(["bf16", "int8"] as const)("%s matches the TypeScript reference to rounding", (dtype) => {
     for (const [m, n, k] of [
       [1, 9, 64],
+      [6, 5, 96],
       [4, 7, 70],
       [3, 5, 15],
     ] as const) {

@@ -247,6 +247,42 @@ Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// dequantizeWeights(w, scales, out, n, k): out [N, K] f32 = the weights w stands for (int8
+// groups times their scale, or bf16 widened). Large-M products use it with oneDNN's sgemm,
+// where compute, not weight reads, is the bound.
+Napi::Value DequantizeWeights(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Float32Array out = float32Arg(info, 2, "out");
+  const int64_t n = dimArg(info, 3, "n"), k = dimArg(info, 4, "k");
+  requireLen(env, out, n * k, "out");
+  float* o = out.Data();
+  Napi::Value wv = info[0];
+  const napi_typedarray_type type =
+      wv.IsTypedArray() ? wv.As<Napi::TypedArray>().TypedArrayType() : napi_float32_array;
+  if (type == napi_int8_array) {
+    Napi::Int8Array w = wv.As<Napi::Int8Array>();
+    Napi::Float32Array scales = float32Arg(info, 1, "scales");
+    const int64_t groups = (k + kGroup - 1) / kGroup;
+    requireLen(env, w, n * k, "w");
+    requireLen(env, scales, n * groups, "scales");
+    for (int64_t j = 0; j < n; j++) {
+      for (int64_t p = 0; p < k; p++) {
+        o[j * k + p] = scales.Data()[j * groups + p / kGroup] * static_cast<float>(w.Data()[j * k + p]);
+      }
+    }
+  } else if (type == napi_uint16_array) {
+    Napi::Uint16Array w = wv.As<Napi::Uint16Array>();
+    requireLen(env, w, n * k, "w");
+    for (int64_t t = 0; t < n * k; t++) {
+      uint32_t b = static_cast<uint32_t>(w.Data()[t]) << 16;
+      __builtin_memcpy(o + t, &b, 4);
+    }
+  } else {
+    throw Napi::TypeError::New(env, "w must be an Int8Array or Uint16Array");
+  }
+  return env.Undefined();
+}
+
 Napi::Value QuantIsa(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), hasAvx512() ? "avx512" : "scalar");
 }
@@ -255,6 +291,7 @@ Napi::Value QuantIsa(const Napi::CallbackInfo& info) {
 
 void registerQuantMatmul(Napi::Env env, Napi::Object exports) {
   exports.Set("matmulQuant", Napi::Function::New(env, MatmulQuant, "matmulQuant"));
+  exports.Set("dequantizeWeights", Napi::Function::New(env, DequantizeWeights, "dequantizeWeights"));
   exports.Set("quantIsa", Napi::Function::New(env, QuantIsa, "quantIsa"));
 }
 

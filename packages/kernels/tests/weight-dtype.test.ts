@@ -102,6 +102,7 @@ describe.runIf(hasNativeQuant)("the native quantized product (quant-matmul.cc)",
     for (const [m, n, k] of [
       [1, 9, 64],
       [6, 5, 96],
+      [40, 6, 70],
       [4, 7, 70],
       [3, 5, 15],
     ] as const) {

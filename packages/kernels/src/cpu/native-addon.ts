@@ -49,6 +49,14 @@ export interface NativeAddon {
     accumulate: boolean,
     numThreads: number,
   ): void;
+  /** out [N,K] = the f32 weights w stands for (arguments as matmulQuant's). */
+  dequantizeWeights?(
+    w: Int8Array | Uint16Array,
+    scales: Float32Array | null,
+    out: Float32Array,
+    n: number,
+    k: number,
+  ): void;
   /** "avx512" or "scalar": the path matmulQuant takes on this CPU. */
   quantIsa?(): string;
   /**

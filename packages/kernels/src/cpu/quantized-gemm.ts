@@ -35,6 +35,12 @@ class Int8Weights implements PackedWeights {
   }
 }
 
+/**
+ * From this many activation rows the native path widens the weights to f32 once and runs the
+ * base gemm (compute-bound prefill); below it, matmulQuant reads them compact (decode).
+ */
+const DEQUANTIZE_MIN_ROWS = 32;
+
 /** Writes row `row` of packed bf16 weights into `dst` (f32, exact). */
 function decodeBf16Row(w: Bf16Weights, row: number, dst32: Uint32Array): void {
   const off = row * w.k;
@@ -106,10 +112,16 @@ export function quantizedGemm(
 ): Gemm {
   const addon = product === "typescript" ? null : tryLoadNativeAddon();
   const matmulQuant = addon?.matmulQuant?.bind(addon) ?? null;
+  const dequantize = addon?.dequantizeWeights?.bind(addon) ?? null;
   if (product === "native" && matmulQuant === null) {
     throw new Error("native quantized product requested but the addon lacks matmulQuant");
   }
   let scratch = new Float32Array(0);
+  let wide = new Float32Array(0);
+  const f32Scratch = (len: number): Float32Array => {
+    if (wide.length < len) wide = new Float32Array(len);
+    return wide.subarray(0, len);
+  };
   const rowScratch = (k: number): Float32Array => {
     if (scratch.length < k) scratch = new Float32Array(k);
     return scratch;
@@ -133,6 +145,14 @@ export function quantizedGemm(
       const { n, k } = packed;
       if (a.length < m * k || out.length < m * n) {
         throw new RangeError("a or out is shorter than its shape");
+      }
+      if (dequantize !== null && m >= DEQUANTIZE_MIN_ROWS) {
+        // Compute-bound: widen once into scratch and let the base gemm (oneDNN) multiply.
+        const w = f32Scratch(n * k);
+        if (packed instanceof Bf16Weights) dequantize(packed.bits, null, w, n, k);
+        else dequantize(packed.m.q, packed.m.scales, w, n, k);
+        base.matmulTransB(a, w, out, m, n, k, accumulate);
+        return;
       }
       if (matmulQuant !== null) {
         if (packed instanceof Bf16Weights) {

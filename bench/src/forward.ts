@@ -3,6 +3,7 @@
 // ~128, and one long prefill. Runs the in-thread CpuModelRunner (what the worker thread runs).
 //   tsx bench/src/forward.ts [--batches 1,8,32] [--context 128] [--prefill 512] [--seconds 3]
 //                            [--threads N]   (gemm and attention threads; OpenMP's default otherwise)
+//                            [--weight-dtype f32|bf16|int8] (or KILN_WEIGHT_DTYPE; ADR 0020)
 //                            [--profile]     (or KILN_FORWARD_PROFILE=1: per-phase breakdown)
 // The model is generated into bench/models/llama-110m on first run and reused after.
 import { stat } from "node:fs/promises";
@@ -15,10 +16,12 @@ import {
   DEFAULT_SAMPLING,
   describeNativeGemm,
   type Gemm,
+  gemmForWeightDtype,
   loadCpuModelRunner,
   NativeAttention,
   type PackedWeights,
   PagedAttention,
+  parseWeightDtype,
   type SampleRequest,
   type StepInput,
 } from "@kiln/kernels";
@@ -232,6 +235,7 @@ async function main(): Promise<void> {
       prefill: { type: "string", default: "512" },
       seconds: { type: "string", default: "3" },
       threads: { type: "string" },
+      "weight-dtype": { type: "string", default: process.env.KILN_WEIGHT_DTYPE ?? "f32" },
       profile: { type: "boolean", default: process.env.KILN_FORWARD_PROFILE === "1" },
     },
   });
@@ -245,7 +249,10 @@ async function main(): Promise<void> {
   const blocksPerSeq = Math.ceil((contextLen + maxDecodeSteps + 2) / BLOCK_SIZE);
   const maxBatch = Math.max(...batches);
   const numBlocks = Math.max(maxBatch * blocksPerSeq, Math.ceil(prefillLen / BLOCK_SIZE));
-  const gemm = new TimedGemm(createGemm({ numThreads }));
+  const weightDtype = parseWeightDtype(values["weight-dtype"]);
+  const gemm = new TimedGemm(
+    gemmForWeightDtype(createGemm({ numThreads }), weightDtype, numThreads ?? 0),
+  );
   const profiler = values.profile ? new PhaseProfiler() : null;
   const runner = await loadCpuModelRunner(MODEL_DIR, {
     numBlocks,

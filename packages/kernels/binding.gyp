@@ -13,7 +13,8 @@
         "native/attention.cc",
         "native/elementwise.cc",
         "native/lora.cc",
-        "native/sampling.cc"
+        "native/sampling.cc",
+        "native/quant-matmul.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "cflags_cc": ["-O3", "-std=c++17", "-ffp-contract=fast", "-Wno-psabi"],

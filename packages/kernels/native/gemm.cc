@@ -101,6 +101,7 @@ Napi::Object initAddon(Napi::Env env, Napi::Object exports) {
   registerElementwise(env, exports);
   registerLora(env, exports);
   registerSampling(env, exports);
+  registerQuantMatmul(env, exports);  // quant-matmul.cc (ADR 0020)
   return exports;
 }
 

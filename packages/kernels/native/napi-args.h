@@ -50,5 +50,6 @@ void registerAttention(Napi::Env env, Napi::Object exports);
 void registerElementwise(Napi::Env env, Napi::Object exports);
 void registerLora(Napi::Env env, Napi::Object exports);
 void registerSampling(Napi::Env env, Napi::Object exports);
+void registerQuantMatmul(Napi::Env env, Napi::Object exports);
 
 }  // namespace kiln

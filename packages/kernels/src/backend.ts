@@ -179,6 +179,8 @@ export interface BackendOptions {
   readonly maxLoraRank?: number;
   /** Parsed adapters kept in host memory beyond the slots (KILN_MAX_CPU_LORAS); maxLoras by default. */
   readonly maxCpuLoras?: number;
+  /** How projections are stored: "f32" (default), "bf16" or "int8" (KILN_WEIGHT_DTYPE, ADR 0020). */
+  readonly weightDtype?: "f32" | "bf16" | "int8";
 }
 
 /** Bytes of KV memory (f32 K and V over every layer) that one block of `blockSize` tokens needs. */

@@ -26,6 +26,14 @@ export {
 } from "./cpu/model-runner";
 export { type CpuSampling, type RowSampler, tryNativeRowSampler } from "./cpu/native-sampling";
 export { type AttentionShape, PagedAttention } from "./cpu/paged-attention";
+export { gemmForWeightDtype, quantizedGemm } from "./cpu/quantized-gemm";
+export {
+  INT8_GROUP_SIZE,
+  parseWeightDtype,
+  roundTripWeights,
+  WEIGHT_DTYPES,
+  type WeightDtype,
+} from "./cpu/weight-formats";
 export { type DenseAttentionShape, referenceCausalAttention } from "./reference/dense-attention";
 export {
   referenceForward,

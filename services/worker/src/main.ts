@@ -52,6 +52,7 @@ async function main(): Promise<void> {
     maxLoraRank: opts.maxLoraRank,
     maxCpuLoras: opts.maxCpuLoras,
     ...(opts.sampling ? { sampling: opts.sampling } : {}),
+    weightDtype: opts.weightDtype,
   });
 
   const server = new Server(WORKER_LINK_OPTIONS);

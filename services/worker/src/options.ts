@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { parseWeightDtype, type WeightDtype } from "@kiln/kernels";
 
 export interface WorkerOptions {
   /** A local model directory or a Hugging Face repo id. */
@@ -27,6 +28,8 @@ export interface WorkerOptions {
   readonly maxCpuLoras: number;
   /** Sampler of the CPU backend (KILN_SAMPLING, --sampling; native when the addon loads). */
   readonly sampling: "native" | "typescript" | undefined;
+  /** How projections are stored (KILN_WEIGHT_DTYPE, --weight-dtype; f32): f32, bf16 or int8. */
+  readonly weightDtype: WeightDtype;
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -64,6 +67,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "max-lora-rank": { type: "string" },
       "max-cpu-loras": { type: "string" },
       sampling: { type: "string" },
+      "weight-dtype": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -78,6 +82,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
   }
   return {
     sampling,
+    weightDtype: parseWeightDtype(values["weight-dtype"] ?? env.KILN_WEIGHT_DTYPE ?? "f32"),
     maxLoras,
     maxLoraRank: parseIntFlag(
       values["max-lora-rank"] ?? env.KILN_MAX_LORA_RANK ?? "64",

@@ -137,6 +137,7 @@ export async function createCpuBackend(opts: CpuBackendOptions): Promise<Backend
     maxLoraRank: opts.maxLoraRank ?? 64,
     maxCpuLoras: opts.maxCpuLoras ?? opts.maxLoras ?? 0,
     sampling: opts.sampling ?? null,
+    weightDtype: opts.weightDtype ?? "f32",
   };
   const worker = startWorker(init);
   const info = await new Promise<BackendInfo>((resolve, reject) => {

@@ -23,6 +23,7 @@ async function serve(init: CpuWorkerInit): Promise<void> {
       numBlocks: init.numBlocks,
       blockSize: init.blockSize,
       maxLoras: init.maxLoras,
+      weightDtype: init.weightDtype,
       ...(init.numThreads === null ? {} : { numThreads: init.numThreads }),
       ...(init.sampling === null ? {} : { sampling: init.sampling }),
     });

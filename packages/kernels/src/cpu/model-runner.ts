@@ -16,9 +16,11 @@ import { type LoraGroups, LoraSlotTable } from "./lora-slots";
 import { tryLoadNativeAddon } from "./native-addon";
 import { type CpuSampling, type RowSampler, tryNativeRowSampler } from "./native-sampling";
 import { PagedAttention } from "./paged-attention";
+import { gemmForWeightDtype } from "./quantized-gemm";
 import { computeInvFreq, fillRopeTables } from "./rope";
 import { type RowKernels, tryNativeRowKernels, typescriptRowKernels } from "./row-kernels";
 import { validateStepInput } from "./step-validation";
+import type { WeightDtype } from "./weight-formats";
 
 export interface CpuModelRunnerOptions {
   /** KV blocks in the pool (each `kvBytesPerBlock` bytes). */
@@ -45,6 +47,8 @@ export interface CpuModelRunnerOptions {
    * "typescript". Asking for "native" without the addon throws.
    */
   readonly sampling?: CpuSampling;
+  /** How projections are stored (KILN_WEIGHT_DTYPE, ADR 0020); "f32" by default. */
+  readonly weightDtype?: WeightDtype;
   /** Told when each phase of a step begins (benchmarks time them); none by default. */
   readonly profiler?: StepProfiler;
 }
@@ -119,7 +123,8 @@ export class CpuModelRunner {
     }
     if (config.headDim % 2 !== 0) throw new Error(`headDim ${config.headDim} is odd`);
     this.config = config;
-    this.gemm = opts.gemm ?? createGemm({ numThreads: opts.numThreads });
+    const baseGemm = opts.gemm ?? createGemm({ numThreads: opts.numThreads });
+    this.gemm = gemmForWeightDtype(baseGemm, opts.weightDtype ?? "f32", opts.numThreads ?? 0);
     this.weights = packProjections(packLlamaWeights(config, weights), this.gemm);
     const isNative = opts.kernels === undefined || opts.kernels === "native";
     const native = isNative ? NativeAttention.tryCreate({ numThreads: opts.numThreads }) : null;

@@ -34,6 +34,32 @@ export interface NativeAddon {
   ): void;
   packedInfo(packed: NativePackedHandle): NativePackedInfo;
   /**
+   * quant-matmul.cc (ADR 0020): out[M,N] = a[M,K]·wᵀ (+ out) for w an Int8Array [N,K] with
+   * scales [N, ceil(K/32)] (Q8_0-like groups), or a Uint16Array of bf16 bits with scales null.
+   * Rows of W split over the OpenMP team; AVX-512 when the CPU has it. Absent from addons built before it.
+   */
+  matmulQuant?(
+    a: Float32Array,
+    w: Int8Array | Uint16Array,
+    scales: Float32Array | null,
+    out: Float32Array,
+    m: number,
+    n: number,
+    k: number,
+    accumulate: boolean,
+    numThreads: number,
+  ): void;
+  /** out [N,K] = the f32 weights w stands for (arguments as matmulQuant's). */
+  dequantizeWeights?(
+    w: Int8Array | Uint16Array,
+    scales: Float32Array | null,
+    out: Float32Array,
+    n: number,
+    k: number,
+  ): void;
+  /** "avx512" or "scalar": the path matmulQuant takes on this CPU. */
+  quantIsa?(): string;
+  /**
    * Paged attention (see PagedAttention.run) for every sequence whose queryLen is below
    * skipQueryLen (0: all); other rows of out are untouched. Throws RangeError when a block
    * table points outside the pool.

@@ -15,6 +15,8 @@ export interface CpuWorkerInit {
   readonly maxCpuLoras: number;
   /** Sampler; null: the runner's default. */
   readonly sampling: "native" | "typescript" | null;
+  /** How projections are stored (KILN_WEIGHT_DTYPE). */
+  readonly weightDtype: "f32" | "bf16" | "int8";
 }
 
 /** Caller → thread. Steps are sent one at a time; the next only after the previous reply. */

@@ -1,0 +1,177 @@
+import type { Gemm, PackedWeights } from "./gemm";
+import { tryLoadNativeAddon } from "./native-addon";
+import {
+  INT8_GROUP_SIZE,
+  type Int8Matrix,
+  quantizeInt8,
+  toBf16,
+  type WeightDtype,
+} from "./weight-formats";
+
+/** Projection weights stored as bfloat16 bits. */
+class Bf16Weights implements PackedWeights {
+  readonly kind: string;
+  readonly numBytes: number;
+  constructor(
+    readonly bits: Uint16Array,
+    readonly n: number,
+    readonly k: number,
+  ) {
+    this.kind = "bf16";
+    this.numBytes = bits.byteLength;
+  }
+}
+
+/** Projection weights stored as int8 groups with f32 scales (weight-formats.ts). */
+class Int8Weights implements PackedWeights {
+  readonly kind = "int8";
+  readonly numBytes: number;
+  readonly n: number;
+  readonly k: number;
+  constructor(readonly m: Int8Matrix) {
+    this.n = m.n;
+    this.k = m.k;
+    this.numBytes = m.q.byteLength + m.scales.byteLength;
+  }
+}
+
+/**
+ * From this many activation rows the native path widens the weights to f32 once and runs the
+ * base gemm (compute-bound prefill); below it, matmulQuant reads them compact (decode).
+ */
+const DEQUANTIZE_MIN_ROWS = 32;
+
+/** Writes row `row` of packed bf16 weights into `dst` (f32, exact). */
+function decodeBf16Row(w: Bf16Weights, row: number, dst32: Uint32Array): void {
+  const off = row * w.k;
+  for (let i = 0; i < w.k; i++) dst32[i] = w.bits[off + i]! << 16;
+}
+
+/** Writes row `row` of int8 weights into `dst` as scale · q (the dequantized row). */
+function decodeInt8Row(w: Int8Matrix, row: number, dst: Float32Array): void {
+  const off = row * w.k;
+  const sOff = row * w.groupsPerRow;
+  for (let g = 0; g < w.groupsPerRow; g++) {
+    const d = w.scales[sOff + g]!;
+    const start = g * INT8_GROUP_SIZE;
+    const end = Math.min(start + INT8_GROUP_SIZE, w.k);
+    for (let i = start; i < end; i++) dst[i] = d * w.q[off + i]!;
+  }
+}
+
+/**
+ * out[i, j] (+)= a[i, :] · row for every i < m: the same four-accumulator order as
+ * typescriptGemm, so a product over decoded weights is bit-identical to typescriptGemm over the
+ * dequantized matrix (the reference the tests compare with).
+ */
+function dotColumn(
+  a: Float32Array,
+  row: Float32Array,
+  out: Float32Array,
+  m: number,
+  n: number,
+  k: number,
+  j: number,
+  accumulate: boolean,
+): void {
+  for (let i = 0; i < m; i++) {
+    const aOff = i * k;
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
+    let p = 0;
+    for (; p + 3 < k; p += 4) {
+      s0 += a[aOff + p]! * row[p]!;
+      s1 += a[aOff + p + 1]! * row[p + 1]!;
+      s2 += a[aOff + p + 2]! * row[p + 2]!;
+      s3 += a[aOff + p + 3]! * row[p + 3]!;
+    }
+    for (; p < k; p++) s0 += a[aOff + p]! * row[p]!;
+    const s = s0 + s1 + s2 + s3;
+    const o = i * n + j;
+    out[o] = accumulate ? out[o]! + s : s;
+  }
+}
+
+/**
+ * A Gemm whose packWeights stores projections as `dtype` (bf16 or int8, weight-only) and whose
+ * matmulPacked multiplies f32 activations by them: each weight row is decoded once per call
+ * into an f32 scratch row and dotted with every activation row, so weights are read from
+ * memory in their compact form. matmulTransB (attention, LoRA) and weights packed by `base`
+ * go to `base` unchanged. `product`: "native" runs the addon's matmulQuant (quant-matmul.cc,
+ * one thread, AVX-512 where present), "typescript" the reference below (bit-identical to
+ * typescriptGemm over the dequantized weights); by default native when the addon has it.
+ * `numThreads`: the native product's OpenMP team (0 keeps the calling thread's default).
+ */
+export function quantizedGemm(
+  base: Gemm,
+  dtype: Exclude<WeightDtype, "f32">,
+  product?: "native" | "typescript",
+  numThreads = 0,
+): Gemm {
+  const addon = product === "typescript" ? null : tryLoadNativeAddon();
+  const matmulQuant = addon?.matmulQuant?.bind(addon) ?? null;
+  const dequantize = addon?.dequantizeWeights?.bind(addon) ?? null;
+  if (product === "native" && matmulQuant === null) {
+    throw new Error("native quantized product requested but the addon lacks matmulQuant");
+  }
+  let scratch = new Float32Array(0);
+  let wide = new Float32Array(0);
+  const f32Scratch = (len: number): Float32Array => {
+    if (wide.length < len) wide = new Float32Array(len);
+    return wide.subarray(0, len);
+  };
+  const rowScratch = (k: number): Float32Array => {
+    if (scratch.length < k) scratch = new Float32Array(k);
+    return scratch;
+  };
+  return {
+    name: `${base.name}+${dtype}${matmulQuant === null ? "" : "-native"}`,
+    matmulTransB: (a, w, out, m, n, k, accumulate) =>
+      base.matmulTransB(a, w, out, m, n, k, accumulate),
+    packWeights(w, n, k) {
+      if (w.length < n * k) throw new RangeError("w is shorter than its shape");
+      const view = w.subarray(0, n * k);
+      return dtype === "bf16"
+        ? new Bf16Weights(toBf16(view), n, k)
+        : new Int8Weights(quantizeInt8(view, n, k));
+    },
+    matmulPacked(a, packed, out, m, accumulate = false) {
+      if (!(packed instanceof Bf16Weights) && !(packed instanceof Int8Weights)) {
+        base.matmulPacked(a, packed, out, m, accumulate);
+        return;
+      }
+      const { n, k } = packed;
+      if (a.length < m * k || out.length < m * n) {
+        throw new RangeError("a or out is shorter than its shape");
+      }
+      if (dequantize !== null && m >= DEQUANTIZE_MIN_ROWS) {
+        // Compute-bound: widen once into scratch and let the base gemm (oneDNN) multiply.
+        const w = f32Scratch(n * k);
+        if (packed instanceof Bf16Weights) dequantize(packed.bits, null, w, n, k);
+        else dequantize(packed.m.q, packed.m.scales, w, n, k);
+        base.matmulTransB(a, w, out, m, n, k, accumulate);
+        return;
+      }
+      if (matmulQuant !== null) {
+        if (packed instanceof Bf16Weights) {
+          matmulQuant(a, packed.bits, null, out, m, n, k, accumulate, numThreads);
+        } else matmulQuant(a, packed.m.q, packed.m.scales, out, m, n, k, accumulate, numThreads);
+        return;
+      }
+      const row = rowScratch(k);
+      const row32 = new Uint32Array(row.buffer, row.byteOffset, k);
+      for (let j = 0; j < n; j++) {
+        if (packed instanceof Bf16Weights) decodeBf16Row(packed, j, row32);
+        else decodeInt8Row(packed.m, j, row);
+        dotColumn(a, row, out, m, n, k, j, accumulate);
+      }
+    },
+  };
+}
+
+/** `base` for f32, else quantizedGemm(base, dtype). */
+export function gemmForWeightDtype(base: Gemm, dtype: WeightDtype, numThreads = 0): Gemm {
+  return dtype === "f32" ? base : quantizedGemm(base, dtype, undefined, numThreads);
+}

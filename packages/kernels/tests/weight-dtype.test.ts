@@ -1,0 +1,282 @@
+import { type LoadedModel, loadModel, type Tensor, type WeightMap } from "@kiln/model";
+import {
+  type GoldenCase,
+  loadGoldenCases,
+  mulberry32,
+  requireAvailable,
+  STORIES_DIR,
+} from "@kiln/test-support";
+import { beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_SAMPLING } from "../src/backend";
+import { createCpuBackend } from "../src/cpu/cpu-backend";
+import { typescriptGemm } from "../src/cpu/gemm";
+import { CpuModelRunner } from "../src/cpu/model-runner";
+import { tryLoadNativeAddon } from "../src/cpu/native-addon";
+import { quantizedGemm } from "../src/cpu/quantized-gemm";
+import {
+  bf16ToF32,
+  dequantizeInt8,
+  f32ToBf16Bits,
+  INT8_GROUP_SIZE,
+  parseWeightDtype,
+  quantizeInt8,
+  roundTripWeights,
+  toBf16,
+  type WeightDtype,
+} from "../src/cpu/weight-formats";
+import { buildStepInput, greedyGenerate } from "./helpers/step-driver";
+
+// KILN_WEIGHT_DTYPE (ADR 0020): bf16 and int8 (Q8_0-like groups of 32) weight-only formats.
+
+function randomArray(len: number, seed: number, scale = 1): Float32Array {
+  const rand = mulberry32(seed);
+  return Float32Array.from({ length: len }, () => (rand() * 2 - 1) * scale);
+}
+
+describe("weight formats", () => {
+  it("parses the dtype names and rejects others", () => {
+    expect(parseWeightDtype("int8")).toBe("int8");
+    expect(() => parseWeightDtype("fp8")).toThrow(/f32, bf16, int8/);
+  });
+
+  it("rounds to bf16 to nearest, ties to even", () => {
+    expect(f32ToBf16Bits(1)).toBe(0x3f80);
+    // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1).
+    expect(f32ToBf16Bits(1 + 2 ** -8)).toBe(0x3f80);
+    expect(f32ToBf16Bits(1 + 3 * 2 ** -8)).toBe(0x3f82);
+    expect(Number.isNaN(bf16ToF32(toBf16(Float32Array.of(Number.NaN)))[0])).toBe(true);
+    const w = randomArray(1000, 1);
+    const back = bf16ToF32(toBf16(w));
+    for (let i = 0; i < w.length; i++) {
+      expect(Math.abs(back[i]! - w[i]!)).toBeLessThanOrEqual(Math.abs(w[i]!) * 2 ** -8);
+    }
+  });
+
+  it("quantizes int8 per row and per group of 32, within half a step of each group's scale", () => {
+    const n = 3;
+    const k = 70; // two full groups and a short one per row
+    const w = randomArray(n * k, 2);
+    w[5] = 0; // a zero group must not divide by zero
+    for (let i = 32; i < 64; i++) w[i] = 0;
+    const m = quantizeInt8(w, n, k);
+    expect(m.groupsPerRow).toBe(Math.ceil(k / INT8_GROUP_SIZE));
+    expect(m.scales[1]).toBe(0);
+    const back = dequantizeInt8(m);
+    for (let row = 0; row < n; row++) {
+      for (let col = 0; col < k; col++) {
+        const d = m.scales[row * m.groupsPerRow + Math.floor(col / 32)]!;
+        expect(Math.abs(back[row * k + col]! - w[row * k + col]!)).toBeLessThanOrEqual(
+          d / 2 + 1e-7,
+        );
+        expect(Math.abs(m.q[row * k + col]!)).toBeLessThanOrEqual(127);
+      }
+    }
+  });
+
+  it.each(["bf16", "int8"] as const)(
+    "%s matmulPacked equals typescriptGemm over the dequantized weights, bit for bit",
+    (dtype) => {
+      const [m, n, k] = [5, 7, 70];
+      const a = randomArray(m * k, 3);
+      const w = randomArray(n * k, 4, 0.1);
+      const gemm = quantizedGemm(typescriptGemm, dtype, "typescript");
+      const packed = gemm.packWeights(w, n, k);
+      expect(packed.numBytes).toBeLessThan(n * k * (dtype === "bf16" ? 2.01 : 1.2));
+      const got = randomArray(m * n, 5);
+      const want = Float32Array.from(got);
+      gemm.matmulPacked(a, packed, got, m, true);
+      typescriptGemm.matmulTransB(a, roundTripWeights(w, n, k, dtype), want, m, n, k, true);
+      expect(got).toEqual(want);
+    },
+  );
+});
+
+const hasNativeQuant = requireAvailable(
+  "the kiln_gemm addon with matmulQuant (quant-matmul.cc)",
+  typeof tryLoadNativeAddon()?.matmulQuant === "function",
+  "npm run build -w @kiln/kernels",
+);
+
+describe.runIf(hasNativeQuant)("the native quantized product (quant-matmul.cc)", () => {
+  it.each(["bf16", "int8"] as const)("%s matches the TypeScript reference to rounding", (dtype) => {
+    for (const [m, n, k] of [
+      [1, 9, 64],
+      [6, 5, 96],
+      [40, 6, 70],
+      [4, 7, 70],
+      [3, 5, 15],
+    ] as const) {
+      const a = randomArray(m * k, 6);
+      const w = randomArray(n * k, 7, 0.1);
+      const native = quantizedGemm(typescriptGemm, dtype, "native");
+      const reference = quantizedGemm(typescriptGemm, dtype, "typescript");
+      const got = randomArray(m * n, 8);
+      const want = Float32Array.from(got);
+      native.matmulPacked(a, native.packWeights(w, n, k), got, m, true);
+      reference.matmulPacked(a, reference.packWeights(w, n, k), want, m, true);
+      for (let i = 0; i < got.length; i++) expect(got[i]).toBeCloseTo(want[i]!, 5);
+    }
+  });
+});
+
+const cases: readonly GoldenCase[] = loadGoldenCases();
+const prompts = cases.map((c) => c.prompt_ids);
+const expected = cases.map((c) => c.greedy_ids);
+const maxNewTokens = Math.max(...expected.map((ids) => ids.length));
+const blockSize = 16;
+
+let model: LoadedModel;
+beforeAll(async () => {
+  model = await loadModel(STORIES_DIR);
+});
+
+/** The checkpoint with every projection replaced by what `dtype` stores: the reference. */
+function roundTripModel(dtype: WeightDtype): WeightMap {
+  const out = new Map<string, Tensor>();
+  for (const [name, t] of model.weights) {
+    const isProjection = t.shape.length === 2 && name !== "model.embed_tokens.weight";
+    const [n, k] = t.shape as [number, number];
+    const tied = model.config.tieWordEmbeddings && name === "model.embed_tokens.weight";
+    // Tied embeddings are the lm_head too: the runner quantizes the lm_head copy only.
+    const data = isProjection && !tied ? roundTripWeights(t.data, n, k, dtype) : t.data;
+    out.set(name, { ...t, data } as Tensor);
+  }
+  return out;
+}
+
+type Product = "native" | "typescript";
+
+/** A runner on TypeScript kernels whose projections are stored as `dtype`. */
+function runner(
+  dtype: WeightDtype,
+  weights: WeightMap = model.weights,
+  numBlocks = 64,
+  product: Product = "typescript",
+) {
+  const gemm = dtype === "f32" ? typescriptGemm : quantizedGemm(typescriptGemm, dtype, product);
+  return new CpuModelRunner(model.config, weights, {
+    numBlocks,
+    blockSize,
+    kernels: "typescript",
+    gemm,
+  });
+}
+
+/** Mean negative log-likelihood of each case's golden continuation, teacher-forced. */
+function goldenNll(r: CpuModelRunner): number {
+  let sum = 0;
+  let count = 0;
+  for (const c of cases) {
+    const tokens = [...c.prompt_ids, ...c.greedy_ids];
+    const blocks = Array.from({ length: Math.ceil(tokens.length / blockSize) }, (_, i) => i);
+    let start = 0;
+    for (let end = c.prompt_ids.length; end < tokens.length; end++) {
+      const sample = {
+        params: DEFAULT_SAMPLING,
+        outputIndex: 0,
+        promptTokenIds: [],
+        outputTokenIds: [],
+      };
+      const input = buildStepInput(
+        [{ tokenIds: tokens.slice(start, end), startPos: start, blocks, sample }],
+        blockSize,
+      );
+      const logits = r.step({ ...input, returnLogits: true }).logits!;
+      let max = Number.NEGATIVE_INFINITY;
+      for (const x of logits) max = Math.max(max, x);
+      let z = 0;
+      for (const x of logits) z += Math.exp(x - max);
+      sum += max + Math.log(z) - logits[tokens[end]!]!;
+      count++;
+      start = end;
+    }
+  }
+  return sum / count;
+}
+
+describe.each(["bf16", "int8"] as const)("stories260K with %s weights", (dtype) => {
+  const products: Product[] = hasNativeQuant ? ["typescript", "native"] : ["typescript"];
+  it.each(products)(
+    "%s product: reproduces the greedy goldens token for token, like the f32 pass over the same quantized weights",
+    async (product) => {
+      const numBlocks =
+        cases.length *
+          Math.ceil((Math.max(...prompts.map((p) => p.length)) + maxNewTokens) / blockSize) +
+        3;
+      const quantized = runner(dtype, model.weights, numBlocks, product);
+      const suffix = product === "native" ? "-native" : "";
+      expect(quantized.gemm.name).toBe(`typescript+${dtype}${suffix}`);
+      const opts = { blockSize, numBlocks, maxNewTokens, isBatched: true, chunkLen: 7 };
+      const got = await greedyGenerate(quantized, prompts, opts);
+      const reference = await greedyGenerate(
+        runner("f32", roundTripModel(dtype), numBlocks),
+        prompts,
+        opts,
+      );
+      expect(got).toEqual(reference);
+      expect(got).toEqual(expected);
+    },
+  );
+
+  it("changes the perplexity of the golden texts by under 1% (measured in docs/benchmarks.md)", () => {
+    const f32 = goldenNll(runner("f32"));
+    const quantized = goldenNll(runner(dtype, model.weights, 64, "typescript"));
+    const ratio = Math.exp(quantized) / Math.exp(f32);
+    console.log(
+      `golden perplexity f32 ${Math.exp(f32).toFixed(4)}, ${dtype} ${Math.exp(quantized).toFixed(4)} (×${ratio.toFixed(5)})`,
+    );
+    expect(quantized).not.toBe(f32); // the weights really are quantized
+    expect(Math.abs(ratio - 1)).toBeLessThan(0.01);
+  });
+});
+
+/** The logprob the backend gives its greedy choice after the first golden prompt. */
+async function firstLogprob(dtype: WeightDtype): Promise<number> {
+  const backend = await createCpuBackend({
+    modelDir: STORIES_DIR,
+    numBlocks: 4,
+    blockSize,
+    numThreads: 1,
+    weightDtype: dtype,
+  });
+  try {
+    const sample = {
+      params: DEFAULT_SAMPLING,
+      outputIndex: 0,
+      promptTokenIds: [],
+      outputTokenIds: [],
+    };
+    const chunk = { tokenIds: prompts[0]!, startPos: 0, blocks: [0], sample };
+    return (await backend.step(buildStepInput([chunk], blockSize))).sampled[0]!.logprob;
+  } finally {
+    await backend.dispose();
+  }
+}
+
+describe("createCpuBackend with weightDtype (the worker's path, KILN_WEIGHT_DTYPE)", () => {
+  it.each(["bf16", "int8"] as const)(
+    "%s: the thread's runner reproduces the goldens",
+    async (dtype) => {
+      const numBlocks = 64;
+      const backend = await createCpuBackend({
+        modelDir: STORIES_DIR,
+        numBlocks,
+        blockSize,
+        numThreads: 1,
+        weightDtype: dtype,
+      });
+      try {
+        const opts = { blockSize, numBlocks, maxNewTokens, isBatched: true };
+        expect(await greedyGenerate(backend, prompts, opts)).toEqual(expected);
+      } finally {
+        await backend.dispose();
+      }
+    },
+  );
+
+  it("the option reaches the thread: the thread's logprobs move with the dtype", async () => {
+    const f32 = await firstLogprob("f32");
+    expect(await firstLogprob("int8")).not.toBe(f32);
+    expect(await firstLogprob("bf16")).not.toBe(f32);
+  });
+});

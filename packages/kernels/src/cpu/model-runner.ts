@@ -140,6 +140,7 @@ export class CpuModelRunner {
       blockSize,
       vocabSize: config.vocabSize,
       maxModelLen: config.maxPositionEmbeddings,
+      kernelTier: this.gemm.name,
     };
   }
 

@@ -48,28 +48,41 @@ inline void storeRow(const float* acc, float* out, int64_t cols, bool isAccumula
   for (int64_t c = 0; c < cols; c++) out[c] = isAccumulate ? out[c] + acc[c] : acc[c];
 }
 
-__attribute__((target("avx512f"))) void tileAvx512(const float* a, int64_t lda, const float* panel,
-                                                   int64_t k, int64_t rows, float* out,
-                                                   int64_t ldo, int64_t cols, bool isAccumulate) {
-  constexpr int kRows = 6;
-  __m512 acc[kRows][2];
-  for (int r = 0; r < kRows; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+template <int R>
+__attribute__((target("avx512f"))) void tileAvx512Rows(const float* a, int64_t lda,
+                                                       const float* panel, int64_t k, float* out,
+                                                       int64_t ldo, int64_t cols,
+                                                       bool isAccumulate) {
+  __m512 acc[R][2];
+  for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int64_t p = 0; p < k; p++) {
     __m512 w0 = _mm512_loadu_ps(panel + p * kPanel);
     __m512 w1 = _mm512_loadu_ps(panel + p * kPanel + 16);
-    for (int r = 0; r < kRows; r++) {
-      if (r < rows) {
-        __m512 x = _mm512_set1_ps(a[r * lda + p]);
-        acc[r][0] = _mm512_fmadd_ps(x, w0, acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(x, w1, acc[r][1]);
-      }
+    for (int r = 0; r < R; r++) {
+      __m512 x = _mm512_set1_ps(a[r * lda + p]);
+      acc[r][0] = _mm512_fmadd_ps(x, w0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(x, w1, acc[r][1]);
     }
   }
   alignas(64) float buf[kPanel];
-  for (int r = 0; r < rows; r++) {
+  for (int r = 0; r < R; r++) {
     _mm512_store_ps(buf, acc[r][0]);
     _mm512_store_ps(buf + 16, acc[r][1]);
     storeRow(buf, out + r * ldo, cols, isAccumulate);
+  }
+}
+
+// Up to 6 rows × 32 columns: 12 accumulators, 2 weight loads and 6 broadcasts per 12 FMAs.
+__attribute__((target("avx512f"))) void tileAvx512(const float* a, int64_t lda, const float* panel,
+                                                   int64_t k, int64_t rows, float* out,
+                                                   int64_t ldo, int64_t cols, bool isAccumulate) {
+  switch (rows) {
+    case 1: return tileAvx512Rows<1>(a, lda, panel, k, out, ldo, cols, isAccumulate);
+    case 2: return tileAvx512Rows<2>(a, lda, panel, k, out, ldo, cols, isAccumulate);
+    case 3: return tileAvx512Rows<3>(a, lda, panel, k, out, ldo, cols, isAccumulate);
+    case 4: return tileAvx512Rows<4>(a, lda, panel, k, out, ldo, cols, isAccumulate);
+    case 5: return tileAvx512Rows<5>(a, lda, panel, k, out, ldo, cols, isAccumulate);
+    default: return tileAvx512Rows<6>(a, lda, panel, k, out, ldo, cols, isAccumulate);
   }
 }
 

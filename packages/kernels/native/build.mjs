@@ -34,9 +34,16 @@ const hasCompiler = ["c++", "g++", "clang++"].some(
   (cc) => spawnSync(cc, ["--version"], { stdio: "ignore" }).status === 0,
 );
 if (!hasCompiler) {
-  const prebuilt = join(packageDir, "prebuilds", `${process.platform}-${process.arch}`, "kiln_tier.node");
+  const prebuilt = join(
+    packageDir,
+    "prebuilds",
+    `${process.platform}-${process.arch}`,
+    "kiln_tier.node",
+  );
   const fallback = existsSync(prebuilt) ? `the prebuilt ${prebuilt}` : "the TypeScript kernels";
-  console.warn(`kernels: no C++ compiler; skipping the source build, the worker will use ${fallback}`);
+  console.warn(
+    `kernels: no C++ compiler; skipping the source build, the worker will use ${fallback}`,
+  );
   process.exit(0);
 }
 if (!existsSync(ONEDNN_HEADER)) {

@@ -22,7 +22,6 @@ export {
   selectKernelTier,
   tierGemm,
 } from "./cpu/kernel-tier";
-export { type LoadedTierAddon, loadTierAddonFrom, type TierAddonSource } from "./cpu/tier-addon";
 export { createKvLayer, type KvLayer } from "./cpu/kv-cache";
 export { LoraHostCache } from "./cpu/lora-cache";
 export { type LoraGroups, type LoraOutputView, LoraSlotTable } from "./cpu/lora-slots";
@@ -36,6 +35,7 @@ export {
   type StepProfiler,
 } from "./cpu/model-runner";
 export { type AttentionShape, PagedAttention } from "./cpu/paged-attention";
+export { type LoadedTierAddon, loadTierAddonFrom, type TierAddonSource } from "./cpu/tier-addon";
 export { type DenseAttentionShape, referenceCausalAttention } from "./reference/dense-attention";
 export {
   referenceForward,

@@ -25,6 +25,7 @@ import {
   takeMetricsPortOption,
 } from "@kiln/telemetry";
 import { WorkerDrain } from "./drain";
+import { checkKernelTier, registerKernelTierGauge, takeKernelTierFlags } from "./kernel-tier";
 import { parseWorkerOptions, type WorkerOptions } from "./options";
 import { WorkerTelemetry } from "./telemetry/worker-telemetry";
 import { createWorkerService } from "./worker-service";
@@ -38,7 +39,7 @@ async function main(): Promise<void> {
     process.env,
     "KILN_WORKER_METRICS_PORT",
   );
-  const opts = parseWorkerOptions(argv, process.env);
+  const opts = parseWorkerOptions(takeKernelTierFlags(argv, process.env), process.env);
   const modelDir = await resolveModelDir(opts.model);
   const config = await loadConfig(modelDir);
   const numBlocks = Math.floor(opts.kvCacheBytes / kvBytesPerBlock(config, opts.blockSize));
@@ -52,6 +53,13 @@ async function main(): Promise<void> {
     maxLoraRank: opts.maxLoraRank,
     maxCpuLoras: opts.maxCpuLoras,
   });
+  const kernelTier = backend.info.kernelTier ?? "typescript";
+  try {
+    checkKernelTier(kernelTier, process.env);
+  } catch (err) {
+    await backend.dispose();
+    throw err;
+  }
 
   const server = new Server(WORKER_LINK_OPTIONS);
   let registerTimer: NodeJS.Timeout | undefined;
@@ -60,6 +68,7 @@ async function main(): Promise<void> {
     model: basename(modelDir),
     replica: opts.replicaId,
   });
+  registerKernelTierGauge(registry, kernelTier);
   const metrics =
     metricsPort === null
       ? null
@@ -111,7 +120,7 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", onTerm);
   process.on("SIGINT", shutdown);
-  const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port };
+  const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port, kernelTier };
   process.stdout.write(`${JSON.stringify(listening)}\n`);
   if (opts.routerAddress) registerTimer = keepRegistered(opts, port, instanceId);
 }

@@ -1,3 +1,4 @@
+import { selectKernelTier } from "./kernel-tier";
 import {
   checkNumThreads,
   type NativeAddon,
@@ -6,7 +7,6 @@ import {
   nativeAddonError,
   tryLoadNativeAddon,
 } from "./native-addon";
-import { selectKernelTier } from "./kernel-tier";
 
 export type { NativeGemmInfo } from "./native-addon";
 
@@ -179,7 +179,8 @@ export function loadNativeGemm(opts: GemmOptions = {}): Gemm | null {
  * that loads: oneDNN, the addon's own GEMM, TypeScript). Throws when a forced tier is unavailable.
  */
 export function createGemm(opts: GemmOptions = {}): Gemm {
-  return selectKernelTier(opts.numThreads === undefined ? {} : { numThreads: opts.numThreads }).gemm;
+  return selectKernelTier(opts.numThreads === undefined ? {} : { numThreads: opts.numThreads })
+    .gemm;
 }
 
 /** What the native addon reports about itself, or null when it is unavailable. */

@@ -40,7 +40,9 @@ export function kernelTierSetting(
 ): KernelTierSetting {
   const v = value === undefined || value === "" ? "auto" : value;
   if (!(KERNEL_TIER_SETTINGS as readonly string[]).includes(v)) {
-    throw new Error(`KILN_KERNEL_TIER must be one of ${KERNEL_TIER_SETTINGS.join(", ")}; got "${v}"`);
+    throw new Error(
+      `KILN_KERNEL_TIER must be one of ${KERNEL_TIER_SETTINGS.join(", ")}; got "${v}"`,
+    );
   }
   return v as KernelTierSetting;
 }
@@ -97,9 +99,10 @@ function nativeTier(loaded: LoadedTierAddon, why: string): KernelTier {
  * The GEMM and tier for a setting. Throws when a forced tier cannot load (the message says why)
  * and RangeError for a bad numThreads.
  */
-export function selectKernelTier(
-  opts: { setting?: KernelTierSetting; numThreads?: number } = {},
-): { gemm: Gemm; tier: KernelTier } {
+export function selectKernelTier(opts: { setting?: KernelTierSetting; numThreads?: number } = {}): {
+  gemm: Gemm;
+  tier: KernelTier;
+} {
   const setting = opts.setting ?? kernelTierSetting();
   checkNumThreads(opts.numThreads);
   const reasons: string[] = [];
@@ -116,9 +119,11 @@ export function selectKernelTier(
   if (setting === "onednn") throw new Error(`KILN_KERNEL_TIER=onednn unavailable: ${reasons[0]}`);
   if (setting !== "typescript") {
     const sources =
-      setting === "native-source" ? (["source"] as const)
-      : setting === "native-prebuilt" ? (["prebuilt"] as const)
-      : (["source", "prebuilt"] as const);
+      setting === "native-source"
+        ? (["source"] as const)
+        : setting === "native-prebuilt"
+          ? (["prebuilt"] as const)
+          : (["source", "prebuilt"] as const);
     for (const source of sources) {
       const loaded = loadTierAddonFrom(source);
       if (typeof loaded !== "string") {
@@ -132,7 +137,10 @@ export function selectKernelTier(
     }
   }
   const detail = `TypeScript GEMM${reasons.length > 0 ? ` (${reasons.join("; ")})` : ""}`;
-  return { gemm: typescriptGemm, tier: { name: "typescript", source: "typescript", isFast: false, detail } };
+  return {
+    gemm: typescriptGemm,
+    tier: { name: "typescript", source: "typescript", isFast: false, detail },
+  };
 }
 
 /** The tier `selectKernelTier` picks for the current settings, without keeping its GEMM. */

@@ -29,7 +29,8 @@ function measure(run: TierRun, args: readonly string[]): { decode: number; prefi
     return Number(cols[2]);
   };
   const gemm = /gemm: (\S+)/.exec(out)?.[1];
-  if (gemm !== run.tier.replace(/-(prebuilt|source)$/, "") && !run.tier.startsWith(gemm ?? "?")) {
+  const family = run.tier.startsWith("native") ? "native" : run.tier;
+  if (gemm === undefined || !gemm.startsWith(family)) {
     throw new Error(`${run.tier}: forward.ts ran the ${gemm} gemm`);
   }
   return { decode: tps("decode batch 16"), prefill: tps("prefill") };

@@ -34,8 +34,9 @@ export interface KernelTierReport {
 }
 
 /**
- * Checks the tier the backend runs. A slow tier throws when KILN_REQUIRE_NATIVE=1, else writes a
- * loud warning to stderr saying what it costs and how to get the fast one.
+ * Checks the tier the backend runs. A slow tier the operator did not force (KILN_KERNEL_TIER)
+ * throws when KILN_REQUIRE_NATIVE=1, else writes a loud warning to stderr saying what it costs
+ * and how to get the fast one.
  */
 export function checkKernelTier(tier: string, env: NodeJS.ProcessEnv): KernelTierReport {
   const isSlow = SLOW_TIERS.has(tier);
@@ -45,12 +46,13 @@ export function checkKernelTier(tier: string, env: NodeJS.ProcessEnv): KernelTie
   } catch (err) {
     detail = err instanceof Error ? err.message : String(err);
   }
-  if (isSlow && env.KILN_REQUIRE_NATIVE === "1") {
+  const isForced = env.KILN_KERNEL_TIER === tier;
+  if (isSlow && !isForced && env.KILN_REQUIRE_NATIVE === "1") {
     throw new Error(
       `KILN_REQUIRE_NATIVE=1 but the CPU kernels run the slow "${tier}" tier: ${detail}`,
     );
   }
-  if (isSlow && env.KILN_KERNEL_TIER !== tier) {
+  if (isSlow && !isForced) {
     const bar = "!".repeat(78);
     process.stderr.write(
       `${bar}\nkiln worker: WARNING: the CPU kernels run the slow "${tier}" tier, about 1-2% of the\n` +

@@ -34,7 +34,7 @@ describe("kernel tiers without oneDNN reproduce the golden ids", () => {
       expect(hasPrebuilt, "prebuilds/linux-x64/kiln_tier.node is committed").toBe(true);
     }
     const tiers = ["auto", "native-prebuilt", "typescript"];
-    if (hasSource || isCi) tiers.push("native-source");
+    if (hasSource || isCi()) tiers.push("native-source");
     const { results, isOnednnMapped } = runChild(tiers);
     expect(isOnednnMapped).toBe(false);
     expect(results.typescript!.tier).toBe("typescript/typescript");

@@ -154,6 +154,7 @@ struct MatmulJob {
   float* out;
   int64_t m;
   bool isAccumulate;
+  const float* weights = nullptr;  // the panels; w->data when null
 };
 
 // Panels [first, last) for every row of a.
@@ -165,7 +166,8 @@ void runPanels(const MatmulJob& job, int64_t first, int64_t last) {
     int64_t rows = std::min(kernels.rows, job.m - i);
     for (int64_t panel = first; panel < last; panel++) {
       int64_t cols = std::min(kPanel, n - panel * kPanel);
-      kernels.tile(job.a + i * k, k, job.w->data.get() + panel * kPanel * k, k, rows,
+      const float* panels = job.weights != nullptr ? job.weights : job.w->data.get();
+      kernels.tile(job.a + i * k, k, panels + panel * kPanel * k, k, rows,
                    job.out + i * n + panel * kPanel, n, cols, job.isAccumulate);
     }
   }
@@ -217,6 +219,44 @@ Napi::Value MatmulPacked(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// matmulTransB(a, w, out, m, n, k, accumulate, numThreads): out[M,N] = a[M,K]·w[N,K]ᵀ (+ out)
+// for weights used once (attention's products): packs w into a per-thread buffer reused across
+// calls, so no handle is allocated.
+Napi::Value MatmulTransB(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 8) throw Napi::TypeError::New(env, "matmulTransB takes 8 arguments");
+  Napi::Float32Array a = float32Arg(info, 0, "a");
+  Napi::Float32Array w = float32Arg(info, 1, "w");
+  Napi::Float32Array out = float32Arg(info, 2, "out");
+  int64_t m = dimArg(info, 3, "m");
+  int64_t n = dimArg(info, 4, "n");
+  int64_t k = dimArg(info, 5, "k");
+  bool isAccumulate = info[6].ToBoolean().Value();
+  int64_t numThreads = dimArg(info, 7, "numThreads");
+  requireLen(env, a, m * k, "a");
+  requireLen(env, w, n * k, "w");
+  requireLen(env, out, m * n, "out");
+  if (m == 0 || n == 0) return env.Undefined();
+  thread_local std::vector<float> scratch;
+  TierPacked packed;
+  packed.n = n;
+  packed.k = k;
+  packed.numPanels = (n + kPanel - 1) / kPanel;
+  scratch.resize(static_cast<size_t>(std::max<int64_t>(1, packed.numPanels * kPanel * k)));
+  for (int64_t panel = 0; panel < packed.numPanels; panel++) {
+    packPanel(w.Data(), n, k, panel, scratch.data() + panel * kPanel * k);
+  }
+  MatmulJob job{a.Data(), &packed, out.Data(), m, isAccumulate};
+  job.weights = scratch.data();
+  int64_t flops = 2 * m * n * k;
+  int threads = flops < 200000 ? 1 : static_cast<int>(numThreads > 0 ? numThreads : defaultThreads());
+  threads = static_cast<int>(std::min<int64_t>(threads, packed.numPanels));
+  parallelFor(threads, packed.numPanels, [&job](int64_t first, int64_t last) {
+    runPanels(job, first, last);
+  });
+  return env.Undefined();
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -234,6 +274,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("packWeights", Napi::Function::New(env, kiln::PackWeights, "packWeights"));
   exports.Set("matmulPacked", Napi::Function::New(env, kiln::MatmulPacked, "matmulPacked"));
+  exports.Set("matmulTransB", Napi::Function::New(env, kiln::MatmulTransB, "matmulTransB"));
   exports.Set("info", Napi::Function::New(env, kiln::Info, "info"));
   return exports;
 }

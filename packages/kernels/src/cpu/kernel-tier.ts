@@ -62,14 +62,14 @@ class TierPackedWeights implements PackedWeights {
   ) {}
 }
 
-/** The kiln_tier GEMM as a Gemm; matmulTransB packs on the fly (used for LoRA, not hot). */
+/** The kiln_tier GEMM as a Gemm; matmulTransB packs into a reused buffer (attention, LoRA). */
 export function tierGemm(loaded: LoadedTierAddon, numThreads = 0): Gemm {
   const { addon } = loaded;
   const name = `native-${addon.info().isa}`;
   const gemm: Gemm = {
     name,
     matmulTransB(a, w, out, m, n, k, accumulate = false) {
-      gemm.matmulPacked(a, gemm.packWeights(w, n, k), out, m, accumulate);
+      addon.matmulTransB(a, w, out, m, n, k, accumulate, numThreads);
     },
     packWeights(w, n, k) {
       const bytes = 4 * Math.ceil(n / 32) * 32 * k;

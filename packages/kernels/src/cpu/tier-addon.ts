@@ -12,6 +12,17 @@ import { fileURLToPath } from "node:url";
  */
 export interface TierAddon {
   packWeights(w: Float32Array, n: number, k: number): TierPackedHandle;
+  /** out[M,N] = a[M,K]·w[N,K]ᵀ (+ out), w packed into a per-thread buffer reused across calls. */
+  matmulTransB(
+    a: Float32Array,
+    w: Float32Array,
+    out: Float32Array,
+    m: number,
+    n: number,
+    k: number,
+    accumulate: boolean,
+    numThreads: number,
+  ): void;
   /** out[M,N] = a[M,K]·wᵀ (+ out); numThreads 0: KILN_NATIVE_THREADS, OMP_NUM_THREADS or all CPUs. */
   matmulPacked(
     a: Float32Array,
@@ -56,7 +67,7 @@ export function loadTierAddonFrom(source: TierAddonSource): LoadedTierAddon | st
   } else {
     try {
       const addon = createRequire(import.meta.url)(path) as Partial<TierAddon>;
-      if (typeof addon.matmulPacked !== "function") throw new Error(`${path} is out of date`);
+      if (typeof addon.matmulTransB !== "function") throw new Error(`${path} is out of date`);
       result = { addon: addon as TierAddon, source, path };
     } catch (err) {
       result = err instanceof Error ? err.message : String(err);

@@ -33,8 +33,13 @@ describe("kiln_tier GEMM", () => {
         const want = Float32Array.from({ length: m * n }, () => rand());
         const got = want.slice();
         typescriptGemm.matmulTransB(a, w, want, m, n, k, accumulate);
+        const unpacked = got.slice();
         gemm.matmulPacked(a, gemm.packWeights(w, n, k), got, m, accumulate);
-        for (let i = 0; i < want.length; i++) expect(got[i]).toBeCloseTo(want[i]!, 4);
+        gemm.matmulTransB(a, w, unpacked, m, n, k, accumulate);
+        for (let i = 0; i < want.length; i++) {
+          expect(got[i]).toBeCloseTo(want[i]!, 4);
+          expect(unpacked[i]).toBeCloseTo(want[i]!, 4);
+        }
       }
     }
   });

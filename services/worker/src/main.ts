@@ -2,7 +2,8 @@
  * The worker process: loads the model named by KILN_MODEL into a compute backend, serves the
  * Worker gRPC service, and registers with the router when one is configured. Prints one JSON
  * line `{"event":"listening","port":N}` on stdout once it accepts calls (with `"metricsPort":M`
- * when `/metrics` is served: `--metrics-port`, `KILN_WORKER_METRICS_PORT` or `KILN_METRICS_PORT`).
+ * when `/metrics` is served: `--metrics-port`, `KILN_WORKER_METRICS_PORT` or `KILN_METRICS_PORT`,
+ * and `"kernelTier"`, the CPU kernel tier: ADR 0022, `--kernel-tier` / `KILN_KERNEL_TIER`).
  * Traces go over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
  */
 import { randomUUID } from "node:crypto";

@@ -82,6 +82,12 @@ const Onednn& onednn() {
     if (std::getenv("OMP_WAIT_POLICY") == nullptr && std::getenv("GOMP_SPINCOUNT") == nullptr) {
       setenv("GOMP_SPINCOUNT", kDefaultSpinCount, 0);
     }
+    // KILN_DISABLE_ONEDNN=1: the tiers that must run without oneDNN are tested with it (ADR 0022).
+    const char* disabled = std::getenv("KILN_DISABLE_ONEDNN");
+    if (disabled != nullptr && std::string(disabled) == "1") {
+      lib.error = "oneDNN disabled by KILN_DISABLE_ONEDNN=1";
+      return;
+    }
     void* dnnl = dlopen(kDnnlSoname, RTLD_NOW | RTLD_LOCAL);
     if (dnnl == nullptr) {
       lib.error = std::string(dlerror()) + " (install Debian's libdnnl2 / libdnnl-dev)";

@@ -145,6 +145,8 @@ export interface BackendInfo {
   readonly blockSize: number;
   readonly vocabSize: number;
   readonly maxModelLen: number;
+  /** The CPU backend's kernel tier (ADR 0022): onednn, native-avx512, native-avx2, typescript… */
+  readonly kernelTier?: string;
 }
 
 export interface Backend {

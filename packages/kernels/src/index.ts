@@ -12,6 +12,16 @@ export {
   type PackedWeights,
   typescriptGemm,
 } from "./cpu/gemm";
+export {
+  allowsOnednn,
+  KERNEL_TIER_SETTINGS,
+  type KernelTier,
+  type KernelTierSetting,
+  kernelTierSetting,
+  resolveKernelTier,
+  selectKernelTier,
+  tierGemm,
+} from "./cpu/kernel-tier";
 export { createKvLayer, type KvLayer } from "./cpu/kv-cache";
 export { LoraHostCache } from "./cpu/lora-cache";
 export { type LoraGroups, type LoraOutputView, LoraSlotTable } from "./cpu/lora-slots";
@@ -34,6 +44,7 @@ export {
   WEIGHT_DTYPES,
   type WeightDtype,
 } from "./cpu/weight-formats";
+export { type LoadedTierAddon, loadTierAddonFrom, type TierAddonSource } from "./cpu/tier-addon";
 export { type DenseAttentionShape, referenceCausalAttention } from "./reference/dense-attention";
 export {
   referenceForward,

@@ -39,6 +39,8 @@ describe("createCpuBackend (worker thread)", () => {
       blockSize: 16,
       vocabSize: 512,
       maxModelLen: 512,
+      // The tier the thread's GEMM runs (ADR 0022): oneDNN when it loads, else the addon's own.
+      kernelTier: expect.stringMatching(/^(onednn|native-(avx512|avx2|scalar)|typescript)$/),
     });
   });
 

@@ -2,7 +2,8 @@
  * The worker process: loads the model named by KILN_MODEL into a compute backend, serves the
  * Worker gRPC service, and registers with the router when one is configured. Prints one JSON
  * line `{"event":"listening","port":N}` on stdout once it accepts calls (with `"metricsPort":M`
- * when `/metrics` is served: `--metrics-port`, `KILN_WORKER_METRICS_PORT` or `KILN_METRICS_PORT`).
+ * when `/metrics` is served: `--metrics-port`, `KILN_WORKER_METRICS_PORT` or `KILN_METRICS_PORT`,
+ * and `"kernelTier"`, the CPU kernel tier: ADR 0022, `--kernel-tier` / `KILN_KERNEL_TIER`).
  * Traces go over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
  */
 import { randomUUID } from "node:crypto";
@@ -25,6 +26,7 @@ import {
   takeMetricsPortOption,
 } from "@kiln/telemetry";
 import { WorkerDrain } from "./drain";
+import { checkKernelTier, registerKernelTierGauge, takeKernelTierFlags } from "./kernel-tier";
 import { parseWorkerOptions, type WorkerOptions } from "./options";
 import { WorkerTelemetry } from "./telemetry/worker-telemetry";
 import { createWorkerService } from "./worker-service";
@@ -38,7 +40,7 @@ async function main(): Promise<void> {
     process.env,
     "KILN_WORKER_METRICS_PORT",
   );
-  const opts = parseWorkerOptions(argv, process.env);
+  const opts = parseWorkerOptions(takeKernelTierFlags(argv, process.env), process.env);
   const modelDir = await resolveModelDir(opts.model);
   const config = await loadConfig(modelDir);
   const numBlocks = Math.floor(opts.kvCacheBytes / kvBytesPerBlock(config, opts.blockSize));
@@ -54,6 +56,13 @@ async function main(): Promise<void> {
     ...(opts.sampling ? { sampling: opts.sampling } : {}),
     weightDtype: opts.weightDtype,
   });
+  const kernelTier = backend.info.kernelTier ?? "typescript";
+  try {
+    checkKernelTier(kernelTier, process.env);
+  } catch (err) {
+    await backend.dispose();
+    throw err;
+  }
 
   const server = new Server(WORKER_LINK_OPTIONS);
   let registerTimer: NodeJS.Timeout | undefined;
@@ -62,6 +71,7 @@ async function main(): Promise<void> {
     model: basename(modelDir),
     replica: opts.replicaId,
   });
+  registerKernelTierGauge(registry, kernelTier);
   const metrics =
     metricsPort === null
       ? null
@@ -113,7 +123,7 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", onTerm);
   process.on("SIGINT", shutdown);
-  const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port };
+  const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port, kernelTier };
   process.stdout.write(`${JSON.stringify(listening)}\n`);
   if (opts.routerAddress) registerTimer = keepRegistered(opts, port, instanceId);
 }

@@ -1,3 +1,4 @@
+import { selectKernelTier } from "./kernel-tier";
 import {
   checkNumThreads,
   type NativeAddon,
@@ -173,9 +174,13 @@ export function loadNativeGemm(opts: GemmOptions = {}): Gemm | null {
   return nativeGemm(native, numThreads ?? 0);
 }
 
-/** The fastest available implementation: native when the addon loads, else TypeScript. */
+/**
+ * The GEMM of the kernel tier KILN_KERNEL_TIER selects (kernel-tier.ts; by default the fastest
+ * that loads: oneDNN, the addon's own GEMM, TypeScript). Throws when a forced tier is unavailable.
+ */
 export function createGemm(opts: GemmOptions = {}): Gemm {
-  return loadNativeGemm(opts) ?? typescriptGemm;
+  return selectKernelTier(opts.numThreads === undefined ? {} : { numThreads: opts.numThreads })
+    .gemm;
 }
 
 /** What the native addon reports about itself, or null when it is unavailable. */

@@ -162,6 +162,7 @@ export class CpuModelRunner {
       blockSize,
       vocabSize: config.vocabSize,
       maxModelLen: config.maxPositionEmbeddings,
+      kernelTier: this.gemm.name,
     };
   }
 

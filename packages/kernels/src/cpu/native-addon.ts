@@ -172,6 +172,13 @@ let addonError = "";
 
 export function tryLoadNativeAddon(): NativeAddon | null {
   if (addon !== undefined) return addon;
+  const tier = process.env.KILN_KERNEL_TIER ?? "";
+  if (process.env.KILN_DISABLE_ONEDNN === "1" || !["", "auto", "onednn"].includes(tier)) {
+    // The tiers that must not use oneDNN never open it (ADR 0022).
+    addon = null;
+    addonError = `oneDNN disabled (KILN_KERNEL_TIER=${tier || "auto"}, KILN_DISABLE_ONEDNN=${process.env.KILN_DISABLE_ONEDNN ?? ""})`;
+    return addon;
+  }
   try {
     const loaded = createRequire(import.meta.url)(ADDON_PATH) as Partial<NativeAddon>;
     if (typeof loaded.writeKv !== "function" || typeof loaded.pagedAttention !== "function") {

@@ -1,0 +1,63 @@
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { isCi, loadGoldenCases, requireAvailable } from "@kiln/test-support";
+import { describe, expect, it } from "vitest";
+import { loadTierAddonFrom } from "../src/cpu/tier-addon";
+
+// Every tier that must run without oneDNN (ADR 0022) reproduces the stories260K golden ids, in a
+// child process where oneDNN cannot load (KILN_DISABLE_ONEDNN=1 stops its dlopen), checked by
+// the child's own memory map. The native tier runs each ISA the CPU has (KILN_NATIVE_ISA).
+
+const CHILD = fileURLToPath(new URL("./helpers/tier-golden-child.ts", import.meta.url));
+const expected = loadGoldenCases().map((c) => c.greedy_ids);
+
+function runChild(tiers: readonly string[], env: NodeJS.ProcessEnv = {}) {
+  const out = execFileSync(process.execPath, ["--import", "tsx", CHILD, ...tiers], {
+    env: { ...process.env, KILN_DISABLE_ONEDNN: "1", KILN_KERNEL_TIER: "", ...env },
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+    timeout: 80_000,
+  });
+  return JSON.parse(out.trim().split("\n").at(-1)!) as {
+    results: Record<string, { tier: string; ids: number[][] }>;
+    isOnednnMapped: boolean;
+  };
+}
+
+const hasSource = typeof loadTierAddonFrom("source") !== "string";
+const hasPrebuilt = typeof loadTierAddonFrom("prebuilt") !== "string";
+
+describe("kernel tiers without oneDNN reproduce the golden ids", () => {
+  it("source build, prebuilt, auto and TypeScript", { timeout: 90_000 }, () => {
+    requireAvailable("the kiln_tier source build", hasSource, "npm run build -w @kiln/kernels");
+    if (process.arch === "x64" && process.platform === "linux") {
+      expect(hasPrebuilt, "prebuilds/linux-x64/kiln_tier.node is committed").toBe(true);
+    }
+    const tiers = ["auto", "native-prebuilt", "typescript"];
+    if (hasSource || isCi()) tiers.push("native-source");
+    const { results, isOnednnMapped } = runChild(tiers);
+    expect(isOnednnMapped).toBe(false);
+    expect(results.typescript!.tier).toBe("typescript/typescript");
+    expect(results["native-prebuilt"]!.tier).toMatch(/^native-avx(512|2)\/prebuilt$/);
+    // auto without oneDNN: the source build when there is one, else the prebuilt.
+    expect(results.auto!.tier).toMatch(hasSource ? /\/source$/ : /\/prebuilt$/);
+    if (hasSource) expect(results["native-source"]!.tier).toMatch(/^native-.*\/source$/);
+    for (const [setting, r] of Object.entries(results)) {
+      expect(r.ids, `${setting} (${r.tier})`).toEqual(expected);
+    }
+  });
+
+  it("the AVX2 and scalar code paths (KILN_NATIVE_ISA)", { timeout: 90_000 }, () => {
+    for (const isa of ["avx2", "scalar"]) {
+      const { results } = runChild(["native-prebuilt"], { KILN_NATIVE_ISA: isa });
+      const r = results["native-prebuilt"]!;
+      if (isa === "avx2" && !r.tier.startsWith("native-avx2")) continue; // a CPU without AVX2
+      expect(r.tier).toBe(`native-${isa}/prebuilt`);
+      expect(r.ids).toEqual(expected);
+    }
+  });
+
+  it("a forced tier that cannot load is an error, not a fallback", () => {
+    expect(() => runChild(["onednn"])).toThrow(/KILN_DISABLE_ONEDNN/);
+  });
+});

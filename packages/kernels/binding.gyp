@@ -11,11 +11,12 @@
         "native/onednn.cc",
         "native/packed-matmul.cc",
         "native/attention.cc",
-        "native/elementwise.cc"
+        "native/elementwise.cc",
+        "native/shm-collective.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "cflags_cc": ["-O3", "-std=c++17", "-ffp-contract=fast", "-Wno-psabi"],
-      "libraries": ["-ldl"]
+      "libraries": ["-ldl", "-lrt"]
     }
   ]
 }

@@ -99,6 +99,7 @@ Napi::Object initAddon(Napi::Env env, Napi::Object exports) {
   registerPackedMatmul(env, exports);
   registerAttention(env, exports);
   registerElementwise(env, exports);
+  registerShmCollective(env, exports);
   return exports;
 }
 

@@ -48,5 +48,6 @@ void requireLen(const Napi::Env& env, const TypedArray& arr, int64_t needed, con
 void registerPackedMatmul(Napi::Env env, Napi::Object exports);
 void registerAttention(Napi::Env env, Napi::Object exports);
 void registerElementwise(Napi::Env env, Napi::Object exports);
+void registerShmCollective(Napi::Env env, Napi::Object exports);
 
 }  // namespace kiln

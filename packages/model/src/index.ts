@@ -45,3 +45,11 @@ export {
   loadWeights,
   validateWeights,
 } from "./weights";
+export { type LoadedShard, loadModelShard, readTensorRegion } from "./shard-loader";
+export {
+  planTensorShard,
+  regionShape,
+  shardRegion,
+  type TensorRegion,
+  type TensorShardPlan,
+} from "./tensor-parallel";

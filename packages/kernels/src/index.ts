@@ -32,3 +32,9 @@ export {
   referenceInvFreq,
 } from "./reference/llama-reference";
 export * from "./sampling";
+export { type Collective, GroupLostError, isGroupLost, type RankStatus } from "./collectives/collective";
+export { peekShmGroup, ShmGroup, type ShmGroupOptions, shmGroupName } from "./collectives/shm-group";
+export { decodeStep, encodeStep } from "./collectives/step-codec";
+export { TensorParallelFollower } from "./collectives/tp-follower";
+export { TensorParallelLeader } from "./collectives/tp-leader";
+export { loadTensorParallelRank, type TensorParallelInit } from "./collectives/tp-thread";

@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { Backend, BackendInfo, BackendOptions, StepInput, StepOutput } from "../backend";
+import type { TensorParallelInit } from "../collectives/tp-thread";
 import { DEFAULT_BLOCK_SIZE } from "./model-runner";
 import type { CpuWorkerInit, CpuWorkerMessage, StepRequestMessage } from "./worker-protocol";
 
@@ -14,6 +15,8 @@ export interface CpuBackendOptions extends BackendOptions {
    * forward pass runs on the backend's one thread.
    */
   readonly numThreads?: number;
+  /** Run one rank of a tensor-parallel group (ADR 0018) instead of the whole model. */
+  readonly tensorParallel?: TensorParallelInit;
 }
 
 interface PendingStep {
@@ -133,6 +136,7 @@ export async function createCpuBackend(opts: CpuBackendOptions): Promise<Backend
     maxLoras: opts.maxLoras ?? 0,
     maxLoraRank: opts.maxLoraRank ?? 64,
     maxCpuLoras: opts.maxCpuLoras ?? opts.maxLoras ?? 0,
+    tensorParallel: opts.tensorParallel ?? null,
   };
   const worker = startWorker(init);
   const info = await new Promise<BackendInfo>((resolve, reject) => {

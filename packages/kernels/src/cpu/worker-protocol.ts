@@ -1,4 +1,5 @@
 import type { BackendInfo, StepInput, StepOutput } from "../backend";
+import type { TensorParallelInit } from "../collectives/tp-thread";
 
 /** Messages between `CpuBackend` (the caller's thread) and `cpu-worker.ts` (its thread). */
 
@@ -13,6 +14,8 @@ export interface CpuWorkerInit {
   readonly maxLoras: number;
   readonly maxLoraRank: number;
   readonly maxCpuLoras: number;
+  /** This thread is one rank of a tensor-parallel group (ADR 0018); null: the whole model. */
+  readonly tensorParallel: TensorParallelInit | null;
 }
 
 /** Caller → thread. Steps are sent one at a time; the next only after the previous reply. */

@@ -75,6 +75,10 @@ async function main(): Promise<number> {
     drainTimeoutS: intEnv("KILN_DRAIN_TIMEOUT_S", 30),
     startTimeoutMs: intEnv("KILN_START_TIMEOUT_S", 300) * 1000,
     restartPolicy: supervisor.restartPolicy,
+    workerGroups: {
+      tensorParallelSize: supervisor.tensorParallelSize,
+      dataParallelSize: supervisor.dataParallelSize,
+    },
     env: childEnv,
     log,
     hooks: {

@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { basename } from "node:path";
 import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
-import { createCpuBackend, kvBytesPerBlock } from "@kiln/kernels";
+import { createCpuBackend } from "@kiln/kernels";
 import { loadConfig, resolveModelDir } from "@kiln/model";
 import {
   createGrpcHealthServer,
@@ -27,6 +27,7 @@ import {
 import { WorkerDrain } from "./drain";
 import { parseWorkerOptions, type WorkerOptions } from "./options";
 import { WorkerTelemetry } from "./telemetry/worker-telemetry";
+import { numBlocksPerRank, withGroupHealth } from "./tensor-parallel";
 import { createWorkerService } from "./worker-service";
 
 const REGISTER_INTERVAL_MS = 1000;
@@ -41,17 +42,30 @@ async function main(): Promise<void> {
   const opts = parseWorkerOptions(argv, process.env);
   const modelDir = await resolveModelDir(opts.model);
   const config = await loadConfig(modelDir);
-  const numBlocks = Math.floor(opts.kvCacheBytes / kvBytesPerBlock(config, opts.blockSize));
+  const numBlocks = numBlocksPerRank(config, opts);
   if (numBlocks < 1) throw new Error("--kv-cache-memory is too small for one KV block");
-  const backend = await createCpuBackend({
+  const isTensorParallel = opts.tensorParallelSize > 1;
+  // LoRA is not supported on tensor-parallel groups (ADR 0018): no slots are offered.
+  const maxLoras = isTensorParallel ? 0 : opts.maxLoras;
+  const tensorParallel = isTensorParallel
+    ? {
+        groupId: opts.tpGroup,
+        rank: opts.tpRank,
+        size: opts.tensorParallelSize,
+        timeoutMs: opts.tpTimeoutMs,
+      }
+    : undefined;
+  const created = await createCpuBackend({
     modelDir,
     numBlocks,
     blockSize: opts.blockSize,
     numThreads: opts.numThreads,
-    maxLoras: opts.maxLoras,
+    maxLoras,
     maxLoraRank: opts.maxLoraRank,
-    maxCpuLoras: opts.maxCpuLoras,
+    maxCpuLoras: isTensorParallel ? 0 : opts.maxCpuLoras,
+    ...(tensorParallel ? { tensorParallel } : {}),
   });
+  const backend = isTensorParallel && opts.tpRank === 0 ? withGroupHealth(created, opts.tpGroup) : created;
 
   const server = new Server(WORKER_LINK_OPTIONS);
   let registerTimer: NodeJS.Timeout | undefined;
@@ -82,7 +96,8 @@ async function main(): Promise<void> {
       instanceId,
       model: basename(modelDir),
       eosTokenIds: config.eosTokenIds,
-      maxLoras: opts.maxLoras,
+      maxLoras,
+      tpSize: opts.tensorParallelSize,
     },
     shutdown,
     telemetry,
@@ -105,7 +120,7 @@ async function main(): Promise<void> {
   // requests are done, calling Shutdown. SIGINT (the supervisor stopping the whole cluster after
   // the gateway drained), a second SIGTERM, or a worker with no router: stop at once.
   const onTerm = () => {
-    if (drain.isDraining || !opts.routerAddress) return shutdown();
+    if (drain.isDraining || !opts.routerAddress || opts.tpRank > 0) return shutdown();
     process.stderr.write("kiln worker: draining: finishing running sequences\n");
     drain.start(() => clearInterval(registerTimer));
   };
@@ -113,7 +128,10 @@ async function main(): Promise<void> {
   process.on("SIGINT", shutdown);
   const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port };
   process.stdout.write(`${JSON.stringify(listening)}\n`);
-  if (opts.routerAddress) registerTimer = keepRegistered(opts, port, instanceId);
+  // Ranks > 0 of a tensor-parallel group take their steps from rank 0, never from the router.
+  if (opts.routerAddress && opts.tpRank === 0) {
+    registerTimer = keepRegistered(opts, port, instanceId);
+  }
 }
 
 /** Asks the Worker service's Health handler in process, as the router does over gRPC. */

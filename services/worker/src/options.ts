@@ -25,6 +25,14 @@ export interface WorkerOptions {
   readonly maxLoraRank: number;
   /** Parsed adapters cached in host memory (KILN_MAX_CPU_LORAS, --max-cpu-loras; max-loras). */
   readonly maxCpuLoras: number;
+  /** Ranks of this worker's tensor-parallel group (KILN_TENSOR_PARALLEL_SIZE; 1). */
+  readonly tensorParallelSize: number;
+  /** This process's rank in the group (KILN_TP_RANK; 0). Rank 0 serves the router. */
+  readonly tpRank: number;
+  /** Names the group's shared-memory segment (KILN_TP_GROUP; the replica id). */
+  readonly tpGroup: string;
+  /** A rank missing a collective this long fails the step with WORKER_LOST (KILN_TP_TIMEOUT_MS). */
+  readonly tpTimeoutMs: number;
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -61,6 +69,10 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "max-loras": { type: "string" },
       "max-lora-rank": { type: "string" },
       "max-cpu-loras": { type: "string" },
+      "tensor-parallel-size": { type: "string" },
+      "tp-rank": { type: "string" },
+      "tp-group": { type: "string" },
+      "tp-timeout-ms": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -69,7 +81,25 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
   const threads = values.threads ?? env.KILN_THREADS;
   const maxLoras = parseIntFlag(values["max-loras"] ?? env.KILN_MAX_LORAS ?? "4", "--max-loras", 0);
   const maxCpuLoras = values["max-cpu-loras"] ?? env.KILN_MAX_CPU_LORAS;
+  const replicaId = values["replica-id"] ?? env.KILN_REPLICA_ID ?? "replica-0";
+  const tensorParallelSize = parseIntFlag(
+    values["tensor-parallel-size"] ?? env.KILN_TENSOR_PARALLEL_SIZE ?? "1",
+    "--tensor-parallel-size",
+    1,
+  );
+  const tpRank = parseIntFlag(values["tp-rank"] ?? env.KILN_TP_RANK ?? "0", "--tp-rank", 0);
+  if (tpRank >= tensorParallelSize) {
+    throw new Error(`--tp-rank: ${tpRank} is not below --tensor-parallel-size ${tensorParallelSize}`);
+  }
   return {
+    tensorParallelSize,
+    tpRank,
+    tpGroup: values["tp-group"] ?? env.KILN_TP_GROUP ?? replicaId,
+    tpTimeoutMs: parseIntFlag(
+      values["tp-timeout-ms"] ?? env.KILN_TP_TIMEOUT_MS ?? "10000",
+      "--tp-timeout-ms",
+      1,
+    ),
     maxLoras,
     maxLoraRank: parseIntFlag(
       values["max-lora-rank"] ?? env.KILN_MAX_LORA_RANK ?? "64",
@@ -88,7 +118,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
     blockSize: parseIntFlag(values["block-size"] ?? env.KILN_BLOCK_SIZE ?? "16", "--block-size", 1),
     numThreads: threads === undefined ? undefined : parseIntFlag(threads, "--threads", 1),
     routerAddress: values.router ?? env.KILN_ROUTER_ADDRESS ?? null,
-    replicaId: values["replica-id"] ?? env.KILN_REPLICA_ID ?? "replica-0",
+    replicaId,
     advertiseHost: values["advertise-host"] ?? env.KILN_ADVERTISE_HOST ?? "127.0.0.1",
     maxStepMs: parseIntFlag(
       values["max-step-ms"] ?? env.KILN_WORKER_MAX_STEP_MS ?? "120000",

@@ -17,13 +17,18 @@ export class TensorParallelFollower {
 
   constructor(private readonly group: ShmGroup) {}
 
+  /** Whether this rank takes part in a formed epoch (else there is nothing to wait on yet). */
+  get isInGroup(): boolean {
+    return this.group.join() !== 0;
+  }
+
   /**
    * Waits up to about IDLE_WAIT_MS for the next step and returns it, or null (nothing yet, or
    * the group is not formed: call again). Throws GroupLostError when the group broke mid-step.
    */
   tryReceiveStep(): StepInput | null {
     const epoch = this.group.join();
-    if (epoch === 0) return null;
+    if (epoch === 0) return null; // the caller sleeps: see isInGroup
     if (epoch !== this.epoch) {
       this.epoch = epoch;
       this.expectedStepNo = 1;

@@ -55,7 +55,8 @@ export async function runFollowerLoop(rank: TensorParallelRank, log: (line: stri
     try {
       const input = follower.tryReceiveStep();
       if (input === null) {
-        await sleep(0);
+        // Idle waits block in the addon (futex); before the group exists, poll gently.
+        await sleep(follower.isInGroup ? 0 : OPEN_POLL_MS);
         continue;
       }
       rank.runner.step(input);

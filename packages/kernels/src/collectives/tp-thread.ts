@@ -1,4 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { loadModelShard } from "@kiln/model";
 import { CpuModelRunner, type CpuModelRunnerOptions } from "../cpu/model-runner";
 import { isGroupLost } from "./collective";
@@ -34,6 +36,16 @@ export async function loadTensorParallelRank(
   tp: TensorParallelInit,
   opts: CpuModelRunnerOptions,
 ): Promise<TensorParallelRank> {
+  const rank = await buildRank(modelDir, tp, opts);
+  collectGarbage(); // the unpacked shard (the gemm packed a copy): a rank's RSS is its share
+  return rank;
+}
+
+async function buildRank(
+  modelDir: string,
+  tp: TensorParallelInit,
+  opts: CpuModelRunnerOptions,
+): Promise<TensorParallelRank> {
   const { plan, weights } = await loadModelShard(modelDir, tp.rank, tp.size);
   let group = ShmGroup.tryOpen(tp);
   while (group === null) {
@@ -42,6 +54,12 @@ export async function loadTensorParallelRank(
   }
   const runner = new CpuModelRunner(plan.config, weights, { ...opts, collective: group });
   return { runner, group, leader: tp.rank === 0 ? new TensorParallelLeader(group) : null };
+}
+
+/** A full collection in this thread (V8's gc, exposed for the call). */
+function collectGarbage(): void {
+  setFlagsFromString("--expose-gc");
+  (runInNewContext("gc") as () => void)();
 }
 
 /**

@@ -12,7 +12,8 @@
         "native/packed-matmul.cc",
         "native/attention.cc",
         "native/elementwise.cc",
-        "native/shm-collective.cc"
+        "native/shm-collective.cc",
+        "native/tcp-collective.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "cflags_cc": ["-O3", "-std=c++17", "-ffp-contract=fast", "-Wno-psabi"],

@@ -100,6 +100,7 @@ Napi::Object initAddon(Napi::Env env, Napi::Object exports) {
   registerAttention(env, exports);
   registerElementwise(env, exports);
   registerShmCollective(env, exports);
+  registerTcpCollective(env, exports);
   return exports;
 }
 

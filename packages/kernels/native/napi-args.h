@@ -49,5 +49,6 @@ void registerPackedMatmul(Napi::Env env, Napi::Object exports);
 void registerAttention(Napi::Env env, Napi::Object exports);
 void registerElementwise(Napi::Env env, Napi::Object exports);
 void registerShmCollective(Napi::Env env, Napi::Object exports);
+void registerTcpCollective(Napi::Env env, Napi::Object exports);
 
 }  // namespace kiln

@@ -38,3 +38,4 @@ export { decodeStep, encodeStep } from "./collectives/step-codec";
 export { TensorParallelFollower } from "./collectives/tp-follower";
 export { TensorParallelLeader } from "./collectives/tp-leader";
 export { loadTensorParallelRank, type TensorParallelInit } from "./collectives/tp-thread";
+export { TcpRing, type TcpRingOptions } from "./collectives/tcp-ring";

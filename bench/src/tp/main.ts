@@ -123,7 +123,9 @@ async function decodeComparison(): Promise<void> {
     t2.push(await decodeTokPerS(leader));
   }
   const best = (xs: number[]) => Math.max(...xs);
-  console.log(`decode, single stream, prompt ${promptLen}, ${numTokens} tokens, ${numRounds} interleaved rounds:`);
+  console.log(
+    `decode, single stream, prompt ${promptLen}, ${numTokens} tokens, ${numRounds} interleaved rounds:`,
+  );
   console.log(`  T=1 (1 thread):          ${t1.map((x) => x.toFixed(1)).join(", ")} tok/s`);
   console.log(`  T=2 (1 thread per rank): ${t2.map((x) => x.toFixed(1)).join(", ")} tok/s`);
   console.log(`  speed-up (best/best): ${(best(t2) / best(t1)).toFixed(2)}×`);
@@ -135,12 +137,16 @@ async function allReduceCost(): Promise<void> {
   const config = await loadConfig(MODEL_DIR);
   const n = config.hiddenSize;
   const groupId = `bench-ar-${process.pid}`;
-  const ranks = [0, 1].map((r) => startRank(["-", groupId, String(r), "2", "allreduce", String(n)]));
+  const ranks = [0, 1].map((r) =>
+    startRank(["-", groupId, String(r), "2", "allreduce", String(n)]),
+  );
   const results = await Promise.all(ranks.map((r) => r.event));
   const us = Number(results[0]!.usPerOp);
   const perStep = us * 2 * config.numLayers;
   console.log(`all-reduce of ${n} floats between 2 processes: ${us.toFixed(2)} µs`);
-  console.log(`  per decode step (2 per layer × ${config.numLayers} layers): ${(perStep / 1000).toFixed(3)} ms`);
+  console.log(
+    `  per decode step (2 per layer × ${config.numLayers} layers): ${(perStep / 1000).toFixed(3)} ms`,
+  );
 }
 
 async function memoryPerRank(): Promise<void> {
@@ -150,7 +156,9 @@ async function memoryPerRank(): Promise<void> {
   const base = startRank([tiny, `bench-base-${process.pid}`, "0", "1", "backend", "1"]);
   const baseRss = Number((await base.event).rss) / 2 ** 20;
   base.kill();
-  console.log(`  a rank process with a 1 MB model (Node, tsx, addon, oneDNN): ${baseRss.toFixed(0)} MiB`);
+  console.log(
+    `  a rank process with a 1 MB model (Node, tsx, addon, oneDNN): ${baseRss.toFixed(0)} MiB`,
+  );
   for (const size of [1, 2, 4]) {
     const groupId = `bench-mem-${process.pid}-${size}`;
     const ranks = Array.from({ length: size }, (_, r) =>
@@ -160,7 +168,9 @@ async function memoryPerRank(): Promise<void> {
     const local = planTensorShard(config, 0, size).config;
     const kvMiB = (NUM_BLOCKS * kvBytesPerBlock(local, BLOCK_SIZE)) / 2 ** 20;
     const rss = events.map((e) => (Number(e.rss) / 2 ** 20).toFixed(0));
-    console.log(`  T=${size}: rank RSS ${rss.join(", ")} MiB (KV pool ${kvMiB.toFixed(1)} MiB per rank)`);
+    console.log(
+      `  T=${size}: rank RSS ${rss.join(", ")} MiB (KV pool ${kvMiB.toFixed(1)} MiB per rank)`,
+    );
     for (const r of ranks) r.kill();
   }
 }

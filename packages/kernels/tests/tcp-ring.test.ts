@@ -30,7 +30,7 @@ describe("TCP ring all-reduce on loopback", () => {
     const expected = Array.from({ length: 1001 }, (_, i) => 3 + (3 * i) / 7);
     for (const r of results) {
       expect(r.values).toEqual(results[0]!.values);
-      r.values.forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 4));
+      for (const [i, v] of r.values.entries()) expect(v).toBeCloseTo(expected[i]!, 4);
     }
   });
 

@@ -1,5 +1,5 @@
-import { open } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { loadConfig } from "./config";
 import { ModelError } from "./errors";
@@ -55,9 +55,13 @@ export async function readTensorRegion(
   region: TensorRegion,
   path: string,
 ): Promise<Float32Array> {
-  const elemBytes = entry.dtype === "F32" ? 4 : entry.dtype === "F16" || entry.dtype === "BF16" ? 2 : 0;
+  const elemBytes =
+    entry.dtype === "F32" ? 4 : entry.dtype === "F16" || entry.dtype === "BF16" ? 2 : 0;
   if (elemBytes === 0) {
-    throw new ModelError("INVALID_CHECKPOINT", `${path}: tensor ${entry.name}: dtype ${entry.dtype}`);
+    throw new ModelError(
+      "INVALID_CHECKPOINT",
+      `${path}: tensor ${entry.name}: dtype ${entry.dtype}`,
+    );
   }
   const numCols = entry.shape[1] ?? 1;
   const out = new Float32Array(region.numRows * region.numCols); // [numRows, numCols]
@@ -68,8 +72,7 @@ export async function readTensorRegion(
   for (let r = 0; r < region.numRows; r += rowsPerRead) {
     const numReadRows = Math.min(rowsPerRead, region.numRows - r);
     const numElems = numReadRows * region.numCols;
-    const position =
-      entry.begin + ((region.rowStart + r) * numCols + region.colStart) * elemBytes;
+    const position = entry.begin + ((region.rowStart + r) * numCols + region.colStart) * elemBytes;
     const outOff = r * region.numCols;
     if (elemBytes === 4) {
       const dst = new Uint8Array(out.buffer, outOff * 4, numElems * 4);

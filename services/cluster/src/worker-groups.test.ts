@@ -11,7 +11,12 @@ describe("workerProcessSpecs", () => {
 
   it("lists T ranks per group, one replica per group, one shared-memory group each", () => {
     const specs = workerProcessSpecs({ tensorParallelSize: 2, dataParallelSize: 2 }, "c");
-    expect(specs.map((s) => s.name)).toEqual(["worker-0-0", "worker-0-1", "worker-1-0", "worker-1-1"]);
+    expect(specs.map((s) => s.name)).toEqual([
+      "worker-0-0",
+      "worker-0-1",
+      "worker-1-0",
+      "worker-1-1",
+    ]);
     expect(specs[3]!.args).toEqual([
       ...["--replica-id", "replica-1", "--tensor-parallel-size", "2"],
       ...["--tp-rank", "1", "--tp-group", "c-replica-1"],

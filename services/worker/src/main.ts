@@ -65,7 +65,8 @@ async function main(): Promise<void> {
     maxCpuLoras: isTensorParallel ? 0 : opts.maxCpuLoras,
     ...(tensorParallel ? { tensorParallel } : {}),
   });
-  const backend = isTensorParallel && opts.tpRank === 0 ? withGroupHealth(created, opts.tpGroup) : created;
+  const backend =
+    isTensorParallel && opts.tpRank === 0 ? withGroupHealth(created, opts.tpGroup) : created;
 
   const server = new Server(WORKER_LINK_OPTIONS);
   let registerTimer: NodeJS.Timeout | undefined;

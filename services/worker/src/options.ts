@@ -89,7 +89,9 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
   );
   const tpRank = parseIntFlag(values["tp-rank"] ?? env.KILN_TP_RANK ?? "0", "--tp-rank", 0);
   if (tpRank >= tensorParallelSize) {
-    throw new Error(`--tp-rank: ${tpRank} is not below --tensor-parallel-size ${tensorParallelSize}`);
+    throw new Error(
+      `--tp-rank: ${tpRank} is not below --tensor-parallel-size ${tensorParallelSize}`,
+    );
   }
   return {
     tensorParallelSize,

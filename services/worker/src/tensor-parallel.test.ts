@@ -15,7 +15,12 @@ describe("tensor-parallel worker options", () => {
   it("reads the rank, size, group and timeout (flags over environment)", () => {
     const env = { KILN_MODEL: "m", KILN_TENSOR_PARALLEL_SIZE: "4", KILN_TP_RANK: "3" };
     const opts = parseWorkerOptions(["--tp-group", "g", "--tp-timeout-ms", "500"], env);
-    expect(opts).toMatchObject({ tensorParallelSize: 4, tpRank: 3, tpGroup: "g", tpTimeoutMs: 500 });
+    expect(opts).toMatchObject({
+      tensorParallelSize: 4,
+      tpRank: 3,
+      tpGroup: "g",
+      tpTimeoutMs: 500,
+    });
     expect(parseWorkerOptions([], { KILN_MODEL: "m" })).toMatchObject({
       tensorParallelSize: 1,
       tpRank: 0,

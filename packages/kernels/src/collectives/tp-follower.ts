@@ -33,7 +33,8 @@ export class TensorParallelFollower {
       this.epoch = epoch;
       this.expectedStepNo = 1;
     }
-    if (this.buffer.length < this.group.slotBytes) this.buffer = new Uint8Array(this.group.slotBytes);
+    if (this.buffer.length < this.group.slotBytes)
+      this.buffer = new Uint8Array(this.group.slotBytes);
     const first = this.group.broadcast(this.buffer, 0, IDLE_WAIT_MS);
     if (first < 0) return null;
     const total = new DataView(this.buffer.buffer).getUint32(0, true);

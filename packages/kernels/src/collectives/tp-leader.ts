@@ -50,7 +50,9 @@ export class TensorParallelLeader {
         .map((r, rank) => ({ ...r, rank }))
         .filter((r) => !r.isJoined)
         .map((r) => `${r.rank}${r.isAlive ? "" : " (no process)"}`);
-      throw new GroupLostError(`tensor-parallel ranks ${missing.join(", ")} did not join the group`);
+      throw new GroupLostError(
+        `tensor-parallel ranks ${missing.join(", ")} did not join the group`,
+      );
     }
     this.isFormed = true;
     this.stepNo = 0;

@@ -80,7 +80,9 @@ export async function runFollowerLoop(rank: TensorParallelRank, log: (line: stri
       rank.runner.step(input);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      log(`tensor-parallel rank ${rank.group.rank}: ${message}${isGroupLost(err) ? "" : " (step failed)"}`);
+      log(
+        `tensor-parallel rank ${rank.group.rank}: ${message}${isGroupLost(err) ? "" : " (step failed)"}`,
+      );
       await sleep(OPEN_POLL_MS);
     }
   }

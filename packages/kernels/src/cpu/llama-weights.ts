@@ -107,7 +107,7 @@ export function packLlamaWeights(
     ? null
     : config.tieWordEmbeddings
       ? embedTokens
-    : get("lm_head.weight", [config.vocabSize, hidden]);
+      : get("lm_head.weight", [config.vocabSize, hidden]);
   return { embedTokens, layers, finalNorm: get("model.norm.weight", [hidden]), lmHead };
 }
 

@@ -13,7 +13,13 @@ import { greedyGenerate } from "./step-driver";
 const [rankText, sizeText, listenPort, next, mode, modelDir] = process.argv.slice(2);
 const rank = Number(rankText);
 const size = Number(sizeText);
-const ring = TcpRing.connect({ rank, size, listenPort: Number(listenPort), next: next!, timeoutMs: 20_000 });
+const ring = TcpRing.connect({
+  rank,
+  size,
+  listenPort: Number(listenPort),
+  next: next!,
+  timeoutMs: 20_000,
+});
 
 if (mode === "sum") {
   const buf = Float32Array.from({ length: 1001 }, (_, i) => rank + i / 7);
@@ -44,7 +50,13 @@ if (mode === "sum") {
   const generated = await greedyGenerate(
     stepper,
     cases.map((c) => c.prompt_ids),
-    { blockSize: 16, numBlocks: 64, maxNewTokens: cases[0]!.greedy_ids.length, chunkLen: 7, isBatched: true },
+    {
+      blockSize: 16,
+      numBlocks: 64,
+      maxNewTokens: cases[0]!.greedy_ids.length,
+      chunkLen: 7,
+      isBatched: true,
+    },
   );
   process.stdout.write(`${JSON.stringify({ generated })}\n`);
 }

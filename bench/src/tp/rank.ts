@@ -1,7 +1,8 @@
 // One rank of a tensor-parallel group in its own process, for bench:tp (main.ts).
 //   tsx rank.ts <modelDir|-> <groupId> <rank> <size> <mode> [numBlocks]
 // mode "backend": load the shard (a follower runs its loop; rank 0 is not used here), print
-//   {"event":"ready","rss":B} and stay until killed.
+//   {"event":"ready","rss":B} 3 s later (KILN_BENCH_RSS_DELAY_MS: V8 releases the freed, unpacked
+//   shard's backing stores in the background) and stay until killed.
 // mode "allreduce": open the group alone (no model), all-reduce `n` floats `iters` times after
 //   forming, print {"event":"allreduce","usPerOp":X}.
 import { createCpuBackend, ShmGroup } from "@kiln/kernels";
@@ -23,6 +24,7 @@ if (mode === "backend") {
     numThreads: 1,
     tensorParallel: tp,
   });
+  await new Promise((r) => setTimeout(r, Number(process.env.KILN_BENCH_RSS_DELAY_MS ?? 3000)));
   emit({ event: "ready", rss: process.memoryUsage().rss });
   setInterval(() => {}, 1 << 30);
 } else {

@@ -37,7 +37,10 @@ export async function loadTensorParallelRank(
   opts: CpuModelRunnerOptions,
 ): Promise<TensorParallelRank> {
   const rank = await buildRank(modelDir, tp, opts);
-  collectGarbage(); // the unpacked shard (the gemm packed a copy): a rank's RSS is its share
+  // The unpacked shard (the gemm packed a copy) is garbage once buildRank's frame is gone: on
+  // the next macrotask. Collecting it keeps a rank's RSS at its share of the weights.
+  await sleep(0);
+  collectGarbage();
   return rank;
 }
 

@@ -188,6 +188,60 @@ Napi::Value AllReduce(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Sends or receives exactly len bytes on fd before the deadline (one direction only).
+void transferAll(const Napi::Env& env, int fd, char* buf, size_t len, bool isSend, double deadline) {
+  size_t done = 0;
+  while (done < len) {
+    pollfd pfd{fd, static_cast<short>(isSend ? POLLOUT : POLLIN), 0};
+    int waitMs = static_cast<int>(deadline - nowMs());
+    if (waitMs <= 0) fail(env, "a step message did not pass before the deadline");
+    if (poll(&pfd, 1, waitMs) < 0 && errno != EINTR) fail(env, "poll failed");
+    if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL) && isSend) fail(env, "the next rank is gone");
+    if (!(pfd.revents & (isSend ? POLLOUT : (POLLIN | POLLHUP | POLLERR)))) continue;
+    ssize_t n = isSend ? send(fd, buf + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT)
+                       : recv(fd, buf + done, len - done, MSG_DONTWAIT);
+    if (n == 0 && !isSend) fail(env, "the previous rank closed the connection");
+    if (n < 0 && errno != EAGAIN && errno != EINTR) fail(env, "a peer is gone");
+    if (n > 0) done += n;
+  }
+}
+
+// broadcast(ring, bytes | null, idleTimeoutMs, timeoutMs): the step rank 0 forwards, passed
+// along the ring. Rank 0 sends bytes and returns null. The others wait up to idleTimeoutMs for
+// a message to start (null when none did: nothing was consumed), then receive it within
+// timeoutMs, pass it on to the next rank (unless the last) and return it.
+Napi::Value BroadcastRing(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Ring* ring = ringArg(info);
+  double idleMs = info[2].As<Napi::Number>().DoubleValue();
+  double timeoutMs = info[3].As<Napi::Number>().DoubleValue();
+  try {
+    if (ring->rank == 0) {
+      Napi::Uint8Array bytes = info[1].As<Napi::Uint8Array>();
+      uint32_t len = static_cast<uint32_t>(bytes.ByteLength());
+      double deadline = nowMs() + timeoutMs;
+      transferAll(env, ring->toNext, reinterpret_cast<char*>(&len), 4, true, deadline);
+      transferAll(env, ring->toNext, reinterpret_cast<char*>(bytes.Data()), len, true, deadline);
+      return env.Null();
+    }
+    pollfd pfd{ring->fromPrev, POLLIN, 0};
+    if (poll(&pfd, 1, static_cast<int>(idleMs)) == 0) return env.Null();
+    double deadline = nowMs() + timeoutMs;
+    uint32_t len = 0;
+    transferAll(env, ring->fromPrev, reinterpret_cast<char*>(&len), 4, false, deadline);
+    Napi::Uint8Array out = Napi::Uint8Array::New(env, len);
+    transferAll(env, ring->fromPrev, reinterpret_cast<char*>(out.Data()), len, false, deadline);
+    if (ring->rank != ring->size - 1) {
+      transferAll(env, ring->toNext, reinterpret_cast<char*>(&len), 4, true, deadline);
+      transferAll(env, ring->toNext, reinterpret_cast<char*>(out.Data()), len, true, deadline);
+    }
+    return out;
+  } catch (...) {
+    closeRing(ring);
+    throw;
+  }
+}
+
 Napi::Value Close(const Napi::CallbackInfo& info) {
   if (info[0].IsExternal()) closeRing(info[0].As<Napi::External<Ring>>().Data());
   return info.Env().Undefined();
@@ -199,6 +253,7 @@ void registerTcpCollective(Napi::Env env, Napi::Object exports) {
   Napi::Object tcp = Napi::Object::New(env);
   tcp.Set("open", Napi::Function::New(env, Open, "open"));
   tcp.Set("allReduce", Napi::Function::New(env, AllReduce, "allReduce"));
+  tcp.Set("broadcast", Napi::Function::New(env, BroadcastRing, "broadcast"));
   tcp.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("tcp", tcp);
 }

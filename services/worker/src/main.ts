@@ -53,6 +53,7 @@ async function main(): Promise<void> {
         rank: opts.tpRank,
         size: opts.tensorParallelSize,
         timeoutMs: opts.tpTimeoutMs,
+        ...(opts.tpPeers ? { tcpPeers: opts.tpPeers } : {}),
       }
     : undefined;
   const created = await createCpuBackend({
@@ -65,8 +66,11 @@ async function main(): Promise<void> {
     maxCpuLoras: isTensorParallel ? 0 : opts.maxCpuLoras,
     ...(tensorParallel ? { tensorParallel } : {}),
   });
-  const backend =
-    isTensorParallel && opts.tpRank === 0 ? withGroupHealth(created, opts.tpGroup) : created;
+  const isShmLeader = isTensorParallel && opts.tpRank === 0 && opts.tpPeers === null;
+  const backend = isShmLeader ? withGroupHealth(created, opts.tpGroup) : created;
+  // A TCP ring is not re-formed in place: a rank whose ring broke exits, and its restart (the
+  // supervisor, Kubernetes) connects a fresh ring with the other restarted ranks (ADR 0018).
+  if (isTensorParallel && opts.tpPeers !== null) exitWhenDead(backend);
 
   const server = new Server(WORKER_LINK_OPTIONS);
   let registerTimer: NodeJS.Timeout | undefined;
@@ -133,6 +137,15 @@ async function main(): Promise<void> {
   if (opts.routerAddress && opts.tpRank === 0) {
     registerTimer = keepRegistered(opts, port, instanceId);
   }
+}
+
+function exitWhenDead(backend: { deadReason?(): string | null }): void {
+  setInterval(() => {
+    const reason = backend.deadReason?.();
+    if (reason == null) return;
+    process.stderr.write(`kiln worker: tensor-parallel ring lost (${reason}); exiting\n`);
+    process.exit(1);
+  }, 200).unref();
 }
 
 /** Asks the Worker service's Health handler in process, as the router does over gRPC. */

@@ -33,6 +33,11 @@ export interface WorkerOptions {
   readonly tpGroup: string;
   /** A rank missing a collective this long fails the step with WORKER_LOST (KILN_TP_TIMEOUT_MS). */
   readonly tpTimeoutMs: number;
+  /**
+   * host:port of every rank, in rank order (KILN_TP_PEERS, comma-separated): the group talks over
+   * a TCP ring (ranks on different hosts) instead of shared memory. Null: shared memory.
+   */
+  readonly tpPeers: readonly string[] | null;
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -73,6 +78,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "tp-rank": { type: "string" },
       "tp-group": { type: "string" },
       "tp-timeout-ms": { type: "string" },
+      "tp-peers": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -93,8 +99,17 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       `--tp-rank: ${tpRank} is not below --tensor-parallel-size ${tensorParallelSize}`,
     );
   }
+  const peersText = values["tp-peers"] ?? env.KILN_TP_PEERS;
+  const tpPeers = peersText ? peersText.split(",").map((p) => p.trim()) : null;
+  if (tpPeers !== null && tpPeers.length !== tensorParallelSize) {
+    throw new Error(`--tp-peers: ${tpPeers.length} addresses for ${tensorParallelSize} ranks`);
+  }
+  if (tpPeers?.some((p) => !/^[^\s:]+:\d+$/.test(p))) {
+    throw new Error("--tp-peers: expected host:port,host:port,… (one per rank, in rank order)");
+  }
   return {
     tensorParallelSize,
+    tpPeers,
     tpRank,
     tpGroup: values["tp-group"] ?? env.KILN_TP_GROUP ?? replicaId,
     tpTimeoutMs: parseIntFlag(

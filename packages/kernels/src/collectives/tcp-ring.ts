@@ -14,6 +14,12 @@ interface NativeTcp {
     timeoutMs: number,
   ): RingHandle;
   allReduce(ring: RingHandle, buf: Float32Array, n: number, timeoutMs: number): void;
+  broadcast(
+    ring: RingHandle,
+    bytes: Uint8Array | null,
+    idleTimeoutMs: number,
+    timeoutMs: number,
+  ): Uint8Array | null;
   close(ring: RingHandle): void;
 }
 
@@ -24,8 +30,10 @@ export interface TcpRingOptions {
   readonly listenPort: number;
   /** host:port of the next rank, (rank + 1) mod size. */
   readonly next: string;
-  /** Connecting the ring, and each all-reduce, fail (WORKER_LOST) after this long. */
+  /** Each all-reduce or forwarded step fails (WORKER_LOST) after this long. */
   readonly timeoutMs: number;
+  /** Connecting the ring (every rank up and listening); timeoutMs by default. */
+  readonly connectTimeoutMs?: number;
 }
 
 /**
@@ -53,12 +61,21 @@ export class TcpRing implements Collective {
     const colon = opts.next.lastIndexOf(":");
     const host = opts.next.slice(0, colon);
     const port = Number(opts.next.slice(colon + 1));
-    const handle = tcp.open(opts.rank, opts.size, opts.listenPort, host, port, opts.timeoutMs);
+    const connectMs = opts.connectTimeoutMs ?? opts.timeoutMs;
+    const handle = tcp.open(opts.rank, opts.size, opts.listenPort, host, port, connectMs);
     return new TcpRing(opts, tcp, handle, opts.timeoutMs);
   }
 
   allReduce(buf: Float32Array, n: number): void {
     this.tcp.allReduce(this.handle, buf, n, this.timeoutMs);
+  }
+
+  /**
+   * Passes a message around the ring from rank 0: rank 0 sends `bytes` (and gets null); the
+   * others wait up to `idleTimeoutMs` for one to start (null: none did), receive it, forward it.
+   */
+  broadcast(bytes: Uint8Array | null, idleTimeoutMs: number): Uint8Array | null {
+    return this.tcp.broadcast(this.handle, bytes, idleTimeoutMs, this.timeoutMs);
   }
 
   close(): void {

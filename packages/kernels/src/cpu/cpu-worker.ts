@@ -4,8 +4,8 @@
  * not inside a worker thread.
  */
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
-import type { TensorParallelLeader } from "../collectives/tp-leader";
-import { loadTensorParallelRank, runFollowerLoop } from "../collectives/tp-thread";
+import { isGroupLost } from "../collectives/collective";
+import { loadTensorParallelRank, runFollowerLoop, type StepLeader } from "../collectives/tp-thread";
 import { LoraHostCache } from "./lora-cache";
 import { type CpuModelRunner, loadCpuModelRunner } from "./model-runner";
 import {
@@ -20,7 +20,8 @@ async function serve(init: CpuWorkerInit): Promise<void> {
   const post = (msg: CpuWorkerMessage, transfer: ArrayBuffer[] = []) =>
     port.postMessage(msg, transfer);
   let runner: CpuModelRunner;
-  let leader: TensorParallelLeader | null = null;
+  let leader: StepLeader | null = null;
+  let isRestartOnGroupLoss = false;
   try {
     const opts = {
       numBlocks: init.numBlocks,
@@ -37,6 +38,7 @@ async function serve(init: CpuWorkerInit): Promise<void> {
       }
       runner = rank.runner;
       leader = rank.leader;
+      isRestartOnGroupLoss = rank.isRestartOnFailure;
     } else {
       runner = await loadCpuModelRunner(init.modelDir, opts);
     }
@@ -63,6 +65,8 @@ async function serve(init: CpuWorkerInit): Promise<void> {
       post({ type: "step-result", id: msg.id, output }, transfer);
     } catch (err) {
       post({ type: "step-error", id: msg.id, message: errorMessage(err) });
+      // A broken TCP ring cannot be re-formed: end the thread (the backend reports itself dead).
+      if (isRestartOnGroupLoss && isGroupLost(err)) process.exit(1);
     }
   });
   post({ type: "ready", info: runner.info });

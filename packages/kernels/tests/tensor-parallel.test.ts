@@ -2,11 +2,19 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeRandomModel } from "@kiln/model";
-import { loadGoldenCases, STORIES_DIR } from "@kiln/test-support";
+import { loadGoldenCases, requireAvailable, STORIES_DIR } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend } from "../src/backend";
 import { createCpuBackend } from "../src/cpu/cpu-backend";
+import { tryLoadNativeAddon } from "../src/cpu/native-addon";
 import { greedyGenerate } from "./helpers/step-driver";
+
+// The collectives live in the kiln_gemm addon; CI=true requires it.
+const hasCollectives = requireAvailable(
+  "the shm collectives (kiln_gemm addon)",
+  (tryLoadNativeAddon() as { shm?: unknown } | null)?.shm !== undefined,
+  "build it: npm run build -w @kiln/kernels",
+);
 
 // Every rank runs in a worker thread of this process; the group talks through a real POSIX
 // shared-memory segment and the native all-reduce, exactly as separate worker processes do.
@@ -39,78 +47,84 @@ async function stopGroup(group: readonly Backend[]): Promise<void> {
   await Promise.all(group.map((b) => b.dispose()));
 }
 
-describe("tensor-parallel groups reproduce the golden continuations", () => {
-  const cases = loadGoldenCases();
-  const prompts = cases.map((c) => c.prompt_ids);
-  const expected = cases.map((c) => c.greedy_ids);
+describe.skipIf(!hasCollectives)(
+  "tensor-parallel groups reproduce the golden continuations",
+  () => {
+    const cases = loadGoldenCases();
+    const prompts = cases.map((c) => c.prompt_ids);
+    const expected = cases.map((c) => c.greedy_ids);
 
-  for (const size of [2, 4]) {
-    it(`T = ${size}: batched with chunked prefill, and one sequence at a time`, async () => {
-      const group = await startGroup(STORIES_DIR, size);
-      try {
-        const opts = { ...BLOCKS, maxNewTokens: expected[0]!.length, chunkLen: 7 };
-        expect(await greedyGenerate(group[0]!, prompts, { ...opts, isBatched: true })).toEqual(
-          expected,
-        );
-        const first = await greedyGenerate(group[0]!, prompts.slice(0, 2), {
-          ...opts,
-          isBatched: false,
-        });
-        expect(first).toEqual(expected.slice(0, 2));
-      } finally {
-        await stopGroup(group);
+    for (const size of [2, 4]) {
+      it(`T = ${size}: batched with chunked prefill, and one sequence at a time`, async () => {
+        const group = await startGroup(STORIES_DIR, size);
+        try {
+          const opts = { ...BLOCKS, maxNewTokens: expected[0]!.length, chunkLen: 7 };
+          expect(await greedyGenerate(group[0]!, prompts, { ...opts, isBatched: true })).toEqual(
+            expected,
+          );
+          const first = await greedyGenerate(group[0]!, prompts.slice(0, 2), {
+            ...opts,
+            isBatched: false,
+          });
+          expect(first).toEqual(expected.slice(0, 2));
+        } finally {
+          await stopGroup(group);
+        }
+      });
+    }
+  },
+);
+
+describe.skipIf(!hasCollectives)(
+  "tensor parallelism on a GQA shape (8 query heads, 2 KV heads)",
+  () => {
+    let dir: string;
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), "kiln-tp-gqa-"));
+      const shape = {
+        hiddenSize: 64,
+        numLayers: 2,
+        numHeads: 8,
+        numKvHeads: 2,
+        intermediateSize: 96,
+        vocabSize: 512,
+        maxPositionEmbeddings: 256,
+      };
+      await writeRandomModel(dir, shape, { seed: 13, tokenizerDir: null });
+    });
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    it("T = 2 (KV heads split) and T = 4 (KV heads replicated) match T = 1", async () => {
+      const prompts = [
+        [1, 17, 300, 42, 5, 99, 7, 8, 250, 11, 12, 13, 14, 15, 16, 400, 33],
+        [1, 200, 201],
+      ];
+      const opts = { ...BLOCKS, maxNewTokens: 12, chunkLen: 5, isBatched: true };
+      const single = await createCpuBackend({ modelDir: dir, ...BLOCKS, numThreads: 1 });
+      const reference = await greedyGenerate(single, prompts, opts).finally(() => single.dispose());
+      for (const size of [2, 4]) {
+        const group = await startGroup(dir, size);
+        try {
+          expect(await greedyGenerate(group[0]!, prompts, opts)).toEqual(reference);
+        } finally {
+          await stopGroup(group);
+        }
       }
     });
-  }
-});
 
-describe("tensor parallelism on a GQA shape (8 query heads, 2 KV heads)", () => {
-  let dir: string;
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "kiln-tp-gqa-"));
-    const shape = {
-      hiddenSize: 64,
-      numLayers: 2,
-      numHeads: 8,
-      numKvHeads: 2,
-      intermediateSize: 96,
-      vocabSize: 512,
-      maxPositionEmbeddings: 256,
-    };
-    await writeRandomModel(dir, shape, { seed: 13, tokenizerDir: null });
-  });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+    it("refuses a split that cannot work with a clear error", async () => {
+      await expect(
+        createCpuBackend({
+          modelDir: dir,
+          ...BLOCKS,
+          tensorParallel: { groupId: `bad-${process.pid}`, rank: 0, size: 3, timeoutMs: 100 },
+        }),
+      ).rejects.toThrow(/8 attention heads do not split over 3 ranks/);
+    });
+  },
+);
 
-  it("T = 2 (KV heads split) and T = 4 (KV heads replicated) match T = 1", async () => {
-    const prompts = [
-      [1, 17, 300, 42, 5, 99, 7, 8, 250, 11, 12, 13, 14, 15, 16, 400, 33],
-      [1, 200, 201],
-    ];
-    const opts = { ...BLOCKS, maxNewTokens: 12, chunkLen: 5, isBatched: true };
-    const single = await createCpuBackend({ modelDir: dir, ...BLOCKS, numThreads: 1 });
-    const reference = await greedyGenerate(single, prompts, opts).finally(() => single.dispose());
-    for (const size of [2, 4]) {
-      const group = await startGroup(dir, size);
-      try {
-        expect(await greedyGenerate(group[0]!, prompts, opts)).toEqual(reference);
-      } finally {
-        await stopGroup(group);
-      }
-    }
-  });
-
-  it("refuses a split that cannot work with a clear error", async () => {
-    await expect(
-      createCpuBackend({
-        modelDir: dir,
-        ...BLOCKS,
-        tensorParallel: { groupId: `bad-${process.pid}`, rank: 0, size: 3, timeoutMs: 100 },
-      }),
-    ).rejects.toThrow(/8 attention heads do not split over 3 ranks/);
-  });
-});
-
-describe("a lost rank", () => {
+describe.skipIf(!hasCollectives)("a lost rank", () => {
   it("fails the step instead of hanging, and the group recovers once the rank is back", async () => {
     const group = await startGroup(STORIES_DIR, 2, 400);
     const [leader, follower] = group as [Backend, Backend];

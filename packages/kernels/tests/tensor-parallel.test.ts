@@ -62,11 +62,13 @@ describe.skipIf(!hasCollectives)(
           expect(await greedyGenerate(group[0]!, prompts, { ...opts, isBatched: true })).toEqual(
             expected,
           );
-          const first = await greedyGenerate(group[0]!, prompts.slice(0, 2), {
+          // One sequence at a time (fewer prompts at T = 4: four ranks share two cores here).
+          const numAlone = size === 2 ? 2 : 1;
+          const alone = await greedyGenerate(group[0]!, prompts.slice(0, numAlone), {
             ...opts,
             isBatched: false,
           });
-          expect(first).toEqual(expected.slice(0, 2));
+          expect(alone).toEqual(expected.slice(0, numAlone));
         } finally {
           await stopGroup(group);
         }
@@ -126,7 +128,7 @@ describe.skipIf(!hasCollectives)(
 
 describe.skipIf(!hasCollectives)("a lost rank", () => {
   it("fails the step instead of hanging, and the group recovers once the rank is back", async () => {
-    const group = await startGroup(STORIES_DIR, 2, 400);
+    const group = await startGroup(STORIES_DIR, 2, 1500);
     const [leader, follower] = group as [Backend, Backend];
     const prompt = [loadGoldenCases()[0]!.prompt_ids];
     const expected = [loadGoldenCases()[0]!.greedy_ids.slice(0, 4)];
@@ -138,13 +140,13 @@ describe.skipIf(!hasCollectives)("a lost rank", () => {
       await expect(greedyGenerate(leader, prompt, opts)).rejects.toThrow(
         /tensor-parallel rank.* (did not join|lost)/,
       );
-      expect(performance.now() - startedAt).toBeLessThan(3000);
+      expect(performance.now() - startedAt).toBeLessThan(5000);
       const groupId = `test-${process.pid}-${nextGroup - 1}`;
       group[1] = await createCpuBackend({
         modelDir: STORIES_DIR,
         ...BLOCKS,
         numThreads: 1,
-        tensorParallel: { groupId, rank: 1, size: 2, timeoutMs: 400 },
+        tensorParallel: { groupId, rank: 1, size: 2, timeoutMs: 1500 },
       });
       expect(await greedyGenerate(leader, prompt, opts)).toEqual(expected);
     } finally {

@@ -96,7 +96,7 @@ describe.skipIf(!hasCollectives)(
     });
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-    it("T = 2 (KV heads split) and T = 4 (KV heads replicated) match T = 1", async () => {
+    it("T = 4 (2 KV heads replicated over 4 ranks) matches T = 1", async () => {
       const prompts = [
         [1, 17, 300, 42, 5, 99, 7, 8, 250, 11, 12, 13, 14, 15, 16, 400, 33],
         [1, 200, 201],
@@ -104,13 +104,12 @@ describe.skipIf(!hasCollectives)(
       const opts = { ...BLOCKS, maxNewTokens: 12, chunkLen: 5, isBatched: true };
       const single = await createCpuBackend({ modelDir: dir, ...BLOCKS, numThreads: 1 });
       const reference = await greedyGenerate(single, prompts, opts).finally(() => single.dispose());
-      for (const size of [2, 4]) {
-        const group = await startGroup(dir, size);
-        try {
-          expect(await greedyGenerate(group[0]!, prompts, opts)).toEqual(reference);
-        } finally {
-          await stopGroup(group);
-        }
+      // (T = 2 splits these KV heads, as the golden tests at T = 2 and 4 do for stories260K.)
+      const group = await startGroup(dir, 4);
+      try {
+        expect(await greedyGenerate(group[0]!, prompts, opts)).toEqual(reference);
+      } finally {
+        await stopGroup(group);
       }
     });
 

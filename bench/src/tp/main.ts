@@ -7,6 +7,7 @@
 //   3. resident memory of each rank's process after loading, at T = 1, 2 and 4.
 //   npm run bench:tp [-- --rounds 3 --tokens 48 --prompt 64]
 import { spawn } from "node:child_process";
+import { readdirSync, rmSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -181,4 +182,10 @@ console.log("(machine may be shared: compare only figures from the same run)");
 if (!only || only === "decode") await decodeComparison();
 if (!only || only === "allreduce") await allReduceCost();
 if (!only || only === "memory") await memoryPerRank();
+// Ranks were killed, not closed: remove this run's shared-memory segments (Linux: /dev/shm).
+for (const name of readdirSync("/dev/shm")) {
+  if (name.startsWith("kiln-tp-bench") && name.includes(String(process.pid))) {
+    rmSync(join("/dev/shm", name), { force: true });
+  }
+}
 process.exit(0);

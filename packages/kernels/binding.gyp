@@ -30,11 +30,13 @@
             "native/elementwise.cc",
             "native/lora.cc",
             "native/sampling.cc",
-            "native/quant-matmul.cc"
+            "native/quant-matmul.cc",
+            "native/shm-collective.cc",
+            "native/tcp-collective.cc"
           ],
           "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
           "cflags_cc": ["-O3", "-std=c++17", "-ffp-contract=fast", "-Wno-psabi"],
-          "libraries": ["-ldl"]
+          "libraries": ["-ldl", "-lrt"]
         }
       ]
     }]

@@ -102,6 +102,8 @@ Napi::Object initAddon(Napi::Env env, Napi::Object exports) {
   registerLora(env, exports);
   registerSampling(env, exports);
   registerQuantMatmul(env, exports);  // quant-matmul.cc (ADR 0020)
+  registerShmCollective(env, exports);
+  registerTcpCollective(env, exports);
   return exports;
 }
 

@@ -51,5 +51,7 @@ void registerElementwise(Napi::Env env, Napi::Object exports);
 void registerLora(Napi::Env env, Napi::Object exports);
 void registerSampling(Napi::Env env, Napi::Object exports);
 void registerQuantMatmul(Napi::Env env, Napi::Object exports);
+void registerShmCollective(Napi::Env env, Napi::Object exports);
+void registerTcpCollective(Napi::Env env, Napi::Object exports);
 
 }  // namespace kiln

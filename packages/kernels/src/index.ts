@@ -1,4 +1,21 @@
 export * from "./backend";
+export {
+  type Collective,
+  GroupLostError,
+  isGroupLost,
+  type RankStatus,
+} from "./collectives/collective";
+export {
+  peekShmGroup,
+  ShmGroup,
+  type ShmGroupOptions,
+  shmGroupName,
+} from "./collectives/shm-group";
+export { decodeStep, encodeStep } from "./collectives/step-codec";
+export { TcpRing, type TcpRingOptions } from "./collectives/tcp-ring";
+export { TensorParallelFollower } from "./collectives/tp-follower";
+export { TensorParallelLeader } from "./collectives/tp-leader";
+export { loadTensorParallelRank, type TensorParallelInit } from "./collectives/tp-thread";
 export { NativeAttention, type NativeAttentionOptions } from "./cpu/attention-native";
 export { type CpuBackendOptions, createCpuBackend } from "./cpu/cpu-backend";
 export {

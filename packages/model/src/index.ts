@@ -35,6 +35,14 @@ export {
   type SafetensorsEntry,
   type SafetensorsHeader,
 } from "./safetensors";
+export { type LoadedShard, loadModelShard, readTensorRegion } from "./shard-loader";
+export {
+  planTensorShard,
+  regionShape,
+  shardRegion,
+  type TensorRegion,
+  type TensorShardPlan,
+} from "./tensor-parallel";
 export * from "./tokenizer";
 export * from "./types";
 export {

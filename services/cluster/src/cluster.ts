@@ -3,6 +3,7 @@ import { Child, type ChildSpec } from "./child";
 import { DEFAULT_RESTART_POLICY, type RestartPolicy } from "./restart-policy";
 import { serviceEntryArgs } from "./service-entry";
 import { SupervisedService, type SupervisionHooks } from "./supervised-service";
+import { type WorkerGroupLayout, workerProcessSpecs } from "./worker-groups";
 
 export interface ClusterOptions {
   /** Repository root: children run `services/<name>/src/main.ts` from here. */
@@ -24,6 +25,8 @@ export interface ClusterOptions {
   readonly env: NodeJS.ProcessEnv;
   /** Where the supervisor's and children's log lines go. */
   readonly log: (line: string) => void;
+  /** Tensor-parallel ranks per group and groups (replicas); 1 × 1 by default (ADR 0018). */
+  readonly workerGroups?: WorkerGroupLayout;
   /** Restart bookkeeping (metrics, the `restarted` stdout line); all optional. */
   readonly hooks?: Partial<Pick<SupervisionHooks, "onRestarting" | "onRestarted" | "onUp">>;
 }
@@ -70,7 +73,8 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
       const spec: ChildSpec = {
         name,
         command: process.execPath,
-        args: [...serviceEntryArgs(name), ...args()],
+        // worker-<group>-<rank> runs the worker service (worker-groups.ts).
+        args: [...serviceEntryArgs(name.replace(/^worker-.*/, "worker")), ...args()],
         cwd: opts.repoRoot,
         env: opts.env,
       };
@@ -124,22 +128,50 @@ async function startInOrder(
   routerPort = Number(routerListening.port);
   routerMetricsPort = reportedMetricsPort(routerListening, routerMetricsPort);
   const routerAddress = `127.0.0.1:${routerPort}`;
-  let workerMetricsPort: number | null = metricsPortOf(opts.env, "KILN_WORKER_METRICS_PORT");
-  const worker = startService("worker", () => [
-    ...["--model", opts.modelDir, "--router", routerAddress],
-    ...metricsPortArgs(workerMetricsPort),
-  ]);
-  const workerListening = await worker.waitForEvent("listening", opts.startTimeoutMs);
-  workerMetricsPort = reportedMetricsPort(workerListening, workerMetricsPort);
+  const workerMetricsPorts = await startWorkers(opts, startService, routerAddress);
   let gatewayPort = opts.port;
   const gateway = startService("gateway", () => [
     ...["--model", opts.modelDir, "--served-model-name", opts.servedName],
     ...["--router", routerAddress, "--host", opts.host, "--port", String(gatewayPort)],
     ...["--drain-timeout", String(opts.drainTimeoutS)],
-    ...metricsUpstreamArgs([routerMetricsPort, workerMetricsPort]),
+    ...metricsUpstreamArgs([routerMetricsPort, ...workerMetricsPorts]),
   ]);
   gatewayPort = Number((await gateway.waitForEvent("listening", opts.startTimeoutMs)).port);
   return gatewayPort;
+}
+
+/**
+ * Starts every worker process (all ranks of all groups at once: a group's ranks wait for each
+ * other) and returns the metrics ports the gateway relays: one per rank-0 worker.
+ */
+async function startWorkers(
+  opts: ClusterOptions,
+  startService: (name: string, args: () => string[]) => Child,
+  routerAddress: string,
+): Promise<(number | null)[]> {
+  const layout = opts.workerGroups ?? { tensorParallelSize: 1, dataParallelSize: 1 };
+  const specs = workerProcessSpecs(layout, String(process.pid));
+  const isSingle = specs.length === 1;
+  const started = specs.map((spec) => {
+    // A single worker keeps the environment's metrics port; in groups each process takes a
+    // free one (ranks > 0 are not relayed: the group's series come from rank 0).
+    const port = { value: isSingle ? metricsPortOf(opts.env, "KILN_WORKER_METRICS_PORT") : 0 };
+    const child = startService(spec.name, () => [
+      ...["--model", opts.modelDir, "--router", routerAddress, ...spec.args],
+      ...metricsPortArgs(port.value),
+    ]);
+    return { spec, child, port };
+  });
+  // Wait on every child at once: waitForEvent only sees lines printed after it is called.
+  const listening = await Promise.all(
+    started.map(({ child }) => child.waitForEvent("listening", opts.startTimeoutMs)),
+  );
+  const ports: (number | null)[] = [];
+  started.forEach(({ spec, port }, i) => {
+    port.value = reportedMetricsPort(listening[i]!, port.value);
+    if (spec.rank === 0) ports.push(port.value);
+  });
+  return ports;
 }
 
 /**

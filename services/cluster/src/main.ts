@@ -1,6 +1,8 @@
 /**
  * `npm start`: runs router, one worker and the gateway as separate processes and serves the
  * model named by KILN_MODEL (default: ../shared/models/stories260K beside the repository).
+ * KILN_TENSOR_PARALLEL_SIZE / --tensor-parallel-size and KILN_DATA_PARALLEL_SIZE /
+ * --data-parallel-size run D replicas of T worker processes each instead (ADR 0018).
  * Prints `{"event":"ready","port":N,...}` on stdout once the gateway answers healthy; logs go to
  * stderr, each child's lines prefixed with its name. Ctrl-C (SIGINT) or SIGTERM drains the
  * gateway (KILN_DRAIN_TIMEOUT_S, default 30 s), then stops every process; a second Ctrl-C
@@ -75,6 +77,10 @@ async function main(): Promise<number> {
     drainTimeoutS: intEnv("KILN_DRAIN_TIMEOUT_S", 30),
     startTimeoutMs: intEnv("KILN_START_TIMEOUT_S", 300) * 1000,
     restartPolicy: supervisor.restartPolicy,
+    workerGroups: {
+      tensorParallelSize: supervisor.tensorParallelSize,
+      dataParallelSize: supervisor.dataParallelSize,
+    },
     env: childEnv,
     log,
     hooks: {

@@ -7,6 +7,8 @@ describe("parseSupervisorOptions", () => {
     expect(parseSupervisorOptions([], {})).toEqual({
       restartPolicy: DEFAULT_RESTART_POLICY,
       metricsPort: null,
+      tensorParallelSize: 1,
+      dataParallelSize: 1,
     });
     const env = {
       KILN_SUPERVISOR_MAX_RESTARTS: "2",
@@ -18,6 +20,8 @@ describe("parseSupervisorOptions", () => {
     expect(parseSupervisorOptions([], env)).toEqual({
       restartPolicy: { maxRestarts: 2, windowMs: 30_000, backoffInitialMs: 100, backoffMaxMs: 800 },
       metricsPort: 0,
+      tensorParallelSize: 1,
+      dataParallelSize: 1,
     });
     const argv = ["--max-restarts", "7", "--restart-window=5", "--supervisor-metrics-port", "9500"];
     expect(parseSupervisorOptions(argv, env)).toMatchObject({

@@ -6,6 +6,10 @@ export interface SupervisorOptions {
   readonly restartPolicy: RestartPolicy;
   /** Port of the supervisor's `/metrics` (0: any free one), or null when not served. */
   readonly metricsPort: number | null;
+  /** Worker processes per group (`--tensor-parallel-size`, KILN_TENSOR_PARALLEL_SIZE; 1). */
+  readonly tensorParallelSize: number;
+  /** Worker groups, each a router replica (`--data-parallel-size`, KILN_DATA_PARALLEL_SIZE; 1). */
+  readonly dataParallelSize: number;
 }
 
 function intSetting(text: string | undefined, fallback: number, name: string, min = 0): number {
@@ -20,7 +24,9 @@ function intSetting(text: string | undefined, fallback: number, name: string, mi
  * `--max-restarts` / KILN_SUPERVISOR_MAX_RESTARTS (5), `--restart-window` /
  * KILN_SUPERVISOR_RESTART_WINDOW_S (60), `--restart-backoff-ms` / KILN_SUPERVISOR_BACKOFF_MS
  * (500), `--restart-backoff-max-ms` / KILN_SUPERVISOR_BACKOFF_MAX_MS (10000),
- * `--supervisor-metrics-port` / KILN_SUPERVISOR_METRICS_PORT (off). Throws naming the flag.
+ * `--supervisor-metrics-port` / KILN_SUPERVISOR_METRICS_PORT (off), `--tensor-parallel-size` /
+ * KILN_TENSOR_PARALLEL_SIZE (1), `--data-parallel-size` / KILN_DATA_PARALLEL_SIZE (1). Throws
+ * naming the flag.
  */
 export function parseSupervisorOptions(
   argv: readonly string[],
@@ -34,6 +40,8 @@ export function parseSupervisorOptions(
       "restart-backoff-ms": { type: "string" },
       "restart-backoff-max-ms": { type: "string" },
       "supervisor-metrics-port": { type: "string" },
+      "tensor-parallel-size": { type: "string" },
+      "data-parallel-size": { type: "string" },
     },
   });
   const d = DEFAULT_RESTART_POLICY;
@@ -71,5 +79,17 @@ export function parseSupervisorOptions(
       ),
     },
     metricsPort,
+    tensorParallelSize: intSetting(
+      values["tensor-parallel-size"] ?? env.KILN_TENSOR_PARALLEL_SIZE,
+      1,
+      "--tensor-parallel-size",
+      1,
+    ),
+    dataParallelSize: intSetting(
+      values["data-parallel-size"] ?? env.KILN_DATA_PARALLEL_SIZE,
+      1,
+      "--data-parallel-size",
+      1,
+    ),
   };
 }

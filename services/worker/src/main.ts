@@ -10,7 +10,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { basename } from "node:path";
 import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
-import { createCpuBackend, kvBytesPerBlock } from "@kiln/kernels";
+import { createCpuBackend } from "@kiln/kernels";
 import { loadConfig, resolveModelDir } from "@kiln/model";
 import {
   createGrpcHealthServer,
@@ -29,6 +29,7 @@ import { WorkerDrain } from "./drain";
 import { checkKernelTier, registerKernelTierGauge, takeKernelTierFlags } from "./kernel-tier";
 import { parseWorkerOptions, type WorkerOptions } from "./options";
 import { WorkerTelemetry } from "./telemetry/worker-telemetry";
+import { numBlocksPerRank, withGroupHealth } from "./tensor-parallel";
 import { createWorkerService } from "./worker-service";
 
 const REGISTER_INTERVAL_MS = 1000;
@@ -43,19 +44,34 @@ async function main(): Promise<void> {
   const opts = parseWorkerOptions(takeKernelTierFlags(argv, process.env), process.env);
   const modelDir = await resolveModelDir(opts.model);
   const config = await loadConfig(modelDir);
-  const numBlocks = Math.floor(opts.kvCacheBytes / kvBytesPerBlock(config, opts.blockSize));
+  const numBlocks = numBlocksPerRank(config, opts);
   if (numBlocks < 1) throw new Error("--kv-cache-memory is too small for one KV block");
-  const backend = await createCpuBackend({
+  const isTensorParallel = opts.tensorParallelSize > 1;
+  // LoRA is not supported on tensor-parallel groups (ADR 0018): no slots are offered.
+  const maxLoras = isTensorParallel ? 0 : opts.maxLoras;
+  const tensorParallel = isTensorParallel
+    ? {
+        groupId: opts.tpGroup,
+        rank: opts.tpRank,
+        size: opts.tensorParallelSize,
+        timeoutMs: opts.tpTimeoutMs,
+        ...(opts.tpPeers ? { tcpPeers: opts.tpPeers } : {}),
+      }
+    : undefined;
+  const created = await createCpuBackend({
     modelDir,
     numBlocks,
     blockSize: opts.blockSize,
     numThreads: opts.numThreads,
-    maxLoras: opts.maxLoras,
+    maxLoras,
     maxLoraRank: opts.maxLoraRank,
-    maxCpuLoras: opts.maxCpuLoras,
+    maxCpuLoras: isTensorParallel ? 0 : opts.maxCpuLoras,
     ...(opts.sampling ? { sampling: opts.sampling } : {}),
     weightDtype: opts.weightDtype,
+    ...(tensorParallel ? { tensorParallel } : {}),
   });
+  const isShmLeader = isTensorParallel && opts.tpRank === 0 && opts.tpPeers === null;
+  const backend = isShmLeader ? withGroupHealth(created, opts.tpGroup) : created;
   const kernelTier = backend.info.kernelTier ?? "typescript";
   try {
     checkKernelTier(kernelTier, process.env);
@@ -63,6 +79,9 @@ async function main(): Promise<void> {
     await backend.dispose();
     throw err;
   }
+  // A TCP ring is not re-formed in place: a rank whose ring broke exits, and its restart (the
+  // supervisor, Kubernetes) connects a fresh ring with the other restarted ranks (ADR 0018).
+  if (isTensorParallel && opts.tpPeers !== null) exitWhenDead(backend);
 
   const server = new Server(WORKER_LINK_OPTIONS);
   let registerTimer: NodeJS.Timeout | undefined;
@@ -94,7 +113,8 @@ async function main(): Promise<void> {
       instanceId,
       model: basename(modelDir),
       eosTokenIds: config.eosTokenIds,
-      maxLoras: opts.maxLoras,
+      maxLoras,
+      tpSize: opts.tensorParallelSize,
     },
     shutdown,
     telemetry,
@@ -117,7 +137,7 @@ async function main(): Promise<void> {
   // requests are done, calling Shutdown. SIGINT (the supervisor stopping the whole cluster after
   // the gateway drained), a second SIGTERM, or a worker with no router: stop at once.
   const onTerm = () => {
-    if (drain.isDraining || !opts.routerAddress) return shutdown();
+    if (drain.isDraining || !opts.routerAddress || opts.tpRank > 0) return shutdown();
     process.stderr.write("kiln worker: draining: finishing running sequences\n");
     drain.start(() => clearInterval(registerTimer));
   };
@@ -125,7 +145,19 @@ async function main(): Promise<void> {
   process.on("SIGINT", shutdown);
   const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port, kernelTier };
   process.stdout.write(`${JSON.stringify(listening)}\n`);
-  if (opts.routerAddress) registerTimer = keepRegistered(opts, port, instanceId);
+  // Ranks > 0 of a tensor-parallel group take their steps from rank 0, never from the router.
+  if (opts.routerAddress && opts.tpRank === 0) {
+    registerTimer = keepRegistered(opts, port, instanceId);
+  }
+}
+
+function exitWhenDead(backend: { deadReason?(): string | null }): void {
+  setInterval(() => {
+    const reason = backend.deadReason?.();
+    if (reason == null) return;
+    process.stderr.write(`kiln worker: tensor-parallel ring lost (${reason}); exiting\n`);
+    process.exit(1);
+  }, 200).unref();
 }
 
 /** Asks the Worker service's Health handler in process, as the router does over gRPC. */

@@ -30,6 +30,19 @@ export interface WorkerOptions {
   readonly sampling: "native" | "typescript" | undefined;
   /** How projections are stored (KILN_WEIGHT_DTYPE, --weight-dtype; f32): f32, bf16 or int8. */
   readonly weightDtype: WeightDtype;
+  /** Ranks of this worker's tensor-parallel group (KILN_TENSOR_PARALLEL_SIZE; 1). */
+  readonly tensorParallelSize: number;
+  /** This process's rank in the group (KILN_TP_RANK; 0). Rank 0 serves the router. */
+  readonly tpRank: number;
+  /** Names the group's shared-memory segment (KILN_TP_GROUP; the replica id). */
+  readonly tpGroup: string;
+  /** A rank missing a collective this long fails the step with WORKER_LOST (KILN_TP_TIMEOUT_MS). */
+  readonly tpTimeoutMs: number;
+  /**
+   * host:port of every rank, in rank order (KILN_TP_PEERS, comma-separated): the group talks over
+   * a TCP ring (ranks on different hosts) instead of shared memory. Null: shared memory.
+   */
+  readonly tpPeers: readonly string[] | null;
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -68,6 +81,11 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "max-cpu-loras": { type: "string" },
       sampling: { type: "string" },
       "weight-dtype": { type: "string" },
+      "tensor-parallel-size": { type: "string" },
+      "tp-rank": { type: "string" },
+      "tp-group": { type: "string" },
+      "tp-timeout-ms": { type: "string" },
+      "tp-peers": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -80,9 +98,38 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
   if (sampling !== undefined && sampling !== "native" && sampling !== "typescript") {
     throw new Error(`--sampling: expected native or typescript, got "${sampling}"`);
   }
+  const replicaId = values["replica-id"] ?? env.KILN_REPLICA_ID ?? "replica-0";
+  const tensorParallelSize = parseIntFlag(
+    values["tensor-parallel-size"] ?? env.KILN_TENSOR_PARALLEL_SIZE ?? "1",
+    "--tensor-parallel-size",
+    1,
+  );
+  const tpRank = parseIntFlag(values["tp-rank"] ?? env.KILN_TP_RANK ?? "0", "--tp-rank", 0);
+  if (tpRank >= tensorParallelSize) {
+    throw new Error(
+      `--tp-rank: ${tpRank} is not below --tensor-parallel-size ${tensorParallelSize}`,
+    );
+  }
+  const peersText = values["tp-peers"] ?? env.KILN_TP_PEERS;
+  const tpPeers = peersText ? peersText.split(",").map((p) => p.trim()) : null;
+  if (tpPeers !== null && tpPeers.length !== tensorParallelSize) {
+    throw new Error(`--tp-peers: ${tpPeers.length} addresses for ${tensorParallelSize} ranks`);
+  }
+  if (tpPeers?.some((p) => !/^[^\s:]+:\d+$/.test(p))) {
+    throw new Error("--tp-peers: expected host:port,host:port,… (one per rank, in rank order)");
+  }
   return {
     sampling,
     weightDtype: parseWeightDtype(values["weight-dtype"] ?? env.KILN_WEIGHT_DTYPE ?? "f32"),
+    tensorParallelSize,
+    tpPeers,
+    tpRank,
+    tpGroup: values["tp-group"] ?? env.KILN_TP_GROUP ?? replicaId,
+    tpTimeoutMs: parseIntFlag(
+      values["tp-timeout-ms"] ?? env.KILN_TP_TIMEOUT_MS ?? "10000",
+      "--tp-timeout-ms",
+      1,
+    ),
     maxLoras,
     maxLoraRank: parseIntFlag(
       values["max-lora-rank"] ?? env.KILN_MAX_LORA_RANK ?? "64",
@@ -101,7 +148,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
     blockSize: parseIntFlag(values["block-size"] ?? env.KILN_BLOCK_SIZE ?? "16", "--block-size", 1),
     numThreads: threads === undefined ? undefined : parseIntFlag(threads, "--threads", 1),
     routerAddress: values.router ?? env.KILN_ROUTER_ADDRESS ?? null,
-    replicaId: values["replica-id"] ?? env.KILN_REPLICA_ID ?? "replica-0",
+    replicaId,
     advertiseHost: values["advertise-host"] ?? env.KILN_ADVERTISE_HOST ?? "127.0.0.1",
     maxStepMs: parseIntFlag(
       values["max-step-ms"] ?? env.KILN_WORKER_MAX_STEP_MS ?? "120000",

@@ -38,6 +38,8 @@ export interface WorkerIdentity {
   readonly eosTokenIds: readonly number[];
   /** LoRA slots the backend holds (reported in WorkerInfo); 0 when absent. */
   readonly maxLoras?: number;
+  /** Tensor-parallel group size (ADR 0018); the service runs on rank 0. 1 when absent. */
+  readonly tpSize?: number;
 }
 
 /**
@@ -66,7 +68,7 @@ export function createWorkerService(
     vocabSize: backend.info.vocabSize,
     maxModelLen: backend.info.maxModelLen,
     tpRank: 0,
-    tpSize: 1,
+    tpSize: identity.tpSize ?? 1,
     eosTokenIds: [...identity.eosTokenIds],
     instanceId: identity.instanceId,
     maxLoras: identity.maxLoras ?? 0,

@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { Backend, BackendInfo, BackendOptions, StepInput, StepOutput } from "../backend";
+import type { TensorParallelInit } from "../collectives/tp-thread";
 import { DEFAULT_BLOCK_SIZE } from "./model-runner";
 import type { CpuSampling } from "./native-sampling";
 import type { CpuWorkerInit, CpuWorkerMessage, StepRequestMessage } from "./worker-protocol";
@@ -17,6 +18,8 @@ export interface CpuBackendOptions extends BackendOptions {
   readonly numThreads?: number;
   /** Sampler (see CpuModelRunnerOptions.sampling); native when the addon loads by default. */
   readonly sampling?: CpuSampling;
+  /** Run one rank of a tensor-parallel group (ADR 0018) instead of the whole model. */
+  readonly tensorParallel?: TensorParallelInit;
 }
 
 interface PendingStep {
@@ -138,6 +141,7 @@ export async function createCpuBackend(opts: CpuBackendOptions): Promise<Backend
     maxCpuLoras: opts.maxCpuLoras ?? opts.maxLoras ?? 0,
     sampling: opts.sampling ?? null,
     weightDtype: opts.weightDtype ?? "f32",
+    tensorParallel: opts.tensorParallel ?? null,
   };
   const worker = startWorker(init);
   const info = await new Promise<BackendInfo>((resolve, reject) => {

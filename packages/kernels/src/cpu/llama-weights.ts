@@ -28,8 +28,11 @@ export interface LlamaWeights {
   readonly layers: readonly LayerWeights[];
   /** [hiddenSize] */
   readonly finalNorm: Float32Array;
-  /** [vocabSize, hiddenSize]; the same array as `embedTokens` when embeddings are tied. */
-  readonly lmHead: Float32Array;
+  /**
+   * [vocabSize, hiddenSize]; the same array as `embedTokens` when embeddings are tied; null on
+   * a tensor-parallel rank > 0 (only rank 0 computes logits).
+   */
+  readonly lmHead: Float32Array | null;
 }
 
 function tensorData(weights: WeightMap, name: string, shape: readonly number[]): Float32Array {
@@ -62,7 +65,11 @@ function concatRows(parts: readonly Float32Array[]): Float32Array {
  * arrays; the others alias the map's arrays, so the caller must not mutate the map's tensors
  * afterwards. Throws an Error naming the first missing or misshapen tensor.
  */
-export function packLlamaWeights(config: LlamaConfig, weights: WeightMap): LlamaWeights {
+export function packLlamaWeights(
+  config: LlamaConfig,
+  weights: WeightMap,
+  hasLmHead = true,
+): LlamaWeights {
   const hidden = config.hiddenSize;
   const qDim = config.numHeads * config.headDim;
   const kvDim = config.numKvHeads * config.headDim;
@@ -96,9 +103,11 @@ export function packLlamaWeights(config: LlamaConfig, weights: WeightMap): Llama
     });
   }
   const embedTokens = get("model.embed_tokens.weight", [config.vocabSize, hidden]);
-  const lmHead = config.tieWordEmbeddings
-    ? embedTokens
-    : get("lm_head.weight", [config.vocabSize, hidden]);
+  const lmHead = !hasLmHead
+    ? null
+    : config.tieWordEmbeddings
+      ? embedTokens
+      : get("lm_head.weight", [config.vocabSize, hidden]);
   return { embedTokens, layers, finalNorm: get("model.norm.weight", [hidden]), lmHead };
 }
 
@@ -127,7 +136,7 @@ export interface PackedLlamaWeights {
   /** [hiddenSize] */
   readonly finalNorm: Float32Array;
   /** [vocabSize, hiddenSize] packed (a copy of embedTokens when tied and the gemm copies). */
-  readonly lmHead: PackedWeights;
+  readonly lmHead: PackedWeights | null;
 }
 
 /**
@@ -153,6 +162,7 @@ export function packProjections(weights: LlamaWeights, gemm: Gemm): PackedLlamaW
     embedTokens: weights.embedTokens,
     layers,
     finalNorm: weights.finalNorm,
-    lmHead: pack(weights.lmHead, weights.lmHead.length / hidden, hidden),
+    lmHead:
+      weights.lmHead === null ? null : pack(weights.lmHead, weights.lmHead.length / hidden, hidden),
   };
 }

@@ -1,5 +1,6 @@
 import { type LlamaConfig, loadModel, type WeightMap } from "@kiln/model";
 import type { BackendInfo, PoolingKind, SampledToken, StepInput, StepOutput } from "../backend";
+import type { Collective } from "../collectives/collective";
 import { createSamplingScratch, type SamplingScratch, sampleRow } from "../sampling";
 import { NativeAttention } from "./attention-native";
 import { addBias, embed } from "./elementwise";
@@ -51,6 +52,13 @@ export interface CpuModelRunnerOptions {
   readonly weightDtype?: WeightDtype;
   /** Told when each phase of a step begins (benchmarks time them); none by default. */
   readonly profiler?: StepProfiler;
+  /**
+   * This runner is one rank of a tensor-parallel group (ADR 0018): `config` and `weights` are
+   * the rank's shard (packages/model planTensorShard), o_proj and down_proj outputs are summed
+   * over the group, and only rank 0 computes logits and samples (the others return null for
+   * every sequence). LoRA is not supported with it. None by default.
+   */
+  readonly collective?: Collective;
 }
 
 export type CpuKernels = "native" | "simd" | "typescript";
@@ -106,6 +114,7 @@ export class CpuModelRunner {
   /** The resident LoRA adapters (ADR 0015). */
   readonly lora: LoraSlotTable;
   private loraGroups: LoraGroups | null = null;
+  private readonly collective: Collective | null;
 
   /**
    * Packs `weights` (HF names) for the gemm and allocates the KV pool. The native gemm copies
@@ -123,9 +132,14 @@ export class CpuModelRunner {
     }
     if (config.headDim % 2 !== 0) throw new Error(`headDim ${config.headDim} is odd`);
     this.config = config;
+    this.collective = opts.collective ?? null;
+    if (this.collective !== null && (opts.maxLoras ?? 0) > 0) {
+      throw new Error("LoRA adapters are not supported with tensor parallelism");
+    }
+    const hasLmHead = this.collective === null || this.collective.rank === 0;
     const baseGemm = opts.gemm ?? createGemm({ numThreads: opts.numThreads });
     this.gemm = gemmForWeightDtype(baseGemm, opts.weightDtype ?? "f32", opts.numThreads ?? 0);
-    this.weights = packProjections(packLlamaWeights(config, weights), this.gemm);
+    this.weights = packProjections(packLlamaWeights(config, weights, hasLmHead), this.gemm);
     const isNative = opts.kernels === undefined || opts.kernels === "native";
     const native = isNative ? NativeAttention.tryCreate({ numThreads: opts.numThreads }) : null;
     if (opts.kernels === "native" && native === null) {
@@ -183,6 +197,10 @@ export class CpuModelRunner {
     }
     this.forward(input, numTokens);
     const pooled = input.pooling ? this.poolHidden(input, input.pooling) : undefined;
+    if (this.weights.lmHead === null) {
+      this.profiler?.enter("done");
+      return { sampled: input.samples.map(() => null) }; // a tensor-parallel rank > 0
+    }
     const numSamples = this.computeLogits(input);
     this.profiler?.enter("sampling");
     const logits = this.scratch.logits;
@@ -265,7 +283,11 @@ export class CpuModelRunner {
     this.attention.run(s.attn, s.qkv, qkvLen, 0, this.kv.layers[l]!, input);
     // o_proj and down_proj accumulate into the residual stream: the residual add is free.
     profiler?.enter("o-proj");
-    gemm.matmulPacked(s.attn, w.o, s.x, numTokens, true);
+    // With tensor parallelism every rank holds the residual; rank 0 adds its partial product to
+    // it, the others write theirs, and the all-reduce sums them: x + Σ partials.
+    const isResidualRank = this.collective === null || this.collective.rank === 0;
+    gemm.matmulPacked(s.attn, w.o, s.x, numTokens, isResidualRank);
+    this.collective?.allReduce(s.x, numTokens * hiddenSize);
     if (groups !== null) {
       this.lora.apply(groups, l, "o_proj", {
         x: s.attn,
@@ -287,7 +309,8 @@ export class CpuModelRunner {
     profiler?.enter("silu");
     rows.siluMul(s.act, s.gateUp, numTokens, intermediateSize);
     profiler?.enter("down");
-    gemm.matmulPacked(s.act, w.down, s.x, numTokens, true);
+    gemm.matmulPacked(s.act, w.down, s.x, numTokens, isResidualRank);
+    this.collective?.allReduce(s.x, numTokens * hiddenSize);
     if (groups !== null) {
       this.lora.apply(groups, l, "down_proj", {
         x: s.act,
@@ -346,7 +369,7 @@ export class CpuModelRunner {
       this.rows.rmsNorm(dst, src, this.weights.finalNorm, 1, hiddenSize, rmsNormEps);
       row++;
     }
-    this.gemm.matmulPacked(s.sampledHidden, this.weights.lmHead, s.logits, numSamples);
+    this.gemm.matmulPacked(s.sampledHidden, this.weights.lmHead!, s.logits, numSamples);
     return numSamples;
   }
 }

@@ -1,4 +1,5 @@
 import type { BackendInfo, StepInput, StepOutput } from "../backend";
+import type { TensorParallelInit } from "../collectives/tp-thread";
 
 /** Messages between `CpuBackend` (the caller's thread) and `cpu-worker.ts` (its thread). */
 
@@ -17,6 +18,8 @@ export interface CpuWorkerInit {
   readonly sampling: "native" | "typescript" | null;
   /** How projections are stored (KILN_WEIGHT_DTYPE). */
   readonly weightDtype: "f32" | "bf16" | "int8";
+  /** This thread is one rank of a tensor-parallel group (ADR 0018); null: the whole model. */
+  readonly tensorParallel: TensorParallelInit | null;
 }
 
 /** Caller → thread. Steps are sent one at a time; the next only after the previous reply. */

@@ -1,4 +1,4 @@
-import { type RunningCluster, startCluster } from "@kiln/cluster";
+import { type ClusterOptions, type RunningCluster, startCluster } from "@kiln/cluster";
 import { REPO_ROOT, STORIES_DIR } from "@kiln/test-support";
 import OpenAI from "openai";
 
@@ -17,7 +17,10 @@ export interface Stack {
  * The real thing: router, worker and gateway as separate processes on ephemeral ports (the
  * supervisor's code path, minus the supervisor process). Call `stopStack` in afterAll.
  */
-export async function startStack(env: NodeJS.ProcessEnv = {}): Promise<Stack> {
+export async function startStack(
+  env: NodeJS.ProcessEnv = {},
+  workerGroups?: ClusterOptions["workerGroups"],
+): Promise<Stack> {
   const logs: string[] = [];
   const cluster = await startCluster({
     repoRoot: REPO_ROOT,
@@ -30,6 +33,7 @@ export async function startStack(env: NodeJS.ProcessEnv = {}): Promise<Stack> {
     startTimeoutMs: 60_000,
     env: { ...process.env, KILN_KV_CACHE_MEMORY: "64MiB", ...env },
     log: (line) => logs.push(line),
+    ...(workerGroups ? { workerGroups } : {}),
   });
   const baseURL = `http://127.0.0.1:${cluster.gatewayPort}/v1`;
   const client = new OpenAI({ baseURL, apiKey: "unused", maxRetries: 0, timeout: 60_000 });

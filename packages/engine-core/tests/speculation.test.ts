@@ -183,14 +183,14 @@ describe("speculative decoding in the scheduler (n-gram drafts, fake model)", ()
             maxModelLen: 20,
             speculation: { ...NGRAM, numSpeculativeTokens: 3 },
           });
-          reqs.forEach((r, i) =>
+          reqs.forEach((r, i) => {
             d.add(`q${i}`, {
               promptTokenIds: r.prompt.slice(0, 19),
               maxTokens: r.maxTokens,
               n: r.n,
               stopTokenIds: r.stop === undefined ? [] : [r.stop],
-            }),
-          );
+            });
+          });
           d.drain(2000);
           reqs.forEach((r, i) => {
             const prompt = r.prompt.slice(0, 19);

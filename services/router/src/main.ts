@@ -7,6 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
+import { parseSpeculationConfig } from "@kiln/engine-core";
 import {
   createGrpcHealthServer,
   GrpcHealthService,
@@ -48,8 +49,18 @@ async function main(): Promise<void> {
       "health-probe-timeout-ms": { type: "string" },
       "health-probe-misses": { type: "string" },
       "retry-wait": { type: "string" },
+      "speculative-config": { type: "string" },
     },
   });
+  // Speculative decoding (ADR 0017): a JSON object like vLLM's --speculative-config.
+  const speculation = parseSpeculationConfig(
+    values["speculative-config"] ?? env.KILN_SPECULATIVE_CONFIG,
+  );
+  if (speculation?.method === "draft_model") {
+    throw new Error(
+      "--speculative-config: method draft_model is not built yet (docs/adr/0017); use ngram",
+    );
+  }
   const host = values.host ?? env.KILN_ROUTER_HOST ?? "127.0.0.1";
   const port = Number(values.port ?? env.KILN_ROUTER_PORT ?? "0");
   const replicas = new ReplicaSet(
@@ -65,6 +76,7 @@ async function main(): Promise<void> {
         60_000,
         "--step-timeout-ms",
       ),
+      speculation,
     },
     () => performance.now(),
   );

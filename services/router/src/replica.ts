@@ -6,7 +6,9 @@ import {
   Scheduler,
   type SchedulerStats,
   type SeqAbortResult,
+  type SpeculationConfig,
   type StepPlan,
+  type StepResult,
 } from "@kiln/engine-core";
 import {
   ErrorCode,
@@ -52,6 +54,8 @@ export interface ReplicaLimits {
   readonly maxNumBatchedTokens: number;
   /** A step that takes longer than this fails the replica (its requests end with WORKER_LOST). */
   readonly stepTimeoutMs: number;
+  /** Speculative decoding (--speculative-config, ADR 0017); absent or null: none. */
+  readonly speculation?: SpeculationConfig | null;
 }
 
 export interface ReplicaCounters {
@@ -150,6 +154,7 @@ export class Replica {
     this.generation++;
     this.labels = { model: info.model, replica: this.replicaId };
     this.telemetry.replicaConnected(this.labels);
+    if (this.limits.speculation) this.telemetry.specDecode.initialize(this.labels);
     this.needsReset = true;
     const maxNumSeqs = Math.min(this.limits.maxNumSeqs, info.numBlocks);
     this.scheduler = new Scheduler<SamplingParams, SampledToken>({
@@ -160,6 +165,7 @@ export class Replica {
       maxNumBatchedTokens: Math.max(this.limits.maxNumBatchedTokens, maxNumSeqs),
       clock: this.clock,
       maxLoras: info.maxLoras,
+      speculation: this.limits.speculation ?? null,
     });
   }
 
@@ -310,12 +316,17 @@ export class Replica {
       const invalid = checkStepResponse(request, response, this.vocabLen);
       if (invalid) throw new Error(`the worker sent an invalid step answer: ${invalid}`);
       this.failRefusedSequences(plan, response.failures);
-      const seqIdToToken = new Map<number, SampledToken>();
+      const seqIdToToken = new Map<number, StepResult<SampledToken>>();
       for (const result of response.results) {
-        if (result.token) seqIdToToken.set(result.seqId, result.token);
+        if (!result.token) continue;
+        // A verification's run of tokens (speculative decoding, ADR 0017), or the one token.
+        const tokens = result.nextTokens.length > 0 ? [result.token, ...result.nextTokens] : null;
+        seqIdToToken.set(result.seqId, tokens ?? result.token);
       }
       const sampled = plan.seqs.map((seq) => seqIdToToken.get(seq.seqId) ?? null);
       const events = scheduler.commit(plan, sampled);
+      scheduler.observeStepTime(plan.numScheduledTokens, receivedAt - scheduledAt);
+      this.telemetry.specDecode.record(this.labels, scheduler.takeSpecOutcomes());
       this.telemetry.eventsCommitted(this, events, this.clock());
       this.dispatch(events);
       step.committed();

@@ -108,10 +108,16 @@ export function createWorkerService(
     req.sequences.forEach((seq, i) => {
       const sampled = output.sampled[i];
       if (!sampled) return;
-      table.recordSampled(seq.seqId, sampled.tokenId);
+      // Speculative decoding: a verification emitted several tokens (ADR 0017).
+      const emitted = output.verified?.[i] ?? [sampled];
+      for (const t of emitted) table.recordSampled(seq.seqId, t.tokenId);
       const token = sampledToWire(sampled);
       const embedding = embeddings?.get(i);
-      results.push({ seqId: seq.seqId, token: embedding ? { ...token, embedding } : token });
+      results.push({
+        seqId: seq.seqId,
+        token: embedding ? { ...token, embedding } : token,
+        nextTokens: emitted.slice(1).map(sampledToWire),
+      });
     });
     const computeSeconds = (performance.now() - startedAt) / 1000;
     return { stepId: req.stepId, results, computeSeconds, failures: [...failures] };

@@ -4,7 +4,7 @@
  * exact alone and 16 at once, logprobs, a stop string and `n` unchanged by speculation, the
  * `"speculative": false` opt-out, and the spec-decode counters relayed on the gateway's /metrics.
  */
-import { loadGolden } from "@kiln/test-support";
+import { loadGolden, sumSamples } from "@kiln/test-support";
 import type OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MODEL, type Stack, startStack, stopStack } from "./helpers/stack";
@@ -28,12 +28,7 @@ afterAll(() => stopStack(stack), 30_000);
 
 async function gatewayCounter(name: string): Promise<number> {
   const text = await (await fetch(stack.baseURL.replace(/\/v1$/, "/metrics"))).text();
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `))
-      sum += Number(line.split(" ").at(-1));
-  }
-  return sum;
+  return sumSamples(text, name);
 }
 
 function complete(prompt: number[], extra: Record<string, unknown> = {}) {

@@ -114,7 +114,10 @@ async function run(stack: Stack, concurrency: number, vocabSize: number, round: 
     ...Array.from({ length: promptLen - 1 }, () => 3 + Math.floor(rng() * (vocabSize - 3))),
   ]);
   const counter = (name: string) => scrapeSum(stack.metricsPort, `kiln_spec_decode_${name}_total`);
-  const [drafts0, accepted0] = [await counter("num_draft_tokens"), await counter("num_accepted_tokens")];
+  const [drafts0, accepted0] = [
+    await counter("num_draft_tokens"),
+    await counter("num_accepted_tokens"),
+  ];
   const start = performance.now();
   const streams = await Promise.all(prompts.map((p) => generate(stack.client, p)));
   const seconds = (performance.now() - start) / 1000;

@@ -84,6 +84,7 @@ describe("speculative decoding (n-gram) through the gateway", () => {
       body: JSON.stringify({ model: MODEL, prompt: "Once", speculative: "no" }),
     });
     expect(res.status).toBe(400);
-    expect((await res.json()).error.param).toBe("speculative");
+    const body = (await res.json()) as { error: { param: string } };
+    expect(body.error.param).toBe("speculative");
   });
 });

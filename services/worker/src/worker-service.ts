@@ -99,6 +99,11 @@ export function createWorkerService(
       return { stepId: req.stepId, results: [], computeSeconds: 0, failures: [...failures] };
     }
     const output = await backend.step(input);
+    // A backend that ignored draft tokens sampled after the last draft, not after the last
+    // token: fail the step rather than emit a token at the wrong position (ADR 0017).
+    if (output.verified === undefined && input.samples.some((s) => s?.draftTokenIds?.length)) {
+      throw new Error(`the ${backend.info.name} backend does not verify draft tokens`);
+    }
     if (IS_STEP_PROFILE) {
       printStepProfile(req.stepId, appliedAt - startedAt, performance.now() - appliedAt);
     }

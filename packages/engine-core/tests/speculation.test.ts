@@ -43,6 +43,8 @@ class SpecDriver {
   readonly events: EngineEvent<FakeToken>[] = [];
   numDraftTokens = 0;
   numAcceptedTokens = 0;
+  /** Blocks the worker was told to drop after rejected drafts. */
+  numDroppedBlocks = 0;
 
   constructor(config: Omit<SchedulerConfig, "clock">) {
     let now = 0;
@@ -68,6 +70,7 @@ class SpecDriver {
 
   step(between?: (plan: StepPlan<Sampling>) => void): void {
     const plan = this.scheduler.schedule();
+    for (const s of plan.seqs) this.numDroppedBlocks += s.numDroppedBlocks ?? 0;
     const results = this.worker.step(plan);
     between?.(plan);
     const events = this.scheduler.commit(plan, results);
@@ -159,6 +162,7 @@ describe("speculative decoding in the scheduler (n-gram drafts, fake model)", ()
   });
 
   it("property: with preemption, n > 1 and stop ids, outputs equal plain greedy decoding", () => {
+    const totals = { preemptions: 0, accepted: 0, droppedBlocks: 0 };
     fc.assert(
       fc.property(
         fc.array(
@@ -192,6 +196,9 @@ describe("speculative decoding in the scheduler (n-gram drafts, fake model)", ()
             });
           });
           d.drain(2000);
+          totals.preemptions += d.scheduler.stats().numPreemptions;
+          totals.accepted += d.numAcceptedTokens;
+          totals.droppedBlocks += d.numDroppedBlocks;
           reqs.forEach((r, i) => {
             const prompt = r.prompt.slice(0, 19);
             for (let s = 0; s < r.n; s++) {
@@ -207,5 +214,9 @@ describe("speculative decoding in the scheduler (n-gram drafts, fake model)", ()
       ),
       { numRuns: 150, seed: 12 },
     );
+    // The runs exercised what the property is about: preemption, accepted drafts, rollback.
+    expect(totals.preemptions).toBeGreaterThan(0);
+    expect(totals.accepted).toBeGreaterThan(0);
+    expect(totals.droppedBlocks).toBeGreaterThan(0);
   });
 });

@@ -4,6 +4,7 @@
  * counters show drafts verified and accepted, an opted-out request drafts nothing, and a stream
  * cancelled while verification steps run leaves every block free.
  */
+import { SamplingParams } from "@kiln/proto";
 import { freePort, loadGolden, scrapeSum, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectGoldenStreams } from "./golden-streams";
@@ -85,6 +86,23 @@ describe("n-gram speculative decoding, router + worker processes", () => {
     });
     expect(result.tokenIds).toEqual(c.greedy_ids);
     expect(await counter("num_draft_tokens")).toBe(before);
+  });
+
+  it("a seeded sampled request emits the same tokens with and without speculation", async () => {
+    const c = golden.cases[1]!;
+    const request = {
+      promptTokenIds: c.prompt_ids,
+      maxTokens: 80,
+      ignoreEos: true,
+      sampling: SamplingParams.fromPartial({ temperature: 0.8, topP: 0.95, seed: 7 }),
+    };
+    const before = await counter("num_draft_tokens");
+    const spec = await client.generate(request);
+    expect(await counter("num_draft_tokens")).toBeGreaterThan(before);
+    const plain = await client.generate({ ...request, disableSpeculation: true });
+    expect(spec.error).toBeNull();
+    expect(spec.tokenIds).toEqual(plain.tokenIds);
+    expect(spec.tokenIds).toHaveLength(80);
   });
 
   it("a stream cancelled during verification steps leaks no blocks", async () => {

@@ -3,6 +3,7 @@ import { InvariantError } from "./errors";
 import type { SeqId } from "./ids";
 import type { PlannedStep } from "./planner";
 import type { RequestState, Sequence } from "./sequence";
+import { releaseRejectedSlots } from "./speculation/rollback";
 import { checkStop } from "./stop";
 import type {
   EngineEvent,
@@ -10,6 +11,7 @@ import type {
   SampledTokenLike,
   ScheduledSeq,
   StepPlan,
+  StepResult,
   StepResults,
 } from "./types";
 
@@ -39,17 +41,20 @@ export function commitStep<S, T extends SampledTokenLike>(
   return events;
 }
 
-function resultOf<S, T>(seq: Sequence<S>, i: number, sampled: StepResults<T>): T | null {
-  return Array.isArray(sampled)
-    ? ((sampled as readonly (T | null)[])[i] ?? null)
-    : ((sampled as ReadonlyMap<SeqId, T>).get(seq.id) ?? null);
+/** A sequence's tokens of this step, in order (one, or a verification's 1 … k + 1); null: none. */
+function resultOf<S, T>(seq: Sequence<S>, i: number, sampled: StepResults<T>): readonly T[] | null {
+  const result = Array.isArray(sampled)
+    ? ((sampled as readonly (StepResult<T> | null)[])[i] ?? null)
+    : ((sampled as ReadonlyMap<SeqId, StepResult<T>>).get(seq.id) ?? null);
+  if (result === null) return null;
+  return Array.isArray(result) ? (result as readonly T[]) : [result as T];
 }
 
 /** Throws, changing nothing, unless `result` can be committed for `seq` planned as `entry`. */
 function checkResult<S, T extends SampledTokenLike>(
   seq: Sequence<S>,
   entry: ScheduledSeq<S>,
-  result: T | null,
+  result: readonly T[] | null,
 ): void {
   if (seq.numComputedTokens !== entry.contextLen - entry.queryLen) {
     throw new InvariantError("a sequence is committed once per plan", `seq ${seq.id}`);
@@ -60,9 +65,19 @@ function checkResult<S, T extends SampledTokenLike>(
   if (entry.sample !== null && result === null) {
     throw new InvariantError("a planned sample has a result", `seq ${seq.id}`);
   }
-  if (result !== null && !(Number.isInteger(result.tokenId) && result.tokenId >= 0)) {
-    throw new InvariantError("a sampled token id is a non-negative integer", `seq ${seq.id}`);
+  if (result === null) return;
+  const drafts = entry.sample?.draftTokenIds ?? [];
+  if (result.length < 1 || result.length > drafts.length + 1) {
+    throw new InvariantError("a verification emits 1 … drafts + 1 tokens", `seq ${seq.id}`);
   }
+  result.forEach((token, j) => {
+    if (!(Number.isInteger(token.tokenId) && token.tokenId >= 0)) {
+      throw new InvariantError("a sampled token id is a non-negative integer", `seq ${seq.id}`);
+    }
+    if (j < result.length - 1 && token.tokenId !== drafts[j]) {
+      throw new InvariantError("accepted tokens are the drafts, in order", `seq ${seq.id}`);
+    }
+  });
 }
 
 /** Applies one validated result (see checkResult). */
@@ -70,9 +85,14 @@ function commitSeq<S, T extends SampledTokenLike>(
   state: EngineState<S>,
   seq: Sequence<S>,
   entry: ScheduledSeq<S>,
-  result: T | null,
+  result: readonly T[] | null,
   events: EngineEvent<T>[],
 ): void {
+  const numDrafts = entry.sample?.draftTokenIds?.length ?? 0;
+  if (numDrafts > 0 && result !== null) {
+    commitVerifiedTokens(state, seq, entry, result, events);
+    return;
+  }
   seq.numComputedTokens = entry.contextLen;
   state.kv.registerComputed(seq);
   if (entry.sample === null || result === null) {
@@ -80,7 +100,45 @@ function commitSeq<S, T extends SampledTokenLike>(
     if (!request.isForked && seq.numComputedTokens === seq.targetLen) forkSeq(state, seq);
     return;
   }
-  appendToken(state, seq, result, events);
+  appendToken(state, seq, result[0]!, events);
+}
+
+/**
+ * THE commit point of speculative decoding (ADR 0017): a verification's accepted drafts and the
+ * token sampled after them are appended here, one at a time, in order, each checked against the
+ * stop conditions (a stop token, max_tokens or the context length ends the sequence there, and
+ * the tokens after it are dropped). Then the KV of rejected drafts is rolled back: the sequence
+ * has computed its last token plus the accepted drafts, and the blocks allocated beyond that go
+ * back to the pool at once (the worker drops them from its table at the next step).
+ * Anything that tracks a sequence token by token (a grammar matcher) advances here, per appended
+ * token; rejected drafts were never appended, so it has nothing to roll back.
+ */
+function commitVerifiedTokens<S, T extends SampledTokenLike>(
+  state: EngineState<S>,
+  seq: Sequence<S>,
+  entry: ScheduledSeq<S>,
+  tokens: readonly T[],
+  events: EngineEvent<T>[],
+): void {
+  const numDrafts = entry.sample!.draftTokenIds!.length;
+  const numAccepted = tokens.length - 1;
+  state.spec?.recordVerification(seq.request, {
+    numDraftTokens: numDrafts,
+    numAcceptedTokens: numAccepted,
+  });
+  // K/V is valid for the last token and the accepted drafts; the rest is overwritten later.
+  seq.numComputedTokens = entry.contextLen - numDrafts + numAccepted;
+  for (const token of tokens) {
+    appendToken(state, seq, token, events);
+    if (seq.status !== "running") return; // finished: its blocks are free already
+  }
+  const numReleased = releaseRejectedSlots(state.kv, seq);
+  if (numReleased > 0 && seq.isOnWorker) {
+    const numDropped = Math.max(0, seq.numBlocksOnWorker - seq.blockIds.length);
+    seq.numBlocksToDrop += numDropped;
+    seq.numBlocksOnWorker -= numDropped;
+  }
+  state.kv.registerComputed(seq);
 }
 
 function appendToken<S, T extends SampledTokenLike>(

@@ -4,6 +4,7 @@ import { asSeqId, type RequestId, type SeqId } from "./ids";
 import type { KvCacheManager } from "./kv-cache-manager";
 import type { LoraSlots } from "./lora-slots";
 import { insertSorted, type RequestState, removeSeq, Sequence } from "./sequence";
+import type { SpecState } from "./speculation/spec-state";
 import type { SchedulerConfig } from "./types";
 
 /** Everything the scheduler mutates; shared by the planning and commit helpers. */
@@ -28,6 +29,8 @@ export interface EngineState<S> {
   readonly lora: LoraSlots | null;
   /** Steps in a row that held batch prefill back (batch-yield.ts). */
   readonly batchYield: { numHeldSteps: number };
+  /** Speculative decoding (ADR 0017); null when the config has none. */
+  readonly spec: SpecState | null;
 }
 
 /** A new sequence of `request`, waiting, not yet in any queue. */
@@ -119,5 +122,6 @@ function forgetOnWorker<S>(seq: Sequence<S>): boolean {
   seq.isOnWorker = false;
   seq.numBlocksOnWorker = 0;
   seq.hasRewrittenTable = false;
+  seq.numBlocksToDrop = 0;
   return wasOnWorker;
 }

@@ -23,6 +23,17 @@ export {
 export { DEFAULT_LORA_MAX_SKIPS, type LoraLoad, LoraSlots } from "./lora-slots";
 export { type CacheNode, cacheNamespace, PrefixCache, type PrefixMatch } from "./prefix-cache";
 export { Scheduler, type StepScheduler } from "./scheduler";
+export { type NgramOptions, proposeNgram } from "./speculation/ngram-proposer";
+export { releaseRejectedSlots } from "./speculation/rollback";
+export {
+  type DraftModelSpeculation,
+  type NgramSpeculation,
+  parseSpeculationConfig,
+  type SpeculationConfig,
+} from "./speculation/spec-config";
+export { AcceptanceTracker, chooseDraftLens, type DraftCandidate } from "./speculation/spec-policy";
+export { type DraftProposer, type SpecOutcome, SpecState } from "./speculation/spec-state";
+export { type StepTimeFit, StepTimeModel } from "./speculation/step-time-model";
 export { buildStepArrays, type FlatSeq, type FlatStep, type StepArrays } from "./step-arrays";
 export { checkStop, type StopCriteria, type StopDecision, stopTokenIdsOf } from "./stop";
 export type {
@@ -41,6 +52,7 @@ export type {
   SchedulerStats,
   SeqAbortResult,
   StepPlan,
+  StepResult,
   StepResults,
   TokenEvent,
 } from "./types";

@@ -5,9 +5,11 @@ import type { AdapterId, BlockId, SeqId } from "./ids";
 import type { BlockCopy } from "./kv-cache-manager";
 import type { LoraLoad } from "./lora-slots";
 import type { Sequence, StepDraft } from "./sequence";
+import { planSpeculation } from "./speculation/plan-drafts";
 import type { PlannedSample, ScheduledSeq, StepPlan } from "./types";
 
 const NO_BLOCKS: readonly BlockId[] = Object.freeze([]);
+const NO_TOKENS: readonly number[] = Object.freeze([]);
 
 /** A plan plus the internal references `commit` needs. */
 export interface PlannedStep<S> {
@@ -48,6 +50,7 @@ export function planStep<S>(state: EngineState<S>, stepId: number): PlannedStep<
     isBatchHeld: holdsBatchPrefill(state),
   };
   scheduleRunning(state, work, true);
+  planSpeculation(state, work);
   scheduleRunning(state, work, false);
   // Admitting in a step that preempted would hand just-freed blocks to newer work (as vLLM v1).
   if (work.preempted.length === 0) scheduleWaiting(state, work);
@@ -169,7 +172,7 @@ function buildPlan<S>(state: EngineState<S>, work: StepWork<S>, stepId: number):
     const seq = draft.seq;
     seq.draft = null;
     seqs.push(seq);
-    entries.push(toScheduledSeq(seq, draft.queryLen, -1));
+    entries.push(toScheduledSeq(seq, draft.queryLen, -1, draft.specTokenIds ?? NO_TOKENS));
     if (draft.copy !== null) blockCopies.push(draft.copy);
     numScheduledTokens += draft.queryLen;
     state.fairQueue.charge(seq.request.tenant, seq.request.tenantWeight, draft.queryLen);
@@ -201,10 +204,17 @@ function assignLoraSlots<S>(state: EngineState<S>, entries: ScheduledSeq<S>[]): 
 }
 
 /** Snapshots a drafted sequence and records what the worker will hold after this step. */
-function toScheduledSeq<S>(seq: Sequence<S>, queryLen: number, loraSlot: number): ScheduledSeq<S> {
+function toScheduledSeq<S>(
+  seq: Sequence<S>,
+  queryLen: number,
+  loraSlot: number,
+  specTokenIds: readonly number[],
+): ScheduledSeq<S> {
   const start = seq.numComputedTokens;
   const contextLen = start + queryLen;
   const isNew = !seq.isOnWorker || seq.hasRewrittenTable;
+  const numDroppedBlocks = isNew ? 0 : seq.numBlocksToDrop;
+  seq.numBlocksToDrop = 0;
   const newBlockIds = isNew
     ? seq.blockIds.slice()
     : seq.numBlocksOnWorker === seq.blockIds.length
@@ -221,18 +231,25 @@ function toScheduledSeq<S>(seq: Sequence<S>, queryLen: number, loraSlot: number)
     adapterId: request.adapterId,
     loraSlot,
     isNew,
-    tokenIds: seq.tokenIds.slice(start, contextLen),
+    tokenIds:
+      specTokenIds.length === 0
+        ? seq.tokenIds.slice(start, contextLen)
+        : seq.tokenIds.slice(start).concat(specTokenIds),
     queryLen,
     contextLen,
+    numDroppedBlocks,
     // A view, not a copy: tables are only mutated while planning, and a copy per sequence per
     // step is most of what a decode step would allocate.
     blockTable: seq.blockIds,
     newBlockIds,
-    sample: contextLen === seq.tokenIds.length ? plannedSample(seq) : null,
+    sample:
+      contextLen - specTokenIds.length === seq.tokenIds.length
+        ? plannedSample(seq, specTokenIds)
+        : null,
   };
 }
 
-function plannedSample<S>(seq: Sequence<S>): PlannedSample<S> {
+function plannedSample<S>(seq: Sequence<S>, draftTokenIds: readonly number[]): PlannedSample<S> {
   const request = seq.request;
   const outputIndex = seq.outputTokenIds.length;
   return {
@@ -242,5 +259,6 @@ function plannedSample<S>(seq: Sequence<S>): PlannedSample<S> {
     promptTokenIds: request.promptTokenIds,
     outputTokenIds: seq.outputTokenIds,
     bannedTokenIds: outputIndex < request.stop.minTokens ? request.bannedTokenIds : [],
+    draftTokenIds,
   };
 }

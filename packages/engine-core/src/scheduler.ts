@@ -9,6 +9,7 @@ import { LoraSlots } from "./lora-slots";
 import { type PlannedStep, planStep } from "./planner";
 import { cacheNamespace } from "./prefix-cache";
 import { insertSorted, RequestState, type Sequence } from "./sequence";
+import { type SpecOutcome, SpecState } from "./speculation/spec-state";
 import { type StopCriteria, stopTokenIdsOf } from "./stop";
 import type {
   AddResult,
@@ -118,6 +119,7 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
       fairQueue: new FairQueue(),
       lora:
         config.maxLoras === undefined ? null : new LoraSlots(config.maxLoras, config.loraMaxSkips),
+      spec: config.speculation ? new SpecState(config.speculation, config.draftProposer) : null,
     };
   }
 
@@ -152,6 +154,7 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
       namespace: cacheNamespace(adapterId, request.cacheSalt ?? null),
       tenant: request.tenant ?? DEFAULT_TENANT,
       tenantWeight: request.tenantWeight ?? 1,
+      isSpeculative: request.isSpeculative ?? true,
     };
     const requestState = new RequestState(init, stopTokenIdsOf(stop));
     state.requests.set(requestState.id, requestState);
@@ -238,6 +241,19 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
 
   checkInvariants(): void {
     checkEngineInvariants(this.state);
+  }
+
+  /**
+   * Speculative decoding: feeds the step-time model (the router measured `ms` for a step of
+   * `numTokens` scheduled tokens). No-op without speculation.
+   */
+  observeStepTime(numTokens: number, ms: number): void {
+    this.state.spec?.stepTime.observe(numTokens, ms);
+  }
+
+  /** Verifications committed since the last call (for the spec-decode metrics); [] without. */
+  takeSpecOutcomes(): SpecOutcome[] {
+    return this.state.spec?.takeOutcomes() ?? [];
   }
 }
 

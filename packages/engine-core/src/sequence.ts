@@ -9,9 +9,12 @@ export type SeqStatus = "waiting" | "running" | "finished";
 /** A sequence's share of the step being planned; cancelled if it is preempted later that step. */
 export interface StepDraft<S> {
   readonly seq: Sequence<S>;
-  readonly queryLen: number;
+  /** 1 + specTokenIds.length for a speculative decode (set by planSpeculation). */
+  queryLen: number;
   readonly copy: BlockCopy | null;
   isCancelled: boolean;
+  /** Draft tokens verified after the last token this step (speculation/plan-drafts.ts). */
+  specTokenIds?: readonly number[];
 }
 
 export interface RequestInit<S> {
@@ -28,6 +31,8 @@ export interface RequestInit<S> {
   readonly namespace: string;
   readonly tenant: string;
   readonly tenantWeight: number;
+  /** False when the request opted out of speculative decoding. */
+  readonly isSpeculative: boolean;
 }
 
 /** A request and its sequences. Owned by the scheduler; never handed out. */
@@ -44,6 +49,7 @@ export class RequestState<S> {
   readonly namespace: string;
   readonly tenant: string;
   readonly tenantWeight: number;
+  readonly isSpeculative: boolean;
   /** Stop ids the sampler bans while minTokens is not reached. */
   readonly bannedTokenIds: readonly number[];
   readonly seqs: Sequence<S>[] = [];
@@ -72,6 +78,7 @@ export class RequestState<S> {
     this.namespace = init.namespace;
     this.tenant = init.tenant;
     this.tenantWeight = init.tenantWeight;
+    this.isSpeculative = init.isSpeculative;
     this.bannedTokenIds = bannedTokenIds;
     // A one-token prompt has no prefix to share: its n sequences start independently.
     this.isForked = init.n === 1 || init.promptTokenIds.length === 1;
@@ -103,6 +110,8 @@ export class Sequence<S> implements KvSeq {
   numBlocksOnWorker = 0;
   /** A known block was replaced (copy on write): resend the whole table. */
   hasRewrittenTable = false;
+  /** Trailing blocks the worker must drop from its table (released after a verification). */
+  numBlocksToDrop = 0;
   draft: StepDraft<S> | null = null;
 
   constructor(

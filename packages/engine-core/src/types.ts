@@ -1,6 +1,8 @@
 import type { AdapterId, BlockId, RequestId, SeqId } from "./ids";
 import type { BlockCopy } from "./kv-cache-manager";
 import type { LoraLoad } from "./lora-slots";
+import type { SpeculationConfig } from "./speculation/spec-config";
+import type { DraftProposer } from "./speculation/spec-state";
 
 export interface SchedulerConfig {
   /** KV blocks the worker has (it reports them when it registers). */
@@ -18,6 +20,10 @@ export interface SchedulerConfig {
   readonly maxModelLen: number;
   /** Injected clock (ms, monotonic); read for arrival and request timings only. */
   readonly clock: () => number;
+  /** Speculative decoding (ADR 0017); absent or null: none. */
+  readonly speculation?: SpeculationConfig | null;
+  /** Drafts from outside (draft-model speculation); absent: the config's own (n-gram) proposer. */
+  readonly draftProposer?: DraftProposer;
   /**
    * LoRA slots of the worker (ADR 0015): at most this many distinct adapters per step, each
    * scheduled sequence gets its adapter's slot. Absent: adapters are not slotted (loraSlot -1).
@@ -64,6 +70,8 @@ export interface NewRequest<S> {
   readonly tenant?: string | null;
   /** The tenant's share weight, finite and > 0. Default 1. */
   readonly tenantWeight?: number | null;
+  /** False opts out of speculative decoding (the `"speculative": false` body field). Default true. */
+  readonly isSpeculative?: boolean;
 }
 
 export type RejectReason =
@@ -98,6 +106,13 @@ export interface PlannedSample<S> {
   readonly outputTokenIds: readonly number[];
   /** Stop ids the sampler must not pick (minTokens not reached yet); empty otherwise. */
   readonly bannedTokenIds: readonly number[];
+  /**
+   * Speculative decoding (ADR 0017): draft tokens that follow the last token in the query (the
+   * query's last draftTokenIds.length tokens). The worker verifies them and returns 1 …
+   * draftTokenIds.length + 1 tokens: the accepted drafts, then one it sampled. Absent or empty:
+   * one token, as without speculation.
+   */
+  readonly draftTokenIds?: readonly number[];
 }
 
 /**
@@ -128,6 +143,11 @@ export interface ScheduledSeq<S> {
   readonly blockTable: readonly BlockId[];
   /** Blocks appended since the sequence was last scheduled; the whole table when `isNew`. */
   readonly newBlockIds: readonly BlockId[];
+  /**
+   * Trailing blocks the worker drops from its table before appending `newBlockIds`: blocks the
+   * router released after rejected drafts (speculation/rollback.ts). 0 (or absent) otherwise.
+   */
+  readonly numDroppedBlocks?: number;
   /** Set when the last scheduled token yields the next token; null for a mid-prompt chunk. */
   readonly sample: PlannedSample<S> | null;
 }
@@ -163,7 +183,13 @@ export interface SampledTokenLike {
  * A step's results: aligned with `plan.seqs` (null where no sample was planned, like the backend's
  * `StepOutput.sampled`), or keyed by sequence id (like a worker's reply over the wire).
  */
-export type StepResults<T> = readonly (T | null)[] | ReadonlyMap<SeqId, T>;
+export type StepResults<T> = readonly (StepResult<T> | null)[] | ReadonlyMap<SeqId, StepResult<T>>;
+
+/**
+ * One sequence's result: its sampled token, or for a speculative decode (ADR 0017) the tokens
+ * its verification emitted in order: the accepted drafts, then the one the worker sampled.
+ */
+export type StepResult<T> = T | readonly T[];
 
 export type FinishReason = "stop" | "length" | "abort" | "error";
 

@@ -58,6 +58,13 @@ export interface SampleRequest {
   readonly outputTokenIds: ArrayLike<number>;
   /** Ids that must not be sampled (stop ids while `min_tokens` is not reached). */
   readonly bannedTokenIds?: ArrayLike<number>;
+  /**
+   * Speculative decoding (ADR 0017): k draft tokens, the last k tokens of the sequence's query.
+   * The backend computes logits at the last k + 1 query positions and verifies the drafts
+   * (sampling/verify-drafts.ts); `StepOutput.verified` gets the 1 … k + 1 emitted tokens.
+   * Absent or empty: plain sampling of one token.
+   */
+  readonly draftTokenIds?: ArrayLike<number>;
 }
 
 /**
@@ -132,6 +139,12 @@ export interface SampledToken {
 export interface StepOutput {
   /** [numSeqs] aligned with `StepInput.samples`: null where no sample was requested. */
   readonly sampled: readonly (SampledToken | null)[];
+  /**
+   * [numSeqs] for sequences with draft tokens: the tokens verification emitted (accepted drafts,
+   * then one sampled; `sampled[i]` is the first of them); null elsewhere. Absent when no
+   * sequence had drafts.
+   */
+  readonly verified?: readonly (readonly SampledToken[] | null)[];
   /** [numSampled × vocabSize] raw logits of the sampled rows, only with `returnLogits`. */
   readonly logits?: Float32Array;
   /** [numSeqs] aligned with `StepInput.pooling`: [hiddenSize] vectors, null where not asked. */

@@ -22,6 +22,8 @@ export interface SamplingRequest {
   readonly logit_bias?: Record<string, number> | null;
   readonly ignore_eos?: boolean | null;
   readonly min_tokens?: number | null;
+  /** Kiln's extra field: false opts out of speculative decoding. */
+  readonly speculative?: boolean | null;
 }
 
 /** One prompt's generation, in internal (camelCase) terms. */
@@ -39,6 +41,8 @@ export interface GenerationPlan {
   readonly sampling: SamplingParams;
   /** The LoRA adapter the request names; null or absent: the base model. */
   readonly adapter?: { readonly name: string; readonly path: string } | null;
+  /** False: the request opted out of speculative decoding (`"speculative": false`). */
+  readonly isSpeculative?: boolean;
 }
 
 export interface PlanOptions {
@@ -80,6 +84,7 @@ export function buildPlan(
     ignoreEos: req.ignore_eos ?? false,
     numTopLogprobs: opts.numTopLogprobs,
     sampling: buildSampling(req, model, opts.numTopLogprobs ?? 0),
+    isSpeculative: req.speculative ?? true,
   };
 }
 

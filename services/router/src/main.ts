@@ -7,7 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { DEFAULT_MAX_BATCH_HOLD_STEPS } from "@kiln/engine-core";
+import { DEFAULT_MAX_BATCH_HOLD_STEPS, parseSpeculationConfig } from "@kiln/engine-core";
 import {
   createGrpcHealthServer,
   GrpcHealthService,
@@ -58,8 +58,18 @@ async function main(): Promise<void> {
       "retry-wait": { type: "string" },
       "batch-max-hold-steps": { type: "string" },
       "async-scheduling": { type: "string" },
+      "speculative-config": { type: "string" },
     },
   });
+  // Speculative decoding (ADR 0017): a JSON object like vLLM's --speculative-config.
+  const speculation = parseSpeculationConfig(
+    values["speculative-config"] ?? env.KILN_SPECULATIVE_CONFIG,
+  );
+  if (speculation?.method === "draft_model") {
+    throw new Error(
+      "--speculative-config: method draft_model is not built yet (docs/adr/0017); use ngram",
+    );
+  }
   const host = values.host ?? env.KILN_ROUTER_HOST ?? "127.0.0.1";
   const port = Number(values.port ?? env.KILN_ROUTER_PORT ?? "0");
   const replicas = new ReplicaSet(
@@ -83,6 +93,7 @@ async function main(): Promise<void> {
         true,
         "--async-scheduling",
       ),
+      speculation,
     },
     () => performance.now(),
   );

@@ -34,6 +34,8 @@ export function planToWire(
       bannedTokenIds: seq.sample ? [...seq.sample.bannedTokenIds] : [],
       pooling: idToRecord.get(seq.requestId)?.pooling ?? PoolingType.POOLING_TYPE_NONE,
       loraSlot: seq.loraSlot + 1,
+      draftTokenIds: [...(seq.sample?.draftTokenIds ?? [])],
+      numDroppedBlocks: seq.numDroppedBlocks ?? 0,
     });
   }
   return {

@@ -5,7 +5,9 @@ import {
   Scheduler,
   type SchedulerStats,
   type SeqAbortResult,
+  type SpeculationConfig,
   type StepPlan,
+  type StepResult,
 } from "@kiln/engine-core";
 import {
   ErrorCode,
@@ -64,6 +66,8 @@ export interface ReplicaLimits {
    * computes the next step, instead of before it is planned. Off: stream, then plan.
    */
   readonly isAsyncScheduling?: boolean;
+  /** Speculative decoding (--speculative-config, ADR 0017); absent or null: none. */
+  readonly speculation?: SpeculationConfig | null;
 }
 
 export interface ReplicaCounters {
@@ -164,6 +168,7 @@ export class Replica {
     this.generation++;
     this.labels = { model: info.model, replica: this.replicaId };
     this.telemetry.replicaConnected(this.labels);
+    if (this.limits.speculation) this.telemetry.specDecode.initialize(this.labels);
     this.needsReset = true;
     const maxNumSeqs = Math.min(this.limits.maxNumSeqs, info.numBlocks);
     this.scheduler = new Scheduler<SamplingParams, SampledToken>({
@@ -175,6 +180,7 @@ export class Replica {
       clock: this.clock,
       maxLoras: info.maxLoras,
       ...batchYieldConfig(this.limits.maxBatchHoldSteps ?? 0),
+      speculation: this.limits.speculation ?? null,
     });
   }
 
@@ -333,12 +339,17 @@ export class Replica {
       const invalid = checkStepResponse(request, response, this.vocabLen);
       if (invalid) throw new Error(`the worker sent an invalid step answer: ${invalid}`);
       this.failRefusedSequences(plan, response.failures);
-      const seqIdToToken = new Map<number, SampledToken>();
+      const seqIdToToken = new Map<number, StepResult<SampledToken>>();
       for (const result of response.results) {
-        if (result.token) seqIdToToken.set(result.seqId, result.token);
+        if (!result.token) continue;
+        // A verification's run of tokens (speculative decoding, ADR 0017), or the one token.
+        const tokens = result.nextTokens.length > 0 ? [result.token, ...result.nextTokens] : null;
+        seqIdToToken.set(result.seqId, tokens ?? result.token);
       }
       const sampled = plan.seqs.map((seq) => seqIdToToken.get(seq.seqId) ?? null);
       const events = scheduler.commit(plan, sampled);
+      scheduler.observeStepTime(plan.numScheduledTokens, receivedAt - scheduledAt);
+      this.telemetry.specDecode.record(this.labels, scheduler.takeSpecOutcomes());
       this.pendingEmits = { events, emits: collectEmits(events, this.idToRecord) };
       if (!this.isOverlapped(plan)) this.flushEmits();
       step.committed();

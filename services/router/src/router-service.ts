@@ -200,6 +200,7 @@ function toNewRequest(
     tenant: req.tenant || null,
     tenantWeight: req.tenantWeight > 0 ? req.tenantWeight : 1,
     adapterId: req.adapter ? asAdapterId(req.adapter) : null,
+    isSpeculative: !req.disableSpeculation,
   };
 }
 

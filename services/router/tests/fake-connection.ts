@@ -65,7 +65,7 @@ export class FakeConnection {
       stepId: req.stepId,
       results: req.sequences
         .filter((s) => s.doSample && !this.refusedSeqIds.has(s.seqId))
-        .map((s) => ({ seqId: s.seqId, token })),
+        .map((s) => ({ seqId: s.seqId, token, nextTokens: [] })),
       computeSeconds: 0,
       failures: refused.map((s) => ({ seqId: s.seqId, message: "token id out of range" })),
     });

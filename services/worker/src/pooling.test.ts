@@ -19,6 +19,8 @@ function seq(
     bannedTokenIds: [],
     pooling,
     loraSlot: 0,
+    draftTokenIds: [],
+    numDroppedBlocks: 0,
   };
 }
 

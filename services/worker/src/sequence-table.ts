@@ -31,6 +31,10 @@ export interface ScheduledSequenceDelta {
   readonly outputIndex: number;
   /** Ids the sampler must not pick (stop ids before min_tokens is reached). */
   readonly bannedTokenIds?: readonly number[];
+  /** Speculative decoding: the query's trailing draft tokens to verify (ADR 0017). */
+  readonly draftTokenIds?: readonly number[];
+  /** Trailing blocks to drop from the table before appending `newBlockIds` (released drafts). */
+  readonly numDroppedBlocks?: number;
 }
 
 export interface StepDelta {
@@ -80,7 +84,15 @@ export class SequenceTable {
     const states = delta.sequences.map((seq) => this.stateOf(seq.seqId));
     this.checkBlockIds(delta);
     delta.sequences.forEach((seq, i) => {
-      states[i]!.blockTable.push(...seq.newBlockIds);
+      const table = states[i]!.blockTable;
+      const numDropped = seq.numDroppedBlocks ?? 0;
+      if (numDropped > table.length) {
+        throw new StepDeltaError(
+          `sequence ${seq.seqId} drops ${numDropped} of ${table.length} blocks`,
+        );
+      }
+      table.length -= numDropped;
+      table.push(...seq.newBlockIds);
     });
     return this.buildInput(delta, states);
   }
@@ -140,6 +152,7 @@ export class SequenceTable {
         promptTokenIds: state.promptTokenIds,
         outputTokenIds: state.outputTokenIds,
         bannedTokenIds: seq.bannedTokenIds ?? [],
+        ...(seq.draftTokenIds?.length ? { draftTokenIds: seq.draftTokenIds } : {}),
       };
     });
     return { ...arrays, samples };

@@ -101,6 +101,11 @@ export function createWorkerService(
       return { stepId: req.stepId, results: [], computeSeconds: 0, failures: [...failures] };
     }
     const output = await backend.step(input);
+    // A backend that ignored draft tokens sampled after the last draft, not after the last
+    // token: fail the step rather than emit a token at the wrong position (ADR 0017).
+    if (output.verified === undefined && input.samples.some((s) => s?.draftTokenIds?.length)) {
+      throw new Error(`the ${backend.info.name} backend does not verify draft tokens`);
+    }
     if (IS_STEP_PROFILE) {
       printStepProfile(req.stepId, appliedAt - startedAt, performance.now() - appliedAt);
     }
@@ -110,10 +115,16 @@ export function createWorkerService(
     req.sequences.forEach((seq, i) => {
       const sampled = output.sampled[i];
       if (!sampled) return;
-      table.recordSampled(seq.seqId, sampled.tokenId);
+      // Speculative decoding: a verification emitted several tokens (ADR 0017).
+      const emitted = output.verified?.[i] ?? [sampled];
+      for (const t of emitted) table.recordSampled(seq.seqId, t.tokenId);
       const token = sampledToWire(sampled);
       const embedding = embeddings?.get(i);
-      results.push({ seqId: seq.seqId, token: embedding ? { ...token, embedding } : token });
+      results.push({
+        seqId: seq.seqId,
+        token: embedding ? { ...token, embedding } : token,
+        nextTokens: emitted.slice(1).map(sampledToWire),
+      });
     });
     const computeSeconds = (performance.now() - startedAt) / 1000;
     return { stepId: req.stepId, results, computeSeconds, failures: [...failures] };

@@ -79,6 +79,8 @@ async function runGolden(
     bannedTokenIds: [],
     pooling: PoolingType.POOLING_TYPE_NONE,
     loraSlot: 0,
+    draftTokenIds: [],
+    numDroppedBlocks: 0,
   };
   const newSequences = [
     { seqId: GOLDEN_SEQ_ID, promptTokenIds: prompt, outputTokenIds: [], sampling: undefined },

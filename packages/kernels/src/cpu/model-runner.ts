@@ -22,6 +22,7 @@ import { computeInvFreq, fillRopeTables } from "./rope";
 import { type RowKernels, tryNativeRowKernels, typescriptRowKernels } from "./row-kernels";
 import { validateStepInput } from "./step-validation";
 import type { WeightDtype } from "./weight-formats";
+import { numVerifiedRows, sampleStepRows } from "./verify-step";
 
 export interface CpuModelRunnerOptions {
   /** KV blocks in the pool (each `kvBytesPerBlock` bytes). */
@@ -206,8 +207,11 @@ export class CpuModelRunner {
     const logits = this.scratch.logits;
     const vocabSize = this.config.vocabSize;
     const sampled: (SampledToken | null)[] = [];
+    // Speculative decoding: sequences with drafts own several rows (verify-step.ts).
+    const verified = sampleStepRows(input, logits, vocabSize, this.samplingScratch);
     let row = 0;
-    for (const req of input.samples) {
+    for (let i = 0; verified === null && i < input.samples.length; i++) {
+      const req = input.samples[i]!;
       if (req === null) {
         sampled.push(null);
         continue;
@@ -216,8 +220,10 @@ export class CpuModelRunner {
       sampled.push(this.sampleRow(rowLogits, req, this.samplingScratch));
       row++;
     }
+    if (verified !== null) sampled.push(...verified.map((tokens) => tokens?.[0] ?? null));
     this.profiler?.enter("done");
-    const out = pooled ? { sampled, pooled } : { sampled };
+    const base = pooled ? { sampled, pooled } : { sampled };
+    const out = verified === null ? base : { ...base, verified };
     if (input.returnLogits !== true) return out;
     return { ...out, logits: logits.slice(0, numSamples * vocabSize) };
   }
@@ -356,18 +362,22 @@ export class CpuModelRunner {
     const s = this.scratch;
     this.profiler?.enter("lm-head");
     let numSamples = 0;
-    for (const req of input.samples) if (req !== null) numSamples++;
+    for (const req of input.samples) if (req !== null) numSamples += numVerifiedRows(req);
     if (numSamples === 0) return 0;
     s.ensureSamples(numSamples);
     let row = 0;
     let lastToken = -1;
     for (let q = 0; q < input.queryLens.length; q++) {
       lastToken += input.queryLens[q]!;
-      if (input.samples[q] === null) continue;
-      const src = s.x.subarray(lastToken * hiddenSize, (lastToken + 1) * hiddenSize);
-      const dst = s.sampledHidden.subarray(row * hiddenSize, (row + 1) * hiddenSize);
-      this.rows.rmsNorm(dst, src, this.weights.finalNorm, 1, hiddenSize, rmsNormEps);
-      row++;
+      const req = input.samples[q]!;
+      if (req === null) continue;
+      // A verification's rows: its last token's and each draft's, in order.
+      for (let t = lastToken - numVerifiedRows(req) + 1; t <= lastToken; t++) {
+        const src = s.x.subarray(t * hiddenSize, (t + 1) * hiddenSize);
+        const dst = s.sampledHidden.subarray(row * hiddenSize, (row + 1) * hiddenSize);
+        this.rows.rmsNorm(dst, src, this.weights.finalNorm, 1, hiddenSize, rmsNormEps);
+        row++;
+      }
     }
     this.gemm.matmulPacked(s.sampledHidden, this.weights.lmHead!, s.logits, numSamples);
     return numSamples;

@@ -88,6 +88,20 @@ function checkSequence(input: StepInput, s: number, tokenStart: number, limits: 
   }
 }
 
+/** Speculative decoding: a sequence's drafts are the tail of its query (ADR 0017). */
+function checkDrafts(input: StepInput, s: number, tokenEnd: number): void {
+  const drafts = input.samples[s]?.draftTokenIds;
+  if (drafts === undefined || drafts.length === 0) return;
+  if (drafts.length >= input.queryLens[s]!) {
+    fail(`sequence ${s} has ${drafts.length} drafts in a query of ${input.queryLens[s]} tokens`);
+  }
+  for (let j = 0; j < drafts.length; j++) {
+    if (input.tokenIds[tokenEnd - drafts.length + j] !== drafts[j]) {
+      fail(`sequence ${s}: draft ${j} is not the query token it verifies`);
+    }
+  }
+}
+
 /**
  * Throws an Error ("invalid step input: …") unless every length agrees, every block id and
  * slot is in range, each token's slot is the one its block table implies, and positions run
@@ -110,6 +124,7 @@ export function validateStepInput(input: StepInput, limits: StepLimits): number 
       fail(`queryLens add up to more than the ${numTokens} tokens`);
     }
     checkSequence(input, s, tokenStart, limits);
+    checkDrafts(input, s, tokenStart + queryLen);
     tokenStart += queryLen;
   }
   if (tokenStart !== numTokens) fail(`queryLens add up to ${tokenStart}, not ${numTokens} tokens`);

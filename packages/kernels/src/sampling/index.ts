@@ -3,3 +3,4 @@
 export { philox2x32, uniform01 } from "./rng";
 export { sampleRow, sampleRows } from "./sample-row";
 export { createSamplingScratch, type SamplingScratch } from "./scratch";
+export { verifyDraftRows } from "./verify-drafts";

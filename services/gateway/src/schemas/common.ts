@@ -41,6 +41,8 @@ export const samplingFields = {
   min_tokens: nullish(z.number().int().min(0)),
   /** vLLM's prefix-cache salt; combined with the tenant's (see tenancy). */
   cache_salt: nullish(z.string().min(1).max(256)),
+  /** Kiln's extra field: false opts this request out of speculative decoding (ADR 0017). */
+  speculative: nullish(z.boolean()),
 } as const;
 
 /** `messages[0].content` style, as OpenAI names nested parameters. */

@@ -1,4 +1,4 @@
-import type { StepRequest, StepResponse } from "@kiln/proto";
+import type { SequenceResult, StepRequest, StepResponse } from "@kiln/proto";
 
 const MAX_LOGPROB = 1e-3;
 
@@ -23,7 +23,9 @@ export function checkStepResponse(
     seen.add(result.seqId);
     const token = result.token;
     if (!token) return `result for sequence ${result.seqId} has no token`;
-    const tokens = [token, ...token.topLogprobs];
+    const invalidRun = checkVerifiedRun(req, result);
+    if (invalidRun) return invalidRun;
+    const tokens = [token, ...token.topLogprobs, ...result.nextTokens];
     for (const t of tokens) {
       if (!Number.isInteger(t.tokenId) || t.tokenId < 0 || t.tokenId >= vocabSize) {
         return `sequence ${result.seqId}: token id ${t.tokenId} is outside the vocabulary`;
@@ -37,6 +39,24 @@ export function checkStepResponse(
   const scheduled = new Set(req.sequences.map((s) => s.seqId));
   for (const failure of res.failures) {
     if (!scheduled.has(failure.seqId)) return `failure for unscheduled sequence ${failure.seqId}`;
+  }
+  return null;
+}
+
+/**
+ * Speculative decoding (ADR 0017): a verification's tokens (`token`, then `nextTokens`) are at
+ * most drafts + 1, and every one but the last is the draft at its position.
+ */
+function checkVerifiedRun(req: StepRequest, result: SequenceResult): string | null {
+  if (result.nextTokens.length === 0) return null;
+  const drafts = req.sequences.find((s) => s.seqId === result.seqId)?.draftTokenIds ?? [];
+  if (result.nextTokens.length > drafts.length) {
+    return `sequence ${result.seqId}: ${result.nextTokens.length + 1} tokens for ${drafts.length} drafts`;
+  }
+  const run = [result.token!, ...result.nextTokens];
+  for (let j = 0; j < run.length - 1; j++) {
+    if (run[j]!.tokenId !== drafts[j])
+      return `sequence ${result.seqId}: token ${j} is not its draft`;
   }
   return null;
 }

@@ -9,6 +9,7 @@ import {
   SchedulerMetrics,
 } from "@kiln/telemetry";
 import { RequestTracker } from "./request-tracker";
+import { SpecDecodeMetrics } from "./spec-metrics";
 import { StepObserver } from "./step-observer";
 
 /** What the router's scrape reads of a replica (Replica implements it). */
@@ -29,6 +30,8 @@ export class RouterTelemetry {
   private readonly engine: EngineMetrics;
   private readonly scheduler: SchedulerMetrics;
   private readonly requests: RequestTracker;
+  /** Speculative decoding's counters (ADR 0017). */
+  readonly specDecode: SpecDecodeMetrics;
   private replicaSource: () => readonly ReplicaView[] = () => [];
 
   constructor(registry: Registry = createMetricsRegistry()) {
@@ -38,6 +41,7 @@ export class RouterTelemetry {
       this.replicaSource().map((r) => snapshotOf(r)),
     );
     this.requests = new RequestTracker(this.engine);
+    this.specDecode = new SpecDecodeMetrics(registry);
   }
 
   /** Scrapes read the scheduler gauges of these replicas. */

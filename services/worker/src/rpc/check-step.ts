@@ -100,13 +100,28 @@ function checkScheduledShape(
     throw new StepDeltaError(`sequence ${seq.seqId} reaches ${contextLen} tokens`);
   }
   checkBlockIds(seq.newBlockIds, limits, `sequence ${seq.seqId}`);
-  if ((tableLen + seq.newBlockIds.length) * limits.blockSize < contextLen) {
+  checkDrafts(seq, tableLen);
+  const numBlocks = tableLen - seq.numDroppedBlocks + seq.newBlockIds.length;
+  if (numBlocks * limits.blockSize < contextLen) {
     throw new StepDeltaError(
-      `sequence ${seq.seqId} needs ${contextLen} KV slots but holds ${tableLen + seq.newBlockIds.length} blocks`,
+      `sequence ${seq.seqId} needs ${contextLen} KV slots but holds ${numBlocks} blocks`,
     );
   }
   if (!isCount(seq.outputIndex)) {
     throw new StepDeltaError(`sequence ${seq.seqId} has output index ${seq.outputIndex}`);
+  }
+}
+
+/** Speculative decoding (ADR 0017): drafts are the sampled tail of the query. */
+function checkDrafts(seq: StepRequest["sequences"][number], tableLen: number): void {
+  if (!isCount(seq.numDroppedBlocks) || seq.numDroppedBlocks > tableLen) {
+    throw new StepDeltaError(`sequence ${seq.seqId} drops ${seq.numDroppedBlocks} blocks`);
+  }
+  const drafts = seq.draftTokenIds;
+  if (drafts.length === 0) return;
+  const tail = seq.tokenIds.slice(seq.tokenIds.length - drafts.length);
+  if (!seq.doSample || drafts.length >= seq.tokenIds.length || tail.join() !== drafts.join()) {
+    throw new StepDeltaError(`sequence ${seq.seqId}: draft tokens are not its sampled query tail`);
   }
 }
 

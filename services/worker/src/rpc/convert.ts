@@ -40,6 +40,8 @@ export function stepDeltaFromWire(req: StepRequest): StepDelta {
       doSample: seq.doSample,
       outputIndex: seq.outputIndex,
       bannedTokenIds: seq.bannedTokenIds,
+      draftTokenIds: seq.draftTokenIds,
+      numDroppedBlocks: seq.numDroppedBlocks,
     })),
   };
 }

@@ -1,0 +1,69 @@
+import { proposeNgram } from "./ngram-proposer";
+import type { SpeculationConfig } from "./spec-config";
+import { AcceptanceTracker } from "./spec-policy";
+import { StepTimeModel } from "./step-time-model";
+
+/** One verified sequence of a committed step (for metrics): drafts sent, drafts accepted. */
+export interface SpecOutcome {
+  readonly numDraftTokens: number;
+  /** Leading drafts the target agreed with (0 … numDraftTokens). */
+  readonly numAcceptedTokens: number;
+}
+
+/**
+ * Proposes draft tokens for a sequence; empty when it has none. `tokenIds` is the whole
+ * sequence (prompt then output); the result is a new array of at most `maxDrafts` ids.
+ */
+export type DraftProposer = (tokenIds: readonly number[], maxDrafts: number) => number[];
+
+/** What the scheduler keeps for speculative decoding (EngineState.spec). */
+export class SpecState {
+  readonly config: SpeculationConfig;
+  readonly propose: DraftProposer;
+  readonly stepTime = new StepTimeModel();
+  /** Per request (keyed by its RequestState), its running acceptance. */
+  private readonly acceptance = new WeakMap<object, AcceptanceTracker>();
+  /** Outcomes of commits since the last `takeOutcomes`. */
+  private outcomes: SpecOutcome[] = [];
+
+  /**
+   * `proposer` replaces the config's own (n-gram) proposer; draft-model speculation must pass
+   * one, since its drafts come from another process.
+   */
+  constructor(config: SpeculationConfig, proposer?: DraftProposer) {
+    this.config = config;
+    if (proposer !== undefined) this.propose = proposer;
+    else if (config.method === "ngram") {
+      const opts = {
+        numSpeculativeTokens: config.numSpeculativeTokens,
+        minN: config.promptLookupMin,
+        maxN: config.promptLookupMax,
+      };
+      this.propose = (tokenIds, maxDrafts) => proposeNgram(tokenIds, opts, maxDrafts);
+    } else {
+      throw new Error("draft_model speculation needs a proposer from the router");
+    }
+  }
+
+  acceptanceRateOf(request: object): number {
+    return this.acceptance.get(request)?.rate ?? 0.5;
+  }
+
+  /** Called at commit for each verified sequence. */
+  recordVerification(request: object, outcome: SpecOutcome): void {
+    let tracker = this.acceptance.get(request);
+    if (tracker === undefined) {
+      tracker = new AcceptanceTracker();
+      this.acceptance.set(request, tracker);
+    }
+    tracker.record(outcome.numDraftTokens, outcome.numAcceptedTokens);
+    this.outcomes.push(outcome);
+  }
+
+  /** Hands over (and forgets) the outcomes recorded since the last call. */
+  takeOutcomes(): SpecOutcome[] {
+    const out = this.outcomes;
+    this.outcomes = [];
+    return out;
+  }
+}

@@ -58,6 +58,12 @@ export interface SampleRequest {
   readonly outputTokenIds: ArrayLike<number>;
   /** Ids that must not be sampled (stop ids while `min_tokens` is not reached). */
   readonly bannedTokenIds?: ArrayLike<number>;
+  /**
+   * Structured output (ADR 0016): [ceil(vocabSize / 32)] words, bit `id & 31` of word `id >> 5`
+   * set when token `id` is allowed. Applied with the banned ids, before penalties and
+   * temperature, top-k and top-p; absent: every token is allowed.
+   */
+  readonly allowedTokenBitmask?: Int32Array;
 }
 
 /**

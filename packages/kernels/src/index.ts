@@ -25,6 +25,7 @@ export {
   type StepProfiler,
 } from "./cpu/model-runner";
 export { type AttentionShape, PagedAttention } from "./cpu/paged-attention";
+export * from "./grammar";
 export { type DenseAttentionShape, referenceCausalAttention } from "./reference/dense-attention";
 export {
   referenceForward,

@@ -25,6 +25,10 @@ export interface WorkerOptions {
   readonly maxLoraRank: number;
   /** Parsed adapters cached in host memory (KILN_MAX_CPU_LORAS, --max-cpu-loras; max-loras). */
   readonly maxCpuLoras: number;
+  /** Most whitespace characters in a row inside constrained JSON (KILN_GRAMMAR_MAX_WHITESPACE, --grammar-max-whitespace; 2). */
+  readonly grammarMaxWhitespace: number;
+  /** Compiled grammars cached (KILN_GRAMMAR_CACHE_SIZE, --grammar-cache-size; 256). */
+  readonly grammarCacheSize: number;
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -61,6 +65,8 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "max-loras": { type: "string" },
       "max-lora-rank": { type: "string" },
       "max-cpu-loras": { type: "string" },
+      "grammar-max-whitespace": { type: "string" },
+      "grammar-cache-size": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -71,6 +77,16 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
   const maxCpuLoras = values["max-cpu-loras"] ?? env.KILN_MAX_CPU_LORAS;
   return {
     maxLoras,
+    grammarMaxWhitespace: parseIntFlag(
+      values["grammar-max-whitespace"] ?? env.KILN_GRAMMAR_MAX_WHITESPACE ?? "2",
+      "--grammar-max-whitespace",
+      0,
+    ),
+    grammarCacheSize: parseIntFlag(
+      values["grammar-cache-size"] ?? env.KILN_GRAMMAR_CACHE_SIZE ?? "256",
+      "--grammar-cache-size",
+      1,
+    ),
     maxLoraRank: parseIntFlag(
       values["max-lora-rank"] ?? env.KILN_MAX_LORA_RANK ?? "64",
       "--max-lora-rank",

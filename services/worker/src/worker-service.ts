@@ -1,6 +1,6 @@
 import { performance } from "node:perf_hooks";
 import { type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
-import type { Backend } from "@kiln/kernels";
+import type { Backend, GrammarEngine } from "@kiln/kernels";
 import type {
   HealthResponse,
   StepRequest,
@@ -8,9 +8,10 @@ import type {
   WorkerInfo,
   WorkerServer,
 } from "@kiln/proto";
+import { GrammarTable } from "./grammar-table";
 import { loraFromWire, withLora } from "./lora-input";
 import { Pooler } from "./pooling";
-import { checkStep } from "./rpc/check-step";
+import { checkStep, dropRefused } from "./rpc/check-step";
 import { sampledToWire, stepDeltaFromWire } from "./rpc/convert";
 import { SequenceTable, StepDeltaError } from "./sequence-table";
 import type { WorkerTelemetry } from "./telemetry/worker-telemetry";
@@ -54,8 +55,11 @@ export function createWorkerService(
   onShutdown: () => void,
   telemetry: WorkerTelemetry | null = null,
   maxStepMs = DEFAULT_MAX_STEP_MS,
+  /** Structured output (ADR 0016); null: a sequence with a grammar is refused. */
+  grammarEngine: GrammarEngine | null = null,
 ): WorkerServer {
   const table = new SequenceTable(backend.info.blockSize, backend.info.numBlocks);
+  const grammars = new GrammarTable(grammarEngine);
   telemetry?.trackSequences(() => table.numSequences);
   const info: WorkerInfo = {
     workerId: identity.workerId,
@@ -87,12 +91,18 @@ export function createWorkerService(
   async function runStep(wireReq: StepRequest): Promise<StepResponse> {
     const startedAt = performance.now();
     // Checked whole before anything changes: a bad step leaves every sequence's state and KV.
-    const { request: req, failures } = checkStep(wireReq, checkState, checkLimits);
-    lastStepId = req.stepId;
+    const checked = checkStep(wireReq, checkState, checkLimits);
+    lastStepId = checked.request.stepId;
+    const grammarFailures = await grammars.prepare(checked.request);
+    const req = dropRefused(checked.request, grammarFailures).request;
+    const failures = [...checked.failures, ...grammarFailures];
     const poolingPlan = pooler.planFor(req);
     const lora = loraFromWire(req, info.maxLoras);
     const applied = withLora(table.applyStep(stepDeltaFromWire(req)), lora);
-    const input = poolingPlan ? { ...applied, ...poolingPlan } : applied;
+    const input = await grammars.withMasks(
+      req,
+      poolingPlan ? { ...applied, ...poolingPlan } : applied,
+    );
     const appliedAt = performance.now();
     // A step may only carry removals (aborted sequences); there is nothing to compute then.
     if (input.queryLens.length === 0) {
@@ -109,6 +119,7 @@ export function createWorkerService(
       const sampled = output.sampled[i];
       if (!sampled) return;
       table.recordSampled(seq.seqId, sampled.tokenId);
+      grammars.accept(seq.seqId, sampled.tokenId);
       const token = sampledToWire(sampled);
       const embedding = embeddings?.get(i);
       results.push({ seqId: seq.seqId, token: embedding ? { ...token, embedding } : token });

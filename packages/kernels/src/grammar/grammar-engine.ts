@@ -1,10 +1,12 @@
-import type { GrammarMatcher as XGrammarMatcher } from "@mlc-ai/web-xgrammar";
+import type {
+  CompiledGrammar as Compiled,
+  GrammarCompiler as Compiler,
+  GrammarMatcher as XGrammarMatcher,
+} from "@mlc-ai/web-xgrammar";
 import { type GrammarSpec, grammarKey } from "./grammar-spec";
 import { loadXGrammar } from "./xgrammar-loader";
 
 type XG = ReturnType<typeof loadXGrammar>;
-type Compiled = InstanceType<XG["CompiledGrammar"]>;
-type Compiler = InstanceType<XG["GrammarCompiler"]>;
 
 /** The vocabulary as XGrammar sees it (ADR 0016). */
 export interface GrammarVocab {

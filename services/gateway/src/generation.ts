@@ -81,6 +81,7 @@ export async function* generateChoices(
       tenant: ctx.tenancy?.tenant ?? "",
       tenantWeight: ctx.tenancy?.tenantWeight ?? 0,
       pooling: PoolingType.POOLING_TYPE_NONE,
+      grammar: plan.grammar ?? undefined,
     },
     ctx.signal,
   );

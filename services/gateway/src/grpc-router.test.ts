@@ -97,6 +97,7 @@ function request(requestId: string): GenerateRequest {
     tenant: "",
     tenantWeight: 0,
     pooling: PoolingType.POOLING_TYPE_NONE,
+    grammar: undefined,
   };
 }
 

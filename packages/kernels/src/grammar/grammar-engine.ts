@@ -111,6 +111,34 @@ export class GrammarEngine {
     return new SequenceGrammar(matcher, this.vocabSize);
   }
 
+  /**
+   * XGrammar compiles a structural tag's `json_schema` parts with unbounded whitespace; they
+   * become `grammar` parts compiled from the same schema with the whitespace bound.
+   */
+  private async boundedStructuralTag(node: unknown, strict: boolean): Promise<unknown> {
+    if (Array.isArray(node)) {
+      return Promise.all(node.map((item) => this.boundedStructuralTag(item, strict)));
+    }
+    if (node === null || typeof node !== "object") return node;
+    const record = node as Record<string, unknown>;
+    if (record.type === "json_schema" && "json_schema" in record) {
+      const grammar = await this.xg.Testings._jsonSchemaToEBNF(
+        JSON.stringify(record.json_schema),
+        true,
+        undefined,
+        undefined,
+        strict,
+        this.options.maxWhitespace,
+      );
+      return { type: "grammar", grammar };
+    }
+    const out: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(record)) {
+      out[key] = key === "json_schema" ? value : await this.boundedStructuralTag(value, strict);
+    }
+    return out;
+  }
+
   private async compileUncached(spec: GrammarSpec): Promise<Compiled> {
     const ws = this.options.maxWhitespace;
     try {
@@ -138,7 +166,12 @@ export class GrammarEngine {
         case "ebnf":
           return await this.compiler.compileGrammar(spec.text, "root");
         case "structural_tag":
-          return await this.compiler.compileStructuralTag(spec.text);
+          return await this.compiler.compileStructuralTag(
+            (await this.boundedStructuralTag(JSON.parse(spec.text), spec.strict)) as Record<
+              string,
+              unknown
+            >,
+          );
       }
     } catch (err) {
       throw new GrammarCompileError(`cannot compile the ${spec.kind} grammar: ${errorText(err)}`);

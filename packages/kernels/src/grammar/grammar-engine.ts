@@ -4,6 +4,7 @@ import type {
   GrammarMatcher as XGrammarMatcher,
 } from "@mlc-ai/web-xgrammar";
 import { type GrammarSpec, grammarKey } from "./grammar-spec";
+import { trieLiteralAlternations } from "./literal-trie";
 import { loadXGrammar } from "./xgrammar-loader";
 
 type XG = ReturnType<typeof loadXGrammar>;
@@ -122,15 +123,13 @@ export class GrammarEngine {
     if (node === null || typeof node !== "object") return node;
     const record = node as Record<string, unknown>;
     if (record.type === "json_schema" && "json_schema" in record) {
-      const grammar = await this.xg.Testings._jsonSchemaToEBNF(
-        JSON.stringify(record.json_schema),
-        true,
-        undefined,
-        undefined,
-        strict,
-        this.options.maxWhitespace,
-      );
-      return { type: "grammar", grammar };
+      return {
+        type: "grammar",
+        grammar: await this.jsonEbnf(JSON.stringify(record.json_schema), strict),
+      };
+    }
+    if (record.type === "grammar" && typeof record.grammar === "string") {
+      return { type: "grammar", grammar: trieLiteralAlternations(record.grammar) };
     }
     const out: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(record)) {
@@ -139,32 +138,40 @@ export class GrammarEngine {
     return out;
   }
 
+  /**
+   * A JSON Schema as XGrammar's EBNF with bounded whitespace, literal alternations written as
+   * tries (literal-trie.ts: the matcher defect they avoid).
+   */
+  private async jsonEbnf(schema: string, strict: boolean): Promise<string> {
+    const ebnf = await this.xg.Testings._jsonSchemaToEBNF(
+      schema,
+      true,
+      undefined,
+      undefined,
+      strict,
+      this.options.maxWhitespace,
+    );
+    return trieLiteralAlternations(ebnf);
+  }
+
   private async compileUncached(spec: GrammarSpec): Promise<Compiled> {
     const ws = this.options.maxWhitespace;
     try {
       switch (spec.kind) {
         case "json_schema":
-          return await this.compiler.compileJSONSchema(
-            spec.text,
-            true,
-            undefined,
-            undefined,
-            spec.strict,
-            ws,
+          return await this.compiler.compileGrammar(
+            await this.jsonEbnf(spec.text, spec.strict),
+            "root",
           );
         case "json_object":
-          return await this.compiler.compileJSONSchema(
-            '{"type":"object"}',
-            true,
-            undefined,
-            undefined,
-            true,
-            ws,
+          return await this.compiler.compileGrammar(
+            await this.jsonEbnf('{"type":"object"}', true),
+            "root",
           );
         case "regex":
           return await this.compiler.compileStructuralTag({ type: "regex", pattern: spec.text });
         case "ebnf":
-          return await this.compiler.compileGrammar(spec.text, "root");
+          return await this.compiler.compileGrammar(trieLiteralAlternations(spec.text), "root");
         case "structural_tag":
           return await this.compiler.compileStructuralTag(
             (await this.boundedStructuralTag(JSON.parse(spec.text), spec.strict)) as Record<

@@ -99,3 +99,19 @@ describe("after a compile error", () => {
     expect(g.accept(vocab.indexOf("x"))).toBe(true);
   });
 });
+
+describe("bounded whitespace", () => {
+  it("json_object allows at most maxWhitespace whitespace characters in a row", async () => {
+    const newline = vocab.indexOf("<0x0A>");
+    for (const prefix of ['{"a":1', '{"a":[1']) {
+      const grammar = await engine.createMatcher({ kind: "json_object", strict: true, text: "" });
+      expect(
+        (
+          grammar as unknown as { matcher: { _acceptString(s: string): boolean } }
+        ).matcher._acceptString(prefix),
+      ).toBe(true);
+      expect(grammar.accept(newline)).toBe(true);
+      expect(grammar.accept(newline)).toBe(false);
+    }
+  });
+});

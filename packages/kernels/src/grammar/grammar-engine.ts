@@ -151,7 +151,10 @@ export class GrammarEngine {
       strict,
       this.options.maxWhitespace,
     );
-    return trieLiteralAlternations(ebnf);
+    // XGrammar's generic `basic_object`/`basic_array` rules (json_object, untyped values) keep
+    // unbounded whitespace whatever maxWhitespaceCnt says.
+    const ws = `[ \\n\\t]{0,${this.options.maxWhitespace}}`;
+    return trieLiteralAlternations(ebnf.replaceAll("[ \\n\\t]*", ws));
   }
 
   private async compileUncached(spec: GrammarSpec): Promise<Compiled> {

@@ -80,8 +80,7 @@ const hermes: ToolCallParser = {
           `<tool_call>\n{"name": ${JSON.stringify(c.name)}, "arguments": ${c.arguments}}\n</tool_call>`,
       )
       .join("\n"),
-  instructions:
-    'To call functions, answer with one <tool_call>\n{"name": <function name>, "arguments": <arguments object>}\n</tool_call> block per call.',
+  instructions: 'Call one with <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>',
   structuralTag: (tools, isParallel) => ({
     type: "structural_tag",
     format: {
@@ -117,8 +116,7 @@ const llama3Json: ToolCallParser = {
     calls
       .map((c) => `{"name": ${JSON.stringify(c.name)}, "parameters": ${c.arguments}}`)
       .join("; "),
-  instructions:
-    'To call functions, answer with only {"name": <function name>, "parameters": <arguments object>}, several separated by "; ".',
+  instructions: 'Call one with only {"name": ..., "parameters": {...}}; separate calls with "; "',
   structuralTag: (tools, isParallel) => ({
     type: "structural_tag",
     format: {
@@ -148,8 +146,7 @@ const mistral: ToolCallParser = {
   mayBeToolCall: (prefix) => isTagPrefix(prefix.trimStart(), MISTRAL_TAG),
   format: (calls) =>
     `${MISTRAL_TAG}[${calls.map((c) => `{"name": ${JSON.stringify(c.name)}, "arguments": ${c.arguments}}`).join(", ")}]`,
-  instructions:
-    'To call functions, answer with only [TOOL_CALLS][{"name": <function name>, "arguments": <arguments object>}, ...].',
+  instructions: 'Call them with only [TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]',
   structuralTag: (tools, isParallel) => ({
     type: "structural_tag",
     format: {

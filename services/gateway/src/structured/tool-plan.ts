@@ -122,8 +122,10 @@ export function templateTools(tools: readonly ChatTool[]): unknown[] {
 
 /** The documented fallback for templates that ignore `tools`: a system message. */
 export function toolsFallbackPrompt(plan: ToolPlan): string {
-  const lines = templateTools(plan.tools).map((t) => JSON.stringify(t));
-  return `You may call these functions:\n${lines.join("\n")}\n${plan.parser.instructions}`;
+  const lines = plan.tools.map((t) =>
+    JSON.stringify({ name: t.name, description: t.description, parameters: t.parameters }),
+  );
+  return `Functions:\n${lines.join("\n")}\n${plan.parser.instructions}`;
 }
 
 function invalid(param: string, what: string): KilnError {

@@ -158,7 +158,6 @@ export class GrammarEngine {
   }
 
   private async compileUncached(spec: GrammarSpec): Promise<Compiled> {
-    const ws = this.options.maxWhitespace;
     try {
       switch (spec.kind) {
         case "json_schema":

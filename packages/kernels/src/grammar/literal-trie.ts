@@ -8,7 +8,7 @@
 
 /** One EBNF string literal in double quotes, escapes included. */
 const LITERAL = String.raw`"(?:[^"\\]|\\.)*"`;
-const NAME = String.raw`[A-Za-z_][A-Za-z0-9_]*`;
+const NAME = "[A-Za-z_][A-Za-z0-9_]*";
 /** One alternative: a literal or a rule name, optionally in parentheses. */
 const ALTERNATIVE = String.raw`(?:\(\s*(?:${LITERAL}|${NAME})\s*\)|${LITERAL}|${NAME})`;
 const ALTERNATION = new RegExp(String.raw`^${ALTERNATIVE}(?:\s*\|\s*${ALTERNATIVE})+$`);

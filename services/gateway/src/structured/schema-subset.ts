@@ -109,7 +109,9 @@ function checkKeyword(
       if (!Array.isArray(value) || value.length === 0) {
         throw invalid(param, `${at} must be a non-empty list of schemas`);
       }
-      value.forEach((sub, i) => checkNode(sub, root, param, `${at}/${i}`));
+      value.forEach((sub, i) => {
+        checkNode(sub, root, param, `${at}/${i}`);
+      });
       return;
     case "enum":
       if (!Array.isArray(value) || value.length === 0) {

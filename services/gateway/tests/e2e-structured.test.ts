@@ -231,6 +231,23 @@ describe("json_object and vLLM's structured_outputs", { timeout: 60_000 }, () =>
     expect(ajv.validate(SMALL_SCHEMA, JSON.parse(completion.choices[0]!.text))).toBe(true);
   });
 
+  it("n > 1: every choice has its own matcher and matches the schema", async () => {
+    const res = await client.chat.completions.create({
+      model: MODEL,
+      messages,
+      n: 4,
+      max_tokens: MAX_TOKENS,
+      temperature: 1,
+      seed: 11,
+      response_format: { type: "json_schema", json_schema: { name: "s", schema: SMALL_SCHEMA } },
+    });
+    expect(res.choices).toHaveLength(4);
+    const texts = res.choices.map((c) => c.message.content ?? "");
+    for (const c of res.choices) expect(c.finish_reason).toBe("stop");
+    for (const text of texts) expect(ajv.validate(SMALL_SCHEMA, JSON.parse(text))).toBe(true);
+    expect(new Set(texts).size).toBeGreaterThan(1);
+  });
+
   it("the Responses API's text.format json_schema constrains the output", async () => {
     const schema = {
       type: "object",

@@ -249,7 +249,7 @@ describe("json_object and vLLM's structured_outputs", { timeout: 60_000 }, () =>
     expect(new Set(texts).size).toBeGreaterThan(1);
   });
 
-  it("the Responses API's text.format json_schema constrains the output", async () => {
+  it("the Responses API's text.format json_schema and a named tool_choice constrain the output", async () => {
     const schema = {
       type: "object",
       properties: { n: { type: "integer", minimum: 1, maximum: 9 } },
@@ -264,6 +264,24 @@ describe("json_object and vLLM's structured_outputs", { timeout: 60_000 }, () =>
     });
     expect(ajv.validate(schema, JSON.parse(res.output_text))).toBe(true);
     expect(res.text?.format?.type).toBe("json_schema");
+    const call = await client.responses.create({
+      model: MODEL,
+      input: "Weather?",
+      max_output_tokens: 120,
+      tools: [
+        {
+          type: "function",
+          name: "weather",
+          parameters: WEATHER.function.parameters,
+          strict: true,
+        },
+      ],
+      tool_choice: { type: "function", name: "weather" },
+    });
+    const calls = call.output.filter((o) => o.type === "function_call");
+    expect(calls).toHaveLength(1);
+    const args = JSON.parse((calls[0] as { arguments: string }).arguments);
+    expect(ajv.validate(WEATHER.function.parameters, args)).toBe(true);
   });
 });
 

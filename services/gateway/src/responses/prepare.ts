@@ -3,7 +3,7 @@ import type { GatewayDeps } from "../app";
 import { checkModel } from "../model-info";
 import { buildPlan, type GenerationPlan } from "../params";
 import type { FunctionTool, InputItem, ParsedResponsesBody } from "../schemas/responses";
-import { responsesTextGrammar } from "../structured/completion-grammar";
+import { responsesTextGrammar, responsesToolGrammar } from "../structured/completion-grammar";
 import type { ChatMessage } from "../text-codec";
 import { newId, type ResponseObject } from "./builder";
 import { inputMessages, promptMessages } from "./conversation";
@@ -46,8 +46,9 @@ export async function prepareResponse(
       maxTokens: body.max_output_tokens ?? null,
       numTopLogprobs: null,
     }),
-    // text.format json_schema / json_object constrain the output (ADR 0016).
-    grammar: responsesTextGrammar(body.text),
+    // text.format json_schema / json_object, or a required / named tool call, constrain the
+    // output (ADR 0016).
+    grammar: responsesToolGrammar(activeTools, body) ?? responsesTextGrammar(body.text),
   };
   const isStored = body.store ?? true;
   return {

@@ -4,6 +4,8 @@ import {
   grammarFromStructuredOutputs,
   jsonSchemaGrammar,
 } from "./response-format";
+import { checkSchemaSubset } from "./schema-subset";
+import { toolCallParser } from "./tool-parsers";
 
 /** `response_format` or `structured_outputs` of a completions request (at most one). */
 export function completionGrammar(body: {
@@ -49,4 +51,26 @@ export function responsesTextGrammar(text: unknown): GrammarSpec | null {
     );
   }
   return grammarFromResponseFormat(format, "text.format");
+}
+
+/**
+ * The Responses API's `tool_choice: "required"` or a named function: generation constrained to
+ * `<tool_call>` blocks (the Hermes format its parser reads) with each function's parameters as
+ * the arguments' schema. Null with "auto"/"none" (the output is parsed, not constrained).
+ */
+export function responsesToolGrammar(
+  tools: readonly { readonly name: string; readonly parameters?: Record<string, unknown> | null }[],
+  body: { readonly tool_choice?: unknown; readonly parallel_tool_calls?: boolean | null },
+): GrammarSpec | null {
+  const choice = body.tool_choice;
+  const isNamed = typeof choice === "object" && choice !== null;
+  if ((choice !== "required" && !isNamed) || tools.length === 0) return null;
+  const constrained = tools.map((t, i) => {
+    const parameters = t.parameters ?? { type: "object", properties: {} };
+    checkSchemaSubset(parameters, `tools[${i}].parameters`);
+    return { name: t.name, parameters };
+  });
+  const isParallel = !isNamed && body.parallel_tool_calls !== false;
+  const tag = toolCallParser("hermes").structuralTag(constrained, isParallel);
+  return { kind: "structural_tag", text: JSON.stringify(tag), strict: true };
 }

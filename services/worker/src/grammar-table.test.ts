@@ -54,6 +54,19 @@ describe("GrammarTable", () => {
     expect(isAllowed(next, id("a"))).toBe(false);
   });
 
+  it("a prefetched mask is the one the step gets, and accepting a token invalidates it", async () => {
+    const table = new GrammarTable(engine);
+    await table.prepare(step([], [{ seqId: 5, grammar: REGEX }]).req);
+    await table.prefetchMasks();
+    const [first] = await masksOf(table, step([5]));
+    expect(isAllowed(first, id("a"))).toBe(true);
+    table.accept(5, id("a"));
+    await table.prefetchMasks();
+    const [second] = await masksOf(table, step([5]));
+    expect(isAllowed(second, id("b"))).toBe(true);
+    expect(isAllowed(second, id("a"))).toBe(false);
+  });
+
   it("replays the tokens generated before a preemption into a fresh matcher", async () => {
     const table = new GrammarTable(engine);
     await table.prepare(step([], [{ seqId: 7, grammar: REGEX }]).req);

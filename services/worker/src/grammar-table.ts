@@ -24,6 +24,8 @@ import type { SequenceFailure, StepRequest, GrammarSpec as WireGrammarSpec } fro
  */
 export class GrammarTable {
   private readonly seqIdToGrammar = new Map<number, SequenceGrammar>();
+  /** The next-token mask of a sequence, computed (or computing) for its current state. */
+  private readonly seqIdToNextMask = new Map<number, Promise<Int32Array>>();
 
   constructor(private readonly engine: GrammarEngine | null) {}
 
@@ -60,7 +62,7 @@ export class GrammarTable {
       samples ??= [...input.samples];
       (samples as (typeof samples)[number][])[i] = {
         ...sample,
-        allowedTokenBitmask: await grammar.nextTokenBitmask(),
+        allowedTokenBitmask: await this.nextMaskOf(req.sequences[i]!.seqId, grammar),
       };
     }
     return samples ? { ...input, samples } : input;
@@ -69,17 +71,42 @@ export class GrammarTable {
   /** Advances a sequence's matcher by its sampled token. */
   accept(seqId: number, tokenId: number): void {
     const grammar = this.seqIdToGrammar.get(seqId);
+    this.seqIdToNextMask.delete(seqId);
     if (grammar && !grammar.isTerminated) grammar.accept(tokenId);
+  }
+
+  /**
+   * Computes every constrained sequence's next mask now, so that the next step finds it ready:
+   * the worker calls it after answering a step, while the router commits and plans the next one
+   * (ADR 0016). Resolves once all are computed.
+   */
+  async prefetchMasks(): Promise<void> {
+    const pending: Promise<Int32Array>[] = [];
+    for (const [seqId, grammar] of this.seqIdToGrammar) {
+      if (!grammar.isTerminated) pending.push(this.nextMaskOf(seqId, grammar));
+    }
+    await Promise.all(pending);
   }
 
   clear(): void {
     for (const grammar of this.seqIdToGrammar.values()) grammar.dispose();
     this.seqIdToGrammar.clear();
+    this.seqIdToNextMask.clear();
+  }
+
+  private nextMaskOf(seqId: number, grammar: SequenceGrammar): Promise<Int32Array> {
+    let mask = this.seqIdToNextMask.get(seqId);
+    if (!mask) {
+      mask = grammar.nextTokenBitmask();
+      this.seqIdToNextMask.set(seqId, mask);
+    }
+    return mask;
   }
 
   private drop(seqId: number): void {
     this.seqIdToGrammar.get(seqId)?.dispose();
     this.seqIdToGrammar.delete(seqId);
+    this.seqIdToNextMask.delete(seqId);
   }
 
   private async tryCreate(

@@ -164,6 +164,9 @@ export function createWorkerService(
         (res) => {
           isStepRunning = false;
           callback(null, res);
+          // Next masks while the router commits and plans (ADR 0016); a step that arrives
+          // first awaits the same computation.
+          setImmediate(() => void grammars.prefetchMasks().catch(() => {}));
         },
         (err: unknown) => {
           isStepRunning = false;

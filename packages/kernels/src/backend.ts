@@ -65,6 +65,12 @@ export interface SampleRequest {
    * Absent or empty: plain sampling of one token.
    */
   readonly draftTokenIds?: ArrayLike<number>;
+  /**
+   * Structured output (ADR 0016): [ceil(vocabSize / 32)] words, bit `id & 31` of word `id >> 5`
+   * set when token `id` is allowed. Applied with the banned ids, before penalties and
+   * temperature, top-k and top-p; absent: every token is allowed.
+   */
+  readonly allowedTokenBitmask?: Int32Array;
 }
 
 /**

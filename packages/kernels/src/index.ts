@@ -62,6 +62,7 @@ export {
   type WeightDtype,
 } from "./cpu/weight-formats";
 export { type LoadedTierAddon, loadTierAddonFrom, type TierAddonSource } from "./cpu/tier-addon";
+export * from "./grammar";
 export { type DenseAttentionShape, referenceCausalAttention } from "./reference/dense-attention";
 export {
   referenceForward,

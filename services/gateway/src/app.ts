@@ -17,6 +17,7 @@ import { registerModelRoutes } from "./routes/models";
 import { registerResponsesRoutes } from "./routes/responses";
 import { registerUtilityRoutes } from "./routes/utility";
 import { DEFAULT_MAX_STREAM_BUFFER_BYTES, installStreamLimits } from "./sse";
+import type { ToolCallParser } from "./structured/tool-parsers";
 import { KeySource, type TenancyOptions, tenancyPlugin } from "./tenancy";
 import type { TextCodec } from "./text-codec";
 
@@ -49,6 +50,8 @@ export interface GatewayDeps {
   readonly allowRuntimeLoraUpdating?: boolean;
   /** The Batch and Files APIs; null or absent: their endpoints answer 503 (no Redis). */
   readonly batch?: BatchService | null;
+  /** KILN_TOOL_CALL_PARSER: how tool calls are written and parsed (ADR 0016); hermes when absent. */
+  readonly toolCallParser?: ToolCallParser;
 }
 
 export interface AppOptions {

@@ -81,7 +81,9 @@ export async function* generateChoices(
       tenant: ctx.tenancy?.tenant ?? "",
       tenantWeight: ctx.tenancy?.tenantWeight ?? 0,
       pooling: PoolingType.POOLING_TYPE_NONE,
-      disableSpeculation: plan.isSpeculative === false,
+      // A grammar's mask is per sampled position, so constrained requests do not speculate.
+      disableSpeculation: plan.isSpeculative === false || (plan.grammar ?? null) !== null,
+      grammar: plan.grammar ?? undefined,
     },
     ctx.signal,
   );

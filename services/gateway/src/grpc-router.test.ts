@@ -98,6 +98,7 @@ function request(requestId: string): GenerateRequest {
     tenantWeight: 0,
     pooling: PoolingType.POOLING_TYPE_NONE,
     disableSpeculation: false,
+    grammar: undefined,
   };
 }
 

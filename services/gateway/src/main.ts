@@ -4,6 +4,7 @@
  * drain: new requests get 503, running ones may finish within the drain timeout, then the
  * rest are aborted and the process exits.
  */
+
 import { createWriteStream } from "node:fs";
 import { loadConfig, loadGenerationConfig, loadTokenizer, resolveModelDir } from "@kiln/model";
 import { createMetricsRegistry } from "@kiln/telemetry";
@@ -19,6 +20,7 @@ import { installObservability } from "./observability";
 import { type GatewayOptions, parseGatewayOptions } from "./options";
 import { createResponseStore } from "./responses/create-store";
 import type { RouterPort } from "./router-port";
+import { toolCallParser } from "./structured/tool-parsers";
 import { KeySource } from "./tenancy";
 import type { TextCodec } from "./text-codec";
 
@@ -75,6 +77,7 @@ async function main(): Promise<void> {
           : null,
       lora,
       allowRuntimeLoraUpdating: opts.allowRuntimeLoraUpdating,
+      toolCallParser: toolCallParser(opts.toolCallParser),
       batch,
     },
     {

@@ -37,6 +37,14 @@ type Messages = Parameters<TextCodec["encodeChat"]>[0];
  */
 function renderChatWithTools(tokenizer: Tokenizer, messages: Messages, opts: ChatEncodeOptions) {
   const isPrompted = opts.addGenerationPrompt ?? true;
+  if (opts.plainMessages && ignoresTools(tokenizer, messages, isPrompted)) {
+    const plain = opts.plainMessages;
+    if (!opts.tools?.length || !opts.toolsFallbackPrompt) {
+      return renderChat(tokenizer, plain, isPrompted);
+    }
+    const system = { role: "system" as const, content: opts.toolsFallbackPrompt };
+    return renderChat(tokenizer, [system, ...plain], isPrompted);
+  }
   if (!opts.tools?.length) return renderChat(tokenizer, messages, isPrompted);
   const withTools = renderChat(tokenizer, messages, isPrompted, opts.tools);
   if (withTools !== renderChat(tokenizer, messages, isPrompted) || !opts.toolsFallbackPrompt) {
@@ -44,6 +52,19 @@ function renderChatWithTools(tokenizer: Tokenizer, messages: Messages, opts: Cha
   }
   const system = { role: "system" as const, content: opts.toolsFallbackPrompt };
   return renderChat(tokenizer, [system, ...messages], isPrompted);
+}
+
+const PROBE_TOOL = {
+  type: "function",
+  function: { name: "probe", parameters: { type: "object" } },
+};
+
+/** The template renders the same with and without a tool: it has no tool support. */
+function ignoresTools(tokenizer: Tokenizer, messages: Messages, isPrompted: boolean): boolean {
+  return (
+    renderChat(tokenizer, messages, isPrompted, [PROBE_TOOL]) ===
+    renderChat(tokenizer, messages, isPrompted)
+  );
 }
 
 function renderChat(

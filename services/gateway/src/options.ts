@@ -4,6 +4,11 @@ import { parseArgs } from "node:util";
 import { parseApiKeys } from "./auth";
 import { BATCH_FLAGS } from "./batch/config";
 import { parseLoraModules } from "./lora/registry";
+import {
+  isToolParserName,
+  TOOL_PARSER_NAMES,
+  type ToolParserName,
+} from "./structured/tool-parsers";
 
 export interface GatewayOptions {
   readonly host: string;
@@ -58,6 +63,8 @@ export interface GatewayOptions {
   readonly loraModules: readonly { name: string; path: string }[];
   /** KILN_ALLOW_RUNTIME_LORA_UPDATING=1 / --allow-runtime-lora-updating: the admin endpoints. */
   readonly allowRuntimeLoraUpdating: boolean;
+  /** KILN_TOOL_CALL_PARSER / --tool-call-parser: the model family's tool-call format (hermes). */
+  readonly toolCallParser: ToolParserName;
   /** Highest adapter rank accepted (KILN_MAX_LORA_RANK, --max-lora-rank; 64). */
   readonly maxLoraRank: number;
 }
@@ -150,6 +157,7 @@ export function parseGatewayOptions(
       "embed-normalize": { type: "string" },
       "lora-modules": { type: "string" },
       "allow-runtime-lora-updating": { type: "boolean" },
+      "tool-call-parser": { type: "string" },
       "max-lora-rank": { type: "string" },
       // Read by parseBatchConfig (batch/config.ts).
       ...BATCH_FLAGS,
@@ -229,7 +237,18 @@ export function parseGatewayOptions(
       "--max-lora-rank",
       1,
     ),
+    toolCallParser: parseToolParser(values["tool-call-parser"] ?? env.KILN_TOOL_CALL_PARSER),
   };
+}
+
+function parseToolParser(value: string | undefined): ToolParserName {
+  const name = value ?? "hermes";
+  if (!isToolParserName(name)) {
+    throw new Error(
+      `--tool-call-parser: expected one of ${TOOL_PARSER_NAMES.join(", ")}, got "${name}"`,
+    );
+  }
+  return name;
 }
 
 /** `--metrics-upstream URL` (repeatable) or `KILN_METRICS_UPSTREAMS` (comma-separated URLs). */

@@ -1,5 +1,5 @@
 import { randomInt } from "node:crypto";
-import { KilnError, type SamplingParams } from "@kiln/proto";
+import { type GrammarSpec, KilnError, type SamplingParams } from "@kiln/proto";
 import type { ModelInfo } from "./model-info";
 
 /** Legacy completions default to 16 new tokens (OpenAI and vLLM); chat to the rest of the context. */
@@ -43,6 +43,8 @@ export interface GenerationPlan {
   readonly adapter?: { readonly name: string; readonly path: string } | null;
   /** False: the request opted out of speculative decoding (`"speculative": false`). */
   readonly isSpeculative?: boolean;
+  /** Structured output (ADR 0016): what every choice must match; null or absent: free text. */
+  readonly grammar?: GrammarSpec | null;
 }
 
 export interface PlanOptions {

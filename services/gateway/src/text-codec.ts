@@ -29,13 +29,29 @@ export interface ChatEncodeOptions {
   readonly tools?: readonly unknown[];
   /** A system message put first when the template ignores `tools` (it renders the same). */
   readonly toolsFallbackPrompt?: string;
+  /**
+   * The conversation with tool turns written as plain text (ADR 0016), rendered instead of the
+   * messages when the template ignores `tools`: such a template drops `tool` messages and
+   * assistant `tool_calls`.
+   */
+  readonly plainMessages?: readonly ChatMessage[];
 }
 
 /** A message after validation: content already flattened to one string. */
 export interface ChatMessage {
-  readonly role: "system" | "developer" | "user" | "assistant";
+  readonly role: "system" | "developer" | "user" | "assistant" | "tool";
   readonly content: string;
   readonly name?: string;
+  /** An assistant turn's calls, in the chat API's shape (passed to the template as is). */
+  readonly tool_calls?: readonly ChatToolCall[];
+  /** A `tool` turn: the call it answers. */
+  readonly tool_call_id?: string;
+}
+
+export interface ChatToolCall {
+  readonly id: string;
+  readonly type: "function";
+  readonly function: { readonly name: string; readonly arguments: string };
 }
 
 /**

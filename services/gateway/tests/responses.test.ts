@@ -289,7 +289,11 @@ describe("POST /v1/responses", () => {
     [{ tools: [{ type: "web_search" }] }, "tools[0].type", /built-in tool 'web_search'/],
     [{ tools: [{ type: "file_search", vector_store_ids: [] }] }, "tools[0].type", /file_search/],
     [{ tools: [{ type: "code_interpreter" }] }, "tools[0].type", /code_interpreter/],
-    [{ text: { format: { type: "json_schema", name: "x", schema: {} } } }, "text", /constrained/],
+    [
+      { text: { format: { type: "json_schema", name: "x", schema: { not: {} } } } },
+      "text.format.schema",
+      /keyword 'not'/,
+    ],
     [{ tool_choice: { type: "function", name: "nope" } }, "tool_choice", /not one of/],
     [
       { input: [{ role: "user", content: [{ type: "input_image", image_url: "x" }] }] },

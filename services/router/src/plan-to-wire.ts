@@ -79,5 +79,8 @@ function newSequence(
     promptTokenIds: [...record.promptTokenIds],
     outputTokenIds: [...(record.outputTokenIds[seq.seqIndex] ?? [])],
     sampling: { ...record.sampling, seed: (record.sampling.seed + seq.seqIndex) >>> 0 },
+    // Each sequence (n > 1 forks too) gets its own matcher; after a preemption the worker
+    // replays outputTokenIds into it (ADR 0016).
+    grammar: record.grammar,
   };
 }

@@ -1,4 +1,10 @@
-import type { GenerateEvent, PoolingType, SampledToken, SamplingParams } from "@kiln/proto";
+import type {
+  GenerateEvent,
+  GrammarSpec,
+  PoolingType,
+  SampledToken,
+  SamplingParams,
+} from "@kiln/proto";
 
 /**
  * What the router keeps for an accepted request while it runs: its prompt (to re-send to a
@@ -11,6 +17,8 @@ export interface RequestRecord {
   readonly sampling: SamplingParams;
   /** Not NONE for an embedding request: every step of its sequence asks the worker to pool. */
   readonly pooling?: PoolingType;
+  /** Structured output (ADR 0016): sent with every NewSequence of the request (each fork too). */
+  readonly grammar?: GrammarSpec;
   /** [n] generated token ids per sequence index. */
   readonly outputTokenIds: number[][];
   /** The request's LoRA adapter and its local directory (the worker loads it into a slot). */

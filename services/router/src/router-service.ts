@@ -83,6 +83,7 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
         // proto3 zero values mean "off" for every knob (the worker maps topP 0 and penalty 0 to 1).
         sampling: req.sampling ?? SamplingParams.fromPartial({}),
         pooling: req.pooling,
+        grammar: req.grammar,
         outputTokenIds: Array.from({ length: n }, () => []),
         adapter: adapter === null ? null : { name: adapter, path: req.adapterPath },
         emit: (event) => {

@@ -10,7 +10,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { basename } from "node:path";
 import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
-import { createCpuBackend } from "@kiln/kernels";
+import { createCpuBackend, GrammarEngine, kvBytesPerBlock, loadGrammarVocab } from "@kiln/kernels";
 import { loadConfig, resolveModelDir } from "@kiln/model";
 import {
   createGrpcHealthServer,
@@ -83,6 +83,12 @@ async function main(): Promise<void> {
   // supervisor, Kubernetes) connects a fresh ring with the other restarted ranks (ADR 0018).
   if (isTensorParallel && opts.tpPeers !== null) exitWhenDead(backend);
 
+  // Structured output (ADR 0016): the vocabulary as XGrammar sees it, compiled grammars cached.
+  const grammarEngine = await GrammarEngine.create(
+    await loadGrammarVocab(modelDir, backend.info.vocabSize, config.eosTokenIds),
+    { maxWhitespace: opts.grammarMaxWhitespace, cacheSize: opts.grammarCacheSize },
+  );
+
   const server = new Server(WORKER_LINK_OPTIONS);
   let registerTimer: NodeJS.Timeout | undefined;
   const registry = createMetricsRegistry();
@@ -119,6 +125,7 @@ async function main(): Promise<void> {
     shutdown,
     telemetry,
     opts.maxStepMs,
+    grammarEngine,
   );
   const drain = new WorkerDrain(opts.drainTimeoutMs, shutdown);
   server.addService(WorkerService, drain.wrap(service));

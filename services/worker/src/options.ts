@@ -43,6 +43,10 @@ export interface WorkerOptions {
    * a TCP ring (ranks on different hosts) instead of shared memory. Null: shared memory.
    */
   readonly tpPeers: readonly string[] | null;
+  /** Most whitespace characters in a row inside constrained JSON (KILN_GRAMMAR_MAX_WHITESPACE, --grammar-max-whitespace; 2). */
+  readonly grammarMaxWhitespace: number;
+  /** Compiled grammars cached (KILN_GRAMMAR_CACHE_SIZE, --grammar-cache-size; 256). */
+  readonly grammarCacheSize: number;
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -86,6 +90,8 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "tp-group": { type: "string" },
       "tp-timeout-ms": { type: "string" },
       "tp-peers": { type: "string" },
+      "grammar-max-whitespace": { type: "string" },
+      "grammar-cache-size": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -131,6 +137,16 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       1,
     ),
     maxLoras,
+    grammarMaxWhitespace: parseIntFlag(
+      values["grammar-max-whitespace"] ?? env.KILN_GRAMMAR_MAX_WHITESPACE ?? "2",
+      "--grammar-max-whitespace",
+      0,
+    ),
+    grammarCacheSize: parseIntFlag(
+      values["grammar-cache-size"] ?? env.KILN_GRAMMAR_CACHE_SIZE ?? "256",
+      "--grammar-cache-size",
+      1,
+    ),
     maxLoraRank: parseIntFlag(
       values["max-lora-rank"] ?? env.KILN_MAX_LORA_RANK ?? "64",
       "--max-lora-rank",

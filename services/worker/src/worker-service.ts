@@ -1,6 +1,6 @@
 import { performance } from "node:perf_hooks";
 import { type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
-import type { Backend } from "@kiln/kernels";
+import type { Backend, GrammarEngine } from "@kiln/kernels";
 import type {
   HealthResponse,
   StepRequest,
@@ -8,9 +8,10 @@ import type {
   WorkerInfo,
   WorkerServer,
 } from "@kiln/proto";
+import { GrammarTable } from "./grammar-table";
 import { loraFromWire, withLora } from "./lora-input";
 import { Pooler } from "./pooling";
-import { checkStep } from "./rpc/check-step";
+import { checkStep, dropRefused } from "./rpc/check-step";
 import { sampledToWire, stepDeltaFromWire } from "./rpc/convert";
 import { SequenceTable, StepDeltaError } from "./sequence-table";
 import type { WorkerTelemetry } from "./telemetry/worker-telemetry";
@@ -56,8 +57,11 @@ export function createWorkerService(
   onShutdown: () => void,
   telemetry: WorkerTelemetry | null = null,
   maxStepMs = DEFAULT_MAX_STEP_MS,
+  /** Structured output (ADR 0016); null: a sequence with a grammar is refused. */
+  grammarEngine: GrammarEngine | null = null,
 ): WorkerServer {
   const table = new SequenceTable(backend.info.blockSize, backend.info.numBlocks);
+  const grammars = new GrammarTable(grammarEngine);
   telemetry?.trackSequences(() => table.numSequences);
   const info: WorkerInfo = {
     workerId: identity.workerId,
@@ -89,12 +93,18 @@ export function createWorkerService(
   async function runStep(wireReq: StepRequest): Promise<StepResponse> {
     const startedAt = performance.now();
     // Checked whole before anything changes: a bad step leaves every sequence's state and KV.
-    const { request: req, failures } = checkStep(wireReq, checkState, checkLimits);
-    lastStepId = req.stepId;
+    const checked = checkStep(wireReq, checkState, checkLimits);
+    lastStepId = checked.request.stepId;
+    const grammarFailures = await grammars.prepare(checked.request);
+    const req = dropRefused(checked.request, grammarFailures).request;
+    const failures = [...checked.failures, ...grammarFailures];
     const poolingPlan = pooler.planFor(req);
     const lora = loraFromWire(req, info.maxLoras);
     const applied = withLora(table.applyStep(stepDeltaFromWire(req)), lora);
-    const input = poolingPlan ? { ...applied, ...poolingPlan } : applied;
+    const input = await grammars.withMasks(
+      req,
+      poolingPlan ? { ...applied, ...poolingPlan } : applied,
+    );
     const appliedAt = performance.now();
     // A step may only carry removals (aborted sequences); there is nothing to compute then.
     if (input.queryLens.length === 0) {
@@ -117,7 +127,10 @@ export function createWorkerService(
       if (!sampled) return;
       // Speculative decoding: a verification emitted several tokens (ADR 0017).
       const emitted = output.verified?.[i] ?? [sampled];
-      for (const t of emitted) table.recordSampled(seq.seqId, t.tokenId);
+      for (const t of emitted) {
+        table.recordSampled(seq.seqId, t.tokenId);
+        grammars.accept(seq.seqId, t.tokenId);
+      }
       const token = sampledToWire(sampled);
       const embedding = embeddings?.get(i);
       results.push({
@@ -166,6 +179,9 @@ export function createWorkerService(
         (res) => {
           isStepRunning = false;
           callback(null, res);
+          // Next masks while the router commits and plans (ADR 0016); a step that arrives
+          // first awaits the same computation.
+          setImmediate(() => void grammars.prefetchMasks().catch(() => {}));
         },
         (err: unknown) => {
           isStepRunning = false;

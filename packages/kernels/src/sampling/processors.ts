@@ -13,6 +13,7 @@ export function hasLogitProcessors(req: SampleRequest): boolean {
   return (
     (params.logitBias !== null && params.logitBias.size > 0) ||
     (req.bannedTokenIds !== undefined && req.bannedTokenIds.length > 0) ||
+    req.allowedTokenBitmask !== undefined ||
     params.repetitionPenalty !== 1 ||
     params.presencePenalty !== 0 ||
     params.frequencyPenalty !== 0
@@ -49,6 +50,7 @@ export function applyLogitProcessors(
       out[tokenId] = Number.NEGATIVE_INFINITY;
     }
   }
+  if (req.allowedTokenBitmask !== undefined) applyTokenBitmask(out, req.allowedTokenBitmask);
   if (repetitionPenalty !== 1 || presencePenalty !== 0 || frequencyPenalty !== 0) {
     applyPenalties(out, req, scratch);
   }
@@ -85,6 +87,23 @@ function applyPenalties(out: Float32Array, req: SampleRequest, scratch: Sampling
     const tokenId = output[i]!;
     flags[tokenId] = 0;
     counts[tokenId] = 0;
+  }
+}
+
+/** Sets every token whose bit is clear to −∞ (a grammar's disallowed tokens, ADR 0016). */
+function applyTokenBitmask(out: Float32Array, bitmask: Int32Array): void {
+  if (bitmask.length * 32 < out.length) {
+    throw new RangeError(
+      `allowedTokenBitmask: ${bitmask.length} words cannot cover ${out.length} tokens`,
+    );
+  }
+  for (let word = 0; word < bitmask.length; word++) {
+    const bits = bitmask[word]!;
+    if (bits === -1) continue;
+    const end = Math.min(out.length, (word + 1) * 32);
+    for (let id = word * 32; id < end; id++) {
+      if (((bits >>> (id & 31)) & 1) === 0) out[id] = Number.NEGATIVE_INFINITY;
+    }
   }
 }
 

@@ -10,7 +10,7 @@ const NO_TOP_LOGPROBS: readonly TokenLogprob[] = Object.freeze([]);
 /**
  * Samples the next token of one sequence from its row of vocabulary logits (ADR 0006).
  *
- * Order: logit bias and banned tokens → repetition penalty → presence/frequency penalties →
+ * Order: logit bias, banned tokens and the grammar bitmask → repetition penalty → presence/frequency penalties →
  * greedy argmax when temperature is 0, else temperature → top-k → top-p → min-p → inverse CDF
  * at `uniform01(params.seed, req.outputIndex)`. `logprob` and `topLogprobs` come from
  * log_softmax of the raw `logits`, before any of those steps.

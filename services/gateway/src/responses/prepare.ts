@@ -3,6 +3,7 @@ import type { GatewayDeps } from "../app";
 import { checkModel } from "../model-info";
 import { buildPlan, type GenerationPlan } from "../params";
 import type { FunctionTool, InputItem, ParsedResponsesBody } from "../schemas/responses";
+import { responsesTextGrammar, responsesToolGrammar } from "../structured/completion-grammar";
 import type { ChatMessage } from "../text-codec";
 import { newId, type ResponseObject } from "./builder";
 import { inputMessages, promptMessages } from "./conversation";
@@ -38,17 +39,17 @@ export async function prepareResponse(
     tools: templateTools(activeTools),
     toolsFallbackPrompt: toolSystemPrompt(activeTools),
   });
-  const plan = buildPlan(
-    { temperature: body.temperature, top_p: body.top_p },
-    promptIds,
-    deps.model,
-    {
+  const plan = {
+    ...buildPlan({ temperature: body.temperature, top_p: body.top_p }, promptIds, deps.model, {
       promptParam: "input",
       defaultMaxTokens: null,
       maxTokens: body.max_output_tokens ?? null,
       numTopLogprobs: null,
-    },
-  );
+    }),
+    // text.format json_schema / json_object, or a required / named tool call, constrain the
+    // output (ADR 0016).
+    grammar: responsesToolGrammar(activeTools, body) ?? responsesTextGrammar(body.text),
+  };
   const isStored = body.store ?? true;
   return {
     response: baseResponse(parsed, deps.model.id, plan, isStored),
@@ -115,7 +116,7 @@ function baseResponse(
     service_tier: "default",
     store: isStored,
     temperature: plan.sampling.temperature,
-    text: { format: { type: "text" } },
+    text: { format: (body.text as { format?: unknown } | null)?.format ?? { type: "text" } },
     tool_choice: body.tool_choice ?? "auto",
     tools: body.tools ?? [],
     top_p: plan.sampling.topP,

@@ -6,6 +6,14 @@ import { chatLogprobs } from "../logprobs";
 import { resolveModel } from "../model-info";
 import { buildPlan } from "../params";
 import { type ChatBody, normalizeMessages, parseChatBody } from "../schemas/chat";
+import {
+  type ChatStructure,
+  chatChoiceMessage,
+  chatEncodeOptions,
+  chatStructure,
+} from "../structured/chat-structure";
+import { type ToolCallParser, toolCallParser } from "../structured/tool-parsers";
+import { ToolStream } from "../structured/tool-stream";
 import { admitGeneration, checkTenantModel, tenantMaxTokens } from "../tenancy";
 import { generationContext } from "./generation-context";
 import {
@@ -28,8 +36,13 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
     checkTenantModel(request, body.model);
     checkStreamOptions(body);
     const messages = normalizeMessages(body.messages);
+    const parser = parserOf(deps);
+    const structure = chatStructure(body, parser);
     await guardInput(deps.guard ?? null, messages);
-    const promptIds = await deps.codec.encodeChat(messages);
+    const promptIds = await deps.codec.encodeChat(
+      messages,
+      chatEncodeOptions(messages, structure, parser),
+    );
     const plan = {
       ...buildPlan(body, promptIds, deps.model, {
         promptParam: "messages",
@@ -38,6 +51,7 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
         numTopLogprobs: body.logprobs ? (body.top_logprobs ?? 0) : null,
       }),
       adapter,
+      grammar: structure.grammar,
     };
     const ticket = admitGeneration(request, reply, promptIds.length, plan.maxTokens * plan.n);
     const meta = responseMeta("chatcmpl", "chat.completion", adapter?.name ?? deps.model.id);
@@ -51,13 +65,13 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
         generateChoices(ctx, plan, meta.id, 0),
       );
       if (body.stream) {
-        await streamResponse(reply, deltas, chatStreamFormat(deps, body, meta, usage));
+        await streamResponse(reply, deltas, chatStreamFormat(deps, body, meta, usage, structure));
         return;
       }
       const choices = await collectChoices(deltas, plan.n, signal);
       return {
         ...meta,
-        choices: choices.map((c, index) => chatChoice(deps, body, c, index, usage)),
+        choices: choices.map((c, index) => chatChoice(deps, body, c, index, usage, structure)),
         usage: usage.toJSON(),
       };
     } finally {
@@ -65,6 +79,10 @@ export function registerChatRoute(app: FastifyInstance, deps: GatewayDeps): void
       ticket.settle(usage.numPromptTokens, usage.numCompletionTokens);
     }
   });
+}
+
+function parserOf(deps: GatewayDeps): ToolCallParser {
+  return deps.toolCallParser ?? toolCallParser("hermes");
 }
 
 function numTopOf(body: ChatBody): number | null {
@@ -77,16 +95,22 @@ function chatChoice(
   choice: CollectedChoice,
   index: number,
   usage: UsageCounter,
+  structure: ChatStructure,
 ) {
   for (const d of choice.deltas) usage.count(d);
   const numTop = numTopOf(body);
   const tokens = choice.deltas.flatMap((d) => d.tokens);
+  const { message, finishReason } = chatChoiceMessage(
+    choice.text,
+    choice.finishReason,
+    structure.tools,
+  );
   return {
     index,
-    message: { role: "assistant", content: choice.text, refusal: null },
+    message,
     logprobs:
       numTop === null ? null : { content: chatLogprobs(deps.codec, tokens, numTop), refusal: null },
-    finish_reason: choice.finishReason,
+    finish_reason: finishReason,
   };
 }
 
@@ -95,7 +119,9 @@ function chatStreamFormat(
   body: ChatBody,
   meta: ResponseMeta,
   usage: UsageCounter,
+  structure: ChatStructure,
 ): StreamFormat {
+  const toolStream = structure.tools ? new ToolStream(structure.tools) : null;
   const isUsageIncluded = body.stream_options?.include_usage === true;
   const numTop = numTopOf(body);
   const chunk = (choices: unknown[]) => ({
@@ -113,6 +139,16 @@ function chatStreamFormat(
       ),
     chunks: (delta: ChoiceDelta) => {
       usage.count(delta);
+      if (toolStream) {
+        // Tool calls are held until they are complete; logprobs are not streamed with tools.
+        return toolStream
+          .push(delta.index, delta.text, delta.finishReason)
+          .map((c) =>
+            chunk([
+              { index: delta.index, delta: c.delta, logprobs: null, finish_reason: c.finishReason },
+            ]),
+          );
+      }
       const hasLogprobs = numTop !== null && delta.tokens.length > 0;
       if (!delta.text && !delta.finishReason && !hasLogprobs) return [];
       const logprobs = hasLogprobs

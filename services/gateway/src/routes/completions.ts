@@ -10,6 +10,7 @@ import {
 import { resolveModel } from "../model-info";
 import { buildPlan, COMPLETIONS_DEFAULT_MAX_TOKENS, type GenerationPlan } from "../params";
 import { type CompletionBody, parseCompletionBody, promptInputs } from "../schemas/completions";
+import { completionGrammar } from "../structured/completion-grammar";
 import { admitGeneration, checkTenantModel, tenantMaxTokens } from "../tenancy";
 import { generationContext } from "./generation-context";
 import {
@@ -41,6 +42,7 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
     checkTenantModel(request, body.model);
     checkStreamOptions(body);
     const prompts: PreparedPrompt[] = [];
+    const grammar = completionGrammar(body);
     for (const input of promptInputs(body.prompt)) {
       const ids = "ids" in input ? input.ids : await deps.codec.encodePrompt(input.text);
       const plan = {
@@ -55,6 +57,7 @@ export function registerCompletionsRoute(app: FastifyInstance, deps: GatewayDeps
           numTopLogprobs: body.logprobs ?? null,
         }),
         adapter,
+        grammar,
       };
       prompts.push({ plan, text: "text" in input ? input.text : deps.codec.decode(ids) });
     }

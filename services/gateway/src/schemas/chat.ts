@@ -1,5 +1,6 @@
 import { KilnError } from "@kiln/proto";
 import { z } from "zod";
+import { toolFields } from "../structured/tool-messages";
 import type { ChatMessage } from "../text-codec";
 import {
   MAX_TOP_LOGPROBS,
@@ -30,12 +31,14 @@ const chatSchema = z.strictObject({
   parallel_tool_calls: z.boolean().nullish(),
   service_tier: z.enum(["auto", "default"]).nullish(),
   metadata: z.record(z.string(), z.string()).nullish(),
-  // Known but unsupported: accepted by the schema, rejected by name below unless "off".
+  // Structured output and tools (ADR 0016): checked in structured/.
   tools: z.unknown().optional(),
   tool_choice: z.unknown().optional(),
+  response_format: z.unknown().optional(),
+  structured_outputs: z.unknown().optional(),
+  // Known but unsupported: accepted by the schema, rejected by name below unless "off".
   functions: z.unknown().optional(),
   function_call: z.unknown().optional(),
-  response_format: z.unknown().optional(),
   store: z.unknown().optional(),
   modalities: z.unknown().optional(),
   audio: z.unknown().optional(),
@@ -51,15 +54,8 @@ const isEmptyList = (v: unknown) =>
   v === null || v === undefined || (Array.isArray(v) && !v.length);
 
 const CHAT_UNSUPPORTED: readonly UnsupportedRule[] = [
-  { param: "tools", isOff: isEmptyList },
-  { param: "tool_choice", isOff: (v) => v === null || v === undefined || v === "none" },
   { param: "functions", isOff: isEmptyList },
   { param: "function_call", isOff: (v) => v === null || v === undefined || v === "none" },
-  {
-    param: "response_format",
-    isOff: (v) => v === null || v === undefined || (v as { type?: unknown }).type === "text",
-    hint: 'Only {"type": "text"} is accepted.',
-  },
   { param: "store", isOff: (v) => v === null || v === undefined || v === false },
   {
     param: "modalities",
@@ -87,27 +83,25 @@ export function parseChatBody(body: unknown): ChatBody {
   return parsed;
 }
 
-const ROLES = new Set(["system", "developer", "user", "assistant"]);
+const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
 
-/** The validated messages as the chat template sees them: roles checked, content flattened. */
+/**
+ * The validated messages as the chat template sees them: roles checked, content flattened,
+ * assistant `tool_calls` and `tool` turns' `tool_call_id` kept (structured/tool-messages.ts).
+ */
 export function normalizeMessages(messages: ChatBody["messages"]): ChatMessage[] {
   return messages.map((m, i) => {
     const at = `messages[${i}]`;
-    if (m.role === "tool" || m.role === "function") {
-      throw new KilnError(
-        "INVALID_REQUEST",
-        `Role '${m.role}' is not supported by Kiln yet.`,
-        `${at}.role`,
-      );
-    }
     if (!ROLES.has(m.role)) {
       throw new KilnError(
         "INVALID_REQUEST",
-        `Invalid value for '${at}.role': expected one of system, developer, user, assistant.`,
+        m.role === "function"
+          ? `Role 'function' is not supported by Kiln; use 'tool'.`
+          : `Invalid value for '${at}.role': expected one of system, developer, user, assistant, tool.`,
         `${at}.role`,
       );
     }
-    for (const key of ["tool_calls", "tool_call_id", "function_call", "audio"] as const) {
+    for (const key of ["function_call", "audio"] as const) {
       if (m[key] !== null && m[key] !== undefined) {
         throw new KilnError(
           "INVALID_REQUEST",
@@ -116,9 +110,19 @@ export function normalizeMessages(messages: ChatBody["messages"]): ChatMessage[]
         );
       }
     }
-    const content = flattenContent(m.content, m.role, at);
+    const hasCalls =
+      m.role === "assistant" && Array.isArray(m.tool_calls) && m.tool_calls.length > 0;
+    const content =
+      hasCalls && (m.content === null || m.content === undefined)
+        ? ""
+        : flattenContent(m.content, m.role, at);
     const role = m.role as ChatMessage["role"];
-    return m.name ? { role, content, name: m.name } : { role, content };
+    return {
+      role,
+      content,
+      ...(m.name ? { name: m.name } : {}),
+      ...toolFields(m, at),
+    };
   });
 }
 

@@ -14,6 +14,9 @@ const completionSchema = z.strictObject({
   logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
   best_of: z.number().int().min(1).nullish(),
   suffix: z.unknown().optional(),
+  // Structured output (ADR 0016): checked in structured/response-format.ts.
+  response_format: z.unknown().optional(),
+  structured_outputs: z.unknown().optional(),
 });
 
 export type CompletionBody = z.infer<typeof completionSchema>;

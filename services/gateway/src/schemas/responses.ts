@@ -98,25 +98,12 @@ export type InputItem = z.infer<typeof inputItem>;
 export type FunctionTool = z.infer<typeof functionTool>;
 export type ToolChoice = z.infer<typeof toolChoice>;
 
-const isTextFormat = (v: unknown) => {
-  if (v === null || v === undefined) return true;
-  const format = (v as { format?: { type?: unknown } | null }).format;
-  return format === null || format === undefined || format.type === "text";
-};
-
 const isEmptyObject = (v: unknown) =>
   v === null ||
   v === undefined ||
   (typeof v === "object" && Object.values(v).every((x) => x === null || x === undefined));
 
 const RESPONSES_UNSUPPORTED: readonly UnsupportedRule[] = [
-  {
-    param: "text",
-    isOff: isTextFormat,
-    hint:
-      'Only text.format {"type": "text"}: json_schema output needs constrained decoding, ' +
-      "which Kiln does not have yet.",
-  },
   { param: "reasoning", isOff: isEmptyObject, hint: "Kiln serves no reasoning models." },
   { param: "top_logprobs", isOff: (v) => v === null || v === undefined || v === 0 },
   offWhenNull("prompt", "Stored prompt templates are an OpenAI platform feature."),

@@ -153,7 +153,7 @@ function contentFailures(req: StepRequest, vocabSize: number): SequenceFailure[]
 }
 
 /** `req` without the refused sequences; those the worker held are removed. */
-function dropRefused(req: StepRequest, failures: readonly SequenceFailure[]): CheckedStep {
+export function dropRefused(req: StepRequest, failures: readonly SequenceFailure[]): CheckedStep {
   if (failures.length === 0) return { request: req, failures };
   const refused = new Set(failures.map((f) => f.seqId));
   const request: StepRequest = {

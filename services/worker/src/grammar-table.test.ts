@@ -1,0 +1,109 @@
+import { GrammarEngine, loadGrammarVocab, type StepInput } from "@kiln/kernels";
+import { StepRequest } from "@kiln/proto";
+import { STORIES_DIR } from "@kiln/test-support";
+import { beforeAll, describe, expect, it } from "vitest";
+import { GrammarTable } from "./grammar-table";
+
+let engine: GrammarEngine;
+let vocab: readonly string[];
+beforeAll(async () => {
+  const v = await loadGrammarVocab(STORIES_DIR, 512, [2]);
+  vocab = v.encodedVocab;
+  engine = await GrammarEngine.create(v, { maxWhitespace: 1, cacheSize: 8 });
+});
+
+const REGEX = { kind: "regex", text: "abc", strict: true };
+const id = (piece: string) => vocab.indexOf(piece);
+const isAllowed = (mask: Int32Array | undefined, token: number) =>
+  mask !== undefined && ((mask[token >> 5]! >>> (token & 31)) & 1) === 1;
+
+/** A step scheduling `seqIds` for one sampled token each, new sequences as given. */
+function step(
+  seqIds: number[],
+  newSequences: { seqId: number; outputTokenIds?: number[]; grammar?: typeof REGEX }[] = [],
+  extra: Partial<StepRequest> = {},
+) {
+  const req = StepRequest.fromPartial({
+    newSequences: newSequences.map((s) => ({ promptTokenIds: [1], ...s })),
+    sequences: seqIds.map((seqId) => ({ seqId, tokenIds: [1], doSample: true })),
+    ...extra,
+  });
+  const input = {
+    samples: seqIds.map(() => ({ params: {}, outputIndex: 0 })),
+  } as unknown as StepInput;
+  return { req, input };
+}
+
+async function masksOf(table: GrammarTable, s: ReturnType<typeof step>) {
+  const out = await table.withMasks(s.req, s.input);
+  return out.samples.map((x) => x?.allowedTokenBitmask);
+}
+
+describe("GrammarTable", () => {
+  it("masks constrained sequences only and advances with accepted tokens", async () => {
+    const table = new GrammarTable(engine);
+    const s = step([1, 2], [{ seqId: 1, grammar: REGEX }, { seqId: 2 }]);
+    expect(await table.prepare(s.req)).toEqual([]);
+    const [m1, m2] = await masksOf(table, s);
+    expect(m2).toBeUndefined();
+    expect(isAllowed(m1, id("a"))).toBe(true);
+    expect(isAllowed(m1, id("b"))).toBe(false);
+    table.accept(1, id("a"));
+    const [next] = await masksOf(table, step([1]));
+    expect(isAllowed(next, id("b"))).toBe(true);
+    expect(isAllowed(next, id("a"))).toBe(false);
+  });
+
+  it("a prefetched mask is the one the step gets, and accepting a token invalidates it", async () => {
+    const table = new GrammarTable(engine);
+    await table.prepare(step([], [{ seqId: 5, grammar: REGEX }]).req);
+    await table.prefetchMasks();
+    const [first] = await masksOf(table, step([5]));
+    expect(isAllowed(first, id("a"))).toBe(true);
+    table.accept(5, id("a"));
+    await table.prefetchMasks();
+    const [second] = await masksOf(table, step([5]));
+    expect(isAllowed(second, id("b"))).toBe(true);
+    expect(isAllowed(second, id("a"))).toBe(false);
+  });
+
+  it("replays the tokens generated before a preemption into a fresh matcher", async () => {
+    const table = new GrammarTable(engine);
+    await table.prepare(step([], [{ seqId: 7, grammar: REGEX }]).req);
+    table.accept(7, id("a"));
+    // Preempted: removed, then resumed as a new sequence with its output so far.
+    const resumed = step([7], [{ seqId: 7, grammar: REGEX, outputTokenIds: [id("a"), id("b")] }], {
+      removedSeqIds: [7],
+    });
+    expect(await table.prepare(resumed.req)).toEqual([]);
+    const [mask] = await masksOf(table, resumed);
+    expect(isAllowed(mask, id("c"))).toBe(true);
+    expect(isAllowed(mask, id("a"))).toBe(false);
+  });
+
+  it("fails a sequence whose grammar does not compile or whose replay it refuses; reset drops all", async () => {
+    const table = new GrammarTable(engine);
+    const bad = step(
+      [],
+      [
+        { seqId: 1, grammar: { kind: "ebnf", text: "root ::= (", strict: true } },
+        { seqId: 2, grammar: REGEX, outputTokenIds: [id("b")] },
+        { seqId: 3, grammar: { kind: "yaml", text: "", strict: true } },
+      ],
+    );
+    const failures = await table.prepare(bad.req);
+    expect(failures.map((f) => f.seqId)).toEqual([1, 2, 3]);
+    expect(failures[2]!.message).toMatch(/unknown grammar kind/);
+    await table.prepare(step([], [{ seqId: 4, grammar: REGEX }]).req);
+    expect(table.numSequences).toBe(1);
+    await table.prepare(step([], [], { reset: true }).req);
+    expect(table.numSequences).toBe(0);
+  });
+
+  it("without an engine a constrained sequence is refused", async () => {
+    const failures = await new GrammarTable(null).prepare(
+      step([], [{ seqId: 1, grammar: REGEX }]).req,
+    );
+    expect(failures[0]!.message).toMatch(/no grammar engine/);
+  });
+});

@@ -32,3 +32,25 @@ export {
   referenceInvFreq,
 } from "./reference/llama-reference";
 export * from "./sampling";
+export {
+  BACKEND_KINDS,
+  type BackendKind,
+  createSelectedBackend,
+  isBackendKind,
+  type SelectBackendOptions,
+  type SelectedBackend,
+  webgpuNumBlocks,
+} from "./select-backend";
+export {
+  type AcquireGpuOptions,
+  acquireGpuDevice,
+  type GpuAdapterDescription,
+  type GpuDeviceHandle,
+} from "./webgpu/gpu-device";
+export {
+  createWebGpuBackend,
+  createWebGpuBackendOn,
+  type WebGpuBackend,
+  type WebGpuBackendOptions,
+} from "./webgpu/webgpu-backend";
+export { WebGpuRunner, type WebGpuRunnerOptions } from "./webgpu/webgpu-runner";

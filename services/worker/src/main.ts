@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { basename } from "node:path";
 import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
-import { createCpuBackend, kvBytesPerBlock } from "@kiln/kernels";
+import { createSelectedBackend } from "@kiln/kernels";
 import { loadConfig, resolveModelDir } from "@kiln/model";
 import {
   createGrpcHealthServer,
@@ -41,17 +41,21 @@ async function main(): Promise<void> {
   const opts = parseWorkerOptions(argv, process.env);
   const modelDir = await resolveModelDir(opts.model);
   const config = await loadConfig(modelDir);
-  const numBlocks = Math.floor(opts.kvCacheBytes / kvBytesPerBlock(config, opts.blockSize));
-  if (numBlocks < 1) throw new Error("--kv-cache-memory is too small for one KV block");
-  const backend = await createCpuBackend({
+  // KILN_BACKEND=webgpu fails here with Dawn's reason when no adapter is usable (ADR 0019).
+  const selected = await createSelectedBackend({
+    kind: opts.backend,
+    kvCacheBytes: opts.isKvCacheMemorySet ? opts.kvCacheBytes : null,
+    webgpuKvFraction: opts.webgpuKvFraction,
+    dawnBackend: opts.dawnBackend,
     modelDir,
-    numBlocks,
     blockSize: opts.blockSize,
     numThreads: opts.numThreads,
     maxLoras: opts.maxLoras,
     maxLoraRank: opts.maxLoraRank,
     maxCpuLoras: opts.maxCpuLoras,
   });
+  const { backend } = selected;
+  const numBlocks = backend.info.numBlocks;
 
   const server = new Server(WORKER_LINK_OPTIONS);
   let registerTimer: NodeJS.Timeout | undefined;
@@ -111,7 +115,15 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", onTerm);
   process.on("SIGINT", shutdown);
-  const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port };
+  const listening = {
+    event: "listening",
+    port,
+    numBlocks,
+    metricsPort: metrics?.port,
+    backend: backend.info.name,
+    adapter: selected.adapter ?? undefined,
+    autoBackend: selected.autoReason ?? undefined,
+  };
   process.stdout.write(`${JSON.stringify(listening)}\n`);
   if (opts.routerAddress) registerTimer = keepRegistered(opts, port, instanceId);
 }

@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { type BackendKind, isBackendKind } from "@kiln/kernels";
 
 export interface WorkerOptions {
   /** A local model directory or a Hugging Face repo id. */
@@ -8,6 +9,14 @@ export interface WorkerOptions {
   readonly port: number;
   /** Bytes of KV cache the worker allocates; the number of blocks follows from the model shape. */
   readonly kvCacheBytes: number;
+  /** False when neither --kv-cache-memory nor KILN_KV_CACHE_MEMORY was given (kvCacheBytes is the CPU default). */
+  readonly isKvCacheMemorySet: boolean;
+  /** Compute backend (KILN_BACKEND, --backend; cpu). */
+  readonly backend: BackendKind;
+  /** Dawn backend to try first (KILN_WEBGPU_BACKEND, --webgpu-backend: vulkan, opengles, …), or undefined. */
+  readonly dawnBackend: string | undefined;
+  /** Share of the adapter's storage-binding limit a default WebGPU KV pool takes (KILN_WEBGPU_KV_FRACTION; 0.5). */
+  readonly webgpuKvFraction: number;
   readonly blockSize: number;
   readonly numThreads: number | undefined;
   /** Router address to register with (host:port), or null to wait to be dialled. */
@@ -61,6 +70,9 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "max-loras": { type: "string" },
       "max-lora-rank": { type: "string" },
       "max-cpu-loras": { type: "string" },
+      backend: { type: "string" },
+      "webgpu-backend": { type: "string" },
+      "webgpu-kv-fraction": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -69,7 +81,20 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
   const threads = values.threads ?? env.KILN_THREADS;
   const maxLoras = parseIntFlag(values["max-loras"] ?? env.KILN_MAX_LORAS ?? "4", "--max-loras", 0);
   const maxCpuLoras = values["max-cpu-loras"] ?? env.KILN_MAX_CPU_LORAS;
+  const backend = values.backend ?? env.KILN_BACKEND ?? "cpu";
+  if (!isBackendKind(backend)) {
+    throw new Error(`--backend: expected cpu, webgpu or auto, got "${backend}"`);
+  }
+  const kvCacheMemory = values["kv-cache-memory"] ?? env.KILN_KV_CACHE_MEMORY;
+  const kvFraction = Number(values["webgpu-kv-fraction"] ?? env.KILN_WEBGPU_KV_FRACTION ?? "0.5");
+  if (!(kvFraction > 0 && kvFraction <= 1)) {
+    throw new Error("--webgpu-kv-fraction: expected a number in (0, 1]");
+  }
   return {
+    backend,
+    dawnBackend: values["webgpu-backend"] ?? env.KILN_WEBGPU_BACKEND ?? undefined,
+    webgpuKvFraction: kvFraction,
+    isKvCacheMemorySet: kvCacheMemory !== undefined,
     maxLoras,
     maxLoraRank: parseIntFlag(
       values["max-lora-rank"] ?? env.KILN_MAX_LORA_RANK ?? "64",
@@ -81,10 +106,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
     model,
     host: values.host ?? env.KILN_WORKER_HOST ?? "127.0.0.1",
     port: parseIntFlag(values.port ?? env.KILN_WORKER_PORT ?? "0", "--port", 0),
-    kvCacheBytes: parseBytes(
-      values["kv-cache-memory"] ?? env.KILN_KV_CACHE_MEMORY ?? "512MiB",
-      "--kv-cache-memory",
-    ),
+    kvCacheBytes: parseBytes(kvCacheMemory ?? "512MiB", "--kv-cache-memory"),
     blockSize: parseIntFlag(values["block-size"] ?? env.KILN_BLOCK_SIZE ?? "16", "--block-size", 1),
     numThreads: threads === undefined ? undefined : parseIntFlag(threads, "--threads", 1),
     routerAddress: values.router ?? env.KILN_ROUTER_ADDRESS ?? null,

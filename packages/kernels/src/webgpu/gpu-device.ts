@@ -1,5 +1,3 @@
-import { create } from "webgpu";
-
 /**
  * Acquiring a WebGPU device through Dawn (the `webgpu` package), and describing its adapter.
  * Two ways in, tried in order unless `dawnBackend` pins one:
@@ -109,6 +107,8 @@ function unusableReason(d: GpuAdapterDescription): string | null {
 export async function acquireGpuDevice(opts: AcquireGpuOptions = {}): Promise<GpuDeviceHandle> {
   // Mesa's EGL needs a platform without a display server; harmless on real GPUs.
   process.env.EGL_PLATFORM ??= "surfaceless";
+  // Loaded on demand: processes that never touch a GPU do not load Dawn's native module.
+  const { create } = await import("webgpu");
   const reasons: string[] = [];
   for (const attempt of attemptsFor(opts.dawnBackend)) {
     const label = `${attempt.dawnBackend ?? "native"}/${attempt.featureLevel}`;

@@ -1,7 +1,12 @@
 import { loadModel } from "@kiln/model";
 import type { Backend, BackendInfo, BackendOptions, StepInput, StepOutput } from "../backend";
 import { DEFAULT_BLOCK_SIZE } from "../cpu/model-runner";
-import { type AcquireGpuOptions, acquireGpuDevice, type GpuAdapterDescription } from "./gpu-device";
+import {
+  type AcquireGpuOptions,
+  acquireGpuDevice,
+  type GpuAdapterDescription,
+  type GpuDeviceHandle,
+} from "./gpu-device";
 import { WebGpuRunner } from "./webgpu-runner";
 
 export interface WebGpuBackendOptions extends BackendOptions, AcquireGpuOptions {}
@@ -70,7 +75,18 @@ class WebGpuBackendImpl implements WebGpuBackend {
  * that asked for webgpu gets that error, never a silent CPU fallback.
  */
 export async function createWebGpuBackend(opts: WebGpuBackendOptions): Promise<WebGpuBackend> {
-  const { device, adapter } = await acquireGpuDevice(opts);
+  return createWebGpuBackendOn(await acquireGpuDevice(opts), opts);
+}
+
+/**
+ * As createWebGpuBackend, on a device already acquired (backend selection looks at the adapter
+ * first). The backend owns the device from here on: dispose() (or a failure here) destroys it.
+ */
+export async function createWebGpuBackendOn(
+  handle: GpuDeviceHandle,
+  opts: BackendOptions,
+): Promise<WebGpuBackend> {
+  const { device, adapter } = handle;
   try {
     const { config, weights } = await loadModel(opts.modelDir);
     const runner = await WebGpuRunner.create(device, adapter, config, weights, {

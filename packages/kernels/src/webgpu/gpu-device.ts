@@ -113,7 +113,9 @@ export async function acquireGpuDevice(opts: AcquireGpuOptions = {}): Promise<Gp
   for (const attempt of attemptsFor(opts.dawnBackend)) {
     const label = `${attempt.dawnBackend ?? "native"}/${attempt.featureLevel}`;
     try {
-      const gpu = create(attempt.dawnBackend === undefined ? [] : [`backend=${attempt.dawnBackend}`]);
+      const gpu = create(
+        attempt.dawnBackend === undefined ? [] : [`backend=${attempt.dawnBackend}`],
+      );
       const adapter = await gpu.requestAdapter({ featureLevel: attempt.featureLevel });
       if (adapter === null) {
         reasons.push(`${label}: Dawn found no adapter`);

@@ -134,13 +134,23 @@ export function buildDispatches(
       (n) => [numHeads, n.numTokens],
     );
     gemm("o-proj", s.attn, lw.o, s.x, hidden, GEMM_ACCUMULATE);
-    add("norm", p.rmsNorm, [normParams, s.x, lw.postAttentionNorm, s.identityRows, s.xn], tokenRows);
+    add(
+      "norm",
+      p.rmsNorm,
+      [normParams, s.x, lw.postAttentionNorm, s.identityRows, s.xn],
+      tokenRows,
+    );
     gemm("gate-up", s.xn, lw.gateUp, s.gateUp, 2 * ffn, 0);
     add("silu", p.siluMul, [siluParams, s.gateUp, s.act], tokensX(ffn));
     gemm("down", s.act, lw.down, s.x, hidden, GEMM_ACCUMULATE);
   });
   const sampleRows = (n: DispatchCounts) => [n.numSamples, 1] as const;
-  add("final-norm", p.rmsNorm, [normParams, s.x, w.finalNorm, s.sampleRows, s.sampledHidden], sampleRows);
+  add(
+    "final-norm",
+    p.rmsNorm,
+    [normParams, s.x, w.finalNorm, s.sampleRows, s.sampledHidden],
+    sampleRows,
+  );
   gemm("lm-head", s.sampledHidden, w.lmHead, s.logits, config.vocabSize, GEMM_ROWS_ARE_SAMPLES);
   const greedyParams = uniform([config.vocabSize, 0, 0, 0]);
   add("greedy", p.greedy, [greedyParams, s.logits, s.greedy], sampleRows);

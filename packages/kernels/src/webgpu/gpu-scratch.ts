@@ -63,7 +63,11 @@ export class GpuScratch {
     this.slots = make("slots", t, STORAGE_IN);
     this.tokenSeq = make("token_seq", t, STORAGE_IN);
     this.identityRows = make("identity_rows", t, STORAGE_IN);
-    device.queue.writeBuffer(this.identityRows, 0, Uint32Array.from({ length: t }, (_, i) => i));
+    device.queue.writeBuffer(
+      this.identityRows,
+      0,
+      Uint32Array.from({ length: t }, (_, i) => i),
+    );
     this.ropeCos = make("rope_cos", (t * headDim) / 2, STORAGE_IN);
     this.ropeSin = make("rope_sin", (t * headDim) / 2, STORAGE_IN);
     this.tableOffsets = make("table_offsets", numSeqs + 1, STORAGE_IN);

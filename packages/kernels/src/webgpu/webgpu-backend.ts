@@ -46,7 +46,8 @@ class WebGpuBackendImpl implements WebGpuBackend {
 
   async step(input: StepInput): Promise<StepOutput> {
     if (this.deathReason !== null) throw new Error(this.deathReason);
-    if (this.isStepping) throw new Error("WebGPU backend: a step is already running; await it first");
+    if (this.isStepping)
+      throw new Error("WebGPU backend: a step is already running; await it first");
     this.isStepping = true;
     try {
       const output = await this.runner.step(input);

@@ -135,7 +135,7 @@ export class WebGpuRunner {
     }
     this.encodeAndSubmit(scratch, input, { numTokens, numSamples }, hostRows);
     if (numSamples === 0) {
-      await this.device.queue.onSubmittedWorkDone();
+      await keepAlive(this.device.queue.onSubmittedWorkDone());
       return { sampled: input.samples.map(() => null) };
     }
     return this.readResults(scratch, input, numSamples, hostRows);
@@ -244,7 +244,7 @@ export class WebGpuRunner {
   ): Promise<StepOutput> {
     const vocab = this.config.vocabSize;
     const size = s.readbackLogitsOffset + hostRows.length * vocab * 4;
-    await s.readback.mapAsync(MAP_READ, 0, size);
+    await keepAlive(s.readback.mapAsync(MAP_READ, 0, size));
     const bytes = s.readback.getMappedRange(0, size).slice(0);
     s.readback.unmap();
     const greedy = new Uint32Array(bytes, 0, numSamples * 2);
@@ -294,5 +294,19 @@ function rejectUnsupported(input: StepInput): void {
   }
   if (input.pooling?.some((kind) => kind !== null && kind !== undefined)) {
     throw new Error("invalid step input: the webgpu backend does not pool hidden states");
+  }
+}
+
+/**
+ * Dawn's Node bindings resolve mapAsync from their own event processing, which does not hold
+ * Node's event loop open: without a pending timer the process could exit (or stall) with the
+ * promise unresolved. A 1 ms interval keeps the loop turning until the GPU answers.
+ */
+async function keepAlive<T>(promise: Promise<T>): Promise<T> {
+  const timer = setInterval(() => {}, 1);
+  try {
+    return await promise;
+  } finally {
+    clearInterval(timer);
   }
 }

@@ -54,6 +54,7 @@ export {
 export { type CpuSampling, type RowSampler, tryNativeRowSampler } from "./cpu/native-sampling";
 export { type AttentionShape, PagedAttention } from "./cpu/paged-attention";
 export { gemmForWeightDtype, quantizedGemm } from "./cpu/quantized-gemm";
+export { type LoadedTierAddon, loadTierAddonFrom, type TierAddonSource } from "./cpu/tier-addon";
 export {
   INT8_GROUP_SIZE,
   parseWeightDtype,
@@ -61,7 +62,6 @@ export {
   WEIGHT_DTYPES,
   type WeightDtype,
 } from "./cpu/weight-formats";
-export { type LoadedTierAddon, loadTierAddonFrom, type TierAddonSource } from "./cpu/tier-addon";
 export * from "./grammar";
 export { type DenseAttentionShape, referenceCausalAttention } from "./reference/dense-attention";
 export {
@@ -70,3 +70,25 @@ export {
   referenceInvFreq,
 } from "./reference/llama-reference";
 export * from "./sampling";
+export {
+  BACKEND_KINDS,
+  type BackendKind,
+  createSelectedBackend,
+  isBackendKind,
+  type SelectBackendOptions,
+  type SelectedBackend,
+  webgpuNumBlocks,
+} from "./select-backend";
+export {
+  type AcquireGpuOptions,
+  acquireGpuDevice,
+  type GpuAdapterDescription,
+  type GpuDeviceHandle,
+} from "./webgpu/gpu-device";
+export {
+  createWebGpuBackend,
+  createWebGpuBackendOn,
+  type WebGpuBackend,
+  type WebGpuBackendOptions,
+} from "./webgpu/webgpu-backend";
+export { WebGpuRunner, type WebGpuRunnerOptions } from "./webgpu/webgpu-runner";

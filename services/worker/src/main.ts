@@ -10,7 +10,13 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { basename } from "node:path";
 import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
-import { createCpuBackend, GrammarEngine, kvBytesPerBlock, loadGrammarVocab } from "@kiln/kernels";
+import {
+  createCpuBackend,
+  createSelectedBackend,
+  GrammarEngine,
+  kvBytesPerBlock,
+  loadGrammarVocab,
+} from "@kiln/kernels";
 import { loadConfig, resolveModelDir } from "@kiln/model";
 import {
   createGrpcHealthServer,
@@ -44,8 +50,8 @@ async function main(): Promise<void> {
   const opts = parseWorkerOptions(takeKernelTierFlags(argv, process.env), process.env);
   const modelDir = await resolveModelDir(opts.model);
   const config = await loadConfig(modelDir);
-  const numBlocks = numBlocksPerRank(config, opts);
-  if (numBlocks < 1) throw new Error("--kv-cache-memory is too small for one KV block");
+  const cpuNumBlocks = numBlocksPerRank(config, opts);
+  if (cpuNumBlocks < 1) throw new Error("--kv-cache-memory is too small for one KV block");
   const isTensorParallel = opts.tensorParallelSize > 1;
   // LoRA is not supported on tensor-parallel groups (ADR 0018): no slots are offered.
   const maxLoras = isTensorParallel ? 0 : opts.maxLoras;
@@ -58,9 +64,8 @@ async function main(): Promise<void> {
         ...(opts.tpPeers ? { tcpPeers: opts.tpPeers } : {}),
       }
     : undefined;
-  const created = await createCpuBackend({
+  const backendOptions = {
     modelDir,
-    numBlocks,
     blockSize: opts.blockSize,
     numThreads: opts.numThreads,
     maxLoras,
@@ -69,12 +74,28 @@ async function main(): Promise<void> {
     ...(opts.sampling ? { sampling: opts.sampling } : {}),
     weightDtype: opts.weightDtype,
     ...(tensorParallel ? { tensorParallel } : {}),
-  });
+  };
+  // KILN_BACKEND=webgpu|auto (ADR 0019): webgpu fails here with Dawn's reason when no adapter is
+  // usable. Tensor-parallel groups run on the CPU backend only.
+  const selected =
+    opts.backend === "cpu" || isTensorParallel
+      ? null
+      : await createSelectedBackend({
+          ...backendOptions,
+          kind: opts.backend,
+          kvCacheBytes: opts.isKvCacheMemorySet ? opts.kvCacheBytes : null,
+          webgpuKvFraction: opts.webgpuKvFraction,
+          dawnBackend: opts.dawnBackend,
+        });
+  const created =
+    selected?.backend ?? (await createCpuBackend({ ...backendOptions, numBlocks: cpuNumBlocks }));
+  const numBlocks = created.info.numBlocks;
   const isShmLeader = isTensorParallel && opts.tpRank === 0 && opts.tpPeers === null;
   const backend = isShmLeader ? withGroupHealth(created, opts.tpGroup) : created;
-  const kernelTier = backend.info.kernelTier ?? "typescript";
+  const kernelTier =
+    backend.info.name === "cpu" ? (backend.info.kernelTier ?? "typescript") : backend.info.name;
   try {
-    checkKernelTier(kernelTier, process.env);
+    if (backend.info.name === "cpu") checkKernelTier(kernelTier, process.env);
   } catch (err) {
     await backend.dispose();
     throw err;
@@ -150,7 +171,16 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", onTerm);
   process.on("SIGINT", shutdown);
-  const listening = { event: "listening", port, numBlocks, metricsPort: metrics?.port, kernelTier };
+  const listening = {
+    event: "listening",
+    port,
+    numBlocks,
+    metricsPort: metrics?.port,
+    kernelTier,
+    backend: backend.info.name,
+    adapter: selected?.adapter ?? undefined,
+    autoBackend: selected?.autoReason ?? undefined,
+  };
   process.stdout.write(`${JSON.stringify(listening)}\n`);
   // Ranks > 0 of a tensor-parallel group take their steps from rank 0, never from the router.
   if (opts.routerAddress && opts.tpRank === 0) {

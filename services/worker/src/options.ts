@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { parseWeightDtype, type WeightDtype } from "@kiln/kernels";
+import { type BackendKind, isBackendKind, parseWeightDtype, type WeightDtype } from "@kiln/kernels";
 
 export interface WorkerOptions {
   /** A local model directory or a Hugging Face repo id. */
@@ -9,6 +9,14 @@ export interface WorkerOptions {
   readonly port: number;
   /** Bytes of KV cache the worker allocates; the number of blocks follows from the model shape. */
   readonly kvCacheBytes: number;
+  /** False when neither --kv-cache-memory nor KILN_KV_CACHE_MEMORY was given (kvCacheBytes is the CPU default). */
+  readonly isKvCacheMemorySet: boolean;
+  /** Compute backend (KILN_BACKEND, --backend; cpu). */
+  readonly backend: BackendKind;
+  /** Dawn backend to try first (KILN_WEBGPU_BACKEND, --webgpu-backend: vulkan, opengles, …), or undefined. */
+  readonly dawnBackend: string | undefined;
+  /** Share of the adapter's storage-binding limit a default WebGPU KV pool takes (KILN_WEBGPU_KV_FRACTION; 0.5). */
+  readonly webgpuKvFraction: number;
   readonly blockSize: number;
   readonly numThreads: number | undefined;
   /** Router address to register with (host:port), or null to wait to be dialled. */
@@ -92,6 +100,9 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "tp-peers": { type: "string" },
       "grammar-max-whitespace": { type: "string" },
       "grammar-cache-size": { type: "string" },
+      backend: { type: "string" },
+      "webgpu-backend": { type: "string" },
+      "webgpu-kv-fraction": { type: "string" },
     },
   });
   const model = values.model ?? env.KILN_MODEL;
@@ -124,6 +135,15 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
   if (tpPeers?.some((p) => !/^[^\s:]+:\d+$/.test(p))) {
     throw new Error("--tp-peers: expected host:port,host:port,… (one per rank, in rank order)");
   }
+  const backend = values.backend ?? env.KILN_BACKEND ?? "cpu";
+  if (!isBackendKind(backend)) {
+    throw new Error(`--backend: expected cpu, webgpu or auto, got "${backend}"`);
+  }
+  const kvCacheMemory = values["kv-cache-memory"] ?? env.KILN_KV_CACHE_MEMORY;
+  const kvFraction = Number(values["webgpu-kv-fraction"] ?? env.KILN_WEBGPU_KV_FRACTION ?? "0.5");
+  if (!(kvFraction > 0 && kvFraction <= 1)) {
+    throw new Error("--webgpu-kv-fraction: expected a number in (0, 1]");
+  }
   return {
     sampling,
     weightDtype: parseWeightDtype(values["weight-dtype"] ?? env.KILN_WEIGHT_DTYPE ?? "f32"),
@@ -136,6 +156,10 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "--tp-timeout-ms",
       1,
     ),
+    backend,
+    dawnBackend: values["webgpu-backend"] ?? env.KILN_WEBGPU_BACKEND ?? undefined,
+    webgpuKvFraction: kvFraction,
+    isKvCacheMemorySet: kvCacheMemory !== undefined,
     maxLoras,
     grammarMaxWhitespace: parseIntFlag(
       values["grammar-max-whitespace"] ?? env.KILN_GRAMMAR_MAX_WHITESPACE ?? "2",
@@ -157,10 +181,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
     model,
     host: values.host ?? env.KILN_WORKER_HOST ?? "127.0.0.1",
     port: parseIntFlag(values.port ?? env.KILN_WORKER_PORT ?? "0", "--port", 0),
-    kvCacheBytes: parseBytes(
-      values["kv-cache-memory"] ?? env.KILN_KV_CACHE_MEMORY ?? "512MiB",
-      "--kv-cache-memory",
-    ),
+    kvCacheBytes: parseBytes(kvCacheMemory ?? "512MiB", "--kv-cache-memory"),
     blockSize: parseIntFlag(values["block-size"] ?? env.KILN_BLOCK_SIZE ?? "16", "--block-size", 1),
     numThreads: threads === undefined ? undefined : parseIntFlag(threads, "--threads", 1),
     routerAddress: values.router ?? env.KILN_ROUTER_ADDRESS ?? null,

@@ -21,8 +21,8 @@ import { gemmForWeightDtype } from "./quantized-gemm";
 import { computeInvFreq, fillRopeTables } from "./rope";
 import { type RowKernels, tryNativeRowKernels, typescriptRowKernels } from "./row-kernels";
 import { validateStepInput } from "./step-validation";
-import type { WeightDtype } from "./weight-formats";
 import { numVerifiedRows, sampleStepRows } from "./verify-step";
+import type { WeightDtype } from "./weight-formats";
 
 export interface CpuModelRunnerOptions {
   /** KV blocks in the pool (each `kvBytesPerBlock` bytes). */

@@ -10,10 +10,7 @@ import { runConformance, toMarkdown } from "../src/conformance/runner";
  * Every other check must pass.
  */
 const KILN_UNSUPPORTED_BY_DESIGN: Record<string, string> = {
-  "chat.json-mode": "structured output needs constrained decoding, not built yet",
-  "chat.tools": "function calling is served by the Responses API only",
   "responses.built-in-tools": "Kiln runs no server-side tools",
-  "responses.json-schema": "structured output needs constrained decoding, not built yet",
 };
 
 let cluster: RunningCluster | undefined;

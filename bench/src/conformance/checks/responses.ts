@@ -210,7 +210,7 @@ export const RESPONSES_CHECKS: readonly Check[] = [
     run: async (ctx) => {
       const schema = {
         type: "object",
-        properties: { name: { type: "string" } },
+        properties: { name: { type: "string", maxLength: 16 } },
         required: ["name"],
         additionalProperties: false,
       };

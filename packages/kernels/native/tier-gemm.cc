@@ -157,19 +157,33 @@ struct MatmulJob {
   const float* weights = nullptr;  // the panels; w->data when null
 };
 
-// Panels [first, last) for every row of a.
+// K per cache block: one panel's block (kKBlock × kPanel floats, 32 KiB) stays in L1 while every
+// row of a passes over it, and those rows' block (m × kKBlock) stays in L2.
+constexpr int64_t kKBlock = 256;
+
+// Panels [first, last) for every row of a. Small m (decode): rows outer, each panel read once
+// per tile of rows over the whole K. Large m (prefill): K in blocks of kKBlock, then panel, then
+// rows, so the weights are read from memory once per call instead of once per tile of rows (the
+// first block writes out, or adds to it when accumulating; later blocks add).
 void runPanels(const MatmulJob& job, int64_t first, int64_t last) {
   const Isa& kernels = isa();
   const int64_t n = job.w->n;
   const int64_t k = job.w->k;
-  for (int64_t i = 0; i < job.m; i += kernels.rows) {
-    int64_t rows = std::min(kernels.rows, job.m - i);
+  const float* panels = job.weights != nullptr ? job.weights : job.w->data.get();
+  const int64_t kBlock = job.m <= 2 * kernels.rows ? std::max<int64_t>(k, 1) : kKBlock;
+  for (int64_t p0 = 0; p0 < k || p0 == 0; p0 += kBlock) {
+    const int64_t kc = std::min(kBlock, k - p0);
+    const bool isAccumulate = job.isAccumulate || p0 > 0;
     for (int64_t panel = first; panel < last; panel++) {
       int64_t cols = std::min(kPanel, n - panel * kPanel);
-      const float* panels = job.weights != nullptr ? job.weights : job.w->data.get();
-      kernels.tile(job.a + i * k, k, panels + panel * kPanel * k, k, rows,
-                   job.out + i * n + panel * kPanel, n, cols, job.isAccumulate);
+      const float* block = panels + panel * kPanel * k + p0 * kPanel;
+      for (int64_t i = 0; i < job.m; i += kernels.rows) {
+        int64_t rows = std::min(kernels.rows, job.m - i);
+        kernels.tile(job.a + i * k + p0, k, block, kc, rows, job.out + i * n + panel * kPanel, n,
+                     cols, isAccumulate);
+      }
     }
+    if (k == 0) break;
   }
 }
 

@@ -2,7 +2,8 @@
  * Run by tests/tiers.test.ts in a child process whose environment makes oneDNN unavailable
  * (KILN_DISABLE_ONEDNN=1): for each tier named in argv, the stories260K greedy golden cases
  * through a CpuModelRunner on that tier's GEMM (selectKernelTier, as the worker does). Prints
- * one JSON line: per tier, its name and generated ids, and whether libdnnl was ever mapped.
+ * one JSON line: per tier, its name and generated ids, and whether libdnnl or kiln_tier was ever
+ * mapped.
  */
 import { readFileSync } from "node:fs";
 import { loadModel } from "@kiln/model";
@@ -31,5 +32,7 @@ for (const setting of process.argv.slice(2) as KernelTierSetting[]) {
   });
   results[setting] = { tier: `${tier.name}/${tier.source}`, ids: ids.map((s) => [...s]) };
 }
-const isOnednnMapped = readFileSync("/proc/self/maps", "utf8").includes("libdnnl");
-process.stdout.write(`${JSON.stringify({ results, isOnednnMapped })}\n`);
+const maps = readFileSync("/proc/self/maps", "utf8");
+const isOnednnMapped = maps.includes("libdnnl");
+const isTierAddonMapped = maps.includes("kiln_tier.node");
+process.stdout.write(`${JSON.stringify({ results, isOnednnMapped, isTierAddonMapped })}\n`);

@@ -10,6 +10,7 @@ import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
+  attachRowKernels,
   type CpuModelRunner,
   createGemm,
   createKvLayer,
@@ -22,6 +23,7 @@ import {
   type PackedWeights,
   PagedAttention,
   parseWeightDtype,
+  rowKernelsOf,
   type SampleRequest,
   type StepInput,
 } from "@kiln/kernels";
@@ -98,6 +100,8 @@ class TimedGemm implements Gemm {
   constructor(inner: Gemm) {
     this.inner = inner;
     this.name = inner.name;
+    const rows = rowKernelsOf(inner); // kiln_tier's row kernels follow its gemm
+    if (rows !== null) attachRowKernels(this, rows);
   }
 
   matmulTransB(...args: Parameters<Gemm["matmulTransB"]>): void {

@@ -4,6 +4,8 @@
 //   packWeights(w, n, k) → handle   w [N,K] copied into panels of kPanel rows, k-major
 //   matmulPacked(a, handle, out, m, accumulate, numThreads)   out[M,N] = a[M,K]·wᵀ (+ out)
 //   info() → { library: "native", isa: "avx512" | "avx2" | "scalar", maxThreads }
+//   rmsNorm, siluMul, applyRope, writeKv   native/elementwise.cc's row kernels (ADR 0026: the
+//                                          TypeScript ones were ~40% of the tier's prefill)
 //
 // Kernels: one register tile of kRows rows × kPanel (32) columns per inner loop, compiled three
 // times (AVX-512F, AVX2+FMA, plain C++) with target attributes and chosen once at load time by
@@ -285,11 +287,17 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 }  // namespace
 }  // namespace kiln
 
+namespace kiln {
+// native/elementwise.cc (also in kiln_gemm): rmsNorm, siluMul, applyRope, writeKv.
+void registerElementwise(Napi::Env env, Napi::Object exports);
+}  // namespace kiln
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("packWeights", Napi::Function::New(env, kiln::PackWeights, "packWeights"));
   exports.Set("matmulPacked", Napi::Function::New(env, kiln::MatmulPacked, "matmulPacked"));
   exports.Set("matmulTransB", Napi::Function::New(env, kiln::MatmulTransB, "matmulTransB"));
   exports.Set("info", Napi::Function::New(env, kiln::Info, "info"));
+  kiln::registerElementwise(env, exports);
   return exports;
 }
 

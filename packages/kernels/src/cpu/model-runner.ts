@@ -19,7 +19,12 @@ import { type CpuSampling, type RowSampler, tryNativeRowSampler } from "./native
 import { PagedAttention } from "./paged-attention";
 import { gemmForWeightDtype } from "./quantized-gemm";
 import { computeInvFreq, fillRopeTables } from "./rope";
-import { type RowKernels, tryNativeRowKernels, typescriptRowKernels } from "./row-kernels";
+import {
+  type RowKernels,
+  rowKernelsOf,
+  tryNativeRowKernels,
+  typescriptRowKernels,
+} from "./row-kernels";
 import { validateStepInput } from "./step-validation";
 import { numVerifiedRows, sampleStepRows } from "./verify-step";
 import type { WeightDtype } from "./weight-formats";
@@ -146,7 +151,10 @@ export class CpuModelRunner {
     if (opts.kernels === "native" && native === null) {
       throw new Error("native kernels requested but the kiln_gemm addon is unavailable");
     }
-    this.rows = (native !== null ? tryNativeRowKernels() : null) ?? typescriptRowKernels;
+    this.rows =
+      (native !== null ? tryNativeRowKernels() : null) ??
+      (opts.kernels !== "typescript" ? rowKernelsOf(baseGemm) : null) ??
+      typescriptRowKernels;
     this.kv = new KvCache(
       { ...config, numBlocks: opts.numBlocks, blockSize },
       {

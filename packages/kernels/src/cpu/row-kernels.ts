@@ -38,3 +38,16 @@ export function tryNativeRowKernels(): RowKernels | null {
     writeKv: (...args) => native.writeKv(...args),
   };
 }
+
+/** Row kernels that come with a Gemm (kiln_tier's, ADR 0026), keyed by that Gemm. */
+const gemmRowKernels = new WeakMap<object, RowKernels>();
+
+/** Records the row kernels of the addon behind `gemm` (tierGemm). */
+export function attachRowKernels(gemm: object, rows: RowKernels): void {
+  gemmRowKernels.set(gemm, rows);
+}
+
+/** The native row kernels that came with `gemm`, or null (oneDNN's, wasm, TypeScript gemms). */
+export function rowKernelsOf(gemm: object): RowKernels | null {
+  return gemmRowKernels.get(gemm) ?? null;
+}

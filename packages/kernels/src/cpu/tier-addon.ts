@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import type { NativeAddon } from "./native-addon";
 
 /**
  * kiln_tier, the addon's own f32 GEMM (native/tier-gemm.cc, ADR 0022): AVX-512/AVX2 chosen at
@@ -33,6 +34,11 @@ export interface TierAddon {
     numThreads: number,
   ): void;
   info(): { library: "native"; isa: "avx512" | "avx2" | "scalar"; maxThreads: number };
+  /** native/elementwise.cc's row kernels (same contracts as NativeAddon's); absent before ADR 0026. */
+  rmsNorm?: NativeAddon["rmsNorm"];
+  siluMul?: NativeAddon["siluMul"];
+  applyRope?: NativeAddon["applyRope"];
+  writeKv?: NativeAddon["writeKv"];
 }
 
 /** An opaque external value; its memory is freed when it is garbage-collected. */

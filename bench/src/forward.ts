@@ -10,7 +10,7 @@ import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
-  attachRowKernels,
+  attachGemmKernels,
   type CpuModelRunner,
   createGemm,
   createKvLayer,
@@ -18,12 +18,12 @@ import {
   describeNativeGemm,
   type Gemm,
   gemmForWeightDtype,
+  gemmKernelsOf,
   loadCpuModelRunner,
   NativeAttention,
   type PackedWeights,
   PagedAttention,
   parseWeightDtype,
-  rowKernelsOf,
   type SampleRequest,
   type StepInput,
 } from "@kiln/kernels";
@@ -100,8 +100,8 @@ class TimedGemm implements Gemm {
   constructor(inner: Gemm) {
     this.inner = inner;
     this.name = inner.name;
-    const rows = rowKernelsOf(inner); // kiln_tier's row kernels follow its gemm
-    if (rows !== null) attachRowKernels(this, rows);
+    const kernels = gemmKernelsOf(inner); // kiln_tier's attention and row kernels follow its gemm
+    if (kernels !== null) attachGemmKernels(this, kernels);
   }
 
   matmulTransB(...args: Parameters<Gemm["matmulTransB"]>): void {

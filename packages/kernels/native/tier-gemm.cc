@@ -6,6 +6,8 @@
 //   info() → { library: "native", isa: "avx512" | "avx2" | "scalar", maxThreads }
 //   rmsNorm, siluMul, applyRope, writeKv   native/elementwise.cc's row kernels (ADR 0026: the
 //                                          TypeScript ones were ~40% of the tier's prefill)
+//   pagedAttention                         native/attention.cc on this addon's thread pool
+//   sampleRow                              native/sampling.cc
 //
 // Kernels: one register tile of kRows rows × kPanel (32) columns per inner loop, compiled three
 // times (AVX-512F, AVX2+FMA, plain C++) with target attributes and chosen once at load time by
@@ -290,6 +292,10 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 namespace kiln {
 // native/elementwise.cc (also in kiln_gemm): rmsNorm, siluMul, applyRope, writeKv.
 void registerElementwise(Napi::Env env, Napi::Object exports);
+// native/attention.cc built with KILN_TIER_POOL: pagedAttention on tier-pool.h's threads.
+void registerAttention(Napi::Env env, Napi::Object exports);
+// native/sampling.cc: sampleRow.
+void registerSampling(Napi::Env env, Napi::Object exports);
 }  // namespace kiln
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -298,6 +304,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("matmulTransB", Napi::Function::New(env, kiln::MatmulTransB, "matmulTransB"));
   exports.Set("info", Napi::Function::New(env, kiln::Info, "info"));
   kiln::registerElementwise(env, exports);
+  kiln::registerAttention(env, exports);
+  kiln::registerSampling(env, exports);
   return exports;
 }
 

@@ -20,7 +20,7 @@ function runChild(tiers: readonly string[], env: NodeJS.ProcessEnv = {}) {
     timeout: 80_000,
   });
   return JSON.parse(out.trim().split("\n").at(-1)!) as {
-    results: Record<string, { tier: string; ids: number[][] }>;
+    results: Record<string, { tier: string; kernels: string; ids: number[][] }>;
     isOnednnMapped: boolean;
     isTierAddonMapped: boolean;
   };
@@ -41,6 +41,9 @@ describe("kernel tiers without oneDNN reproduce the golden ids", () => {
     expect(isOnednnMapped).toBe(false);
     expect(results.typescript!.tier).toBe("typescript/typescript");
     expect(results.wasm!.tier).toBe("wasm-simd/wasm");
+    // kiln_tier brings attention, row kernels and sampling (ADR 0026), without oneDNN.
+    expect(results["native-prebuilt"]!.kernels).toBe("native/native");
+    expect(results.wasm!.kernels).toBe("simd/typescript");
     expect(results["native-prebuilt"]!.tier).toMatch(/^native-avx(512|2)\/prebuilt$/);
     // auto without oneDNN: the source build when there is one, else the prebuilt.
     expect(results.auto!.tier).toMatch(hasSource ? /\/source$/ : /\/prebuilt$/);

@@ -1,6 +1,6 @@
 import { type Gemm, loadNativeGemm, type PackedWeights, typescriptGemm } from "./gemm";
 import { checkNumThreads, nativeAddonError } from "./native-addon";
-import { attachRowKernels } from "./row-kernels";
+import { attachGemmKernels, type RowKernels } from "./row-kernels";
 import { type LoadedTierAddon, loadTierAddonFrom, type TierPackedHandle } from "./tier-addon";
 import {
   createWasmGemm,
@@ -74,7 +74,8 @@ class TierPackedWeights implements PackedWeights {
 
 /**
  * The kiln_tier GEMM as a Gemm; matmulTransB packs into a reused buffer (attention, LoRA). The
- * addon's row kernels (norms, SiLU, RoPE, KV writes) come attached (row-kernels.ts rowKernelsOf).
+ * addon's row kernels (norms, SiLU, RoPE, KV writes) and paged attention come attached
+ * (row-kernels.ts gemmKernelsOf).
  */
 export function tierGemm(loaded: LoadedTierAddon, numThreads = 0): Gemm {
   const { addon } = loaded;
@@ -95,15 +96,20 @@ export function tierGemm(loaded: LoadedTierAddon, numThreads = 0): Gemm {
       addon.matmulPacked(a, packed.handle, out, m, accumulate, numThreads);
     },
   };
-  const { rmsNorm, siluMul, applyRope, writeKv } = addon;
+  const { rmsNorm, siluMul, applyRope, writeKv, pagedAttention, sampleRow } = addon;
   if (rmsNorm && siluMul && applyRope && writeKv) {
-    attachRowKernels(gemm, {
+    const rows: RowKernels = {
       name: "native",
       rmsNorm: (out, x, weight, numRows, dim, eps) => rmsNorm(out, x, weight, numRows, dim, eps),
       siluMul: (out, gateUp, numRows, ffnLen) => siluMul(out, gateUp, numRows, ffnLen),
       applyRope: (buf, numTokens, rowStride, colOffset, numHeads, headDim, cos, sin) =>
         applyRope(buf, numTokens, rowStride, colOffset, numHeads, headDim, cos, sin),
       writeKv: (...args) => writeKv(...args),
+    };
+    attachGemmKernels(gemm, {
+      rows,
+      pagedAttention: pagedAttention ?? null,
+      sampleRow: sampleRow ?? null,
     });
   }
   return gemm;

@@ -1,6 +1,6 @@
 import { rmsNorm, siluMul } from "./elementwise";
 import { type KvWriter, writeKvRows } from "./kv-cache";
-import { tryLoadNativeAddon } from "./native-addon";
+import { type NativeAddon, tryLoadNativeAddon } from "./native-addon";
 import { applyRope } from "./rope";
 
 /**
@@ -39,15 +39,25 @@ export function tryNativeRowKernels(): RowKernels | null {
   };
 }
 
-/** Row kernels that come with a Gemm (kiln_tier's, ADR 0026), keyed by that Gemm. */
-const gemmRowKernels = new WeakMap<object, RowKernels>();
-
-/** Records the row kernels of the addon behind `gemm` (tierGemm). */
-export function attachRowKernels(gemm: object, rows: RowKernels): void {
-  gemmRowKernels.set(gemm, rows);
+/**
+ * Native kernels that come with a Gemm (kiln_tier's, ADR 0026): its row kernels, its paged
+ * attention (native/attention.cc on the addon's own threads) and its sampler, same contracts as
+ * kiln_gemm's.
+ */
+export interface GemmKernels {
+  readonly rows: RowKernels;
+  readonly pagedAttention: NativeAddon["pagedAttention"] | null;
+  readonly sampleRow: NativeAddon["sampleRow"] | null;
 }
 
-/** The native row kernels that came with `gemm`, or null (oneDNN's, wasm, TypeScript gemms). */
-export function rowKernelsOf(gemm: object): RowKernels | null {
-  return gemmRowKernels.get(gemm) ?? null;
+const gemmKernels = new WeakMap<object, GemmKernels>();
+
+/** Records the native kernels of the addon behind `gemm` (tierGemm; wrappers forward them). */
+export function attachGemmKernels(gemm: object, kernels: GemmKernels): void {
+  gemmKernels.set(gemm, kernels);
+}
+
+/** The native kernels that came with `gemm`, or null (oneDNN's, wasm and TypeScript gemms). */
+export function gemmKernelsOf(gemm: object): GemmKernels | null {
+  return gemmKernels.get(gemm) ?? null;
 }

@@ -34,11 +34,15 @@ export interface TierAddon {
     numThreads: number,
   ): void;
   info(): { library: "native"; isa: "avx512" | "avx2" | "scalar"; maxThreads: number };
-  /** native/elementwise.cc's row kernels (same contracts as NativeAddon's); absent before ADR 0026. */
+  /** native/elementwise.cc's row kernels (same contracts as NativeAddon's; ADR 0026). */
   rmsNorm?: NativeAddon["rmsNorm"];
   siluMul?: NativeAddon["siluMul"];
   applyRope?: NativeAddon["applyRope"];
   writeKv?: NativeAddon["writeKv"];
+  /** native/attention.cc on the addon's own threads (KILN_TIER_POOL). */
+  pagedAttention?: NativeAddon["pagedAttention"];
+  /** native/sampling.cc. */
+  sampleRow?: NativeAddon["sampleRow"];
 }
 
 /** An opaque external value; its memory is freed when it is garbage-collected. */

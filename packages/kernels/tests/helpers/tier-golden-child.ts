@@ -16,7 +16,7 @@ const cases = loadGoldenCases();
 const prompts = cases.map((c) => c.prompt_ids);
 const maxNewTokens = Math.max(...cases.map((c) => c.greedy_ids.length));
 const model = await loadModel(STORIES_DIR);
-const results: Record<string, { tier: string; ids: number[][] }> = {};
+const results: Record<string, { tier: string; kernels: string; ids: number[][] }> = {};
 for (const setting of process.argv.slice(2) as KernelTierSetting[]) {
   const { gemm, tier } = selectKernelTier({ setting, numThreads: 2 });
   const blockSize = 4;
@@ -30,7 +30,11 @@ for (const setting of process.argv.slice(2) as KernelTierSetting[]) {
     chunkLen: 7,
     maxNewTokens,
   });
-  results[setting] = { tier: `${tier.name}/${tier.source}`, ids: ids.map((s) => [...s]) };
+  results[setting] = {
+    tier: `${tier.name}/${tier.source}`,
+    kernels: `${runner.kernels}/${runner.sampling}`,
+    ids: ids.map((s) => [...s]),
+  };
 }
 const maps = readFileSync("/proc/self/maps", "utf8");
 const isOnednnMapped = maps.includes("libdnnl");

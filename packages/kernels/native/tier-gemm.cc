@@ -165,10 +165,11 @@ struct MatmulJob {
 // row of a passes over it, and those rows' block (m × kKBlock) stays in L2.
 constexpr int64_t kKBlock = 256;
 
-// Panels [first, last) for every row of a. Small m (decode): rows outer, each panel read once
-// per tile of rows over the whole K. Large m (prefill): K in blocks of kKBlock, then panel, then
-// rows, so the weights are read from memory once per call instead of once per tile of rows (the
-// first block writes out, or adds to it when accumulating; later blocks add).
+// Panels [first, last) for every row of a: panel outer, tiles of rows inner. Small m (decode,
+// two row tiles or fewer): the whole K at once. Larger m (prefill): K in blocks of kKBlock first,
+// so a panel's block stays in L1 across the row tiles and the weights are read from memory once
+// per call instead of once per tile of rows (the first block writes out, or adds to it when
+// accumulating; later blocks add).
 void runPanels(const MatmulJob& job, int64_t first, int64_t last) {
   const Isa& kernels = isa();
   const int64_t n = job.w->n;

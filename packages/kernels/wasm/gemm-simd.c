@@ -126,3 +126,71 @@ __attribute__((export_name("kiln_pack"))) void kiln_pack(const float* w, float* 
     }
   }
 }
+
+// ---- Row kernels (ADR 0026): the same contracts as native/elementwise.cc, four lanes at a time.
+
+typedef float v4f __attribute__((vector_size(16)));
+typedef int v4i __attribute__((vector_size(16)));
+
+static inline v4f load4(const float* p) { return (v4f)wasm_v128_load(p); }
+static inline void store4(float* p, v4f v) { wasm_v128_store(p, (v128_t)v); }
+static inline v4f splat4(float x) { return (v4f)wasm_f32x4_splat(x); }
+
+// exp(x) for x ≤ 0 (Cephes expf, as native/simd.h expNonPositive): 0 below −86.
+static inline v4f exp_non_positive(v4f x) {
+  const v4i tiny = x < splat4(-86.0f);
+  x = (v4f)wasm_v128_bitselect((v128_t)splat4(-86.0f), (v128_t)x, (v128_t)tiny);
+  v4i n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, v4i);
+  v4f nf = __builtin_convertvector(n, v4f);
+  v4f r = x - nf * 0.693359375f + nf * 2.12194440e-4f;
+  v4f p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const v4f e = p * (v4f)((n + 127) << 23);
+  return (v4f)wasm_v128_andnot((v128_t)e, (v128_t)tiny);
+}
+
+// silu(g) = g · sigmoid(g), exp taken of −|g| only.
+static inline v4f silu4(v4f g) {
+  const v4i neg = g < splat4(0.0f);
+  const v4f e = exp_non_positive((v4f)wasm_v128_bitselect((v128_t)g, (v128_t)(-g), (v128_t)neg));
+  const v4f num = (v4f)wasm_v128_bitselect((v128_t)e, (v128_t)splat4(1.0f), (v128_t)neg);
+  return g * (num / (splat4(1.0f) + e));
+}
+
+// out[r, i] = silu(gateUp[r, i]) · gateUp[r, ffn + i] for rows [r0, r1).
+__attribute__((export_name("kiln_silu_mul"))) void kiln_silu_mul(float* out, const float* gateUp,
+                                                                  int ffn, int r0, int r1) {
+  const int full = ffn / 4 * 4;
+  for (int r = r0; r < r1; r++) {
+    const float* gate = gateUp + (size_t)r * 2 * ffn;
+    const float* up = gate + ffn;
+    float* o = out + (size_t)r * ffn;
+    for (int i = 0; i < full; i += 4) store4(o + i, silu4(load4(gate + i)) * load4(up + i));
+    for (int i = full; i < ffn; i++) o[i] = silu4(splat4(gate[i]))[0] * up[i];
+  }
+}
+
+// out[r, :] = x[r, :] / sqrt(mean(x[r, :]²) + eps) · weight for rows [r0, r1); out may alias x.
+__attribute__((export_name("kiln_rms_norm"))) void kiln_rms_norm(float* out, const float* x,
+                                                                  const float* weight, int dim,
+                                                                  float eps, int r0, int r1) {
+  const int full = dim / 4 * 4;
+  for (int r = r0; r < r1; r++) {
+    const float* xr = x + (size_t)r * dim;
+    float* o = out + (size_t)r * dim;
+    v4f acc = splat4(0.0f);
+    for (int i = 0; i < full; i += 4) {
+      const v4f v = load4(xr + i);
+      acc += v * v;
+    }
+    double sumSq = (double)acc[0] + acc[1] + acc[2] + acc[3];
+    for (int i = full; i < dim; i++) sumSq += (double)xr[i] * xr[i];
+    const float inv = (float)(1.0 / __builtin_sqrt(sumSq / dim + eps));
+    for (int i = 0; i < full; i += 4) store4(o + i, load4(xr + i) * inv * load4(weight + i));
+    for (int i = full; i < dim; i++) o[i] = (xr[i] * inv) * weight[i];
+  }
+}

@@ -9,7 +9,7 @@ import { applyRope } from "./rope";
  * from TypeScript by float32 rounding only (see the tests).
  */
 export interface RowKernels {
-  readonly name: "typescript" | "native";
+  readonly name: "typescript" | "native" | "wasm";
   readonly rmsNorm: typeof rmsNorm;
   readonly siluMul: typeof siluMul;
   readonly applyRope: typeof applyRope;
@@ -40,7 +40,7 @@ export function tryNativeRowKernels(): RowKernels | null {
 }
 
 /**
- * Native kernels that come with a Gemm (kiln_tier's, ADR 0026): its row kernels, its paged
+ * Kernels that come with a Gemm (kiln_tier's native ones, or the wasm tier's rows: ADR 0026): its row kernels, its paged
  * attention (native/attention.cc on the addon's own threads) and its sampler, same contracts as
  * kiln_gemm's.
  */

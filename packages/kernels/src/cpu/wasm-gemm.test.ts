@@ -1,7 +1,9 @@
 import { mulberry32 } from "@kiln/test-support";
 import { describe, expect, it } from "vitest";
+import { rmsNorm, siluMul } from "./elementwise";
 import { typescriptGemm } from "./gemm";
 import { selectKernelTier } from "./kernel-tier";
+import { gemmKernelsOf } from "./row-kernels";
 import { createWasmGemm, loadWasmGemmModule } from "./wasm-gemm";
 import { WasmHeap } from "./wasm-heap";
 
@@ -44,6 +46,38 @@ describe("wasm-simd GEMM", () => {
             expect(got[i]).toBeCloseTo(want[i]!, 4);
             expect(unpacked[i]).toBeCloseTo(want[i]!, 4);
           }
+        }
+      }
+    });
+  }
+
+  for (const numThreads of [1, 3]) {
+    it(`its SiLU·mul and RMSNorm match TypeScript's (${numThreads} threads)`, () => {
+      const rows = gemmKernelsOf(createWasmGemm(module, numThreads))!.rows;
+      expect(rows.name).toBe("wasm");
+      const rand = mulberry32(5);
+      for (const [numRows, len] of [
+        [1, 7],
+        [3, 64],
+        [40, 2051], // threaded, ragged
+      ] as const) {
+        const gateUp = Float32Array.from({ length: numRows * 2 * len }, () => 20 * rand() - 10);
+        const want = new Float32Array(numRows * len);
+        const got = new Float32Array(numRows * len);
+        siluMul(want, gateUp, numRows, len);
+        rows.siluMul(got, gateUp, numRows, len);
+        for (let i = 0; i < want.length; i++) {
+          expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(1e-5 * (1 + Math.abs(want[i]!)));
+        }
+        const x = Float32Array.from({ length: numRows * len }, () => 4 * rand() - 2);
+        const weight = Float32Array.from({ length: len }, () => rand() + 0.5);
+        rmsNorm(want, x, weight, numRows, len, 1e-5);
+        const inPlace = x.slice();
+        rows.rmsNorm(inPlace, inPlace, weight, numRows, len, 1e-5); // out may alias x
+        for (let i = 0; i < want.length; i++) {
+          expect(Math.abs(inPlace[i]! - want[i]!)).toBeLessThanOrEqual(
+            1e-5 * (1 + Math.abs(want[i]!)),
+          );
         }
       }
     });

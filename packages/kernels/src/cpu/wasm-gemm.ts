@@ -2,9 +2,19 @@ import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Gemm, PackedWeights } from "./gemm";
+import { writeKvRows } from "./kv-cache";
+import { applyRope } from "./rope";
+import { attachGemmKernels, type RowKernels } from "./row-kernels";
 import { type WasmModule, wasmApi } from "./wasm-api";
 import { WasmHeap } from "./wasm-heap";
-import { type GemmExports, OP_PACK_THEN_GEMM, OP_PACKED, WasmThreads } from "./wasm-threads";
+import {
+  type GemmExports,
+  OP_PACK_THEN_GEMM,
+  OP_PACKED,
+  OP_RMS_NORM,
+  OP_SILU_MUL,
+  WasmThreads,
+} from "./wasm-threads";
 
 /**
  * The WebAssembly SIMD GEMM tier (ADR 0026): wasm/gemm-simd.c compiled to wasm32 + SIMD128 and
@@ -12,7 +22,8 @@ import { type GemmExports, OP_PACK_THEN_GEMM, OP_PACKED, WasmThreads } from "./w
  * so it runs on every platform Node runs on, with no compiler. Weights are packed once into the
  * module's shared memory (panels of 8 columns); each product copies a (and out when
  * accumulating) in, runs on the calling thread plus helper worker_threads (wasm-threads.ts) and
- * copies out back. Products throw RangeError on arrays shorter than their shape and TypeError
+ * copies out back. SiLU·mul and RMSNorm come attached as row kernels on the same threads
+ * (row-kernels.ts gemmKernelsOf); RoPE and KV writes stay TypeScript. Products throw RangeError on arrays shorter than their shape and TypeError
  * on weights packed by another Gemm; packWeights throws RangeError past wasm32's 4 GiB.
  */
 
@@ -23,6 +34,7 @@ export const WASM_GEMM_PATH = fileURLToPath(
 const NR = 8; // columns per panel (gemm-simd.c)
 const TIER_NAME = "wasm-simd";
 const SERIAL_FLOPS = 200_000; // below this a wake-up costs more than it saves
+const SERIAL_ROW_FLOATS = 65_536; // the same for the row kernels
 
 /** KILN_NATIVE_THREADS, OMP_NUM_THREADS or all CPUs (as the native tiers count). */
 export function defaultWasmThreads(env: NodeJS.ProcessEnv = process.env): number {
@@ -151,7 +163,44 @@ export function createWasmGemm(module: WasmModule, numThreads = 0): Gemm {
     );
     out.set(f32.subarray(outPtr / 4, outPtr / 4 + m * n));
   };
-  return {
+  const rowThreads = (numFloats: number, st: WasmState) =>
+    numFloats < SERIAL_ROW_FLOATS ? 1 : st.threads.numThreads;
+  const rows: RowKernels = {
+    name: "wasm",
+    siluMul(out, gateUp, numRows, ffnLen) {
+      checkLen(out, numRows * ffnLen, "out");
+      checkLen(gateUp, numRows * 2 * ffnLen, "gateUp");
+      if (numRows === 0 || ffnLen === 0) return;
+      const st = state();
+      const inBytes = Math.ceil((8 * numRows * ffnLen) / 64) * 64;
+      const inPtr = scratchFor(st, inBytes + 4 * numRows * ffnLen);
+      const outPtr = inPtr + inBytes;
+      const f32 = st.heap.f32;
+      f32.set(gateUp.subarray(0, 2 * numRows * ffnLen), inPtr / 4);
+      const args = [inPtr, 0, outPtr, numRows, ffnLen, 0, 0, numRows, 0];
+      st.threads.run(OP_SILU_MUL, args, rowThreads(numRows * ffnLen, st));
+      out.set(f32.subarray(outPtr / 4, outPtr / 4 + numRows * ffnLen));
+    },
+    rmsNorm(out, x, weight, numRows, dim, eps) {
+      checkLen(out, numRows * dim, "out");
+      checkLen(x, numRows * dim, "x");
+      checkLen(weight, dim, "weight");
+      if (numRows === 0 || dim === 0) return;
+      const st = state();
+      const xBytes = Math.ceil((4 * numRows * dim) / 64) * 64;
+      const xPtr = scratchFor(st, xBytes + 4 * dim);
+      const wPtr = xPtr + xBytes;
+      const f32 = st.heap.f32;
+      f32.set(x.subarray(0, numRows * dim), xPtr / 4);
+      f32.set(weight.subarray(0, dim), wPtr / 4);
+      const args = [xPtr, wPtr, xPtr, numRows, dim, 0, 0, numRows, 0];
+      st.threads.run(OP_RMS_NORM, args, rowThreads(numRows * dim, st), eps);
+      out.set(f32.subarray(xPtr / 4, xPtr / 4 + numRows * dim));
+    },
+    applyRope,
+    writeKv: writeKvRows,
+  };
+  const gemm: Gemm = {
     name: TIER_NAME,
     matmulTransB(a, w, out, m, n, k, accumulate = false) {
       checkLen(w, n * k, "w");
@@ -174,4 +223,6 @@ export function createWasmGemm(module: WasmModule, numThreads = 0): Gemm {
       product(a, packed, out, m, packed.n, packed.k, accumulate);
     },
   };
+  attachGemmKernels(gemm, { rows, pagedAttention: null, sampleRow: null });
+  return gemm;
 }

@@ -8,7 +8,7 @@ import { createWasmGemm, loadWasmGemmModule } from "./wasm-gemm";
 import { WasmHeap } from "./wasm-heap";
 
 // The WebAssembly SIMD GEMM (ADR 0026) against the TypeScript one: ragged shapes (rows not a
-// multiple of its 6-row tile, columns not of its 8-column panels, K over its 256 block), views,
+// multiple of its 4-row tile, columns not of its 8-column panels, K over its 256 block), views,
 // accumulate, K = 0, one and three threads (helper worker_threads over the shared memory).
 
 const module = loadWasmGemmModule();

@@ -10,6 +10,7 @@ import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import {
+  attachGemmKernels,
   type CpuModelRunner,
   createGemm,
   createKvLayer,
@@ -17,6 +18,7 @@ import {
   describeNativeGemm,
   type Gemm,
   gemmForWeightDtype,
+  gemmKernelsOf,
   loadCpuModelRunner,
   NativeAttention,
   type PackedWeights,
@@ -98,6 +100,8 @@ class TimedGemm implements Gemm {
   constructor(inner: Gemm) {
     this.inner = inner;
     this.name = inner.name;
+    const kernels = gemmKernelsOf(inner); // kiln_tier's attention and row kernels follow its gemm
+    if (kernels !== null) attachGemmKernels(this, kernels);
   }
 
   matmulTransB(...args: Parameters<Gemm["matmulTransB"]>): void {

@@ -1,7 +1,8 @@
 // Kernel tiers side by side (ADR 0022): bench/src/forward.ts on llama-110m once per tier, in
 // one run, each tier in its own process. Every tier but onednn runs with KILN_DISABLE_ONEDNN=1,
 // so oneDNN cannot load (its dlopen is refused). Prints decode batch 16 and prefill tokens/s and
-// each tier's share of the oneDNN path's; the issue #22 target is ≥ 50% for the native tiers.
+// each tier's share of the oneDNN path's, per round and best of rounds; the issue #22 target is
+// ≥ 50% for the native tiers. The wasm tier (ADR 0026) is the portable one.
 //   npm run bench:tiers [-- --seconds 3] [--prefill 256] [--rounds 1] [--typescript]
 // --typescript adds the TypeScript tier (1–2% of oneDNN: slow to measure). The machine may be
 // shared: compare tiers within one run, not across runs.
@@ -36,6 +37,8 @@ function measure(run: TierRun, args: readonly string[]): { decode: number; prefi
   return { decode: tps("decode batch 16"), prefill: tps("prefill") };
 }
 
+const pctOf = (x: number, b: number) => `${((100 * x) / b).toFixed(0)}%`;
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -53,6 +56,7 @@ async function main(): Promise<void> {
       tier: "native-avx2-prebuilt",
       env: { KILN_KERNEL_TIER: "native-prebuilt", KILN_NATIVE_ISA: "avx2", ...NO_ONEDNN },
     },
+    { tier: "wasm", env: { KILN_KERNEL_TIER: "wasm", ...NO_ONEDNN } },
   ];
   if (values.typescript)
     runs.push({ tier: "typescript", env: { KILN_KERNEL_TIER: "typescript", ...NO_ONEDNN } });
@@ -67,7 +71,9 @@ async function main(): Promise<void> {
     values.seconds,
   ];
   const best = new Map<string, { decode: number; prefill: number }>();
+  const perRound: string[] = [];
   // Rounds interleave the tiers, so a neighbour's load spreads over all of them; best of rounds.
+  let roundBase: { decode: number; prefill: number } | undefined;
   for (let round = 0; round < Number(values.rounds); round++) {
     for (const run of runs) {
       const r = measure(
@@ -82,8 +88,16 @@ async function main(): Promise<void> {
         prefill: Math.max(prev?.prefill ?? 0, r.prefill),
       });
       console.error(`${run.tier}: decode b16 ${r.decode} tok/s, prefill ${r.prefill} tok/s`);
+      const ref = run.tier === "onednn" ? r : roundBase;
+      roundBase = ref;
+      if (run.tier !== "onednn" && ref !== undefined) {
+        perRound.push(
+          `round ${round + 1} ${run.tier.padEnd(22)} decode b16 ${pctOf(r.decode, ref.decode)}, prefill ${pctOf(r.prefill, ref.prefill)} of this round's oneDNN`,
+        );
+      }
     }
   }
+  console.log(`\n${perRound.join("\n")}`);
   const base = best.get("onednn")!;
   const pct = (x: number, b: number) => `${((100 * x) / b).toFixed(0)}%`;
   console.log(

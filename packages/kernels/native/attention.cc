@@ -5,7 +5,8 @@
 // positions 0..that position; query head h reads KV head h / (numHeads / numKvHeads).
 //
 // Work is split into items, one per (sequence, KV head), taken from a shared counter by the
-// calling thread's OpenMP team (libgomp through onednn.h, the team oneDNN uses), so a thread
+// calling thread's OpenMP team (libgomp through onednn.h, the team oneDNN uses; in kiln_tier,
+// built with KILN_TIER_POOL, the threads of tier-pool.h instead), so a thread
 // that loses its core to another process simply takes fewer items. Each item walks its query
 // rows four at a time (so a prefill chunk or a GQA group reads each key and value once per four
 // rows); a row scores every visible key, takes an exact softmax (max-subtracted, float32) and
@@ -21,8 +22,12 @@
 #include <vector>
 
 #include "napi-args.h"
-#include "onednn.h"
 #include "simd.h"
+#ifdef KILN_TIER_POOL
+#include "tier-pool.h"  // kiln_tier (ADR 0026): its own thread pool instead of oneDNN's OpenMP team
+#else
+#include "onednn.h"
+#endif
 
 namespace kiln {
 namespace {
@@ -210,9 +215,7 @@ KILN_MULTIVERSION void attendItem(const Job& job, int64_t item, float* scratch,
   }
 }
 
-void runTeamMember(void* data) {
-  Job& job = *static_cast<Job*>(data);
-  const int thread = onednn().ompGetThreadNum();
+void runMember(Job& job, int thread) {
   float* scratch = job.scratch + thread * job.scratchStride;
   int64_t* offsets = job.offsets + thread * job.paddedKeys;
   for (;;) {
@@ -221,6 +224,12 @@ void runTeamMember(void* data) {
     attendItem(job, item, scratch, offsets);
   }
 }
+
+#ifndef KILN_TIER_POOL
+void runTeamMember(void* data) {
+  runMember(*static_cast<Job*>(data), onednn().ompGetThreadNum());
+}
+#endif
 
 void fail(const Napi::Env& env, const std::string& message) {
   throw Napi::RangeError::New(env, "pagedAttention: " + message);
@@ -312,9 +321,13 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   job.numItems = static_cast<int64_t>(job.itemSeqs.size()) * job.numKvHeads;
   if (job.numItems == 0) return env.Undefined();
   job.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(job.headDim)));
-  setNumThreads(numThreads);
   const bool isParallel = plan.numScores >= kMinParallelScores;
+#ifdef KILN_TIER_POOL
+  const int teamSize = isParallel ? (numThreads > 0 ? numThreads : defaultThreads()) : 1;
+#else
+  setNumThreads(numThreads);
   const int teamSize = isParallel ? onednn().ompGetMaxThreads() : 1;
+#endif
   job.paddedKeys = roundUp(plan.maxContextLen, kLanes);
   job.scratchStride = kTileRows * (job.paddedKeys + 2 * job.headDim);
   std::vector<float> scratch(job.scratchStride * teamSize);
@@ -322,7 +335,14 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   job.scratch = scratch.data();
   job.offsets = offsets.data();
   if (isParallel) {
+#ifdef KILN_TIER_POOL
+    // One share per member; members still take items from the shared counter.
+    parallelFor(teamSize, teamSize, [&job](int64_t first, int64_t last) {
+      for (int64_t t = first; t < last; t++) runMember(job, static_cast<int>(t));
+    });
+#else
     onednn().gompParallel(runTeamMember, &job, static_cast<unsigned>(teamSize), 0);
+#endif
   } else {
     for (int64_t item = 0; item < job.numItems; item++) {
       attendItem(job, item, job.scratch, job.offsets);

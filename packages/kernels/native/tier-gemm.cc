@@ -4,6 +4,10 @@
 //   packWeights(w, n, k) → handle   w [N,K] copied into panels of kPanel rows, k-major
 //   matmulPacked(a, handle, out, m, accumulate, numThreads)   out[M,N] = a[M,K]·wᵀ (+ out)
 //   info() → { library: "native", isa: "avx512" | "avx2" | "scalar", maxThreads }
+//   rmsNorm, siluMul, applyRope, writeKv   native/elementwise.cc's row kernels (ADR 0026: the
+//                                          TypeScript ones were ~40% of the tier's prefill)
+//   pagedAttention                         native/attention.cc on this addon's thread pool
+//   sampleRow                              native/sampling.cc
 //
 // Kernels: one register tile of kRows rows × kPanel (32) columns per inner loop, compiled three
 // times (AVX-512F, AVX2+FMA, plain C++) with target attributes and chosen once at load time by
@@ -157,19 +161,34 @@ struct MatmulJob {
   const float* weights = nullptr;  // the panels; w->data when null
 };
 
-// Panels [first, last) for every row of a.
+// K per cache block: one panel's block (kKBlock × kPanel floats, 32 KiB) stays in L1 while every
+// row of a passes over it, and those rows' block (m × kKBlock) stays in L2.
+constexpr int64_t kKBlock = 256;
+
+// Panels [first, last) for every row of a: panel outer, tiles of rows inner. Small m (decode,
+// two row tiles or fewer): the whole K at once. Larger m (prefill): K in blocks of kKBlock first,
+// so a panel's block stays in L1 across the row tiles and the weights are read from memory once
+// per call instead of once per tile of rows (the first block writes out, or adds to it when
+// accumulating; later blocks add).
 void runPanels(const MatmulJob& job, int64_t first, int64_t last) {
   const Isa& kernels = isa();
   const int64_t n = job.w->n;
   const int64_t k = job.w->k;
-  for (int64_t i = 0; i < job.m; i += kernels.rows) {
-    int64_t rows = std::min(kernels.rows, job.m - i);
+  const float* panels = job.weights != nullptr ? job.weights : job.w->data.get();
+  const int64_t kBlock = job.m <= 2 * kernels.rows ? std::max<int64_t>(k, 1) : kKBlock;
+  for (int64_t p0 = 0; p0 < k || p0 == 0; p0 += kBlock) {
+    const int64_t kc = std::min(kBlock, k - p0);
+    const bool isAccumulate = job.isAccumulate || p0 > 0;
     for (int64_t panel = first; panel < last; panel++) {
       int64_t cols = std::min(kPanel, n - panel * kPanel);
-      const float* panels = job.weights != nullptr ? job.weights : job.w->data.get();
-      kernels.tile(job.a + i * k, k, panels + panel * kPanel * k, k, rows,
-                   job.out + i * n + panel * kPanel, n, cols, job.isAccumulate);
+      const float* block = panels + panel * kPanel * k + p0 * kPanel;
+      for (int64_t i = 0; i < job.m; i += kernels.rows) {
+        int64_t rows = std::min(kernels.rows, job.m - i);
+        kernels.tile(job.a + i * k + p0, k, block, kc, rows, job.out + i * n + panel * kPanel, n,
+                     cols, isAccumulate);
+      }
     }
+    if (k == 0) break;
   }
 }
 
@@ -271,11 +290,23 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 }  // namespace
 }  // namespace kiln
 
+namespace kiln {
+// native/elementwise.cc (also in kiln_gemm): rmsNorm, siluMul, applyRope, writeKv.
+void registerElementwise(Napi::Env env, Napi::Object exports);
+// native/attention.cc built with KILN_TIER_POOL: pagedAttention on tier-pool.h's threads.
+void registerAttention(Napi::Env env, Napi::Object exports);
+// native/sampling.cc: sampleRow.
+void registerSampling(Napi::Env env, Napi::Object exports);
+}  // namespace kiln
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("packWeights", Napi::Function::New(env, kiln::PackWeights, "packWeights"));
   exports.Set("matmulPacked", Napi::Function::New(env, kiln::MatmulPacked, "matmulPacked"));
   exports.Set("matmulTransB", Napi::Function::New(env, kiln::MatmulTransB, "matmulTransB"));
   exports.Set("info", Napi::Function::New(env, kiln::Info, "info"));
+  kiln::registerElementwise(env, exports);
+  kiln::registerAttention(env, exports);
+  kiln::registerSampling(env, exports);
   return exports;
 }
 

@@ -54,7 +54,14 @@ export {
 export { type CpuSampling, type RowSampler, tryNativeRowSampler } from "./cpu/native-sampling";
 export { type AttentionShape, PagedAttention } from "./cpu/paged-attention";
 export { gemmForWeightDtype, quantizedGemm } from "./cpu/quantized-gemm";
+export {
+  attachGemmKernels,
+  type GemmKernels,
+  gemmKernelsOf,
+  type RowKernels,
+} from "./cpu/row-kernels";
 export { type LoadedTierAddon, loadTierAddonFrom, type TierAddonSource } from "./cpu/tier-addon";
+export { createWasmGemm, loadWasmGemmModule, WASM_GEMM_PATH } from "./cpu/wasm-gemm";
 export {
   INT8_GROUP_SIZE,
   parseWeightDtype,

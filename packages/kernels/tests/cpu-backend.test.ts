@@ -40,7 +40,9 @@ describe("createCpuBackend (worker thread)", () => {
       vocabSize: 512,
       maxModelLen: 512,
       // The tier the thread's GEMM runs (ADR 0022): oneDNN when it loads, else the addon's own.
-      kernelTier: expect.stringMatching(/^(onednn|native-(avx512|avx2|scalar)|typescript)$/),
+      kernelTier: expect.stringMatching(
+        /^(onednn|native-(avx512|avx2|scalar)|wasm-simd|typescript)$/,
+      ),
     });
   });
 

@@ -7,6 +7,7 @@ import { Gauge, type Registry } from "@kiln/telemetry";
 
 /** Tiers that run far below the fast path (ADR 0022: 1–2% of oneDNN's tokens/s). */
 const SLOW_TIERS = new Set(["typescript", "native-scalar"]);
+const WASM_TIER = "wasm-simd";
 
 /**
  * Takes `--kernel-tier <t>` and `--require-native` out of argv and applies them as
@@ -36,7 +37,8 @@ export interface KernelTierReport {
 /**
  * Checks the tier the backend runs. A slow tier the operator did not force (KILN_KERNEL_TIER)
  * throws when KILN_REQUIRE_NATIVE=1, else writes a loud warning to stderr saying what it costs
- * and how to get the fast one.
+ * and how to get the fast one. The WebAssembly tier (wasm-simd, ADR 0026) does not warn but,
+ * unless forced, is an error under KILN_REQUIRE_NATIVE=1 too (it is not native).
  */
 export function checkKernelTier(tier: string, env: NodeJS.ProcessEnv): KernelTierReport {
   const isSlow = SLOW_TIERS.has(tier);
@@ -46,10 +48,12 @@ export function checkKernelTier(tier: string, env: NodeJS.ProcessEnv): KernelTie
   } catch (err) {
     detail = err instanceof Error ? err.message : String(err);
   }
-  const isForced = env.KILN_KERNEL_TIER === tier;
-  if (isSlow && !isForced && env.KILN_REQUIRE_NATIVE === "1") {
+  const isForced =
+    env.KILN_KERNEL_TIER === tier || (env.KILN_KERNEL_TIER === "wasm" && tier === WASM_TIER);
+  // The WebAssembly tier is the portable one (ADR 0026): no banner, but not native either.
+  if ((isSlow || tier === WASM_TIER) && !isForced && env.KILN_REQUIRE_NATIVE === "1") {
     throw new Error(
-      `KILN_REQUIRE_NATIVE=1 but the CPU kernels run the slow "${tier}" tier: ${detail}`,
+      `KILN_REQUIRE_NATIVE=1 but the CPU kernels run the ${isSlow ? "slow " : ""}"${tier}" tier: ${detail}`,
     );
   }
   if (isSlow && !isForced) {
@@ -58,7 +62,8 @@ export function checkKernelTier(tier: string, env: NodeJS.ProcessEnv): KernelTie
       `${bar}\nkiln worker: WARNING: the CPU kernels run the slow "${tier}" tier, about 1-2% of the\n` +
         `fast path's tokens/s (docs/benchmarks.md). Why: ${detail}\n` +
         "Fast tier: the prebuilt packages/kernels/prebuilds/linux-x64/kiln_tier.node (linux-x64),\n" +
-        "or a C++ compiler (npm run build -w @kiln/kernels); KILN_REQUIRE_NATIVE=1 makes this an error.\n" +
+        "a C++ compiler (npm run build -w @kiln/kernels), or the WebAssembly tier (KILN_KERNEL_TIER=wasm,\n" +
+        "every platform); KILN_REQUIRE_NATIVE=1 makes this an error.\n" +
         `${bar}\n`,
     );
   }
@@ -69,7 +74,7 @@ export function checkKernelTier(tier: string, env: NodeJS.ProcessEnv): KernelTie
 export function registerKernelTierGauge(registry: Registry, tier: string): void {
   const gauge = new Gauge({
     name: "kiln_worker_kernel_tier_info",
-    help: "The CPU kernel tier in use (onednn, native-avx512, native-avx2, native-scalar, typescript)",
+    help: "The CPU kernel tier in use (onednn, native-avx512, native-avx2, native-scalar, wasm-simd, typescript)",
     labelNames: ["tier"],
     registers: [registry],
   });

@@ -32,6 +32,36 @@ describe("a worker without oneDNN names its kernel tier", () => {
   });
 });
 
+describe("a worker without any native tier runs the wasm tier", () => {
+  let worker: ServiceProcess | undefined;
+  afterAll(async () => {
+    await worker?.stop();
+  });
+
+  it("auto picks wasm-simd and names it", { timeout: 90_000 }, async () => {
+    const metricsPort = await freePort();
+    worker = await startServiceProcess(
+      "worker",
+      resolve(REPO_ROOT, "services/worker/src/main.ts"),
+      {
+        args: ["--model", STORIES_DIR, "--port", "0"],
+        cwd: REPO_ROOT,
+        env: {
+          KILN_DISABLE_ONEDNN: "1",
+          KILN_DISABLE_NATIVE_TIER: "1",
+          KILN_KERNEL_TIER: "",
+          KILN_WORKER_METRICS_PORT: String(metricsPort),
+        },
+        timeoutMs: 80_000,
+      },
+    );
+    const listening = worker.jsonLines.find((l) => l.event === "listening")!;
+    expect(listening.kernelTier).toBe("wasm-simd");
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(metrics).toContain('kiln_worker_kernel_tier_info{tier="wasm-simd"} 1');
+  });
+});
+
 describe("start-up checks", () => {
   it("flags set the environment the backend thread inherits; bad tiers are refused", () => {
     const env: NodeJS.ProcessEnv = {};
@@ -57,6 +87,14 @@ describe("start-up checks", () => {
       write.mockClear();
       expect(checkKernelTier("native-avx512", { KILN_REQUIRE_NATIVE: "1" }).isSlow).toBe(false);
       expect(write).not.toHaveBeenCalled();
+      expect(checkKernelTier("wasm-simd", {}).isSlow).toBe(false);
+      expect(write).not.toHaveBeenCalled();
+      expect(() => checkKernelTier("wasm-simd", { KILN_REQUIRE_NATIVE: "1" })).toThrow(
+        /KILN_REQUIRE_NATIVE=1 .*"wasm-simd"/,
+      );
+      expect(
+        checkKernelTier("wasm-simd", { KILN_REQUIRE_NATIVE: "1", KILN_KERNEL_TIER: "wasm" }).isSlow,
+      ).toBe(false);
     } finally {
       write.mockRestore();
     }

@@ -17,10 +17,10 @@ export interface NativeAttentionOptions {
  * arrays or in a SIMD layer's WebAssembly memory. Not reentrant per thread.
  */
 export class NativeAttention {
-  private readonly native: NativeAddon;
+  private readonly native: Pick<NativeAddon, "pagedAttention">;
   private readonly numThreads: number;
 
-  private constructor(native: NativeAddon, numThreads: number) {
+  private constructor(native: Pick<NativeAddon, "pagedAttention">, numThreads: number) {
     this.native = native;
     this.numThreads = numThreads;
   }
@@ -30,6 +30,15 @@ export class NativeAttention {
     checkNumThreads(opts.numThreads);
     const native = tryLoadNativeAddon();
     return native === null ? null : new NativeAttention(native, opts.numThreads ?? 0);
+  }
+
+  /** The same kernel from another addon (kiln_tier's, on its own threads: ADR 0026). */
+  static fromKernel(
+    pagedAttention: NativeAddon["pagedAttention"],
+    opts: NativeAttentionOptions = {},
+  ): NativeAttention {
+    checkNumThreads(opts.numThreads);
+    return new NativeAttention({ pagedAttention }, opts.numThreads ?? 0);
   }
 
   /**

@@ -1,16 +1,25 @@
 import { type Gemm, loadNativeGemm, type PackedWeights, typescriptGemm } from "./gemm";
 import { checkNumThreads, nativeAddonError } from "./native-addon";
+import { attachGemmKernels, type RowKernels } from "./row-kernels";
 import { type LoadedTierAddon, loadTierAddonFrom, type TierPackedHandle } from "./tier-addon";
+import {
+  createWasmGemm,
+  defaultWasmThreads,
+  loadWasmGemmModule,
+  WASM_GEMM_PATH,
+} from "./wasm-gemm";
 
 /**
  * Kernel tiers of the CPU backend (ADR 0022), fastest first:
  *   onednn          the kiln_gemm addon over the system's oneDNN (optional accelerator)
  *   native-avx512 / native-avx2 / native-scalar   kiln_tier, the addon's own GEMM, built from
  *                   source or loaded from the committed prebuilt binary
+ *   wasm-simd       the committed WebAssembly SIMD GEMM on worker_threads over shared memory
+ *                   (ADR 0026): every platform, the automatic choice where no native tier loads
  *   typescript      pure TypeScript GEMM (attention and row kernels in WebAssembly SIMD)
  *
  * KILN_KERNEL_TIER (worker flag --kernel-tier) forces one: auto (default: the first that
- * loads), onednn, native (source build, else prebuilt), native-source, native-prebuilt,
+ * loads), onednn, native (source build, else prebuilt), native-source, native-prebuilt, wasm,
  * typescript. A forced tier that cannot load is an error, never a silent fallback.
  */
 export const KERNEL_TIER_SETTINGS = [
@@ -19,15 +28,16 @@ export const KERNEL_TIER_SETTINGS = [
   "native",
   "native-source",
   "native-prebuilt",
+  "wasm",
   "typescript",
 ] as const;
 export type KernelTierSetting = (typeof KERNEL_TIER_SETTINGS)[number];
 
 export interface KernelTier {
-  /** onednn, native-avx512, native-avx2, native-scalar or typescript. */
+  /** onednn, native-avx512, native-avx2, native-scalar, wasm-simd or typescript. */
   readonly name: string;
-  /** Where the kernels come from: the system's oneDNN, a source build, the prebuilt, TypeScript. */
-  readonly source: "onednn" | "source" | "prebuilt" | "typescript";
+  /** Where the kernels come from: oneDNN, a source build, the prebuilt, the wasm, TypeScript. */
+  readonly source: "onednn" | "source" | "prebuilt" | "wasm" | "typescript";
   /** False for the tiers that run well under half the fast path's speed (typescript, scalar). */
   readonly isFast: boolean;
   /** One line for logs: the library, its ISA or path, and why faster tiers did not load. */
@@ -62,7 +72,11 @@ class TierPackedWeights implements PackedWeights {
   ) {}
 }
 
-/** The kiln_tier GEMM as a Gemm; matmulTransB packs into a reused buffer (attention, LoRA). */
+/**
+ * The kiln_tier GEMM as a Gemm; matmulTransB packs into a reused buffer (attention, LoRA). The
+ * addon's row kernels (norms, SiLU, RoPE, KV writes) and paged attention come attached
+ * (row-kernels.ts gemmKernelsOf).
+ */
 export function tierGemm(loaded: LoadedTierAddon, numThreads = 0): Gemm {
   const { addon } = loaded;
   const name = `native-${addon.info().isa}`;
@@ -82,6 +96,22 @@ export function tierGemm(loaded: LoadedTierAddon, numThreads = 0): Gemm {
       addon.matmulPacked(a, packed.handle, out, m, accumulate, numThreads);
     },
   };
+  const { rmsNorm, siluMul, applyRope, writeKv, pagedAttention, sampleRow } = addon;
+  if (rmsNorm && siluMul && applyRope && writeKv) {
+    const rows: RowKernels = {
+      name: "native",
+      rmsNorm: (out, x, weight, numRows, dim, eps) => rmsNorm(out, x, weight, numRows, dim, eps),
+      siluMul: (out, gateUp, numRows, ffnLen) => siluMul(out, gateUp, numRows, ffnLen),
+      applyRope: (buf, numTokens, rowStride, colOffset, numHeads, headDim, cos, sin) =>
+        applyRope(buf, numTokens, rowStride, colOffset, numHeads, headDim, cos, sin),
+      writeKv: (...args) => writeKv(...args),
+    };
+    attachGemmKernels(gemm, {
+      rows,
+      pagedAttention: pagedAttention ?? null,
+      sampleRow: sampleRow ?? null,
+    });
+  }
   return gemm;
 }
 
@@ -117,7 +147,7 @@ export function selectKernelTier(opts: { setting?: KernelTierSetting; numThreads
     throw new Error("KILN_KERNEL_TIER=onednn but KILN_DISABLE_ONEDNN=1");
   }
   if (setting === "onednn") throw new Error(`KILN_KERNEL_TIER=onednn unavailable: ${reasons[0]}`);
-  if (setting !== "typescript") {
+  if (setting !== "typescript" && setting !== "wasm") {
     const sources =
       setting === "native-source"
         ? (["source"] as const)
@@ -135,6 +165,20 @@ export function selectKernelTier(opts: { setting?: KernelTierSetting; numThreads
     if (setting !== "auto") {
       throw new Error(`KILN_KERNEL_TIER=${setting} unavailable: ${reasons.join("; ")}`);
     }
+  }
+  if (setting === "auto" || setting === "wasm") {
+    const module = loadWasmGemmModule();
+    if (typeof module !== "string") {
+      const threads = opts.numThreads ?? defaultWasmThreads();
+      const why = reasons.length > 0 ? `; ${reasons.join("; ")}` : "";
+      const detail = `WebAssembly SIMD GEMM (${WASM_GEMM_PATH}, ${threads} threads)${why}`;
+      return {
+        gemm: createWasmGemm(module, threads),
+        tier: { name: "wasm-simd", source: "wasm", isFast: true, detail },
+      };
+    }
+    reasons.push(`wasm: ${module}`);
+    if (setting === "wasm") throw new Error(`KILN_KERNEL_TIER=wasm unavailable: ${module}`);
   }
   const detail = `TypeScript GEMM${reasons.length > 0 ? ` (${reasons.join("; ")})` : ""}`;
   return {

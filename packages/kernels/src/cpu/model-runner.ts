@@ -14,12 +14,22 @@ import {
   packProjections,
 } from "./llama-weights";
 import { type LoraGroups, LoraSlotTable } from "./lora-slots";
-import { tryLoadNativeAddon } from "./native-addon";
-import { type CpuSampling, type RowSampler, tryNativeRowSampler } from "./native-sampling";
+import { type NativeAddon, tryLoadNativeAddon } from "./native-addon";
+import {
+  type CpuSampling,
+  type RowSampler,
+  rowSamplerFrom,
+  tryNativeRowSampler,
+} from "./native-sampling";
 import { PagedAttention } from "./paged-attention";
 import { gemmForWeightDtype } from "./quantized-gemm";
 import { computeInvFreq, fillRopeTables } from "./rope";
-import { type RowKernels, tryNativeRowKernels, typescriptRowKernels } from "./row-kernels";
+import {
+  gemmKernelsOf,
+  type RowKernels,
+  tryNativeRowKernels,
+  typescriptRowKernels,
+} from "./row-kernels";
 import { validateStepInput } from "./step-validation";
 import { numVerifiedRows, sampleStepRows } from "./verify-step";
 import type { WeightDtype } from "./weight-formats";
@@ -142,11 +152,20 @@ export class CpuModelRunner {
     this.gemm = gemmForWeightDtype(baseGemm, opts.weightDtype ?? "f32", opts.numThreads ?? 0);
     this.weights = packProjections(packLlamaWeights(config, weights, hasLmHead), this.gemm);
     const isNative = opts.kernels === undefined || opts.kernels === "native";
-    const native = isNative ? NativeAttention.tryCreate({ numThreads: opts.numThreads }) : null;
+    // kiln_tier's gemm brings its own attention and row kernels (ADR 0026); else kiln_gemm's.
+    const tierKernels = opts.kernels !== "typescript" ? gemmKernelsOf(baseGemm) : null;
+    const tierAttention = isNative ? (tierKernels?.pagedAttention ?? null) : null;
+    const native =
+      tierAttention !== null
+        ? NativeAttention.fromKernel(tierAttention, { numThreads: opts.numThreads })
+        : isNative
+          ? NativeAttention.tryCreate({ numThreads: opts.numThreads })
+          : null;
     if (opts.kernels === "native" && native === null) {
       throw new Error("native kernels requested but the kiln_gemm addon is unavailable");
     }
-    this.rows = (native !== null ? tryNativeRowKernels() : null) ?? typescriptRowKernels;
+    this.rows =
+      tierKernels?.rows ?? (native !== null ? tryNativeRowKernels() : null) ?? typescriptRowKernels;
     this.kv = new KvCache(
       { ...config, numBlocks: opts.numBlocks, blockSize },
       {
@@ -163,7 +182,7 @@ export class CpuModelRunner {
     this.scratch = new ForwardScratch(config);
     this.invFreq = computeInvFreq(config);
     this.samplingScratch = createSamplingScratch(config.vocabSize);
-    const nativeSampler = pickNativeSampler(opts);
+    const nativeSampler = pickNativeSampler(opts, tierKernels?.sampleRow ?? null);
     this.sampling = nativeSampler === null ? "typescript" : "native";
     this.sampleRow = nativeSampler ?? sampleRow;
     this.profiler = opts.profiler ?? null;
@@ -394,10 +413,13 @@ export async function loadCpuModelRunner(
 }
 
 /** The native sampler when `opts.sampling` asks for it or defaults to it; throws if it must. */
-function pickNativeSampler(opts: CpuModelRunnerOptions): RowSampler | null {
+function pickNativeSampler(
+  opts: CpuModelRunnerOptions,
+  tierSampleRow: NativeAddon["sampleRow"] | null,
+): RowSampler | null {
   if (opts.sampling === "typescript") return null;
   if (opts.sampling === undefined && opts.kernels === "typescript") return null;
-  const native = tryNativeRowSampler();
+  const native = tierSampleRow !== null ? rowSamplerFrom(tierSampleRow) : tryNativeRowSampler();
   if (opts.sampling === "native" && native === null) {
     throw new Error("native sampling requested but the kiln_gemm addon is unavailable");
   }

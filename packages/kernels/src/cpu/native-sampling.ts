@@ -30,7 +30,12 @@ export function tryNativeRowSampler(): RowSampler | null {
   return nativeRowSampler(addon);
 }
 
-function nativeRowSampler(addon: NativeAddon): RowSampler {
+/** The same sampler over another addon's sampleRow (kiln_tier's: ADR 0026). */
+export function rowSamplerFrom(sampleRow: NativeAddon["sampleRow"]): RowSampler {
+  return nativeRowSampler({ sampleRow });
+}
+
+function nativeRowSampler(addon: Pick<NativeAddon, "sampleRow">): RowSampler {
   const params = new Float64Array(6); // [temperature, topK, topP, minP, u, numTop]
   let out = new Float64Array(2);
   return (logits, req, scratch) => {

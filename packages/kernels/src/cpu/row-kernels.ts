@@ -1,6 +1,6 @@
 import { rmsNorm, siluMul } from "./elementwise";
 import { type KvWriter, writeKvRows } from "./kv-cache";
-import { tryLoadNativeAddon } from "./native-addon";
+import { type NativeAddon, tryLoadNativeAddon } from "./native-addon";
 import { applyRope } from "./rope";
 
 /**
@@ -9,7 +9,7 @@ import { applyRope } from "./rope";
  * from TypeScript by float32 rounding only (see the tests).
  */
 export interface RowKernels {
-  readonly name: "typescript" | "native";
+  readonly name: "typescript" | "native" | "wasm";
   readonly rmsNorm: typeof rmsNorm;
   readonly siluMul: typeof siluMul;
   readonly applyRope: typeof applyRope;
@@ -37,4 +37,27 @@ export function tryNativeRowKernels(): RowKernels | null {
       native.applyRope(buf, numTokens, rowStride, colOffset, numHeads, headDim, cos, sin),
     writeKv: (...args) => native.writeKv(...args),
   };
+}
+
+/**
+ * Kernels that come with a Gemm (kiln_tier's native ones, or the wasm tier's rows: ADR 0026): its row kernels, its paged
+ * attention (native/attention.cc on the addon's own threads) and its sampler, same contracts as
+ * kiln_gemm's.
+ */
+export interface GemmKernels {
+  readonly rows: RowKernels;
+  readonly pagedAttention: NativeAddon["pagedAttention"] | null;
+  readonly sampleRow: NativeAddon["sampleRow"] | null;
+}
+
+const gemmKernels = new WeakMap<object, GemmKernels>();
+
+/** Records the native kernels of the addon behind `gemm` (tierGemm; wrappers forward them). */
+export function attachGemmKernels(gemm: object, kernels: GemmKernels): void {
+  gemmKernels.set(gemm, kernels);
+}
+
+/** The native kernels that came with `gemm`, or null (oneDNN's, wasm and TypeScript gemms). */
+export function gemmKernelsOf(gemm: object): GemmKernels | null {
+  return gemmKernels.get(gemm) ?? null;
 }

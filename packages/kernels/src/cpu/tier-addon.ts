@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import type { NativeAddon } from "./native-addon";
 
 /**
  * kiln_tier, the addon's own f32 GEMM (native/tier-gemm.cc, ADR 0022): AVX-512/AVX2 chosen at
@@ -33,6 +34,15 @@ export interface TierAddon {
     numThreads: number,
   ): void;
   info(): { library: "native"; isa: "avx512" | "avx2" | "scalar"; maxThreads: number };
+  /** native/elementwise.cc's row kernels (same contracts as NativeAddon's; ADR 0026). */
+  rmsNorm?: NativeAddon["rmsNorm"];
+  siluMul?: NativeAddon["siluMul"];
+  applyRope?: NativeAddon["applyRope"];
+  writeKv?: NativeAddon["writeKv"];
+  /** native/attention.cc on the addon's own threads (KILN_TIER_POOL). */
+  pagedAttention?: NativeAddon["pagedAttention"];
+  /** native/sampling.cc. */
+  sampleRow?: NativeAddon["sampleRow"];
 }
 
 /** An opaque external value; its memory is freed when it is garbage-collected. */
@@ -62,7 +72,10 @@ export function loadTierAddonFrom(source: TierAddonSource): LoadedTierAddon | st
   if (cached !== undefined) return cached;
   const path = PATHS[source];
   let result: LoadedTierAddon | string;
-  if (!existsSync(path)) {
+  if (process.env.KILN_DISABLE_NATIVE_TIER === "1") {
+    // Tests and bench:tiers: as on a platform without a kiln_tier build (the wasm tier's case).
+    result = "disabled by KILN_DISABLE_NATIVE_TIER=1";
+  } else if (!existsSync(path)) {
     result = `${path} not found`;
   } else {
     try {

@@ -2,7 +2,8 @@
  * Run by tests/tiers.test.ts in a child process whose environment makes oneDNN unavailable
  * (KILN_DISABLE_ONEDNN=1): for each tier named in argv, the stories260K greedy golden cases
  * through a CpuModelRunner on that tier's GEMM (selectKernelTier, as the worker does). Prints
- * one JSON line: per tier, its name and generated ids, and whether libdnnl was ever mapped.
+ * one JSON line: per tier, its name and generated ids, and whether libdnnl or kiln_tier was ever
+ * mapped.
  */
 import { readFileSync } from "node:fs";
 import { loadModel } from "@kiln/model";
@@ -15,7 +16,7 @@ const cases = loadGoldenCases();
 const prompts = cases.map((c) => c.prompt_ids);
 const maxNewTokens = Math.max(...cases.map((c) => c.greedy_ids.length));
 const model = await loadModel(STORIES_DIR);
-const results: Record<string, { tier: string; ids: number[][] }> = {};
+const results: Record<string, { tier: string; kernels: string; ids: number[][] }> = {};
 for (const setting of process.argv.slice(2) as KernelTierSetting[]) {
   const { gemm, tier } = selectKernelTier({ setting, numThreads: 2 });
   const blockSize = 4;
@@ -29,7 +30,13 @@ for (const setting of process.argv.slice(2) as KernelTierSetting[]) {
     chunkLen: 7,
     maxNewTokens,
   });
-  results[setting] = { tier: `${tier.name}/${tier.source}`, ids: ids.map((s) => [...s]) };
+  results[setting] = {
+    tier: `${tier.name}/${tier.source}`,
+    kernels: `${runner.kernels}/${runner.sampling}`,
+    ids: ids.map((s) => [...s]),
+  };
 }
-const isOnednnMapped = readFileSync("/proc/self/maps", "utf8").includes("libdnnl");
-process.stdout.write(`${JSON.stringify({ results, isOnednnMapped })}\n`);
+const maps = readFileSync("/proc/self/maps", "utf8");
+const isOnednnMapped = maps.includes("libdnnl");
+const isTierAddonMapped = maps.includes("kiln_tier.node");
+process.stdout.write(`${JSON.stringify({ results, isOnednnMapped, isTierAddonMapped })}\n`);

@@ -37,26 +37,23 @@
 #include "onednn.h"
 #include "simd.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace kiln {
 namespace {
 
 constexpr int kTileTokens = 8;
 // Ranks above this are split into passes of this many (max_lora_rank defaults to 64).
 constexpr int kMaxRankChunk = 64;
-// Below this many multiply-adds in a call the calling thread works alone. Decode-sized calls
-// (16 one-token groups of rank 16: 0.4–0.7 M) are bound by memory bandwidth, which one core
-// nearly saturates, and a team wake-up per call (7 calls a layer) costs more than it brings:
-// interleaved on the shared 2-core machine, 1 thread took 246–467 µs a call, 2 threads 671–1523.
-// Prefill-sized calls (hundreds of tokens, tiles reusing A and Bᵀ) are compute-bound: threaded.
-constexpr int64_t kMinParallelMacs = 1 << 22;
+// Below this many multiply-adds in a call the calling thread works alone (a team wake-up costs
+// a few microseconds). Decode-sized calls (16 one-token groups of rank 16: 0.4–0.7 M) are above
+// it: with halves widened by vcvtph2ps, one llama-110m call took 25 µs on one thread and 17 µs
+// on two on a quiet machine (the memory traffic is 0.8–1.6 MB a call).
+constexpr int64_t kMinParallelMacs = 1 << 17;
 
-typedef _Float16 vh16 __attribute__((vector_size(32)));
-
-KILN_INLINE vf16 loadHalf(const _Float16* p) {
-  vh16 v;
-  std::memcpy(&v, p, sizeof v);
-  return __builtin_convertvector(v, vf16);
-}
+typedef uint16_t vu16h __attribute__((vector_size(32)));
 
 struct Group {
   const _Float16* a;   // [rank, inF]
@@ -70,6 +67,7 @@ struct Job {
   float* y;
   int64_t inStride, outStride, outOffset, inF, outF;
   const int32_t* tokens;
+  bool portableOnly = false;  // tests: run the integer-widening path even where AVX-512 exists
   std::vector<Group> groups;
   std::vector<int32_t> itemGroup;  // [numItems] group of each tile
   std::vector<int32_t> itemStart;  // [numItems] first index into tokens
@@ -77,44 +75,63 @@ struct Job {
   std::atomic<int64_t> next{0};
 };
 
-KILN_MULTIVERSION void runItem(const Job& job, int64_t item) {
-  const Group& g = job.groups[job.itemGroup[item]];
-  const int32_t* toks = job.tokens + job.itemStart[item];
-  const int n = job.itemLen[item];
-  const int64_t inF = job.inF;
-  const int64_t outF = job.outF;
-  const int64_t inFull = inF / kLanes * kLanes;
-  const int64_t outFull = outF / kLanes * kLanes;
-  float low[kTileTokens][kMaxRankChunk];
-  for (int64_t k0 = 0; k0 < g.rank; k0 += kMaxRankChunk) {
-    const int64_t numK = std::min<int64_t>(kMaxRankChunk, g.rank - k0);
-    // Shrink: low[t, k] = scale · x[t] · a[k0 + k].
-    for (int64_t k = 0; k < numK; k++) {
-      const _Float16* a = g.a + (k0 + k) * inF;
-      for (int t = 0; t < n; t++) {
-        const float* xr = job.x + static_cast<int64_t>(toks[t]) * job.inStride;
-        vf16 acc = vf16{};
-        for (int64_t i = 0; i < inFull; i += kLanes) acc += load(xr + i) * loadHalf(a + i);
-        float s = sumLanes(acc);
-        for (int64_t i = inFull; i < inF; i++) s += xr[i] * static_cast<float>(a[i]);
-        low[t][k] = s * g.scale;
-      }
-    }
-    // Expand: y[t] += Σ_k low[t, k] · bt[k0 + k].
-    for (int t = 0; t < n; t++) {
-      float* yr = job.y + static_cast<int64_t>(toks[t]) * job.outStride + job.outOffset;
-      for (int64_t o = 0; o < outFull; o += kLanes) {
-        vf16 acc = load(yr + o);
-        for (int64_t k = 0; k < numK; k++) acc += loadHalf(g.bt + (k0 + k) * outF + o) * low[t][k];
-        store(yr + o, acc);
-      }
-      for (int64_t o = outFull; o < outF; o++) {
-        float s = yr[o];
-        for (int64_t k = 0; k < numK; k++) s += static_cast<float>(g.bt[(k0 + k) * outF + o]) * low[t][k];
-        yr[o] = s;
-      }
-    }
-  }
+namespace portable {
+
+// 16 IEEE half floats widened to float32 with integer vector operations: GCC 12 turns
+// __builtin_convertvector on _Float16 vectors into 16 scalar conversions, which made this loop
+// compute-bound. Normal halves move their exponent and mantissa into place and rescale by 2^112;
+// subnormals are m · 2^-24; infinities and NaNs keep an all-ones exponent. Exact for every half.
+KILN_INLINE vf16 loadHalf(const _Float16* p) {
+  vu16h raw;
+  std::memcpy(&raw, p, sizeof raw);
+  const vi16 h = __builtin_convertvector(raw, vi16);
+  const vi16 sign = (h & 0x8000) << 16;
+  const vi16 mag = h & 0x7fff;
+  const vi16 normal = reinterpret_cast<vi16>(reinterpret_cast<vf16>(mag << 13) * 0x1p112f);
+  const vi16 subnormal = reinterpret_cast<vi16>(__builtin_convertvector(mag, vf16) * 0x1p-24f);
+  const vi16 special = (mag << 13) | 0x7f800000;
+  const vi16 bits = mag >= 0x7c00 ? special : (mag < 0x0400 ? subnormal : normal);
+  return reinterpret_cast<vf16>(bits | sign);
+}
+
+#define LORA_KERNEL_TARGET KILN_MULTIVERSION
+#include "lora-kernel.inc"
+#undef LORA_KERNEL_TARGET
+
+}  // namespace portable
+
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
+namespace avx512 {
+
+// 16 halves widened by one vcvtph2ps (AVX-512F with F16C).
+KILN_INLINE vf16 loadHalf(const _Float16* p) {
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return reinterpret_cast<vf16>(_mm512_cvtph_ps(raw));
+}
+
+#define LORA_KERNEL_TARGET
+#include "lora-kernel.inc"
+#undef LORA_KERNEL_TARGET
+
+}  // namespace avx512
+#pragma GCC pop_options
+
+const bool kUseAvx512 = [] {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+}();
+#else
+constexpr bool kUseAvx512 = false;
+#endif
+
+void runItem(const Job& job, int64_t item) {
+#if defined(__x86_64__)
+  if (kUseAvx512 && !job.portableOnly) return avx512::runItem(job, item);
+#endif
+  portable::runItem(job, item);
 }
 
 void runTeamMember(void* data) {
@@ -203,6 +220,7 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
   Napi::Float32Array x = float32Arg(info, 0, "x");
   Napi::Float32Array y = float32Arg(info, 2, "y");
   Job job;
+  job.portableOnly = info.Length() > 14 && info[14].ToBoolean().Value();
   job.inStride = dimArg(info, 1, "inStride");
   job.outStride = dimArg(info, 3, "outStride");
   job.outOffset = dimArg(info, 4, "outOffset");

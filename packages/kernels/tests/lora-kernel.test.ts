@@ -29,17 +29,38 @@ function halfRound(x: number): number {
 
 type Kernel = {
   name: string;
+  label: string;
   table: (maxLoras: number) => LoraSlotTable;
   /** How the kernel stores a weight. */
   weight: (w: number) => number;
 };
 const kernels: Kernel[] = [
-  { name: "typescript", table: (n) => new LoraSlotTable(config, n, gemm, null), weight: (w) => w },
+  {
+    name: "typescript",
+    label: "typescript",
+    table: (n) => new LoraSlotTable(config, n, gemm, null),
+    weight: (w) => w,
+  },
 ];
 if (addon !== null) {
   kernels.push({
     name: "native",
+    label: "native",
     table: (n) => new LoraSlotTable(config, n, gemm, { addon, numThreads: 2 }),
+    weight: halfRound,
+  });
+  // The integer half-widening path that machines without AVX-512 run (native/lora.cc).
+  const portable = {
+    ...addon,
+    loraApply: (...args: Parameters<typeof addon.loraApply>) => {
+      const withPortable = [...args.slice(0, 14), true];
+      addon.loraApply(...(withPortable as unknown as Parameters<typeof addon.loraApply>));
+    },
+  };
+  kernels.push({
+    name: "native",
+    label: "native (portable widening)",
+    table: (n) => new LoraSlotTable(config, n, gemm, { addon: portable, numThreads: 2 }),
     weight: halfRound,
   });
 }
@@ -92,7 +113,7 @@ const shapes: Shape[] = [
   },
 ];
 
-describe.each(kernels)("$name batched LoRA", (k) => {
+describe.each(kernels)("$label batched LoRA", (k) => {
   it.each(shapes)("adds each token's own adapter delta (inF $inF, outF $outF)", (shape) => {
     const rand = mulberry32(shape.inF * 31 + shape.outF);
     const { inF, outF, ranks, tokenSlots } = shape;
@@ -222,5 +243,56 @@ describe.runIf(addon !== null)("native loraApply arguments", () => {
     addon!.loraToHalf(src, dst);
     // 1 + 2^-11 ties to 1 (even), 1 + 3·2^-11 ties up to 1 + 2^-9; 1e-9 underflows to 0.
     expect([...dst]).toEqual([0x3c00, 0xc100, 0x7bff, 0x3c00, 0x3c02, 0x0001, 0x0000]);
+  });
+
+  it.each([false, true])("widens every half float exactly (portableOnly %s)", (portableOnly) => {
+    // rank 16, inF 16: x = e_i and A's rows hold 16 half patterns each, so low[k] = A[k, i];
+    // B = I (outF 16) copies low into y. Every finite bit pattern, subnormals included, must
+    // come back as its exact value.
+    const half = (bits: number): number => {
+      const sign = bits & 0x8000 ? -1 : 1;
+      const exp = (bits >> 10) & 0x1f;
+      const man = bits & 0x3ff;
+      if (exp === 0) return sign * man * 2 ** -24;
+      return sign * (1 + man / 1024) * 2 ** (exp - 15);
+    };
+    const bt = new Uint16Array(16 * 16);
+    for (let k = 0; k < 16; k++) bt[k * 16 + k] = 0x3c00;
+    const x = new Float32Array(16);
+    const y = new Float32Array(16);
+    const a = new Uint16Array(16 * 16);
+    const bad: string[] = [];
+    for (let base = 0; base < 0x10000; base += 256) {
+      for (let j = 0; j < 256; j++) a[j] = base + j; // A[k, i] = base + 16k + i
+      for (let i = 0; i < 16; i++) {
+        x.fill(0);
+        x[i] = 1;
+        y.fill(0);
+        addon!.loraApply(
+          x,
+          16,
+          y,
+          16,
+          0,
+          Int32Array.of(0),
+          Int32Array.of(0, 1),
+          [a],
+          [bt],
+          Int32Array.of(16),
+          Float32Array.of(1),
+          16,
+          16,
+          1,
+          portableOnly,
+        );
+        for (let k = 0; k < 16; k++) {
+          const bits = base + 16 * k + i;
+          if ((bits & 0x7c00) === 0x7c00) continue; // ±inf and NaN: B's zeros make them NaN
+          if (y[k] === half(bits)) continue;
+          bad.push(`0x${bits.toString(16)}: ${y[k]} want ${half(bits)}`);
+        }
+      }
+    }
+    expect(bad.slice(0, 5)).toEqual([]);
   });
 });

@@ -111,7 +111,8 @@ export interface NativeAddon {
    * `tokens` (groupOffsets[g]..groupOffsets[g + 1]), y[t, outOffset..+outF] += scales[g] ·
    * (x[t, 0..inF) · as[g]ᵀ) · bts[g], with as[g] [ranks[g], inF] and bts[g] (Bᵀ) [ranks[g],
    * outF], both IEEE half floats made by loraToHalf; a group of rank 0 is skipped.
-   * Multithreaded on the calling thread's OpenMP team.
+   * Multithreaded on the calling thread's OpenMP team. Halves are widened by F16C on AVX-512
+   * machines and by integer vector operations elsewhere; `portableOnly` (tests) forces the latter.
    */
   loraApply(
     x: Float32Array,
@@ -128,6 +129,7 @@ export interface NativeAddon {
     inF: number,
     outF: number,
     numThreads: number,
+    portableOnly?: boolean,
   ): void;
   /** dst[i] = src[i] as the nearest IEEE half float's bits (ties to even). */
   loraToHalf(src: Float32Array, dst: Uint16Array): void;

@@ -50,6 +50,8 @@ describe("a worker without any native tier runs the wasm tier", () => {
           KILN_DISABLE_ONEDNN: "1",
           KILN_DISABLE_NATIVE_TIER: "1",
           KILN_KERNEL_TIER: "",
+          // CI exports KILN_REQUIRE_NATIVE=1 (.ci/run); this worker must pick wasm-simd by itself.
+          KILN_REQUIRE_NATIVE: "",
           KILN_WORKER_METRICS_PORT: String(metricsPort),
         },
         timeoutMs: 80_000,

@@ -9,6 +9,7 @@ import { LoraSlots } from "./lora-slots";
 import { type PlannedStep, planStep } from "./planner";
 import { cacheNamespace } from "./prefix-cache";
 import { insertSorted, RequestState, type Sequence } from "./sequence";
+import { type DraftRequest, draftRequests } from "./speculation/plan-drafts";
 import { type SpecOutcome, SpecState } from "./speculation/spec-state";
 import { type StopCriteria, stopTokenIdsOf } from "./stop";
 import type {
@@ -249,6 +250,19 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
    */
   observeStepTime(numTokens: number, ms: number): void {
     this.state.spec?.stepTime.observe(numTokens, ms);
+  }
+
+  /**
+   * Draft-model speculation: the decodes to propose drafts for before the next `schedule()`
+   * (plan-drafts.ts). [] without speculation. Read-only.
+   */
+  draftRequests(): DraftRequest[] {
+    return draftRequests(this.state);
+  }
+
+  /** Ids of the running sequences (a draft model drops its state for the others). */
+  runningSeqIds(): number[] {
+    return this.state.running.map((seq) => seq.id as number);
   }
 
   /** Verifications committed since the last call (for the spec-decode metrics); [] without. */

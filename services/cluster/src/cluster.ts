@@ -27,6 +27,11 @@ export interface ClusterOptions {
   readonly log: (line: string) => void;
   /** Tensor-parallel ranks per group and groups (replicas); 1 × 1 by default (ADR 0018). */
   readonly workerGroups?: WorkerGroupLayout;
+  /**
+   * Draft-model speculation (ADR 0017): the draft model's directory. Each replica then gets one
+   * more worker process, `draft-<replica>`, serving it with `--role draft`.
+   */
+  readonly draftModelDir?: string | null;
   /** Restart bookkeeping (metrics, the `restarted` stdout line); all optional. */
   readonly hooks?: Partial<Pick<SupervisionHooks, "onRestarting" | "onRestarted" | "onUp">>;
 }
@@ -73,8 +78,8 @@ export async function startCluster(opts: ClusterOptions): Promise<RunningCluster
       const spec: ChildSpec = {
         name,
         command: process.execPath,
-        // worker-<group>-<rank> runs the worker service (worker-groups.ts).
-        args: [...serviceEntryArgs(name.replace(/^worker-.*/, "worker")), ...args()],
+        // worker-<group>-<rank> and draft-<replica> run the worker service (worker-groups.ts).
+        args: [...serviceEntryArgs(name.replace(/^(worker|draft)-.*/, "worker")), ...args()],
         cwd: opts.repoRoot,
         env: opts.env,
       };
@@ -162,6 +167,18 @@ async function startWorkers(
     ]);
     return { spec, child, port };
   });
+  const draftModelDir = opts.draftModelDir;
+  if (draftModelDir) {
+    for (const spec of specs.filter((s) => s.rank === 0)) {
+      // Its own free metrics port, not relayed: its series would repeat the target's labels.
+      const child = startService(`draft-${spec.replicaId}`, () => [
+        ...["--model", draftModelDir, "--router", routerAddress, "--role", "draft"],
+        ...["--replica-id", spec.replicaId, "--tensor-parallel-size", "1", "--tp-rank", "0"],
+        ...metricsPortArgs(0),
+      ]);
+      started.push({ spec: { ...spec, rank: -1 }, child, port: { value: 0 } });
+    }
+  }
   // Wait on every child at once: waitForEvent only sees lines printed after it is called.
   const listening = await Promise.all(
     started.map(({ child }) => child.waitForEvent("listening", opts.startTimeoutMs)),

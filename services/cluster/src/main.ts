@@ -16,6 +16,7 @@ import { join, resolve } from "node:path";
 import { resolveModelDir } from "@kiln/model";
 import { createMetricsRegistry, SupervisorMetrics, startMetricsServer } from "@kiln/telemetry";
 import { startCluster } from "./cluster";
+import { resolveDraftModelDir } from "./draft-model";
 import { NO_MODEL_MESSAGE, tryResolveModelSpec } from "./model-spec";
 import { hasRedisServer, startRedis } from "./redis";
 import { parseSupervisorOptions } from "./supervisor-options";
@@ -54,6 +55,8 @@ async function main(): Promise<number> {
   const modelDir =
     "dir" in spec.source ? spec.source.dir : await resolveModelDir(spec.source.repoId);
   log(`kiln: serving ${spec.servedName} from ${modelDir}`);
+  const draftModelDir = await resolveDraftModelDir(env, env.INIT_CWD ?? process.cwd(), modelDir);
+  if (draftModelDir) log(`kiln: speculative decoding drafts with ${draftModelDir}`);
   const registry = createMetricsRegistry({ processMetrics: false });
   const metrics = new SupervisorMetrics(registry, ["router", "worker", "gateway"]);
   const metricsServer =
@@ -81,6 +84,7 @@ async function main(): Promise<number> {
       tensorParallelSize: supervisor.tensorParallelSize,
       dataParallelSize: supervisor.dataParallelSize,
     },
+    draftModelDir,
     env: childEnv,
     log,
     hooks: {

@@ -65,11 +65,6 @@ async function main(): Promise<void> {
   const speculation = parseSpeculationConfig(
     values["speculative-config"] ?? env.KILN_SPECULATIVE_CONFIG,
   );
-  if (speculation?.method === "draft_model") {
-    throw new Error(
-      "--speculative-config: method draft_model is not built yet (docs/adr/0017); use ngram",
-    );
-  }
   const host = values.host ?? env.KILN_ROUTER_HOST ?? "127.0.0.1";
   const port = Number(values.port ?? env.KILN_ROUTER_PORT ?? "0");
   const replicas = new ReplicaSet(

@@ -17,6 +17,7 @@ import {
   type WorkerInfo,
 } from "@kiln/proto";
 import { type Context, type ReplicaLabels, ROOT_CONTEXT } from "@kiln/telemetry";
+import type { DraftWorker } from "./draft-worker";
 import { planToWire } from "./plan-to-wire";
 import { batchYieldConfig } from "./priority-class";
 import { finishedEvent, type RequestRecord } from "./request-record";
@@ -107,6 +108,8 @@ export class Replica {
   readonly counters: ReplicaCounters = { numRequestsRouted: 0 };
   /** The worker reported draining (drain.ts): no new request is routed here. */
   isDraining = false;
+  /** Draft-model speculation (ADR 0017): the replica's draft worker, when one is attached. */
+  private draft: DraftWorker | null = null;
 
   constructor(
     readonly replicaId: string,
@@ -170,6 +173,8 @@ export class Replica {
     this.telemetry.replicaConnected(this.labels);
     if (this.limits.speculation) this.telemetry.specDecode.initialize(this.labels);
     this.needsReset = true;
+    this.draft?.reset(); // the new scheduler numbers its sequences afresh
+    const speculation = this.limits.speculation ?? null;
     const maxNumSeqs = Math.min(this.limits.maxNumSeqs, info.numBlocks);
     this.scheduler = new Scheduler<SamplingParams, SampledToken>({
       numBlocks: info.numBlocks,
@@ -180,8 +185,36 @@ export class Replica {
       clock: this.clock,
       maxLoras: info.maxLoras,
       ...batchYieldConfig(this.limits.maxBatchHoldSteps ?? 0),
-      speculation: this.limits.speculation ?? null,
+      speculation,
+      ...(speculation?.method === "draft_model"
+        ? {
+            draftProposer: (tokenIds: readonly number[], maxDrafts: number, seqId: number) =>
+              this.draft?.draftsFor(seqId, tokenIds, maxDrafts) ?? [],
+          }
+        : {}),
     });
+  }
+
+  /** The attached draft worker, if any. */
+  get draftWorker(): DraftWorker | null {
+    return this.draft;
+  }
+
+  /**
+   * Attaches the replica's draft worker (draft-model speculation, ADR 0017), or detaches it
+   * with null. Returns an error message instead when its vocabulary differs from the target's.
+   */
+  attachDraft(draft: DraftWorker | null): string | null {
+    if (draft !== null && this.vocabLen !== 0 && draft.info.vocabSize !== this.vocabLen) {
+      return (
+        `the draft model's vocabulary (${draft.info.vocabSize} tokens, ${draft.info.model}) ` +
+        `differs from the target's (${this.vocabLen} tokens, ${this.labels.model})`
+      );
+    }
+    if (draft !== this.draft) this.draft?.connection.close();
+    this.draft = draft;
+    draft?.reset();
+    return null;
   }
 
   stats(): SchedulerStats | null {
@@ -311,6 +344,8 @@ export class Replica {
       if (this.inFlightStep) await this.inFlightStep.catch(() => {});
       const scheduler = this.scheduler;
       if (!scheduler || generation !== this.generation) return;
+      await this.proposeDrafts(scheduler);
+      if (generation !== this.generation) return;
       const step = this.telemetry.startStep(this.labels, this.clock);
       const scheduledAt = this.clock();
       const plan = scheduler.schedule();
@@ -357,6 +392,32 @@ export class Replica {
         const ms = { schedule: sentAt - scheduledAt, rpc: receivedAt - sentAt };
         printStepProfile(plan, ms, response.computeSeconds, this.clock() - receivedAt);
       }
+    }
+  }
+
+  /**
+   * Draft-model speculation: runs the draft worker for the decodes the scheduler would have it
+   * propose for, before the step is planned (the previous step's events stream meanwhile). A
+   * failing draft worker is detached, and the replica decodes without drafts until it registers
+   * again; the target's requests never fail for it.
+   */
+  private async proposeDrafts(scheduler: Scheduler<SamplingParams, SampledToken>): Promise<void> {
+    const draft = this.draft;
+    if (draft === null) return;
+    const requests = scheduler.draftRequests();
+    // With nothing to propose, still free the draft blocks of sequences that ended.
+    if (requests.length === 0 && draft.numSequences === 0) return;
+    const proposing = draft.propose(requests, scheduler.runningSeqIds());
+    this.flushEmits();
+    try {
+      await proposing;
+    } catch (err) {
+      if (this.draft !== draft) return;
+      process.stderr.write(
+        `kiln router: replica ${this.replicaId}: draft worker ${draft.connection.address} ` +
+          `failed (${describeGrpcError(err)}); decoding without it until it registers again\n`,
+      );
+      this.attachDraft(null);
     }
   }
 

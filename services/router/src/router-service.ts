@@ -172,8 +172,8 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
     ) {
       const invalid = checkRegisterWorker(call.request);
       if (invalid) return callback({ code: status.INVALID_ARGUMENT, details: invalid });
-      const { address, replicaId, instanceId } = call.request;
-      replicas.register(address, replicaId || "replica-0", instanceId).then(
+      const { address, replicaId, instanceId, role } = call.request;
+      replicas.register(address, replicaId || "replica-0", instanceId, role).then(
         (accepted) => callback(null, { accepted }),
         (err: unknown) => callback({ code: status.INTERNAL, details: String(err) }),
       );

@@ -28,7 +28,7 @@ afterAll(async () => {
 
 function registerWorker(address: string): Promise<{ code: number | null }> {
   return new Promise((resolve) => {
-    client.client.registerWorker({ address, replicaId: "x", instanceId: "i" }, (err) =>
+    client.client.registerWorker({ address, replicaId: "x", instanceId: "i", role: "" }, (err) =>
       resolve({ code: err ? err.code : null }),
     );
   });

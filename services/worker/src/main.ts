@@ -215,6 +215,7 @@ function keepRegistered(opts: WorkerOptions, port: number, instanceId: string): 
     address: `${opts.advertiseHost}:${port}`,
     replicaId: opts.replicaId,
     instanceId,
+    role: opts.role === "draft" ? "draft" : "",
   };
   const register = () => {
     client.registerWorker(

@@ -22,6 +22,11 @@ export interface WorkerOptions {
   /** Router address to register with (host:port), or null to wait to be dialled. */
   readonly routerAddress: string | null;
   readonly replicaId: string;
+  /**
+   * "draft": this worker serves its replica's draft model for draft-model speculative decoding
+   * (--role, KILN_WORKER_ROLE; ADR 0017); the router steps it and never routes requests to it.
+   */
+  readonly role: "target" | "draft";
   /** Host the router should dial to reach this worker. */
   readonly advertiseHost: string;
   /** A step running longer than this makes Health answer NOT_SERVING (a wedged worker). */
@@ -85,6 +90,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       threads: { type: "string" },
       router: { type: "string" },
       "replica-id": { type: "string" },
+      role: { type: "string" },
       "advertise-host": { type: "string" },
       "max-step-ms": { type: "string" },
       "drain-timeout": { type: "string" },
@@ -116,6 +122,10 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
     throw new Error(`--sampling: expected native or typescript, got "${sampling}"`);
   }
   const replicaId = values["replica-id"] ?? env.KILN_REPLICA_ID ?? "replica-0";
+  const role = values.role ?? env.KILN_WORKER_ROLE ?? "target";
+  if (role !== "target" && role !== "draft") {
+    throw new Error(`--role: expected target or draft, got "${role}"`);
+  }
   const tensorParallelSize = parseIntFlag(
     values["tensor-parallel-size"] ?? env.KILN_TENSOR_PARALLEL_SIZE ?? "1",
     "--tensor-parallel-size",
@@ -186,6 +196,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
     numThreads: threads === undefined ? undefined : parseIntFlag(threads, "--threads", 1),
     routerAddress: values.router ?? env.KILN_ROUTER_ADDRESS ?? null,
     replicaId,
+    role,
     advertiseHost: values["advertise-host"] ?? env.KILN_ADVERTISE_HOST ?? "127.0.0.1",
     maxStepMs: parseIntFlag(
       values["max-step-ms"] ?? env.KILN_WORKER_MAX_STEP_MS ?? "120000",

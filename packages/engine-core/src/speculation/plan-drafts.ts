@@ -24,7 +24,7 @@ export function planSpeculation<S>(state: EngineState<S>, work: DraftWork<S>): v
     if (draft.isCancelled || draft.queryLen !== 1) continue;
     const maxDrafts = maxDraftsOf(state, draft.seq);
     if (maxDrafts <= 0) continue;
-    const proposal = spec.propose(draft.seq.tokenIds, maxDrafts);
+    const proposal = spec.propose(draft.seq.tokenIds, maxDrafts, draft.seq.id);
     if (proposal.length === 0) continue;
     decodes.push(draft);
     proposals.push(proposal.slice(0, maxDrafts));
@@ -51,6 +51,43 @@ export function planSpeculation<S>(state: EngineState<S>, work: DraftWork<S>): v
     draft.specTokenIds = proposals[i]!.slice(0, len);
     work.numBudgetTokens -= len;
   });
+}
+
+/** A running decode a draft model should propose for before the next step is planned. */
+export interface DraftRequest {
+  readonly seqId: number;
+  /** The whole sequence (prompt then output), as the proposer will be asked about it. */
+  readonly tokenIds: readonly number[];
+  /** Drafts worth proposing (≥ 1): the eligibility limits, capped by the adaptive policy. */
+  readonly maxDrafts: number;
+}
+
+/**
+ * Draft-model speculation runs its (asynchronous) proposer before `schedule()`: the running
+ * sequences that will decode one token next step and may speculate, each with how many drafts
+ * to propose. With the adaptive policy on, that is what the policy would keep were every draft
+ * proposed, so a compute-bound batch costs the draft model nothing. Read-only.
+ */
+export function draftRequests<S>(state: EngineState<S>): DraftRequest[] {
+  const spec = state.spec;
+  if (spec === null) return [];
+  const decodes = state.running.filter((seq) => seq.numComputedTokens === seq.tokenIds.length - 1);
+  const eligible = decodes.filter((seq) => maxDraftsOf(state, seq) > 0);
+  const maxDrafts = eligible.map((seq) => maxDraftsOf(state, seq));
+  const lens = spec.config.isAdaptive
+    ? chooseDraftLens(
+        eligible.map((seq, i) => ({
+          numProposed: maxDrafts[i]!,
+          acceptanceRate: spec.acceptanceRateOf(seq.request),
+        })),
+        decodes.length,
+        decodes.length,
+        spec.stepTime.fit(),
+      )
+    : maxDrafts;
+  return eligible
+    .map((seq, i) => ({ seqId: seq.id as number, tokenIds: seq.tokenIds, maxDrafts: lens[i]! }))
+    .filter((request) => request.maxDrafts > 0);
 }
 
 /**

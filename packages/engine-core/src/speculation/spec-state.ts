@@ -13,8 +13,13 @@ export interface SpecOutcome {
 /**
  * Proposes draft tokens for a sequence; empty when it has none. `tokenIds` is the whole
  * sequence (prompt then output); the result is a new array of at most `maxDrafts` ids.
+ * `seqId` names the sequence (a draft model keeps per-sequence state; n-gram ignores it).
  */
-export type DraftProposer = (tokenIds: readonly number[], maxDrafts: number) => number[];
+export type DraftProposer = (
+  tokenIds: readonly number[],
+  maxDrafts: number,
+  seqId: number,
+) => number[];
 
 /** What the scheduler keeps for speculative decoding (EngineState.spec). */
 export class SpecState {

@@ -1,4 +1,9 @@
-import { type ClusterOptions, type RunningCluster, startCluster } from "@kiln/cluster";
+import {
+  type ClusterOptions,
+  type RunningCluster,
+  resolveDraftModelDir,
+  startCluster,
+} from "@kiln/cluster";
 import { REPO_ROOT, STORIES_DIR } from "@kiln/test-support";
 import OpenAI from "openai";
 
@@ -22,6 +27,7 @@ export async function startStack(
   workerGroups?: ClusterOptions["workerGroups"],
 ): Promise<Stack> {
   const logs: string[] = [];
+  const fullEnv = { ...process.env, KILN_KV_CACHE_MEMORY: "64MiB", ...env };
   const cluster = await startCluster({
     repoRoot: REPO_ROOT,
     modelDir: MODEL_DIR,
@@ -31,7 +37,9 @@ export async function startStack(
     routerPort: 0,
     drainTimeoutS: 5,
     startTimeoutMs: 60_000,
-    env: { ...process.env, KILN_KV_CACHE_MEMORY: "64MiB", ...env },
+    env: fullEnv,
+    // As `npm start` does: a draft_model speculative config adds a draft worker (ADR 0017).
+    draftModelDir: await resolveDraftModelDir(fullEnv, REPO_ROOT, MODEL_DIR),
     log: (line) => logs.push(line),
     ...(workerGroups ? { workerGroups } : {}),
   });

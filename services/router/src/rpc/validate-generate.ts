@@ -61,5 +61,8 @@ export function checkRegisterWorker(req: RegisterWorkerRequest): string | null {
   if (req.replicaId.length > MAX_ID_LEN || req.instanceId.length > MAX_ID_LEN) {
     return `replica_id and instance_id are at most ${MAX_ID_LEN} characters`;
   }
+  if (req.role !== "" && req.role !== "draft") {
+    return `role must be "" or "draft", got ${JSON.stringify(req.role.slice(0, MAX_ID_LEN))}`;
+  }
   return null;
 }

@@ -43,7 +43,9 @@ describe("draft-model speculative decoding through the gateway", () => {
     }
     const cases = Array.from({ length: 16 }, (_, i) => GOLDEN.cases[i % GOLDEN.cases.length]!);
     const results = await Promise.all(cases.map((c) => complete(c.prompt_ids)));
-    results.forEach((res, i) => expect(res.choices[0]!.text).toBe(cases[i]!.greedy_text));
+    results.forEach((res, i) => {
+      expect(res.choices[0]!.text).toBe(cases[i]!.greedy_text);
+    });
     const drafted = await gatewayCounter("num_draft_tokens");
     expect(drafted).toBeGreaterThan(0);
     expect((await gatewayCounter("num_accepted_tokens")) / drafted).toBeGreaterThan(0.95);

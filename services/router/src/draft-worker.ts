@@ -115,7 +115,9 @@ export class DraftWorker {
           return { seqId: request.seqId, state, query, promptTokenIds: request.tokenIds };
         }),
       );
-      active.forEach((run, i) => run.drafts.push(tokens[i]!));
+      active.forEach((run, i) => {
+        run.drafts.push(tokens[i]!);
+      });
     }
     for (const { request, drafts } of runs) {
       this.proposals.set(request.seqId, { len: request.tokenIds.length, drafts });

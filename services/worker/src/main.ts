@@ -14,7 +14,6 @@ import {
   createCpuBackend,
   createSelectedBackend,
   GrammarEngine,
-  kvBytesPerBlock,
   loadGrammarVocab,
 } from "@kiln/kernels";
 import { loadConfig, resolveModelDir } from "@kiln/model";

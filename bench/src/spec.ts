@@ -1,11 +1,15 @@
 // Speculative decoding speedup (ADR 0017): for each model and concurrency, the same greedy
 // load (ignore_eos, fixed max_tokens, seeded random prompts) runs against routers without
 // speculation, with n-gram drafts on every step (adaptive off) and with the adaptive policy,
-// in the same run and interleaved round by round so machine load drifts over all alike.
+// and with a draft model (a second worker, `--role draft`; by default the model drafts for
+// itself, which shows the mechanism's ceiling: nearly every draft is accepted), in the same run and interleaved round by round so machine load drifts over all alike.
 // Reports output tok/s, mean TPOT, acceptance rate (accepted / draft tokens, from the router's
 // kiln_spec_decode_* counters) and each variant's speedup over no speculation.
 //   npm run bench:spec -- [--models llama-110m,stories260K] [--concurrency 1,16]
 //                         [--max-tokens 128] [--prompt-len 32] [--rounds 2] [--threads N]
+//                         [--variants off,ngram,...] [--draft-model DIR]
+// Variants: off, ngram, ngram-adaptive, draft, draft-adaptive. Default: llama-110m runs off and
+// the n-gram ones, stories260K off, ngram-adaptive and the draft-model ones.
 // llama-110m (random weights) is generated into bench/models/llama-110m on first run.
 import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -26,6 +30,8 @@ const { values } = parseArgs({
     "prompt-len": { type: "string", default: "32" },
     rounds: { type: "string", default: "2" },
     threads: { type: "string" },
+    variants: { type: "string" },
+    "draft-model": { type: "string" },
   },
 });
 const maxTokens = Number(values["max-tokens"]);
@@ -33,16 +39,36 @@ const promptLen = Number(values["prompt-len"]);
 const numRounds = Number(values.rounds);
 
 const NGRAM = { method: "ngram", num_speculative_tokens: 4, prompt_lookup_max: 3 };
-const VARIANTS = [
+// The router never reads the draft model's path: the draft worker is started with it.
+const DRAFT = { method: "draft_model", model: "(draft worker)", num_speculative_tokens: 4 };
+const ALL_VARIANTS = [
   { name: "off", config: null },
   { name: "ngram", config: { ...NGRAM, adaptive: false } },
   { name: "ngram-adaptive", config: { ...NGRAM, adaptive: true } },
+  { name: "draft", config: { ...DRAFT, adaptive: false } },
+  { name: "draft-adaptive", config: { ...DRAFT, adaptive: true } },
 ] as const;
-type VariantName = (typeof VARIANTS)[number]["name"];
+type Variant = (typeof ALL_VARIANTS)[number];
+type VariantName = Variant["name"];
+const DEFAULT_VARIANTS: Record<string, string> = {
+  "llama-110m": "off,ngram,ngram-adaptive",
+  stories260K: "off,ngram-adaptive,draft,draft-adaptive",
+};
+
+function variantsOf(model: string): Variant[] {
+  const names = (values.variants ?? DEFAULT_VARIANTS[model] ?? "off").split(",");
+  if (!names.includes("off")) names.unshift("off"); // the baseline every speedup divides by
+  return names.map((name) => {
+    const variant = ALL_VARIANTS.find((v) => v.name === name);
+    if (!variant) throw new Error(`unknown variant ${name}`);
+    return variant;
+  });
+}
 
 interface Stack {
   readonly router: ServiceProcess;
   readonly worker: ServiceProcess;
+  readonly draftWorker: ServiceProcess | null;
   readonly client: RouterClient;
   readonly metricsPort: number;
 }
@@ -69,16 +95,24 @@ async function modelDir(name: string): Promise<string> {
   return LLAMA_110M_DIR;
 }
 
-async function startStack(dir: string, config: object | null): Promise<Stack> {
+async function startStack(dir: string, variant: Variant): Promise<Stack> {
+  const { config } = variant;
   const metricsPort = await freePort();
   const specArgs = config === null ? [] : ["--speculative-config", JSON.stringify(config)];
   const router = await startProcess("router", "services/router/src/main.ts", {
     args: ["--port", "0", "--metrics-port", `${metricsPort}`, ...specArgs],
   });
   const threadArgs = values.threads === undefined ? [] : ["--threads", values.threads];
+  const workerArgs = ["--router", `127.0.0.1:${router.port}`, ...threadArgs];
   const worker = await startProcess("worker", "services/worker/src/main.ts", {
-    args: ["--model", dir, "--router", `127.0.0.1:${router.port}`, ...threadArgs],
+    args: ["--model", dir, ...workerArgs],
   });
+  const draftWorker =
+    config?.method === "draft_model"
+      ? await startProcess("draft", "services/worker/src/main.ts", {
+          args: ["--model", values["draft-model"] ?? dir, "--role", "draft", ...workerArgs],
+        })
+      : null;
   const client = new RouterClient(`127.0.0.1:${router.port}`, credentials.createInsecure());
   await waitFor(
     () =>
@@ -88,12 +122,35 @@ async function startStack(dir: string, config: object | null): Promise<Stack> {
     "a healthy replica",
     { timeoutMs: 120_000 },
   );
-  return { router, worker, client, metricsPort };
+  if (draftWorker !== null) {
+    // The draft worker registers within a second; wait until its drafts are verified.
+    await waitFor(
+      async () => {
+        await generateOne(client, [1, 2, 3], 8);
+        return (await scrapeSum(metricsPort, "kiln_spec_decode_num_draft_tokens_total")) > 0;
+      },
+      "the draft worker attached",
+      { timeoutMs: 60_000 },
+    );
+  }
+  return { router, worker, draftWorker, client, metricsPort };
 }
 
 /** One greedy stream; resolves with its token arrival times (ms). */
 function generate(client: RouterClient, promptTokenIds: number[]): Promise<number[]> {
-  const req = GenerateRequest.fromPartial({ promptTokenIds, maxTokens, ignoreEos: true });
+  return generateOne(client, promptTokenIds, maxTokens);
+}
+
+function generateOne(
+  client: RouterClient,
+  promptTokenIds: number[],
+  numTokens: number,
+): Promise<number[]> {
+  const req = GenerateRequest.fromPartial({
+    promptTokenIds,
+    maxTokens: numTokens,
+    ignoreEos: true,
+  });
   const call = client.generate(req, new Metadata());
   const times: number[] = [];
   return new Promise((ok, fail) => {
@@ -147,9 +204,10 @@ function summarize(results: readonly RunResult[]) {
 async function benchModel(name: string): Promise<void> {
   const dir = await modelDir(name);
   const vocabSize = name === "stories260K" ? 512 : 32000;
+  const VARIANTS = variantsOf(name);
   const stacks = new Map<VariantName, Stack>();
   try {
-    for (const v of VARIANTS) stacks.set(v.name, await startStack(dir, v.config));
+    for (const v of VARIANTS) stacks.set(v.name, await startStack(dir, v));
     for (const concurrency of values.concurrency.split(",").map(Number)) {
       const results = new Map<VariantName, RunResult[]>(VARIANTS.map((v) => [v.name, []]));
       // Warm-up (first steps allocate scratch; the adaptive policy fits its step-time model).
@@ -175,10 +233,10 @@ async function benchModel(name: string): Promise<void> {
         );
       }
     }
-    console.log(`${name.padEnd(12)} draft_model: not built yet (see docs/adr/0017)`);
   } finally {
     for (const s of stacks.values()) {
       s.client.close();
+      await s.draftWorker?.stop();
       await s.worker.stop();
       await s.router.stop();
     }

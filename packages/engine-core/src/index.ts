@@ -32,7 +32,12 @@ export {
   parseSpeculationConfig,
   type SpeculationConfig,
 } from "./speculation/spec-config";
-export { AcceptanceTracker, chooseDraftLens, type DraftCandidate } from "./speculation/spec-policy";
+export {
+  AcceptanceTracker,
+  bestDraftDepth,
+  chooseDraftLens,
+  type DraftCandidate,
+} from "./speculation/spec-policy";
 export { type DraftProposer, type SpecOutcome, SpecState } from "./speculation/spec-state";
 export { type StepTimeFit, StepTimeModel } from "./speculation/step-time-model";
 export { buildStepArrays, type FlatSeq, type FlatStep, type StepArrays } from "./step-arrays";

@@ -260,6 +260,14 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
     return draftRequests(this.state);
   }
 
+  /**
+   * Draft-model speculation: the router measured a draft round of `numPositions` draft-model
+   * steps taking `ms` (the adaptive policy weighs it against the drafts' gain). No-op without.
+   */
+  observeDraftRound(numPositions: number, ms: number): void {
+    this.state.spec?.observeDraftRound(numPositions, ms);
+  }
+
   /** Ids of the running sequences (a draft model drops its state for the others). */
   runningSeqIds(): number[] {
     return this.state.running.map((seq) => seq.id as number);

@@ -94,16 +94,17 @@ export class DraftWorker {
   /**
    * Runs the draft model for `requests` (up to `maxDrafts` greedy tokens each) and keeps the
    * proposals for `draftsFor`. Sequences not in `liveSeqIds` are dropped first. A request whose
-   * blocks do not fit, or whose context the draft model cannot hold, gets no drafts.
+   * blocks do not fit, or whose context the draft model cannot hold, gets no drafts. Resolves
+   * with the number of draft steps it ran.
    */
-  async propose(requests: readonly DraftRequest[], liveSeqIds: readonly number[]): Promise<void> {
+  async propose(requests: readonly DraftRequest[], liveSeqIds: readonly number[]): Promise<number> {
     this.proposals = new Map();
     this.dropExcept(new Set(liveSeqIds));
     const runs = requests.flatMap((request) => {
       const state = this.prepare(request);
       return state === null ? [] : [{ request, state, drafts: [] as number[] }];
     });
-    if (runs.length === 0) return;
+    if (runs.length === 0) return 0;
     const maxLen = Math.max(...runs.map((run) => run.request.maxDrafts));
     for (let position = 0; position < maxLen; position++) {
       const active = runs.filter((run) => run.request.maxDrafts > position);
@@ -122,6 +123,7 @@ export class DraftWorker {
     for (const { request, drafts } of runs) {
       this.proposals.set(request.seqId, { len: request.tokenIds.length, drafts });
     }
+    return maxLen;
   }
 
   /**
@@ -218,7 +220,7 @@ export class DraftWorker {
   }
 
   /** Frees the blocks of sequences that stopped running; the worker drops them next step. */
-  private dropExcept(liveSeqIds: ReadonlySet<number>): void {
+  dropExcept(liveSeqIds: ReadonlySet<number>): void {
     for (const [seqId, state] of this.seqIdToState) {
       if (liveSeqIds.has(seqId)) continue;
       this.seqIdToState.delete(seqId);

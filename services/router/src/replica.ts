@@ -405,12 +405,17 @@ export class Replica {
     const draft = this.draft;
     if (draft === null) return;
     const requests = scheduler.draftRequests();
-    // With nothing to propose, still free the draft blocks of sequences that ended.
-    if (requests.length === 0 && draft.numSequences === 0) return;
+    if (requests.length === 0) {
+      // Nothing to propose: still free the draft blocks of sequences that ended.
+      if (draft.numSequences > 0) draft.dropExcept(new Set(scheduler.runningSeqIds()));
+      return;
+    }
+    const startedAt = this.clock();
     const proposing = draft.propose(requests, scheduler.runningSeqIds());
     this.flushEmits();
     try {
-      await proposing;
+      const numSteps = await proposing;
+      scheduler.observeDraftRound(numSteps, this.clock() - startedAt);
     } catch (err) {
       if (this.draft !== draft) return;
       process.stderr.write(

@@ -1,6 +1,6 @@
 import type { EngineState } from "../engine-state";
 import type { Sequence, StepDraft } from "../sequence";
-import { chooseDraftLens } from "./spec-policy";
+import { bestDraftDepth, chooseDraftLens } from "./spec-policy";
 
 /** The part of the planner's step work that speculation reads and extends. */
 export interface DraftWork<S> {
@@ -74,17 +74,22 @@ export function draftRequests<S>(state: EngineState<S>): DraftRequest[] {
   const decodes = state.running.filter((seq) => seq.numComputedTokens === seq.tokenIds.length - 1);
   const eligible = decodes.filter((seq) => maxDraftsOf(state, seq) > 0);
   const maxDrafts = eligible.map((seq) => maxDraftsOf(state, seq));
-  const lens = spec.config.isAdaptive
-    ? chooseDraftLens(
-        eligible.map((seq, i) => ({
-          numProposed: maxDrafts[i]!,
-          acceptanceRate: spec.acceptanceRateOf(seq.request),
-        })),
-        decodes.length,
-        decodes.length,
-        spec.stepTime.fit(),
-      )
-    : maxDrafts;
+  let lens = maxDrafts;
+  const fit = spec.stepTime.fit();
+  if (spec.config.isAdaptive) {
+    const candidates = eligible.map((seq, i) => ({
+      numProposed: maxDrafts[i]!,
+      acceptanceRate: spec.acceptanceRateOf(seq.request),
+    }));
+    const n = decodes.length;
+    lens = chooseDraftLens(candidates, n, n, fit);
+    // The draft model's own steps count too (once measured): cut the depth to what pays.
+    const draftMs = spec.draftCostMs;
+    if (fit !== null && draftMs !== null) {
+      const depth = bestDraftDepth(candidates, lens, n, n, fit, draftMs);
+      lens = lens.map((len) => Math.min(len, depth));
+    }
+  }
   return eligible
     .map((seq, i) => ({ seqId: seq.id as number, tokenIds: seq.tokenIds, maxDrafts: lens[i]! }))
     .filter((request) => request.maxDrafts > 0);

@@ -56,6 +56,45 @@ export function chooseDraftLens(
   return lens;
 }
 
+/**
+ * Draft-model speculation pays for its drafts before the target step: one draft-model step per
+ * draft position, shared by every sequence drafting that deep. Given the lengths
+ * `chooseDraftLens` kept (which weighs only the target step's cost), the depth that maximizes
+ * the expected output rate once those draft steps are counted:
+ *
+ *   rate(D) = Σ_i Σ_{j=0..min(len_i, D)} α_i^j  /  ( t(N + Σ_i min(len_i, D)) + D · draftMs )
+ *
+ * D = 0 is plain decoding. Lengths above the returned depth should be cut to it. Pure.
+ */
+export function bestDraftDepth(
+  candidates: readonly DraftCandidate[],
+  lens: readonly number[],
+  numBaseTokens: number,
+  numBaseOutputs: number,
+  fit: StepTimeFit,
+  draftMsPerPosition: number,
+): number {
+  const maxDepth = Math.max(0, ...lens);
+  let best = 0;
+  let bestRate = -1;
+  for (let depth = 0; depth <= maxDepth; depth++) {
+    let numTokens = numBaseTokens;
+    let expectedOutputs = Math.max(1, numBaseOutputs);
+    candidates.forEach((c, i) => {
+      const len = Math.min(lens[i]!, depth);
+      numTokens += len;
+      for (let j = 1; j <= len; j++) expectedOutputs += c.acceptanceRate ** j;
+    });
+    const ms = fit.fixedMs + fit.perTokenMs * numTokens + depth * draftMsPerPosition;
+    const rate = expectedOutputs / ms;
+    if (rate > bestRate) {
+      best = depth;
+      bestRate = rate;
+    }
+  }
+  return best;
+}
+
 /** Acceptance statistics of one request, decayed so the rate follows the text being written. */
 export class AcceptanceTracker {
   private numDrafts = 0;

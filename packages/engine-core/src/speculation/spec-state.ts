@@ -28,6 +28,11 @@ export class SpecState {
   readonly stepTime = new StepTimeModel();
   /** Per request (keyed by its RequestState), its running acceptance. */
   private readonly acceptance = new WeakMap<object, AcceptanceTracker>();
+  /**
+   * Draft-model speculation: ms one draft position costs (one draft-model step), a running
+   * average of the rounds the router measured; null before the first.
+   */
+  private draftMsPerPosition: number | null = null;
   /** Outcomes of commits since the last `takeOutcomes`. */
   private outcomes: SpecOutcome[] = [];
 
@@ -48,6 +53,20 @@ export class SpecState {
     } else {
       throw new Error("draft_model speculation needs a proposer from the router");
     }
+  }
+
+  /** Records one draft round: `numPositions` draft steps took `ms` in all. */
+  observeDraftRound(numPositions: number, ms: number): void {
+    if (!(numPositions > 0 && ms > 0 && Number.isFinite(ms))) return;
+    const perPosition = ms / numPositions;
+    this.draftMsPerPosition =
+      this.draftMsPerPosition === null
+        ? perPosition
+        : 0.9 * this.draftMsPerPosition + 0.1 * perPosition;
+  }
+
+  get draftCostMs(): number | null {
+    return this.draftMsPerPosition;
   }
 
   acceptanceRateOf(request: object): number {

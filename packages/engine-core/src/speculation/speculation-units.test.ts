@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { proposeNgram } from "./ngram-proposer";
 import { parseSpeculationConfig } from "./spec-config";
-import { chooseDraftLens } from "./spec-policy";
+import { bestDraftDepth, chooseDraftLens } from "./spec-policy";
 import { StepTimeModel } from "./step-time-model";
 
 describe("proposeNgram", () => {
@@ -61,6 +61,20 @@ describe("the adaptive policy", () => {
   });
   it("keeps every proposal until the step-time model is fitted", () => {
     expect(chooseDraftLens(cands, 2, 2, null)).toEqual([4, 4]);
+  });
+  it("counts the draft model's steps: cheap drafts keep their depth, costly ones are cut", () => {
+    const sure = [{ numProposed: 4, acceptanceRate: 0.95 }];
+    const fit = { fixedMs: 20, perTokenMs: 0.1 };
+    // A draft step at 1/20 of the target's: every position pays.
+    expect(bestDraftDepth(sure, [4], 1, 1, fit, 1)).toBe(4);
+    // A draft as costly as the target (a model drafting for itself): none pays.
+    expect(bestDraftDepth(sure, [4], 1, 1, fit, 20)).toBe(0);
+    // In between, the first positions pay and the last do not.
+    const mid = bestDraftDepth([{ numProposed: 4, acceptanceRate: 0.6 }], [4], 1, 1, fit, 6);
+    expect(mid).toBeGreaterThan(0);
+    expect(mid).toBeLessThan(4);
+    // Never deeper than what chooseDraftLens kept.
+    expect(bestDraftDepth(sure, [2], 1, 1, fit, 0)).toBe(2);
   });
   it("fits step time = a + b × tokens from observations", () => {
     const model = new StepTimeModel();

@@ -113,3 +113,37 @@ describe.skipIf(loaded.llama === null)("llama.cpp on the exported stories260K", 
     }
   });
 });
+
+describe.skipIf(loaded.llama === null)(
+  "llama.cpp on stories260K exported as F16, BF16, Q8_0",
+  () => {
+    // ggml_type codes: F16 1, Q8_0 8, BF16 30 (ffn_down's 172-value rows stay F16 under Q8_0).
+    const cases = [
+      ["f16", 1, 1],
+      ["bf16", 30, 30],
+      ["q8_0", 8, 1],
+    ] as const;
+    it.each(cases)(
+      "%s: typed matrices, F32 norms, and the golden ids token for token",
+      async (type, matrixType, ffnDownType) => {
+        const path = join(workDir, `stories260K-${type}.gguf`);
+        await exportLlamaToGguf(STORIES_DIR, path, { tensorType: type });
+        const info = await readGgufFileInfo(path, { logWarnings: false });
+        const typeOf = (name: string) =>
+          info.fullTensorInfo?.find((t) => t.name === name)?.ggmlType as number | undefined;
+        expect(typeOf("blk.0.attn_q.weight")).toBe(matrixType);
+        expect(typeOf("token_embd.weight")).toBe(matrixType);
+        expect(typeOf("blk.0.ffn_down.weight")).toBe(ffnDownType);
+        expect(typeOf("blk.0.attn_norm.weight")).toBe(0);
+        const model = await loaded.llama!.loadModel({ modelPath: path });
+        try {
+          for (const c of golden.cases) {
+            expect(await greedy(model, c.prompt_ids, c.greedy_ids.length)).toEqual(c.greedy_ids);
+          }
+        } finally {
+          await model.dispose();
+        }
+      },
+    );
+  },
+);

@@ -1,8 +1,9 @@
 /**
  * The llama.cpp baseline server: `tsx src/baseline/main.ts --model <dir|file.gguf>
  * [--sequences 16] [--threads 2] [--context-size 1024] [--port 0] [--api-key KEY]
- * [--batching lockstep|next-cycle]` (see step-barrier.ts for why lockstep is the default).
- * An HF directory is exported to an F32 GGUF first (cached by `ensureGguf`). Prints
+ * [--batching lockstep|next-cycle] [--gguf-type f32|f16|bf16|q8_0]` (see step-barrier.ts for
+ * why lockstep is the default). An HF directory is exported to a GGUF of that type first (F32
+ * by default; cached by `ensureGguf`). Prints
  * `{"event":"listening","port":N}` on stdout once it accepts requests, like Kiln's services.
  */
 import { rename, stat } from "node:fs/promises";
@@ -10,16 +11,17 @@ import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { exportLlamaToGguf } from "../gguf/export-llama";
+import { type GgmlType, parseGgmlType } from "../gguf/gguf-writer";
 import { loadLlamaCpp } from "./load-llama";
 import { createBaselineServer } from "./openai-server";
 import { SequencePool } from "./sequence-pool";
 import { StepBarrier } from "./step-barrier";
 
 /**
- * The GGUF for `model`: the file itself, or `<tmpdir>/kiln-<name>-<mtime>.f32.gguf`
+ * The GGUF for `model`: the file itself, or `<tmpdir>/kiln-<name>-<mtime>.<type>.gguf`
  * exported from the HF directory unless that file already exists.
  */
-export async function ensureGguf(model: string): Promise<string> {
+export async function ensureGguf(model: string, type: GgmlType = "f32"): Promise<string> {
   const info = await stat(model);
   if (info.isFile()) return model;
   const weights = await stat(join(model, "model.safetensors")).catch(() =>
@@ -27,7 +29,7 @@ export async function ensureGguf(model: string): Promise<string> {
   );
   const out = join(
     tmpdir(),
-    `kiln-${basename(resolve(model))}-${Math.floor(weights.mtimeMs)}.f32.gguf`,
+    `kiln-${basename(resolve(model))}-${Math.floor(weights.mtimeMs)}.${type}.gguf`,
   );
   if (
     await stat(out).then(
@@ -37,7 +39,7 @@ export async function ensureGguf(model: string): Promise<string> {
   )
     return out;
   const partial = `${out}.partial-${process.pid}`;
-  await exportLlamaToGguf(model, partial);
+  await exportLlamaToGguf(model, partial, { tensorType: type });
   await rename(partial, out);
   return out;
 }
@@ -61,13 +63,14 @@ async function main(): Promise<void> {
       port: { type: "string" },
       "api-key": { type: "string" },
       batching: { type: "string" },
+      "gguf-type": { type: "string" },
     },
   });
   if (!values.model) throw new Error("--model <hf-dir | file.gguf> is required");
   const numSequences = positiveInt(values.sequences, 16, "--sequences");
   const numThreads = positiveInt(values.threads, 2, "--threads");
   const contextSize = positiveInt(values["context-size"], 1024, "--context-size");
-  const modelPath = await ensureGguf(values.model);
+  const modelPath = await ensureGguf(values.model, parseGgmlType(values["gguf-type"] ?? "f32"));
   const llama = await loadLlamaCpp();
   const model = await llama.loadModel({ modelPath });
   const batching = values.batching ?? "lockstep";

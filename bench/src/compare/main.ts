@@ -39,9 +39,15 @@ const HELP = `npm run bench:compare -- [options]
   --kv-cache-memory S    Kiln worker KV pool (default: room for every sequence of the highest
                          concurrency, at least 1GiB)
   --systems LIST         kiln,llama.cpp (default both)
+  --weights W            f32 | bf16 | int8 (default f32): Kiln's --weight-dtype, and llama.cpp
+                         on the matching GGUF: F32, F16 (bf16's target compares with F16), Q8_0
+  --gguf-type T          override llama.cpp's GGUF type (f32, f16, bf16, q8_0)
   --no-profile           skip the decode-step profile
   --result-file PATH     JSON results (default bench/results/compare.json, gitignored)
   --markdown-file PATH   also write the tables as Markdown`;
+
+/** llama.cpp's GGUF type for each of Kiln's weight formats (`--weights`). */
+const GGUF_TYPE_OF_WEIGHTS: Record<string, string> = { f32: "f32", bf16: "f16", int8: "q8_0" };
 
 async function main(): Promise<void> {
   const { values: v } = parseArgs({
@@ -55,6 +61,8 @@ async function main(): Promise<void> {
       threads: { type: "string" },
       "kv-cache-memory": { type: "string" },
       systems: { type: "string" },
+      weights: { type: "string" },
+      "gguf-type": { type: "string" },
       "no-profile": { type: "boolean" },
       "result-file": { type: "string" },
       "markdown-file": { type: "string" },
@@ -68,6 +76,10 @@ async function main(): Promise<void> {
   const unknown = systems.find((name) => name !== "kiln" && name !== "llama.cpp");
   if (unknown !== undefined) throw new Error(`--systems: kiln and/or llama.cpp, not ${unknown}`);
   const maxConcurrency = Math.max(...concurrencies);
+  const weightDtype = v.weights ?? "f32";
+  const ggufType = v["gguf-type"] ?? GGUF_TYPE_OF_WEIGHTS[weightDtype];
+  if (ggufType === undefined) throw new Error(`--weights: f32, bf16 or int8, not ${weightDtype}`);
+  console.log(`weights: Kiln ${weightDtype}, llama.cpp GGUF ${ggufType}`);
   const inputLen = Number(v["input-len"] ?? 128);
   const outputLen = Number(v["output-len"] ?? 128);
 
@@ -97,6 +109,8 @@ async function main(): Promise<void> {
       v["kv-cache-memory"] ?? defaultKvCacheMemory(config, maxConcurrency, inputLen + outputLen),
     contextSize: 512,
     isProfiled: !v["no-profile"],
+    weightDtype,
+    ggufType,
   });
   // Interleaved by concurrency (Kiln c, llama.cpp c, next c…) so that drifting load from
   // other processes hits both systems alike. Kiln stays up (idle) across the runs; llama.cpp
@@ -140,7 +154,7 @@ async function main(): Promise<void> {
 
   runs.sort((a, b) => a.system.localeCompare(b.system) || a.maxConcurrency - b.maxConcurrency);
   const tables = [
-    `## Results (${items.length} requests, ${inputLen} in / ${outputLen} out, closed loop)`,
+    `## Results (${items.length} requests, ${inputLen} in / ${outputLen} out, closed loop; weights: Kiln ${weightDtype}, llama.cpp ${ggufType})`,
     resultsTable(runs),
     "## Ratios",
     ratioTable(runs, "kiln", "llama.cpp"),
@@ -154,7 +168,7 @@ async function main(): Promise<void> {
   await mkdir(dirname(resultFile), { recursive: true });
   await writeFile(
     resultFile,
-    `${JSON.stringify({ date: new Date().toISOString(), machine, machineAfter: machineInfo(), modelDir, inputLen, outputLen, numPrompts: items.length, numThreads, runs, profile }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), machine, machineAfter: machineInfo(), modelDir, weightDtype, ggufType, inputLen, outputLen, numPrompts: items.length, numThreads, runs, profile }, null, 2)}\n`,
   );
   console.log(`results written to ${resultFile}`);
   if (v["markdown-file"]) await writeFile(v["markdown-file"], `${tables}\n`);

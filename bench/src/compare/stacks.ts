@@ -22,6 +22,8 @@ export interface KilnStackOptions {
   readonly numThreads: number;
   /** e.g. "1GiB" */
   readonly kvCacheMemory: string;
+  /** The worker's --weight-dtype (f32, bf16, int8); default f32. */
+  readonly weightDtype?: string;
   readonly maxNumSeqs: number;
   /** Extra environment for the router and worker (e.g. KILN_STEP_PROFILE=1). */
   readonly env?: NodeJS.ProcessEnv;
@@ -57,6 +59,8 @@ export async function startKilnStack(opts: KilnStackOptions): Promise<Stack> {
           opts.kvCacheMemory,
           "--threads",
           String(opts.numThreads),
+          "--weight-dtype",
+          opts.weightDtype ?? "f32",
         ],
         ...(opts.env ? { env: opts.env } : {}),
       }),
@@ -84,6 +88,8 @@ export interface BaselineStackOptions {
   readonly numThreads: number;
   readonly numSequences: number;
   readonly contextSize: number;
+  /** GGUF tensor type of the export (f32, f16, bf16, q8_0). */
+  readonly ggufType: string;
 }
 
 export async function startBaselineStack(opts: BaselineStackOptions): Promise<Stack> {
@@ -97,6 +103,8 @@ export async function startBaselineStack(opts: BaselineStackOptions): Promise<St
       String(opts.numSequences),
       "--context-size",
       String(opts.contextSize),
+      "--gguf-type",
+      opts.ggufType,
       "--port",
       "0",
     ],

@@ -27,6 +27,9 @@ export interface SystemOptions {
   readonly contextSize: number;
   /** Kiln: run the router with KILN_STEP_PROFILE=1. */
   readonly isProfiled: boolean;
+  /** Kiln's --weight-dtype and the matching GGUF type for llama.cpp (`--weights`). */
+  readonly weightDtype: string;
+  readonly ggufType: string;
 }
 
 async function startStack(name: string, opts: SystemOptions): Promise<Stack> {
@@ -35,6 +38,7 @@ async function startStack(name: string, opts: SystemOptions): Promise<Stack> {
       modelDir: opts.modelDir,
       numThreads: opts.numThreads,
       kvCacheMemory: opts.kvCacheMemory,
+      weightDtype: opts.weightDtype,
       maxNumSeqs: Math.max(opts.maxConcurrency, 16),
       ...(opts.isProfiled ? { env: { KILN_STEP_PROFILE: "1" } } : {}),
     });
@@ -45,6 +49,7 @@ async function startStack(name: string, opts: SystemOptions): Promise<Stack> {
       numThreads: opts.numThreads,
       numSequences: opts.maxConcurrency,
       contextSize: opts.contextSize,
+      ggufType: opts.ggufType,
     });
   }
   throw new Error(`unknown system ${name}: kiln or llama.cpp`);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ggufTensorName, interleaveRopeRows } from "./export-llama";
-import { encodeGgufHeader } from "./gguf-writer";
+import { encodeGgufHeader, encodeTensorData } from "./gguf-writer";
 
 describe("interleaveRopeRows", () => {
   it("turns each head's [x0 x1 x2 | y0 y1 y2] rows into [x0 y0 x1 y1 x2 y2]", () => {
@@ -57,5 +57,48 @@ describe("encodeGgufHeader", () => {
     at += 32 + 8 + 2 + 4 + 8 + 4;
     expect(view.getBigUint64(at, true)).toBe(64n);
     expect(header.length % 32).toBe(0);
+  });
+});
+
+describe("encodeTensorData", () => {
+  const halfToNumber = (h: number) => {
+    const sign = h & 0x8000 ? -1 : 1;
+    const e = (h >> 10) & 0x1f;
+    const m = h & 0x3ff;
+    return e === 0 ? sign * m * 2 ** -24 : sign * (1 + m / 1024) * 2 ** (e - 15);
+  };
+
+  it("Q8_0: per block of 32 an f16 scale max|x|/127 and round(x / d), halves away from zero", () => {
+    const data = new Float32Array(64);
+    for (let i = 0; i < 32; i++) data[i] = (i - 16) / 8; // max |x| = 2
+    data[40] = -0.5; // the second block: d = 0.5/127
+    const bytes = encodeTensorData(data, "q8_0");
+    expect(bytes.length).toBe(2 * 34);
+    const view = new DataView(bytes.buffer);
+    const d0 = halfToNumber(view.getUint16(0, true));
+    expect(d0).toBeCloseTo(2 / 127, 4);
+    for (let i = 0; i < 32; i++) {
+      expect(view.getInt8(2 + i)).toBe(
+        Math.round(Math.abs(data[i]! * (127 / 2))) * Math.sign(data[i]!),
+      );
+      expect(Math.abs(view.getInt8(2 + i) * d0 - data[i]!)).toBeLessThan(d0);
+    }
+    expect(view.getInt8(34 + 2 + 8)).toBe(-127);
+    expect(view.getInt8(34 + 2 + 9)).toBe(0);
+    expect(() => encodeTensorData(new Float32Array(40), "q8_0")).toThrow(/multiple of 32/);
+  });
+
+  it("F16 and BF16: two bytes a value, rounded to nearest", () => {
+    const data = new Float32Array([1, -2.5, 65504, 1 / 3]);
+    const f16 = new DataView(encodeTensorData(data, "f16").buffer);
+    expect([0, 1, 2, 3].map((i) => halfToNumber(f16.getUint16(2 * i, true)))).toEqual([
+      1,
+      -2.5,
+      65504,
+      halfToNumber(0x3555),
+    ]);
+    const bf16 = new DataView(encodeTensorData(data, "bf16").buffer);
+    expect(bf16.getUint16(0, true)).toBe(0x3f80);
+    expect(bf16.getUint16(2, true)).toBe(0xc020);
   });
 });

@@ -1,11 +1,13 @@
 import { basename } from "node:path";
 import { expectedWeightShapes, type LlamaConfig, loadConfig, loadWeights } from "@kiln/model";
-import type { GgufTensorSpec, GgufValue } from "./gguf-writer";
+import type { GgmlType, GgufTensorSpec, GgufValue } from "./gguf-writer";
 import { writeGguf } from "./gguf-writer";
 import { readGgufVocab } from "./vocab";
 
 /**
- * Hugging Face Llama directory → GGUF (F32) for llama.cpp's `llama` architecture.
+ * Hugging Face Llama directory → GGUF for llama.cpp's `llama` architecture: F32, or the
+ * matrices as F16, BF16 or Q8_0 (norm vectors stay F32, and a matrix whose rows are not a
+ * multiple of 32 values F16 under Q8_0, as llama.cpp's converter does).
  *
  * The one non-obvious step: HF stores q_proj/k_proj rows per head as [first halves of all
  * rotary pairs; second halves] (RoPE "rotate_half" / NeoX layout), while llama.cpp's llama
@@ -17,7 +19,12 @@ import { readGgufVocab } from "./vocab";
 export interface ExportOptions {
   /** Force scores from tokenizer.json even when tokenizer.model exists (tests). */
   readonly ignoreSentencePieceModel?: boolean;
+  /** How the matrices are stored (default f32). */
+  readonly tensorType?: GgmlType;
 }
+
+/** general.file_type (llama_ftype) of a file whose matrices are all `type`. */
+const FILE_TYPE: Record<GgmlType, number> = { f32: 0, f16: 1, q8_0: 7, bf16: 32 };
 
 export interface ExportResult {
   readonly path: string;
@@ -96,7 +103,7 @@ async function metadataFor(
   const entries: [string, GgufValue][] = [
     ["general.architecture", { kind: "string", value: "llama" }],
     ["general.name", { kind: "string", value: basename(dir) }],
-    ["general.file_type", u32(0)], // ALL_F32
+    ["general.file_type", u32(FILE_TYPE[opts.tensorType ?? "f32"])],
     ["llama.context_length", u32(config.maxPositionEmbeddings)],
     ["llama.embedding_length", u32(config.hiddenSize)],
     ["llama.block_count", u32(config.numLayers)],
@@ -150,7 +157,10 @@ export async function exportLlamaToGguf(
         return interleaveRopeRows(data, config.numKvHeads, cols);
       return data;
     };
-    tensors.push({ name: ggufTensorName(hfName), shape, load });
+    let type = shape.length === 2 ? (opts.tensorType ?? "f32") : "f32";
+    // As llama.cpp's converter: a matrix whose rows do not split into Q8_0 blocks stays F16.
+    if (type === "q8_0" && shape[1]! % 32 !== 0) type = "f16";
+    tensors.push({ name: ggufTensorName(hfName), shape, type, load });
   }
   const numBytes = await writeGguf(outPath, metadata, tensors);
   return { path: outPath, numTensors: tensors.length, numBytes, vocabSource };

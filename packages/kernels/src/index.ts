@@ -63,8 +63,11 @@ export {
 export { type LoadedTierAddon, loadTierAddonFrom, type TierAddonSource } from "./cpu/tier-addon";
 export { createWasmGemm, loadWasmGemmModule, WASM_GEMM_PATH } from "./cpu/wasm-gemm";
 export {
+  f32ToBf16Bits,
+  f32ToF16Bits,
   INT8_GROUP_SIZE,
   parseWeightDtype,
+  quantizeInt8,
   roundTripWeights,
   WEIGHT_DTYPES,
   type WeightDtype,

@@ -97,6 +97,12 @@ export interface StepInput {
   readonly blockCopies: Int32Array;
   /** [numSeqs] what to sample from the sequence's last token, or null (e.g. a mid-prompt chunk). */
   readonly samples: readonly (SampleRequest | null)[];
+  /**
+   * Tensor-parallel ranks > 0 (whose samples are all null): [numSeqs] the logit rows rank 0
+   * samples for each sequence (0, 1, or 1 + drafts), so every rank computes its vocabulary
+   * slice of the same rows (ADR 0018). Absent elsewhere.
+   */
+  readonly logitRows?: Int32Array;
   /** Tests only: also return the logits of every sampled row. */
   readonly returnLogits?: boolean;
   /**

@@ -42,6 +42,8 @@ export {
   shardRegion,
   type TensorRegion,
   type TensorShardPlan,
+  type VocabSlice,
+  vocabSlice,
 } from "./tensor-parallel";
 export * from "./tokenizer";
 export * from "./types";

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { loadConfig } from "./config";
 import { readSafetensorsHeader } from "./safetensors";
 import { loadModelShard, readTensorRegion } from "./shard-loader";
-import { planTensorShard, shardRegion } from "./tensor-parallel";
+import { planTensorShard, shardRegion, vocabSlice } from "./tensor-parallel";
 import type { LlamaConfig } from "./types";
 import { loadModel } from "./weights";
 
@@ -16,6 +16,7 @@ const base = (o: Partial<LlamaConfig>) =>
     numKvHeads: 4,
     headDim: 8,
     intermediateSize: 172,
+    vocabSize: 512,
     tieWordEmbeddings: true,
     ...o,
   }) as LlamaConfig;
@@ -25,6 +26,7 @@ describe("planTensorShard", () => {
     const plan = planTensorShard(base({}), 1, 2);
     expect(plan.config).toMatchObject({ numHeads: 4, numKvHeads: 2, intermediateSize: 86 });
     expect(plan).toMatchObject({ headStart: 4, kvHeadStart: 2, ffnStart: 86, hasLmHead: false });
+    expect(plan.lmHeadRows).toEqual({ start: 256, count: 256 });
   });
 
   it("replicates KV heads that do not divide by T (each rank holds its query heads' one)", () => {
@@ -42,10 +44,20 @@ describe("planTensorShard", () => {
     expect(() => planTensorShard(base({ intermediateSize: 171 }), 0, 2)).toThrow(/intermediate/);
   });
 
-  it("gives lm_head to rank 0 only, and only when untied", () => {
-    expect(planTensorShard(base({ tieWordEmbeddings: false }), 0, 2).hasLmHead).toBe(true);
+  it("splits lm_head by vocabulary rows, read from lm_head.weight only when untied", () => {
     const plan1 = planTensorShard(base({ tieWordEmbeddings: false }), 1, 2);
-    expect(shardRegion(plan1, "lm_head.weight", [512, 64])).toBeNull();
+    expect(plan1.hasLmHead).toBe(true);
+    expect(shardRegion(plan1, "lm_head.weight", [512, 64])).toMatchObject({
+      rowStart: 256,
+      numRows: 256,
+      numCols: 64,
+    });
+    expect(shardRegion(planTensorShard(base({}), 1, 2), "lm_head.weight", [512, 64])).toBeNull();
+    // Uneven vocabularies: ⌈V / T⌉ rows a rank, the last one fewer, together every row once.
+    const slices = [0, 1, 2, 3].map((r) => vocabSlice(32001, r, 4));
+    expect(slices.map((s) => s.count)).toEqual([8001, 8001, 8001, 7998]);
+    expect(slices.reduce((n, s) => n + s.count, 0)).toBe(32001);
+    expect(slices[3]!.start).toBe(3 * 8001);
   });
 });
 

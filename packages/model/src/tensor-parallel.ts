@@ -9,8 +9,10 @@ import type { LlamaConfig } from "./types";
  *   all-reduce after o_proj and one after down_proj.
  * - KV heads that do not divide by `size` are replicated (vLLM): with `size` a multiple of
  *   numKvHeads, rank r holds KV head ⌊r · numKvHeads / size⌋, the one its query heads use.
- * - The embedding and final norm are replicated; lm_head is held (and run) by rank 0 only,
- *   which samples. Ranks > 0 never read lm_head.
+ * - The embedding and final norm are replicated. lm_head is split by vocabulary rows
+ *   (`vocabSlice`): each rank computes its slice of the logits and one all-reduce over
+ *   zero-filled rows gathers them on every rank (exact: each logit is one rank's value plus
+ *   zeros); rank 0 samples. With tied embeddings a rank's slice is rows of its embedding.
  */
 export interface TensorShardPlan {
   readonly rank: number;
@@ -23,8 +25,23 @@ export interface TensorShardPlan {
   readonly kvHeadStart: number;
   /** First FFN column of this rank. */
   readonly ffnStart: number;
-  /** Whether this rank holds lm_head (rank 0 samples; untied checkpoints only). */
+  /** Whether this rank reads lm_head.weight (its `lmHeadRows`; untied checkpoints only). */
   readonly hasLmHead: boolean;
+  /** The vocabulary rows of lm_head this rank computes logits for. */
+  readonly lmHeadRows: VocabSlice;
+}
+
+/** A contiguous run of vocabulary rows. */
+export interface VocabSlice {
+  readonly start: number;
+  readonly count: number;
+}
+
+/** Rank `rank`'s share of `vocabSize` rows over `size` ranks: ⌈V / size⌉ each, the last fewer. */
+export function vocabSlice(vocabSize: number, rank: number, size: number): VocabSlice {
+  const per = Math.ceil(vocabSize / size);
+  const start = Math.min(vocabSize, rank * per);
+  return { start, count: Math.min(per, vocabSize - start) };
 }
 
 /** The part of a stored [rows, cols] (or [rows]) tensor a rank reads. */
@@ -83,13 +100,14 @@ export function planTensorShard(config: LlamaConfig, rank: number, size: number)
     headStart: rank * numLocalHeads,
     kvHeadStart,
     ffnStart: rank * ffnLen,
-    hasLmHead: rank === 0 && !config.tieWordEmbeddings,
+    hasLmHead: !config.tieWordEmbeddings,
+    lmHeadRows: vocabSlice(config.vocabSize, rank, size),
   };
 }
 
 /**
  * Which part of the stored tensor `name` (full shape `shape`) the rank reads, or null when it
- * reads none of it (lm_head on ranks > 0). Unsharded tensors come back whole.
+ * reads none of it. Unsharded tensors come back whole.
  */
 export function shardRegion(
   plan: TensorShardPlan,
@@ -102,7 +120,10 @@ export function shardRegion(
     colStart: 0,
     numCols: shape[1] ?? 1,
   };
-  if (name === "lm_head.weight") return plan.hasLmHead ? whole : null;
+  if (name === "lm_head.weight") {
+    const { start, count } = plan.lmHeadRows;
+    return plan.hasLmHead ? { ...whole, rowStart: start, numRows: count } : null;
+  }
   const { headDim, numHeads, numKvHeads, intermediateSize } = plan.config;
   const rows = (start: number, len: number) => ({ ...whole, rowStart: start, numRows: len });
   const cols = (start: number, len: number) => ({ ...whole, colStart: start, numCols: len });

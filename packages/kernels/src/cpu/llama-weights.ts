@@ -1,4 +1,4 @@
-import type { LlamaConfig, Tensor, WeightMap } from "@kiln/model";
+import type { LlamaConfig, Tensor, VocabSlice, WeightMap } from "@kiln/model";
 import type { Gemm, PackedWeights } from "./gemm";
 
 /**
@@ -29,10 +29,10 @@ export interface LlamaWeights {
   /** [hiddenSize] */
   readonly finalNorm: Float32Array;
   /**
-   * [vocabSize, hiddenSize]; the same array as `embedTokens` when embeddings are tied; null on
-   * a tensor-parallel rank > 0 (only rank 0 computes logits).
+   * [vocabSize, hiddenSize], or a tensor-parallel rank's vocabulary rows of it; a view of
+   * `embedTokens` when embeddings are tied.
    */
-  readonly lmHead: Float32Array | null;
+  readonly lmHead: Float32Array;
 }
 
 function tensorData(weights: WeightMap, name: string, shape: readonly number[]): Float32Array {
@@ -68,7 +68,7 @@ function concatRows(parts: readonly Float32Array[]): Float32Array {
 export function packLlamaWeights(
   config: LlamaConfig,
   weights: WeightMap,
-  hasLmHead = true,
+  lmHeadRows: VocabSlice = { start: 0, count: config.vocabSize },
 ): LlamaWeights {
   const hidden = config.hiddenSize;
   const qDim = config.numHeads * config.headDim;
@@ -103,11 +103,11 @@ export function packLlamaWeights(
     });
   }
   const embedTokens = get("model.embed_tokens.weight", [config.vocabSize, hidden]);
-  const lmHead = !hasLmHead
-    ? null
-    : config.tieWordEmbeddings
-      ? embedTokens
-      : get("lm_head.weight", [config.vocabSize, hidden]);
+  // A tensor-parallel rank holds its vocabulary rows of lm_head (all of them otherwise).
+  const { start, count } = lmHeadRows;
+  const lmHead = config.tieWordEmbeddings
+    ? embedTokens.subarray(start * hidden, (start + count) * hidden)
+    : get("lm_head.weight", [count, hidden]);
   return { embedTokens, layers, finalNorm: get("model.norm.weight", [hidden]), lmHead };
 }
 
@@ -136,7 +136,7 @@ export interface PackedLlamaWeights {
   /** [hiddenSize] */
   readonly finalNorm: Float32Array;
   /** [vocabSize, hiddenSize] packed (a copy of embedTokens when tied and the gemm copies). */
-  readonly lmHead: PackedWeights | null;
+  readonly lmHead: PackedWeights;
 }
 
 /**
@@ -162,7 +162,6 @@ export function packProjections(weights: LlamaWeights, gemm: Gemm): PackedLlamaW
     embedTokens: weights.embedTokens,
     layers,
     finalNorm: weights.finalNorm,
-    lmHead:
-      weights.lmHead === null ? null : pack(weights.lmHead, weights.lmHead.length / hidden, hidden),
+    lmHead: pack(weights.lmHead, weights.lmHead.length / hidden, hidden),
   };
 }

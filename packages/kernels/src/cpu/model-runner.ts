@@ -1,4 +1,10 @@
-import { type LlamaConfig, loadModel, type WeightMap } from "@kiln/model";
+import {
+  type LlamaConfig,
+  loadModel,
+  type VocabSlice,
+  vocabSlice,
+  type WeightMap,
+} from "@kiln/model";
 import type { BackendInfo, PoolingKind, SampledToken, StepInput, StepOutput } from "../backend";
 import type { Collective } from "../collectives/collective";
 import { createSamplingScratch, type SamplingScratch, sampleRow } from "../sampling";
@@ -66,8 +72,8 @@ export interface CpuModelRunnerOptions {
   /**
    * This runner is one rank of a tensor-parallel group (ADR 0018): `config` and `weights` are
    * the rank's shard (packages/model planTensorShard), o_proj and down_proj outputs are summed
-   * over the group, and only rank 0 computes logits and samples (the others return null for
-   * every sequence). LoRA is not supported with it. None by default.
+   * over the group; each rank computes its vocabulary slice of the logits, an all-reduce gathers
+   * them, and rank 0 samples (the others return null for every sequence). LoRA is not supported with it. None by default.
    */
   readonly collective?: Collective;
 }
@@ -126,6 +132,10 @@ export class CpuModelRunner {
   readonly lora: LoraSlotTable;
   private loraGroups: LoraGroups | null = null;
   private readonly collective: Collective | null;
+  /** The vocabulary rows this runner's lm_head computes (all of them without tensor parallelism). */
+  private readonly lmHeadRows: VocabSlice;
+  /** [samples, lmHeadRows.count] logits of a rank's slice before they are gathered. */
+  private sliceLogits = new Float32Array(0);
 
   /**
    * Packs `weights` (HF names) for the gemm and allocates the KV pool. The native gemm copies
@@ -147,10 +157,14 @@ export class CpuModelRunner {
     if (this.collective !== null && (opts.maxLoras ?? 0) > 0) {
       throw new Error("LoRA adapters are not supported with tensor parallelism");
     }
-    const hasLmHead = this.collective === null || this.collective.rank === 0;
+    const group = this.collective;
+    this.lmHeadRows =
+      group === null
+        ? { start: 0, count: config.vocabSize }
+        : vocabSlice(config.vocabSize, group.rank, group.size);
     const baseGemm = opts.gemm ?? createGemm({ numThreads: opts.numThreads });
     this.gemm = gemmForWeightDtype(baseGemm, opts.weightDtype ?? "f32", opts.numThreads ?? 0);
-    this.weights = packProjections(packLlamaWeights(config, weights, hasLmHead), this.gemm);
+    this.weights = packProjections(packLlamaWeights(config, weights, this.lmHeadRows), this.gemm);
     const isNative = opts.kernels === undefined || opts.kernels === "native";
     // kiln_tier's gemm brings its own attention and row kernels (ADR 0026); else kiln_gemm's.
     const tierKernels = opts.kernels !== "typescript" ? gemmKernelsOf(baseGemm) : null;
@@ -217,11 +231,11 @@ export class CpuModelRunner {
     }
     this.forward(input, numTokens);
     const pooled = input.pooling ? this.poolHidden(input, input.pooling) : undefined;
-    if (this.weights.lmHead === null) {
-      this.profiler?.enter("done");
-      return { sampled: input.samples.map(() => null) }; // a tensor-parallel rank > 0
-    }
     const numSamples = this.computeLogits(input);
+    if (this.collective !== null && this.collective.rank !== 0) {
+      this.profiler?.enter("done");
+      return { sampled: input.samples.map(() => null) }; // rank 0 samples
+    }
     this.profiler?.enter("sampling");
     const logits = this.scratch.logits;
     const vocabSize = this.config.vocabSize;
@@ -381,26 +395,51 @@ export class CpuModelRunner {
     const s = this.scratch;
     this.profiler?.enter("lm-head");
     let numSamples = 0;
-    for (const req of input.samples) if (req !== null) numSamples += numVerifiedRows(req);
+    for (let q = 0; q < input.samples.length; q++) numSamples += logitRowsOf(input, q);
     if (numSamples === 0) return 0;
     s.ensureSamples(numSamples);
     let row = 0;
     let lastToken = -1;
     for (let q = 0; q < input.queryLens.length; q++) {
       lastToken += input.queryLens[q]!;
-      const req = input.samples[q]!;
-      if (req === null) continue;
+      const numRows = logitRowsOf(input, q);
       // A verification's rows: its last token's and each draft's, in order.
-      for (let t = lastToken - numVerifiedRows(req) + 1; t <= lastToken; t++) {
+      for (let t = lastToken - numRows + 1; t <= lastToken; t++) {
         const src = s.x.subarray(t * hiddenSize, (t + 1) * hiddenSize);
         const dst = s.sampledHidden.subarray(row * hiddenSize, (row + 1) * hiddenSize);
         this.rows.rmsNorm(dst, src, this.weights.finalNorm, 1, hiddenSize, rmsNormEps);
         row++;
       }
     }
-    this.gemm.matmulPacked(s.sampledHidden, this.weights.lmHead!, s.logits, numSamples);
+    if (this.collective === null) {
+      this.gemm.matmulPacked(s.sampledHidden, this.weights.lmHead, s.logits, numSamples);
+      return numSamples;
+    }
+    // Tensor parallelism: this rank's vocabulary slice, placed among zeros, summed over ranks.
+    const { start, count } = this.lmHeadRows;
+    const vocabSize = this.config.vocabSize;
+    if (this.sliceLogits.length < numSamples * count) {
+      this.sliceLogits = new Float32Array(numSamples * count);
+    }
+    this.gemm.matmulPacked(s.sampledHidden, this.weights.lmHead, this.sliceLogits, numSamples);
+    s.logits.fill(0, 0, numSamples * vocabSize);
+    for (let r = 0; r < numSamples; r++) {
+      const slice = this.sliceLogits.subarray(r * count, (r + 1) * count);
+      s.logits.set(slice, r * vocabSize + start);
+    }
+    this.collective.allReduce(s.logits, numSamples * vocabSize);
     return numSamples;
   }
+}
+
+/**
+ * Logit rows sequence `q` needs: its sample's (1, or 1 + drafts), or on a tensor-parallel rank
+ * > 0, what rank 0 forwarded (`logitRows`).
+ */
+function logitRowsOf(input: StepInput, q: number): number {
+  const req = input.samples[q];
+  if (req !== null && req !== undefined) return numVerifiedRows(req);
+  return input.logitRows?.[q] ?? 0;
 }
 
 /** Loads `modelDir` (config.json + safetensors) and builds a runner over it. */

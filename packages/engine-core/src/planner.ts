@@ -50,7 +50,7 @@ export function planStep<S>(state: EngineState<S>, stepId: number): PlannedStep<
     isBatchHeld: holdsBatchPrefill(state),
   };
   scheduleRunning(state, work, true);
-  planSpeculation(state, work);
+  planSpeculation(state, work, stepId);
   scheduleRunning(state, work, false);
   // Admitting in a step that preempted would hand just-freed blocks to newer work (as vLLM v1).
   if (work.preempted.length === 0) scheduleWaiting(state, work);

@@ -248,8 +248,8 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
    * Speculative decoding: feeds the step-time model (the router measured `ms` for a step of
    * `numTokens` scheduled tokens). No-op without speculation.
    */
-  observeStepTime(numTokens: number, ms: number): void {
-    this.state.spec?.stepTime.observe(numTokens, ms);
+  observeStepTime(numTokens: number, ms: number, numSampled = 0): void {
+    this.state.spec?.observeStep(numTokens, ms, numSampled);
   }
 
   /**
@@ -257,7 +257,7 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
    * (plan-drafts.ts). [] without speculation. Read-only.
    */
   draftRequests(): DraftRequest[] {
-    return draftRequests(this.state);
+    return draftRequests(this.state, this.nextStepId);
   }
 
   /**

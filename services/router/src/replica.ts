@@ -383,7 +383,8 @@ export class Replica {
       }
       const sampled = plan.seqs.map((seq) => seqIdToToken.get(seq.seqId) ?? null);
       const events = scheduler.commit(plan, sampled);
-      scheduler.observeStepTime(plan.numScheduledTokens, receivedAt - scheduledAt);
+      const numSampled = plan.seqs.reduce((n, seq) => n + (seq.sample !== null ? 1 : 0), 0);
+      scheduler.observeStepTime(plan.numScheduledTokens, receivedAt - scheduledAt, numSampled);
       this.telemetry.specDecode.record(this.labels, scheduler.takeSpecOutcomes());
       this.pendingEmits = { events, emits: collectEmits(events, this.idToRecord) };
       if (!this.isOverlapped(plan)) this.flushEmits();

@@ -12,12 +12,17 @@ export interface DraftWork<S> {
  * The speculation pass of planning, run right after the decode pass: proposes draft tokens for
  * the decodes that may speculate, lets the policy (spec-policy.ts) keep those that pay, and
  * extends each kept decode's query to its last token plus its drafts, allocating their KV slots.
+ * Under the adaptive policy the measured gate (draft-gate.ts) may turn a whole step off.
  * A sequence whose slots do not fit simply decodes one token: speculation never preempts. Draft
  * tokens come out of the step's token budget. No-op without a speculation config.
  */
-export function planSpeculation<S>(state: EngineState<S>, work: DraftWork<S>): void {
+export function planSpeculation<S>(
+  state: EngineState<S>,
+  work: DraftWork<S>,
+  stepId: number,
+): void {
   const spec = state.spec;
-  if (spec === null || work.numBudgetTokens <= 0) return;
+  if (spec === null || work.numBudgetTokens <= 0 || !spec.isDraftingAllowed(stepId)) return;
   const decodes: StepDraft<S>[] = [];
   const proposals: number[][] = [];
   for (const draft of work.drafts) {
@@ -68,9 +73,9 @@ export interface DraftRequest {
  * to propose. With the adaptive policy on, that is what the policy would keep were every draft
  * proposed, so a compute-bound batch costs the draft model nothing. Read-only.
  */
-export function draftRequests<S>(state: EngineState<S>): DraftRequest[] {
+export function draftRequests<S>(state: EngineState<S>, stepId: number): DraftRequest[] {
   const spec = state.spec;
-  if (spec === null) return [];
+  if (spec === null || !spec.isDraftingAllowed(stepId)) return [];
   const decodes = state.running.filter((seq) => seq.numComputedTokens === seq.tokenIds.length - 1);
   const eligible = decodes.filter((seq) => maxDraftsOf(state, seq) > 0);
   const maxDrafts = eligible.map((seq) => maxDraftsOf(state, seq));

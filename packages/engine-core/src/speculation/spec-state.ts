@@ -1,3 +1,4 @@
+import { DraftGate } from "./draft-gate";
 import { proposeNgram } from "./ngram-proposer";
 import type { SpeculationConfig } from "./spec-config";
 import { AcceptanceTracker } from "./spec-policy";
@@ -26,6 +27,10 @@ export class SpecState {
   readonly config: SpeculationConfig;
   readonly propose: DraftProposer;
   readonly stepTime = new StepTimeModel();
+  /** Measured on/off comparison that stops speculation where it does not pay (adaptive only). */
+  readonly gate = new DraftGate();
+  /** Drafts accepted since the last `observeStep`. */
+  private numAcceptedSinceStep = 0;
   /** Per request (keyed by its RequestState), its running acceptance. */
   private readonly acceptance = new WeakMap<object, AcceptanceTracker>();
   /**
@@ -55,6 +60,21 @@ export class SpecState {
     }
   }
 
+  /**
+   * Records a committed step: `numTokens` scheduled tokens took `ms`, and `numSampled`
+   * sequences sampled (each gained one token plus the drafts accepted at its commit).
+   */
+  observeStep(numTokens: number, ms: number, numSampled: number): void {
+    this.stepTime.observe(numTokens, ms);
+    this.gate.observe(numSampled, numSampled + this.numAcceptedSinceStep, ms);
+    this.numAcceptedSinceStep = 0;
+  }
+
+  /** Whether step `stepId` may draft: always without the adaptive policy. */
+  isDraftingAllowed(stepId: number): boolean {
+    return !this.config.isAdaptive || this.gate.isDraftingAllowed(stepId);
+  }
+
   /** Records one draft round: `numPositions` draft steps took `ms` in all. */
   observeDraftRound(numPositions: number, ms: number): void {
     if (!(numPositions > 0 && ms > 0 && Number.isFinite(ms))) return;
@@ -81,6 +101,7 @@ export class SpecState {
       this.acceptance.set(request, tracker);
     }
     tracker.record(outcome.numDraftTokens, outcome.numAcceptedTokens);
+    this.numAcceptedSinceStep += outcome.numAcceptedTokens;
     this.outcomes.push(outcome);
   }
 

@@ -5,6 +5,7 @@
  * at once, with nearly every draft accepted on the gateway's /metrics (ADR 0017).
  */
 import { loadGolden, sumSamples } from "@kiln/test-support";
+import type OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MODEL, MODEL_DIR, type Stack, startStack, stopStack } from "./helpers/stack";
 
@@ -30,13 +31,14 @@ async function gatewayCounter(name: string): Promise<number> {
   return sumSamples(text, `kiln_spec_decode_${name}_total`);
 }
 
-const complete = (prompt: number[]) =>
+const complete = (prompt: number[], extra: Record<string, unknown> = {}) =>
   stack.client.completions.create({
     model: MODEL,
     prompt,
     max_tokens: GOLDEN.max_new_tokens,
     temperature: 0,
-  });
+    ...extra,
+  } as OpenAI.CompletionCreateParamsNonStreaming);
 
 describe("draft-model speculative decoding through the gateway", () => {
   it("starts a draft worker and reproduces the goldens alone, then 16 at once", async () => {
@@ -53,4 +55,27 @@ describe("draft-model speculative decoding through the gateway", () => {
     expect(drafted).toBeGreaterThan(0);
     expect((await gatewayCounter("num_accepted_tokens")) / drafted).toBeGreaterThan(0.95);
   }, 60_000);
+
+  it("logprobs, a stop string, n = 2 and a seeded sample match the opted-out request", async () => {
+    const c = GOLDEN.cases[0]!;
+    const stop = c.greedy_text.slice(40, 52);
+    const before = await gatewayCounter("num_draft_tokens");
+    const params = { logprobs: 2, stop, n: 2 };
+    const spec = await complete(c.prompt_ids, params);
+    expect(await gatewayCounter("num_draft_tokens")).toBeGreaterThan(before);
+    const plain = await complete(c.prompt_ids, { ...params, speculative: false });
+    expect(spec.choices.map((ch) => ch.text)).toEqual(plain.choices.map((ch) => ch.text));
+    expect(spec.choices[0]!.text).toBe(c.greedy_text.slice(0, c.greedy_text.indexOf(stop)));
+    expect(spec.choices[0]!.finish_reason).toBe("stop");
+    expect(spec.choices[0]!.logprobs!.tokens).toEqual(plain.choices[0]!.logprobs!.tokens);
+    spec.choices[0]!.logprobs!.token_logprobs!.forEach((lp, i) => {
+      expect(lp).toBeCloseTo(plain.choices[0]!.logprobs!.token_logprobs![i]!, 3);
+    });
+    // Sampling stays lossless and seeded output reproducible (ADR 0017).
+    const sampled = { temperature: 0.8, seed: 11, max_tokens: 60 };
+    const specSampled = await complete(c.prompt_ids, sampled);
+    const plainSampled = await complete(c.prompt_ids, { ...sampled, speculative: false });
+    expect(specSampled.choices[0]!.text).toBe(plainSampled.choices[0]!.text);
+    expect(specSampled.usage?.completion_tokens).toBe(plainSampled.usage?.completion_tokens);
+  });
 });

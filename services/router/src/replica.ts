@@ -344,8 +344,11 @@ export class Replica {
       if (this.inFlightStep) await this.inFlightStep.catch(() => {});
       const scheduler = this.scheduler;
       if (!scheduler || generation !== this.generation) return;
-      await this.proposeDrafts(scheduler);
-      if (generation !== this.generation) return;
+      // Only with a draft worker: otherwise planning follows the commit in the same turn.
+      if (this.draft !== null) {
+        await this.proposeDrafts(scheduler);
+        if (generation !== this.generation) return;
+      }
       const step = this.telemetry.startStep(this.labels, this.clock);
       const scheduledAt = this.clock();
       const plan = scheduler.schedule();

@@ -104,6 +104,14 @@ function unusableReason(d: GpuAdapterDescription): string | null {
  * own limits. Rejects with every attempt's reason when none works: Dawn's message when the
  * backend exists but gives no adapter, ours when an adapter is too small.
  */
+/**
+ * Every Dawn instance `create` returned, kept reachable for the life of the process: when the
+ * garbage collector finalizes one (an unused attempt's, or the one a device came from), Dawn
+ * tears down state its other objects still use, and the process dies at a random later step
+ * (SIGSEGV, or "std::system_error: Invalid argument" from a thread it joins). ADR 0019.
+ */
+const liveInstances: unknown[] = [];
+
 export async function acquireGpuDevice(opts: AcquireGpuOptions = {}): Promise<GpuDeviceHandle> {
   // Mesa's EGL needs a platform without a display server; harmless on real GPUs.
   process.env.EGL_PLATFORM ??= "surfaceless";
@@ -116,6 +124,7 @@ export async function acquireGpuDevice(opts: AcquireGpuOptions = {}): Promise<Gp
       const gpu = create(
         attempt.dawnBackend === undefined ? [] : [`backend=${attempt.dawnBackend}`],
       );
+      liveInstances.push(gpu);
       const adapter = await gpu.requestAdapter({ featureLevel: attempt.featureLevel });
       if (adapter === null) {
         reasons.push(`${label}: Dawn found no adapter`);

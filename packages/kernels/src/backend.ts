@@ -103,6 +103,14 @@ export interface StepInput {
    * slice of the same rows (ADR 0018). Absent elsewhere.
    */
   readonly logitRows?: Int32Array;
+  /**
+   * Structured output with masks computed during the forward pass (ADR 0016; only for a backend
+   * whose info has `acceptsDeferredMasks`): a one-element Int32Array on a SharedArrayBuffer. The
+   * samples' `allowedTokenBitmask` arrays are shared too and still being filled by the caller,
+   * which then stores 1 (filled) or 2 (failed) and notifies; the backend waits for it before it
+   * samples, and fails the step on 2. Absent: the masks are complete already.
+   */
+  readonly masksReady?: Int32Array;
   /** Tests only: also return the logits of every sampled row. */
   readonly returnLogits?: boolean;
   /**
@@ -172,6 +180,11 @@ export interface BackendInfo {
   readonly maxModelLen: number;
   /** The CPU backend's kernel tier (ADR 0022): onednn, native-avx512, native-avx2, typescript… */
   readonly kernelTier?: string;
+  /**
+   * The backend computes on another thread and honours `StepInput.masksReady`: the caller may
+   * post a step before its grammar masks are computed and fill them while the forward pass runs.
+   */
+  readonly acceptsDeferredMasks?: boolean;
 }
 
 export interface Backend {

@@ -43,7 +43,34 @@ describe("createCpuBackend (worker thread)", () => {
       kernelTier: expect.stringMatching(
         /^(onednn|native-(avx512|avx2|scalar)|wasm-simd|typescript)$/,
       ),
+      acceptsDeferredMasks: true,
     });
+  });
+
+  it("samples under grammar masks filled after the step was posted, and fails on a failed fill", async () => {
+    const words = new Int32Array(new SharedArrayBuffer(4 * 16)); // 512 tokens
+    const masksReady = new Int32Array(new SharedArrayBuffer(4));
+    const input = buildStepInput(
+      [{ tokenIds: [1, 403, 407], startPos: 0, blocks: [9], sample: GREEDY }],
+      16,
+    );
+    const withMask = (ready: Int32Array) => ({
+      ...input,
+      samples: [{ ...GREEDY, allowedTokenBitmask: words }],
+      masksReady: ready,
+    });
+    const free = await backend.step(input);
+    const freeToken = free.sampled[0]!.tokenId;
+    const allowed = (freeToken + 1) % 512; // anything but the unconstrained choice
+    const stepping = backend.step(withMask(masksReady));
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the thread waits meanwhile
+    words[allowed >> 5] = 1 << (allowed & 31);
+    Atomics.store(masksReady, 0, 1);
+    Atomics.notify(masksReady, 0);
+    expect((await stepping).sampled[0]!.tokenId).toBe(allowed);
+    const failed = new Int32Array(new SharedArrayBuffer(4));
+    Atomics.store(failed, 0, 2);
+    await expect(backend.step(withMask(failed))).rejects.toThrow(/grammar masks failed/);
   });
 
   it("reproduces a golden continuation with batched, chunked prefill", async () => {

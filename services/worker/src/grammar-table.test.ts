@@ -54,6 +54,29 @@ describe("GrammarTable", () => {
     expect(isAllowed(next, id("a"))).toBe(false);
   });
 
+  it("deferred masks: posted empty and shared, filled and flagged while the step runs", async () => {
+    const table = new GrammarTable(engine);
+    const s = step([1, 2], [{ seqId: 1, grammar: REGEX }, { seqId: 2 }]);
+    await table.prepare(s.req);
+    const deferred = table.deferMasks(s.req, s.input, 512)!;
+    const words = deferred.input.samples[0]!.allowedTokenBitmask!;
+    expect(words.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(deferred.input.samples[1]!.allowedTokenBitmask).toBeUndefined();
+    expect(Atomics.load(deferred.input.masksReady!, 0)).toBe(0);
+    expect(isAllowed(words, id("a"))).toBe(false); // not computed yet
+    await deferred.fill();
+    expect(Atomics.load(deferred.input.masksReady!, 0)).toBe(1);
+    const [expected] = await masksOf(table, s);
+    expect([...words]).toEqual([...expected!]);
+    expect(isAllowed(words, id("a"))).toBe(true);
+    // A mask wider than the vocabulary the step was sized for fails the flag, never hangs it.
+    const narrow = table.deferMasks(s.req, s.input, 32)!;
+    await narrow.fill();
+    expect(Atomics.load(narrow.input.masksReady!, 0)).toBe(2);
+    // Nothing constrained: no deferral.
+    expect(table.deferMasks(step([2]).req, step([2]).input, 512)).toBeNull();
+  });
+
   it("a prefetched mask is the one the step gets, and accepting a token invalidates it", async () => {
     const table = new GrammarTable(engine);
     await table.prepare(step([], [{ seqId: 5, grammar: REGEX }]).req);

@@ -68,6 +68,54 @@ export class GrammarTable {
     return samples ? { ...input, samples } : input;
   }
 
+  /**
+   * Like `withMasks`, without waiting for the masks (ADR 0016): the returned input carries
+   * shared, still empty bitmasks and a `masksReady` flag, so the caller can post the step at once
+   * and call `fill`, which computes the masks while the backend's thread runs the forward pass,
+   * copies them in, then flags them filled (or failed) for the thread. `fill` never rejects. Null
+   * when the step has no constrained sample.
+   */
+  deferMasks(
+    req: StepRequest,
+    input: StepInput,
+    vocabSize: number,
+  ): { readonly input: StepInput; fill(): Promise<void> } | null {
+    if (this.seqIdToGrammar.size === 0) return null;
+    const numWords = Math.ceil(vocabSize / 32);
+    const jobs: { seqId: number; grammar: SequenceGrammar; words: Int32Array }[] = [];
+    const samples = [...input.samples];
+    for (let i = 0; i < req.sequences.length; i++) {
+      const sample = samples[i];
+      const seqId = req.sequences[i]!.seqId;
+      const grammar = this.seqIdToGrammar.get(seqId);
+      if (!sample || !grammar || grammar.isTerminated) continue;
+      const words = new Int32Array(new SharedArrayBuffer(4 * numWords));
+      jobs.push({ seqId, grammar, words });
+      samples[i] = { ...sample, allowedTokenBitmask: words };
+    }
+    if (jobs.length === 0) return null;
+    const masksReady = new Int32Array(new SharedArrayBuffer(4));
+    const fill = async () => {
+      let state = 2;
+      try {
+        for (const job of jobs) {
+          const mask = await this.nextMaskOf(job.seqId, job.grammar);
+          if (mask.length > numWords)
+            throw new Error("a grammar mask is wider than the vocabulary");
+          job.words.set(mask);
+        }
+        state = 1;
+      } finally {
+        Atomics.store(masksReady, 0, state);
+        Atomics.notify(masksReady, 0);
+      }
+    };
+    return {
+      input: { ...input, samples, masksReady },
+      fill: () => fill().catch(() => {}),
+    };
+  }
+
   /** Advances a sequence's matcher by its sampled token. */
   accept(seqId: number, tokenId: number): void {
     const grammar = this.seqIdToGrammar.get(seqId);

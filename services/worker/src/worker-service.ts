@@ -101,16 +101,21 @@ export function createWorkerService(
     const poolingPlan = pooler.planFor(req);
     const lora = loraFromWire(req, info.maxLoras);
     const applied = withLora(table.applyStep(stepDeltaFromWire(req)), lora);
-    const input = await grammars.withMasks(
-      req,
-      poolingPlan ? { ...applied, ...poolingPlan } : applied,
-    );
+    const base = poolingPlan ? { ...applied, ...poolingPlan } : applied;
+    // Grammar masks computed while a threaded backend runs the forward pass (ADR 0016).
+    const deferred = backend.info.acceptsDeferredMasks
+      ? grammars.deferMasks(req, base, backend.info.vocabSize)
+      : null;
+    const input = deferred?.input ?? (await grammars.withMasks(req, base));
     const appliedAt = performance.now();
     // A step may only carry removals (aborted sequences); there is nothing to compute then.
     if (input.queryLens.length === 0) {
       return { stepId: req.stepId, results: [], computeSeconds: 0, failures: [...failures] };
     }
-    const output = await backend.step(input);
+    const stepping = backend.step(input);
+    stepping.catch(() => {}); // awaited below; a rejection during fill is not unhandled
+    if (deferred !== null) await deferred.fill();
+    const output = await stepping;
     // A backend that ignored draft tokens sampled after the last draft, not after the last
     // token: fail the step rather than emit a token at the wrong position (ADR 0017).
     if (output.verified === undefined && input.samples.some((s) => s?.draftTokenIds?.length)) {

@@ -158,5 +158,6 @@ export async function createCpuBackend(opts: CpuBackendOptions): Promise<Backend
     await worker.terminate();
     throw err;
   });
-  return new CpuBackend(worker, info);
+  // The thread waits for deferred grammar masks while the caller's event loop fills them.
+  return new CpuBackend(worker, { ...info, acceptsDeferredMasks: true });
 }

@@ -237,6 +237,7 @@ export class CpuModelRunner {
       return { sampled: input.samples.map(() => null) }; // rank 0 samples
     }
     this.profiler?.enter("sampling");
+    awaitDeferredMasks(input.masksReady);
     const logits = this.scratch.logits;
     const vocabSize = this.config.vocabSize;
     const sampled: (SampledToken | null)[] = [];
@@ -430,6 +431,24 @@ export class CpuModelRunner {
     this.collective.allReduce(s.logits, numSamples * vocabSize);
     return numSamples;
   }
+}
+
+/** How long a step waits for grammar masks its caller computes during the forward pass. */
+const DEFERRED_MASK_TIMEOUT_MS = 60_000;
+
+/**
+ * Blocks this (backend) thread until the caller has filled the step's grammar masks
+ * (StepInput.masksReady); throws when they failed or never came.
+ */
+function awaitDeferredMasks(ready: Int32Array | undefined): void {
+  if (ready === undefined) return;
+  const deadline = Date.now() + DEFERRED_MASK_TIMEOUT_MS;
+  while (Atomics.load(ready, 0) === 0) {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error("the step's grammar masks did not arrive in time");
+    Atomics.wait(ready, 0, 0, left);
+  }
+  if (Atomics.load(ready, 0) !== 1) throw new Error("the step's grammar masks failed");
 }
 
 /**

@@ -185,8 +185,11 @@ export function createWorkerService(
           isStepRunning = false;
           callback(null, res);
           // Next masks while the router commits and plans (ADR 0016); a step that arrives
-          // first awaits the same computation.
-          setImmediate(() => void grammars.prefetchMasks().catch(() => {}));
+          // first awaits the same computation. Not with deferred masks: they are computed while
+          // the next forward pass runs, and a prefetch would hold the event loop as it arrives.
+          if (!backend.info.acceptsDeferredMasks) {
+            setImmediate(() => void grammars.prefetchMasks().catch(() => {}));
+          }
         },
         (err: unknown) => {
           isStepRunning = false;

@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import { Server, ServerCredentials, type ServerWritableStream, status } from "@grpc/grpc-js";
 import {
   ErrorCode,
@@ -7,8 +8,10 @@ import {
   PoolingType,
   RouterService,
 } from "@kiln/proto";
+import type { FastifyReply } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createGrpcRouter } from "./grpc-router";
+import { InFlight } from "./in-flight";
 import type { RouterPort } from "./router-port";
 
 type Call = ServerWritableStream<GenerateRequest, GenerateEvent>;
@@ -25,6 +28,14 @@ function generate(call: Call): void {
   const id = call.request.requestId;
   if (id === "full") {
     call.emit("error", { code: status.RESOURCE_EXHAUSTED, details: "queue full" });
+    return;
+  }
+  if (id === "deadline") {
+    // The router noticed the request's deadline first (the call carries it).
+    call.emit("error", {
+      code: status.DEADLINE_EXCEEDED,
+      details: "Deadline exceeded after 0.999s",
+    });
     return;
   }
   if (id === "lost") {
@@ -133,6 +144,19 @@ describe("createGrpcRouter", () => {
       break;
     }
     await expect.poll(() => numCancelled, { timeout: 3000 }).toBe(1);
+  });
+
+  it("a deadline the router reports first ends with the request's own timeout error", async () => {
+    const raw = Object.assign(new EventEmitter(), { writableFinished: false });
+    const { signal, done } = new InFlight(60_000).open({ raw } as unknown as FastifyReply);
+    try {
+      await expect(drain("deadline", signal)).rejects.toMatchObject({
+        code: "DEADLINE_EXCEEDED",
+        message: expect.stringMatching(/timeout of 60 s/),
+      });
+    } finally {
+      done();
+    }
   });
 
   it("reports health", async () => {

@@ -16,7 +16,7 @@ import {
   RouterClient,
 } from "@kiln/proto";
 import { injectTraceContext } from "@kiln/telemetry";
-import { deadlineOf } from "./in-flight";
+import { deadlineErrorOf, deadlineOf } from "./in-flight";
 import type { RouterPort } from "./router-port";
 
 const HEALTH_DEADLINE_MS = 2000;
@@ -108,7 +108,12 @@ async function* generateEvents(
     }
   } catch (err) {
     if (signal.aborted) return;
-    throw errorFromGrpc(err);
+    // The call carries the request's own deadline: whichever side notices it first, the client
+    // gets the request timeout's error.
+    const isDeadline =
+      (err as Partial<ServiceError>).code === status.DEADLINE_EXCEEDED ||
+      (err instanceof KilnError && err.code === "DEADLINE_EXCEEDED");
+    throw (isDeadline ? deadlineErrorOf(signal) : undefined) ?? errorFromGrpc(err);
   } finally {
     signal.removeEventListener("abort", stop);
     // An early return by the consumer (stop string matched, client gone) must also end the

@@ -3,6 +3,8 @@ import type { FastifyReply } from "fastify";
 
 /** Deadline (epoch ms) of each open request's signal, when a request timeout is set. */
 const signalToDeadline = new WeakMap<AbortSignal, number>();
+/** The error a signal's request ends with when its deadline passes. */
+const signalToDeadlineError = new WeakMap<AbortSignal, KilnError>();
 
 /**
  * When the request behind `signal` must end (epoch ms), or undefined without a timeout. The
@@ -10,6 +12,15 @@ const signalToDeadline = new WeakMap<AbortSignal, number>();
  */
 export function deadlineOf(signal: AbortSignal): number | undefined {
   return signalToDeadline.get(signal);
+}
+
+/**
+ * The DEADLINE_EXCEEDED error the request behind `signal` ends with once its timeout passes, or
+ * undefined without a timeout. The router enforces the same deadline on its call and may report
+ * it first; the gateway then answers with this error all the same.
+ */
+export function deadlineErrorOf(signal: AbortSignal): KilnError | undefined {
+  return signalToDeadlineError.get(signal);
 }
 
 /**
@@ -58,6 +69,7 @@ export class InFlight {
       "DEADLINE_EXCEEDED",
       `The request did not finish within its timeout of ${timeoutMs / 1000} s.`,
     );
+    signalToDeadlineError.set(controller.signal, reason);
     return setTimeout(() => controller.abort(reason), timeoutMs);
   }
 

@@ -9,4 +9,5 @@ export {
   GrpcHealthService,
   GrpcServingStatus,
 } from "./grpc-health";
+export * from "./sampling";
 export * from "./validate";

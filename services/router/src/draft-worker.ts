@@ -1,21 +1,7 @@
 import type { DraftRequest } from "@kiln/engine-core";
-import type { NewSequence, SamplingParams, StepRequest, WorkerInfo } from "@kiln/proto";
+import { GREEDY_SAMPLING, type NewSequence, type StepRequest, type WorkerInfo } from "@kiln/proto";
 import { checkStepResponse } from "./rpc/check-step-response";
 import type { WorkerConnection } from "./worker-connection";
-
-/** Greedy sampling: a draft model proposes its argmax (a deterministic proposal, ADR 0017). */
-const GREEDY: SamplingParams = {
-  temperature: 0,
-  topK: 0,
-  topP: 1,
-  minP: 0,
-  repetitionPenalty: 1,
-  presencePenalty: 0,
-  frequencyPenalty: 0,
-  logitBias: {},
-  seed: 0,
-  numTopLogprobs: 0,
-};
 
 /** What the router keeps about one sequence on the draft worker. */
 interface DraftSeq {
@@ -175,7 +161,8 @@ export class DraftWorker {
             seqId,
             promptTokenIds: [...promptTokenIds],
             outputTokenIds: [],
-            sampling: GREEDY,
+            // Greedy: the draft model proposes its argmax (a deterministic proposal, ADR 0017).
+            sampling: GREEDY_SAMPLING,
             grammar: undefined,
           });
         }

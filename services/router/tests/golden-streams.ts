@@ -1,6 +1,17 @@
-import { loadGolden } from "@kiln/test-support";
+import { type GoldenCase, loadGolden } from "@kiln/test-support";
 import { expect } from "vitest";
 import type { TestRouterClient } from "./router-client";
+
+/** One greedy Generate stream for golden case `c`, expected to reproduce its golden ids. */
+export async function expectGoldenCase(client: TestRouterClient, c: GoldenCase): Promise<void> {
+  const result = await client.generate({
+    promptTokenIds: c.prompt_ids,
+    maxTokens: c.greedy_ids.length,
+    ignoreEos: true,
+  });
+  expect(result.error).toBeNull();
+  expect(result.tokenIds).toEqual(c.greedy_ids);
+}
 
 /**
  * Sends `numStreams` concurrent greedy Generate streams over the golden cases (round robin) and

@@ -9,7 +9,7 @@ import { freePort, loadGolden, scrapeSum, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DraftWorker } from "../src/draft-worker";
 import { WorkerConnection } from "../src/worker-connection";
-import { expectGoldenStreams } from "./golden-streams";
+import { expectGoldenCase, expectGoldenStreams } from "./golden-streams";
 import { type ServiceProcess, startRouter, startWorker, waitForHealthyReplicas } from "./processes";
 import { TestRouterClient } from "./router-client";
 
@@ -108,15 +108,7 @@ describe("draft-model speculative decoding, router + target + draft worker proce
   it("reproduces every golden alone, nearly every draft accepted", async () => {
     const drafted = await counter("num_draft_tokens");
     const accepted = await counter("num_accepted_tokens");
-    for (const c of golden.cases) {
-      const result = await client.generate({
-        promptTokenIds: c.prompt_ids,
-        maxTokens: c.greedy_ids.length,
-        ignoreEos: true,
-      });
-      expect(result.error).toBeNull();
-      expect(result.tokenIds).toEqual(c.greedy_ids);
-    }
+    for (const c of golden.cases) await expectGoldenCase(client, c);
     const numDrafted = (await counter("num_draft_tokens")) - drafted;
     const numAccepted = (await counter("num_accepted_tokens")) - accepted;
     // Up to K drafts per step: far fewer target steps than tokens.
@@ -159,13 +151,7 @@ describe("draft-model speculative decoding, router + target + draft worker proce
     await draft!.kill();
     draft = undefined;
     const c = golden.cases[2 % golden.cases.length]!;
-    const result = await client.generate({
-      promptTokenIds: c.prompt_ids,
-      maxTokens: c.greedy_ids.length,
-      ignoreEos: true,
-    });
-    expect(result.error).toBeNull();
-    expect(result.tokenIds).toEqual(c.greedy_ids);
+    await expectGoldenCase(client, c);
     const drafted = await counter("num_draft_tokens");
     await client.generate({ promptTokenIds: c.prompt_ids, maxTokens: 40, ignoreEos: true });
     expect(await counter("num_draft_tokens")).toBe(drafted);

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { KilnError } from "@kiln/proto";
+import { GREEDY_SAMPLING, KilnError } from "@kiln/proto";
 import { generateChoices } from "../generation";
 import type { GenerationPlan } from "../params";
 import type { RouterPort } from "../router-port";
@@ -95,18 +95,7 @@ export class LlmGuard implements Guard {
       stopTokenIds: [],
       ignoreEos: false,
       numTopLogprobs: null,
-      sampling: {
-        temperature: 0,
-        topK: 0,
-        topP: 1,
-        minP: 0,
-        repetitionPenalty: 1,
-        presencePenalty: 0,
-        frequencyPenalty: 0,
-        logitBias: {},
-        seed: 0,
-        numTopLogprobs: 0,
-      },
+      sampling: GREEDY_SAMPLING,
     };
     const ctx = {
       router: this.opts.router,

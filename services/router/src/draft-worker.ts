@@ -35,7 +35,7 @@ interface Proposal {
  */
 export class DraftWorker {
   private readonly seqIdToState = new Map<number, DraftSeq>();
-  private readonly freeBlockIds: number[];
+  private readonly freeBlockIds: number[] = [];
   private proposals = new Map<number, Proposal>();
   private removedSeqIds: number[] = [];
   private needsReset = true;
@@ -46,7 +46,7 @@ export class DraftWorker {
     readonly info: WorkerInfo,
     private readonly stepTimeoutMs: number,
   ) {
-    this.freeBlockIds = Array.from({ length: info.numBlocks }, (_, i) => info.numBlocks - 1 - i);
+    this.reset();
   }
 
   get numFreeBlocks(): number {

@@ -7,7 +7,7 @@
 import { SamplingParams } from "@kiln/proto";
 import { freePort, loadGolden, scrapeSum, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectGoldenStreams } from "./golden-streams";
+import { expectGoldenCase, expectGoldenStreams } from "./golden-streams";
 import { type ServiceProcess, startRouter, startWorker, waitForHealthyReplicas } from "./processes";
 import { TestRouterClient } from "./router-client";
 
@@ -45,15 +45,7 @@ describe("n-gram speculative decoding, router + worker processes", () => {
   });
 
   it("reproduces every golden alone, with drafts verified and accepted", async () => {
-    for (const c of golden.cases) {
-      const result = await client.generate({
-        promptTokenIds: c.prompt_ids,
-        maxTokens: c.greedy_ids.length,
-        ignoreEos: true,
-      });
-      expect(result.error).toBeNull();
-      expect(result.tokenIds).toEqual(c.greedy_ids);
-    }
+    for (const c of golden.cases) await expectGoldenCase(client, c);
     expect(await counter("num_drafts")).toBeGreaterThan(0);
     expect(await counter("num_draft_tokens")).toBeGreaterThan(0);
     expect(await counter("num_accepted_tokens")).toBeGreaterThan(0);
@@ -121,11 +113,6 @@ describe("n-gram speculative decoding, router + worker processes", () => {
       { timeoutMs: 5000 },
     );
     // The replica still serves, exactly.
-    const again = await client.generate({
-      promptTokenIds: c.prompt_ids,
-      maxTokens: c.greedy_ids.length,
-      ignoreEos: true,
-    });
-    expect(again.tokenIds).toEqual(c.greedy_ids);
+    await expectGoldenCase(client, c);
   });
 });

@@ -77,8 +77,14 @@ export function draftRequests<S>(state: EngineState<S>, stepId: number): DraftRe
   const spec = state.spec;
   if (spec === null || !spec.isDraftingAllowed(stepId)) return [];
   const decodes = state.running.filter((seq) => seq.numComputedTokens === seq.tokenIds.length - 1);
-  const eligible = decodes.filter((seq) => maxDraftsOf(state, seq) > 0);
-  const maxDrafts = eligible.map((seq) => maxDraftsOf(state, seq));
+  const eligible: Sequence<S>[] = [];
+  const maxDrafts: number[] = [];
+  for (const seq of decodes) {
+    const max = maxDraftsOf(state, seq);
+    if (max <= 0) continue;
+    eligible.push(seq);
+    maxDrafts.push(max);
+  }
   let lens = maxDrafts;
   const fit = spec.stepTime.fit();
   if (spec.config.isAdaptive) {

@@ -1,27 +1,34 @@
 // Batched LoRA (ADR 0015, issue 11): the grouped low-rank matmul that runs beside a projection's
 // gemm, SGMV/BGMV style. Mirrors LoraSlotTable.apply (src/cpu/lora-slots.ts), the TypeScript
-// reference it is tested against:
+// reference it is tested against.
 //
-// loraApply(x, inStride, y, outStride, outOffset, tokens, groupOffsets, as, bts, ranks, scales,
-//   inF, outF, numThreads)
-//   For every group g (tokens[groupOffsets[g] .. groupOffsets[g + 1]) share one adapter slot):
-//     low[t, :] = scales[g] · x[t, 0..inF) · as[g]ᵀ          (shrink; as[g] is [rank, inF])
-//     y[t, outOffset..outOffset + outF) += low[t, :] · bts[g]  (expand; bts[g] is Bᵀ, [rank, outF])
-//   as and bts are JavaScript arrays of Uint16Array holding IEEE half floats (loraToHalf), ranks
-//   an Int32Array, scales a Float32Array, one entry per group; a group of rank 0 is skipped (its adapter does not
-//   target this projection). Throws RangeError for a token row or matrix outside its
-//   array. Rows of y not named by tokens are untouched.
+// new LoraBank(numSlots): the worker's resident adapters as the kernel reads them.
+//   setSlot(slot, halves): slot holds one adapter's matrices, packed into one Uint16Array of IEEE
+//     half floats (loraToHalf); the bank keeps a reference, so they live while the slot does.
+//   clearSlot(slot): empties it.
+//   apply(x, inStride, y, outStride, tokens, groupOffsets, plan, numThreads[, portableOnly]):
+//     tokens[groupOffsets[g] .. groupOffsets[g + 1]) share one adapter. plan holds rows of
+//     kPlanFields doubles, one per (projection, group) to run:
+//       [group, slot, aOffset, btOffset, rank, inF, outF, outOffset, scale]
+//     and for each row, every token t of its group:
+//       low[t, :] = scale · x[t, 0..inF) · Aᵀ              (A: [rank, inF] at aOffset)
+//       y[t, outOffset..outOffset + outF) += low[t, :] · Bᵀ (Bᵀ: [rank, outF] at btOffset)
+//     Several rows may share x and y (q, k and v: one call per layer stage). Throws RangeError
+//     for an empty slot, a matrix outside its slot's halves or a token row outside x or y,
+//     before writing anything. Rows of y not named by the plan are untouched.
 //
-// Work items are tiles of up to kTileTokens tokens of one group, so one pass over the adapter's A
-// and Bᵀ rows serves the whole tile (the SGMV reuse); decode batches with one token per adapter
-// make one-token tiles (BGMV). Each token's output row belongs to exactly one item, so the
-// calling thread's OpenMP team (the gemm's, as in attention.cc) shares items without locks
-// (calls of at least kMinParallelMacs multiply-adds).
+// Work items are tiles of up to kTileTokens tokens of one plan row, so one pass over the
+// adapter's A and Bᵀ rows serves the whole tile (the SGMV reuse); decode batches with one token
+// per adapter make one-token tiles (BGMV). Each (token, projection) output belongs to exactly one
+// item, so the calling thread's OpenMP team (the gemm's, as in attention.cc) shares items
+// without locks (calls of at least kMinParallelMacs multiply-adds).
 // Decode reads every adapter's A and B once per token: the kernel is bound by memory bandwidth,
 // not arithmetic (16 rank-16 adapters of llama-110m are 42 % of the base model's bytes in f32).
 // So the matrices are kept as half floats (11-bit significand, relative rounding 2^-11 per
 // weight, far below the spread of a LoRA delta) and widened in registers (F16C / AVX-512);
-// products and sums are float32 in 16 lanes.
+// products and sums are float32 in 16 lanes. The bank and the plan keep a call's JavaScript
+// side to a few typed arrays: per-call argument marshalling was a measurable part of a decode
+// step at 84 calls a step.
 //
 // loraToHalf(src, dst): dst[i] = src[i] rounded to the nearest half float (ties to even).
 
@@ -55,21 +62,24 @@ constexpr int64_t kMinParallelMacs = 1 << 17;
 
 typedef uint16_t vu16h __attribute__((vector_size(32)));
 
-struct Group {
+constexpr int kPlanFields = 9;
+
+// One plan row: a projection of one group's tokens.
+struct Unit {
   const _Float16* a;   // [rank, inF]
   const _Float16* bt;  // [rank, outF]
-  int64_t rank;
+  int64_t rank, inF, outF, outOffset;
   float scale;
 };
 
 struct Job {
   const float* x;
   float* y;
-  int64_t inStride, outStride, outOffset, inF, outF;
+  int64_t inStride, outStride;
   const int32_t* tokens;
   bool portableOnly = false;  // tests: run the integer-widening path even where AVX-512 exists
-  std::vector<Group> groups;
-  std::vector<int32_t> itemGroup;  // [numItems] group of each tile
+  std::vector<Unit> units;
+  std::vector<int32_t> itemUnit;   // [numItems] unit of each tile
   std::vector<int32_t> itemStart;  // [numItems] first index into tokens
   std::vector<int32_t> itemLen;    // [numItems] tokens in the tile
   std::atomic<int64_t> next{0};
@@ -136,7 +146,7 @@ void runItem(const Job& job, int64_t item) {
 
 void runTeamMember(void* data) {
   Job& job = *static_cast<Job*>(data);
-  const int64_t numItems = static_cast<int64_t>(job.itemGroup.size());
+  const int64_t numItems = static_cast<int64_t>(job.itemUnit.size());
   for (;;) {
     const int64_t item = job.next.fetch_add(1, std::memory_order_relaxed);
     if (item >= numItems) break;
@@ -145,105 +155,156 @@ void runTeamMember(void* data) {
 }
 
 void fail(const Napi::Env& env, const std::string& message) {
-  throw Napi::RangeError::New(env, "loraApply: " + message);
+  throw Napi::RangeError::New(env, "LoraBank.apply: " + message);
 }
 
-Napi::Uint16Array matrixAt(const Napi::Env& env, const Napi::Array& arr, uint32_t g,
-                           const char* name) {
-  Napi::Value v = arr.Get(g);
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
-    throw Napi::TypeError::New(env, std::string("loraApply: ") + name + " must hold Uint16Arrays");
+// A plan field that must be an integer in [0, 2^31).
+int64_t planInt(const Napi::Env& env, double v, const char* name) {
+  if (!(v >= 0 && v < 2147483648.0) || v != static_cast<double>(static_cast<int64_t>(v))) {
+    fail(env, std::string("plan ") + name + " must be an integer in [0, 2^31)");
   }
-  return v.As<Napi::Uint16Array>();
+  return static_cast<int64_t>(v);
 }
 
-const _Float16* halfData(Napi::Uint16Array arr) {
-  return reinterpret_cast<const _Float16*>(arr.Data());
-}
+class LoraBank : public Napi::ObjectWrap<LoraBank> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "LoraBank",
+                       {InstanceMethod<&LoraBank::SetSlot>("setSlot"),
+                        InstanceMethod<&LoraBank::ClearSlot>("clearSlot"),
+                        InstanceMethod<&LoraBank::Apply>("apply")});
+  }
 
-// Reads the per-group matrices and checks every token row against x and y; returns the
-// multiply-adds of the call.
-int64_t planGroups(const Napi::CallbackInfo& info, Job& job, int64_t xLen, int64_t yLen) {
-  Napi::Env env = info.Env();
-  Napi::Int32Array tokens = int32Arg(info, 5, "tokens");
-  Napi::Int32Array offsets = int32Arg(info, 6, "groupOffsets");
-  if (!info[7].IsArray() || !info[8].IsArray()) fail(env, "as and bts must be arrays");
-  Napi::Array as = info[7].As<Napi::Array>();
-  Napi::Array bts = info[8].As<Napi::Array>();
-  Napi::Int32Array ranks = int32Arg(info, 9, "ranks");
-  Napi::Float32Array scales = float32Arg(info, 10, "scales");
-  const int64_t numGroups = static_cast<int64_t>(offsets.ElementLength()) - 1;
-  if (numGroups < 0) fail(env, "groupOffsets is empty");
-  if (as.Length() < numGroups || bts.Length() < numGroups) fail(env, "as or bts is too short");
-  requireLen(env, ranks, numGroups, "ranks");
-  requireLen(env, scales, numGroups, "scales");
-  const int64_t numTokens = tokens.ElementLength();
-  job.tokens = tokens.Data();
-  const int32_t* rankData = ranks.Data();
-  const int32_t* offsetData = offsets.Data();
-  const float* scaleData = scales.Data();
-  int64_t macs = 0;
-  for (int64_t g = 0; g < numGroups; g++) {
-    const int64_t rank = rankData[g];
-    const int64_t start = offsetData[g];
-    const int64_t end = offsetData[g + 1];
-    if (rank < 0 || start < 0 || end < start || end > numTokens) fail(env, "bad group");
-    if (rank == 0) {  // the group's adapter does not target this projection
-      job.groups.push_back({nullptr, nullptr, 0, 0.0f});
-      continue;
+  explicit LoraBank(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LoraBank>(info) {
+    const int64_t numSlots = dimArg(info, 0, "numSlots");
+    slots_.resize(static_cast<size_t>(numSlots));
+  }
+
+ private:
+  struct Slot {
+    Napi::Reference<Napi::Uint16Array> ref;
+    const _Float16* data = nullptr;
+    int64_t len = 0;
+  };
+
+  size_t slotArg(const Napi::CallbackInfo& info) {
+    const int64_t slot = dimArg(info, 0, "slot");
+    if (slot >= static_cast<int64_t>(slots_.size())) {
+      throw Napi::RangeError::New(info.Env(), "LoraBank: slot outside the bank");
     }
-    Napi::Uint16Array a = matrixAt(env, as, static_cast<uint32_t>(g), "as");
-    Napi::Uint16Array bt = matrixAt(env, bts, static_cast<uint32_t>(g), "bts");
-    requireLen(env, a, rank * job.inF, "an A matrix");
-    requireLen(env, bt, rank * job.outF, "a Bᵀ matrix");
-    job.groups.push_back({halfData(a), halfData(bt), rank, scaleData[g]});
-    for (int64_t i = start; i < end; i++) {
-      const int64_t t = job.tokens[i];
-      if (t < 0 || t * job.inStride + job.inF > xLen ||
-          t * job.outStride + job.outOffset + job.outF > yLen) {
-        fail(env, "token row outside x or y");
+    return static_cast<size_t>(slot);
+  }
+
+  void SetSlot(const Napi::CallbackInfo& info) {
+    const size_t slot = slotArg(info);
+    Napi::Value v = info[1];
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
+      throw Napi::TypeError::New(info.Env(), "LoraBank.setSlot: halves must be a Uint16Array");
+    }
+    Napi::Uint16Array halves = v.As<Napi::Uint16Array>();
+    slots_[slot].ref = Napi::Persistent(halves);
+    slots_[slot].data = reinterpret_cast<const _Float16*>(halves.Data());
+    slots_[slot].len = static_cast<int64_t>(halves.ElementLength());
+  }
+
+  void ClearSlot(const Napi::CallbackInfo& info) {
+    const size_t slot = slotArg(info);
+    slots_[slot].ref.Reset();
+    slots_[slot].data = nullptr;
+    slots_[slot].len = 0;
+  }
+
+  // Reads the plan into units and tiles, checking every matrix against its slot and every token
+  // row against x and y; returns the multiply-adds of the call.
+  int64_t plan(const Napi::CallbackInfo& info, Job& job, int64_t xLen, int64_t yLen) {
+    Napi::Env env = info.Env();
+    Napi::Int32Array tokens = int32Arg(info, 4, "tokens");
+    Napi::Int32Array offsets = int32Arg(info, 5, "groupOffsets");
+    Napi::Value planValue = info[6];
+    if (!planValue.IsTypedArray() ||
+        planValue.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+      throw Napi::TypeError::New(env, "LoraBank.apply: plan must be a Float64Array");
+    }
+    Napi::Float64Array planArr = planValue.As<Napi::Float64Array>();
+    if (planArr.ElementLength() % kPlanFields != 0) fail(env, "plan is not whole rows");
+    const int64_t numRows = static_cast<int64_t>(planArr.ElementLength()) / kPlanFields;
+    const int64_t numGroups = static_cast<int64_t>(offsets.ElementLength()) - 1;
+    const int64_t numTokens = tokens.ElementLength();
+    job.tokens = tokens.Data();
+    const int32_t* offsetData = offsets.Data();
+    const double* rows = planArr.Data();
+    int64_t macs = 0;
+    job.units.reserve(static_cast<size_t>(numRows));
+    for (int64_t r = 0; r < numRows; r++) {
+      const double* f = rows + r * kPlanFields;
+      const int64_t g = planInt(env, f[0], "group");
+      const int64_t slot = planInt(env, f[1], "slot");
+      const int64_t aOff = planInt(env, f[2], "aOffset");
+      const int64_t btOff = planInt(env, f[3], "btOffset");
+      Unit u{nullptr, nullptr, planInt(env, f[4], "rank"), planInt(env, f[5], "inF"),
+             planInt(env, f[6], "outF"), planInt(env, f[7], "outOffset"),
+             static_cast<float>(f[8])};
+      if (g >= numGroups) fail(env, "plan names a group outside groupOffsets");
+      const int64_t start = offsetData[g];
+      const int64_t end = offsetData[g + 1];
+      if (start < 0 || end < start || end > numTokens) fail(env, "bad group");
+      if (slot >= static_cast<int64_t>(slots_.size()) || slots_[slot].data == nullptr) {
+        fail(env, "plan names an empty slot");
       }
+      if (aOff + u.rank * u.inF > slots_[slot].len || btOff + u.rank * u.outF > slots_[slot].len) {
+        fail(env, "a matrix outside its slot's halves");
+      }
+      if (u.inF > job.inStride || u.outOffset + u.outF > job.outStride) {
+        fail(env, "a stride is shorter than its row");
+      }
+      for (int64_t i = start; i < end; i++) {
+        const int64_t t = job.tokens[i];
+        if (t < 0 || t * job.inStride + u.inF > xLen ||
+            t * job.outStride + u.outOffset + u.outF > yLen) {
+          fail(env, "token row outside x or y");
+        }
+      }
+      if (u.rank == 0) continue;
+      u.a = slots_[slot].data + aOff;
+      u.bt = slots_[slot].data + btOff;
+      const int32_t unit = static_cast<int32_t>(job.units.size());
+      job.units.push_back(u);
+      for (int64_t i = start; i < end; i += kTileTokens) {
+        job.itemUnit.push_back(unit);
+        job.itemStart.push_back(static_cast<int32_t>(i));
+        job.itemLen.push_back(static_cast<int32_t>(std::min<int64_t>(kTileTokens, end - i)));
+      }
+      macs += (end - start) * u.rank * (u.inF + u.outF);
     }
-    for (int64_t i = start; i < end; i += kTileTokens) {
-      job.itemGroup.push_back(static_cast<int32_t>(g));
-      job.itemStart.push_back(static_cast<int32_t>(i));
-      job.itemLen.push_back(static_cast<int32_t>(std::min<int64_t>(kTileTokens, end - i)));
-    }
-    macs += (end - start) * rank * (job.inF + job.outF);
+    return macs;
   }
-  return macs;
-}
 
-Napi::Value LoraApply(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() < 14) throw Napi::TypeError::New(env, "loraApply takes 14 arguments");
-  Napi::Float32Array x = float32Arg(info, 0, "x");
-  Napi::Float32Array y = float32Arg(info, 2, "y");
-  Job job;
-  job.portableOnly = info.Length() > 14 && info[14].ToBoolean().Value();
-  job.inStride = dimArg(info, 1, "inStride");
-  job.outStride = dimArg(info, 3, "outStride");
-  job.outOffset = dimArg(info, 4, "outOffset");
-  job.inF = dimArg(info, 11, "inF");
-  job.outF = dimArg(info, 12, "outF");
-  const int numThreads = static_cast<int>(dimArg(info, 13, "numThreads"));
-  if (job.inStride < job.inF || job.outStride < job.outOffset + job.outF) {
-    fail(env, "a stride is shorter than its row");
+  void Apply(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 8) throw Napi::TypeError::New(env, "LoraBank.apply takes 8 arguments");
+    Napi::Float32Array x = float32Arg(info, 0, "x");
+    Napi::Float32Array y = float32Arg(info, 2, "y");
+    Job job;
+    job.portableOnly = info.Length() > 8 && info[8].ToBoolean().Value();
+    job.inStride = dimArg(info, 1, "inStride");
+    job.outStride = dimArg(info, 3, "outStride");
+    const int numThreads = static_cast<int>(dimArg(info, 7, "numThreads"));
+    job.x = x.Data();
+    job.y = y.Data();
+    const int64_t macs = plan(info, job, x.ElementLength(), y.ElementLength());
+    const int64_t numItems = static_cast<int64_t>(job.itemUnit.size());
+    if (numItems == 0) return;
+    setNumThreads(numThreads);
+    const int teamSize = macs >= kMinParallelMacs ? onednn().ompGetMaxThreads() : 1;
+    if (teamSize > 1 && numItems > 1) {
+      onednn().gompParallel(runTeamMember, &job, static_cast<unsigned>(teamSize), 0);
+    } else {
+      for (int64_t item = 0; item < numItems; item++) runItem(job, item);
+    }
   }
-  job.x = x.Data();
-  job.y = y.Data();
-  const int64_t macs = planGroups(info, job, x.ElementLength(), y.ElementLength());
-  const int64_t numItems = static_cast<int64_t>(job.itemGroup.size());
-  if (numItems == 0) return env.Undefined();
-  setNumThreads(numThreads);
-  const int teamSize = macs >= kMinParallelMacs ? onednn().ompGetMaxThreads() : 1;
-  if (teamSize > 1 && numItems > 1) {
-    onednn().gompParallel(runTeamMember, &job, static_cast<unsigned>(teamSize), 0);
-  } else {
-    for (int64_t item = 0; item < numItems; item++) runItem(job, item);
-  }
-  return env.Undefined();
-}
+
+  std::vector<Slot> slots_;
+};
 
 KILN_MULTIVERSION void toHalf(_Float16* dst, const float* src, int64_t n) {
   for (int64_t i = 0; i < n; i++) dst[i] = static_cast<_Float16>(src[i]);
@@ -266,7 +327,7 @@ Napi::Value LoraToHalf(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerLora(Napi::Env env, Napi::Object exports) {
-  exports.Set("loraApply", Napi::Function::New(env, LoraApply, "loraApply"));
+  exports.Set("LoraBank", LoraBank::Define(env));
   exports.Set("loraToHalf", Napi::Function::New(env, LoraToHalf, "loraToHalf"));
 }
 

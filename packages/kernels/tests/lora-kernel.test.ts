@@ -3,7 +3,12 @@ import { mulberry32, requireAvailable } from "@kiln/test-support";
 import { describe, expect, it } from "vitest";
 import { createGemm } from "../src/cpu/gemm";
 import { type LoraGroups, LoraSlotTable } from "../src/cpu/lora-slots";
-import { tryLoadNativeAddon } from "../src/cpu/native-addon";
+import {
+  LORA_PLAN_FIELDS,
+  type NativeAddon,
+  type NativeLoraBank,
+  tryLoadNativeAddon,
+} from "../src/cpu/native-addon";
 import { randomArray, tinyConfig } from "./helpers/random-model";
 
 // The batched LoRA kernels (ADR 0015) against float64: the TypeScript reference always, the
@@ -14,7 +19,7 @@ import { randomArray, tinyConfig } from "./helpers/random-model";
 const addon = tryLoadNativeAddon();
 requireAvailable(
   "the native LoRA kernel (kiln_gemm addon)",
-  addon !== null && typeof addon.loraApply === "function",
+  addon !== null && typeof addon.LoraBank === "function",
   "build it: npm run build -w @kiln/kernels",
 );
 const config = tinyConfig({ numLayers: 1 });
@@ -50,12 +55,17 @@ if (addon !== null) {
     weight: halfRound,
   });
   // The integer half-widening path that machines without AVX-512 run (native/lora.cc).
-  const portable = {
+  const portable: NativeAddon = {
     ...addon,
-    loraApply: (...args: Parameters<typeof addon.loraApply>) => {
-      const withPortable = [...args.slice(0, 14), true];
-      addon.loraApply(...(withPortable as unknown as Parameters<typeof addon.loraApply>));
-    },
+    LoraBank: function PortableBank(numSlots: number): NativeLoraBank {
+      const bank = new addon.LoraBank(numSlots);
+      return {
+        setSlot: (slot, halves) => bank.setSlot(slot, halves),
+        clearSlot: (slot) => bank.clearSlot(slot),
+        apply: (x, inStride, y, outStride, tokens, offsets, plan, numThreads) =>
+          bank.apply(x, inStride, y, outStride, tokens, offsets, plan, numThreads, true),
+      };
+    } as unknown as NativeAddon["LoraBank"],
   };
   kernels.push({
     name: "native",
@@ -130,7 +140,12 @@ describe.each(kernels)("$label batched LoRA", (k) => {
     const x = randomArray(numTokens * inStride, rand, 2);
     const y0 = randomArray(numTokens * outStride, rand, 1);
     const y = y0.slice();
-    table.apply(groupsOf(table, tokenSlots), 0, "q_proj", { x, inStride, y, outStride, outOffset });
+    table.apply(groupsOf(table, tokenSlots), 0, [{ target: "q_proj", outOffset }], {
+      x,
+      inStride,
+      y,
+      outStride,
+    });
     const bad: string[] = [];
     for (let t = 0; t < numTokens; t++) {
       const slot = tokenSlots[t]!;
@@ -174,6 +189,68 @@ describe.each(kernels)("$label batched LoRA", (k) => {
     expect(bad.slice(0, 5)).toEqual([]);
   });
 
+  it("a slot loaded with another adapter between steps gets the new adapter's delta", () => {
+    // The native kernel reuses a call's arguments while the groups name the same adapters.
+    const rand = mulberry32(11);
+    const table = k.table(2);
+    const first = randomAdapter(rand, 4, 16, 16, ["q_proj"]);
+    const second = randomAdapter(rand, 4, 16, 16, ["q_proj"]);
+    table.load(0, first);
+    table.load(1, first);
+    const x = randomArray(2 * 16, rand, 1);
+    const run = (t: LoraSlotTable): Float32Array => {
+      const y = new Float32Array(2 * 16);
+      t.apply(groupsOf(t, [0, 1]), 0, [{ target: "q_proj", outOffset: 0 }], {
+        x,
+        inStride: 16,
+        y,
+        outStride: 16,
+      });
+      return y;
+    };
+    const before = run(table);
+    table.load(1, second);
+    const fresh = k.table(2);
+    fresh.load(0, first);
+    fresh.load(1, second);
+    const after = run(table);
+    expect(after).toEqual(run(fresh));
+    expect(after.subarray(16)).not.toEqual(before.subarray(16));
+    expect(after.subarray(0, 16)).toEqual(before.subarray(0, 16));
+  });
+
+  it("a stage of several targets adds what each target adds alone", () => {
+    // q/k/v share x and one fused output row: one call, each target at its column offset.
+    const rand = mulberry32(13);
+    const qkv: LoraTarget[] = ["q_proj", "k_proj", "v_proj"];
+    const stage = qkv.map((target, i) => ({ target, outOffset: 1 + 16 * i }));
+    const adapters = [
+      randomAdapter(rand, 4, 16, 16, ["q_proj", "v_proj"]),
+      randomAdapter(rand, 8, 16, 16, ["k_proj"]),
+      randomAdapter(rand, 16, 16, 16, qkv),
+    ];
+    const fused = k.table(3);
+    const alone = k.table(3);
+    adapters.forEach((a, slot) => {
+      fused.load(slot, a);
+      alone.load(slot, a);
+    });
+    const tokenSlots = [0, 1, -1, 2, 2, 0];
+    const x = randomArray(tokenSlots.length * 16, rand, 1);
+    const y0 = randomArray(tokenSlots.length * 50, rand, 1);
+    const yFused = y0.slice();
+    const yAlone = y0.slice();
+    const view = { x, inStride: 16, outStride: 50 };
+    fused.apply(groupsOf(fused, tokenSlots), 0, stage, { ...view, y: yFused });
+    for (const t of stage) alone.apply(groupsOf(alone, tokenSlots), 0, [t], { ...view, y: yAlone });
+    expect(yFused).toEqual(yAlone);
+    // Token 2 is the base model's; every adapted token's row changed.
+    expect(yFused.subarray(100, 150)).toEqual(y0.subarray(100, 150));
+    for (const t of [0, 1, 3, 4, 5]) {
+      expect(yFused.subarray(t * 50, (t + 1) * 50)).not.toEqual(y0.subarray(t * 50, (t + 1) * 50));
+    }
+  });
+
   it("skips groups whose adapter does not target the projection", () => {
     const rand = mulberry32(7);
     const table = k.table(2);
@@ -181,60 +258,55 @@ describe.each(kernels)("$label batched LoRA", (k) => {
     table.load(1, randomAdapter(rand, 4, 16, 16, ["q_proj"]));
     const x = randomArray(3 * 16, rand, 1);
     const y = randomArray(3 * 16, rand, 1);
-    const view = { x, inStride: 16, y, outStride: 16, outOffset: 0 };
+    const view = { x, inStride: 16, y, outStride: 16 };
     const before = y.slice();
-    table.apply(groupsOf(table, [0, 0, 1]), 0, "q_proj", view);
+    table.apply(groupsOf(table, [0, 0, 1]), 0, [{ target: "q_proj", outOffset: 0 }], view);
     expect(y.subarray(0, 32)).toEqual(before.subarray(0, 32));
     expect(y.subarray(32)).not.toEqual(before.subarray(32));
   });
 });
 
-describe.runIf(addon !== null)("native loraApply arguments", () => {
-  it("throws RangeError for a token row outside x or y, writing nothing", () => {
-    const native = addon!;
-    const a = new Uint16Array(4 * 8);
-    const bt = new Uint16Array(4 * 8).fill(0x3c00); // 1.0
+describe.runIf(addon !== null)("native LoraBank arguments", () => {
+  /** A bank whose slot 0 holds A (4 × 8 zeros) then Bᵀ (4 × 8 ones) and whose slot 1 is empty. */
+  function bank(): NativeLoraBank {
+    const b = new addon!.LoraBank(2);
+    const halves = new Uint16Array(64);
+    halves.fill(0x3c00, 32); // 1.0
+    b.setSlot(0, halves);
+    return b;
+  }
+  // [group, slot, aOffset, btOffset, rank, inF, outF, outOffset, scale]
+  const row = [0, 0, 0, 32, 4, 8, 8, 0, 1];
+
+  it("throws RangeError for a bad row, slot or matrix, writing nothing", () => {
+    const b = bank();
     const x = new Float32Array(2 * 8).fill(1);
     const y = new Float32Array(2 * 8);
-    const call = (tokens: number[]) =>
-      native.loraApply(
+    const call = (tokens: number[], plan: number[]) =>
+      b.apply(
         x,
         8,
         y,
         8,
-        0,
         Int32Array.from(tokens),
         Int32Array.from([0, tokens.length]),
-        [a],
-        [bt],
-        Int32Array.from([4]),
-        Float32Array.from([1]),
-        8,
-        8,
+        Float64Array.from(plan),
         1,
       );
-    expect(() => call([0, 2])).toThrow(RangeError);
-    expect(() => call([-1])).toThrow(RangeError);
+    expect(() => call([0, 2], row)).toThrow(RangeError); // token 2 outside x
+    expect(() => call([-1], row)).toThrow(RangeError);
+    expect(() => call([0], [0, 1, ...row.slice(2)])).toThrow(/empty slot/);
+    expect(() => call([0], [0, 0, 0, 40, ...row.slice(4)])).toThrow(/outside its slot/);
+    expect(() => call([0], [1, ...row.slice(1)])).toThrow(/group outside/);
+    expect(() => call([0], [...row.slice(0, 7), 4, 1])).toThrow(/stride/); // outOffset 4 + 8 > 8
+    expect(() => call([0], row.slice(1))).toThrow(/whole rows/);
+    expect(row.length).toBe(LORA_PLAN_FIELDS);
     expect(y).toEqual(new Float32Array(16));
+    expect(() => b.setSlot(2, new Uint16Array(1))).toThrow(RangeError);
     // A Float32Array where half floats are expected is refused, not reinterpreted.
-    expect(() =>
-      native.loraApply(
-        x,
-        8,
-        y,
-        8,
-        0,
-        Int32Array.from([0]),
-        Int32Array.from([0, 1]),
-        [new Float32Array(32) as never],
-        [bt],
-        Int32Array.from([4]),
-        Float32Array.from([1]),
-        8,
-        8,
-        1,
-      ),
-    ).toThrow(TypeError);
+    expect(() => b.setSlot(0, new Float32Array(64) as never)).toThrow(TypeError);
+    b.clearSlot(0);
+    expect(() => call([0], row)).toThrow(/empty slot/);
   });
 
   it("loraToHalf rounds to the nearest half float", () => {
@@ -260,7 +332,11 @@ describe.runIf(addon !== null)("native loraApply arguments", () => {
     for (let k = 0; k < 16; k++) bt[k * 16 + k] = 0x3c00;
     const x = new Float32Array(16);
     const y = new Float32Array(16);
-    const a = new Uint16Array(16 * 16);
+    const halves = new Uint16Array(2 * 16 * 16);
+    const a = halves.subarray(0, 256);
+    halves.set(bt, 256);
+    const b = new addon!.LoraBank(1);
+    b.setSlot(0, halves);
     const bad: string[] = [];
     for (let base = 0; base < 0x10000; base += 256) {
       for (let j = 0; j < 256; j++) a[j] = base + j; // A[k, i] = base + 16k + i
@@ -268,23 +344,8 @@ describe.runIf(addon !== null)("native loraApply arguments", () => {
         x.fill(0);
         x[i] = 1;
         y.fill(0);
-        addon!.loraApply(
-          x,
-          16,
-          y,
-          16,
-          0,
-          Int32Array.of(0),
-          Int32Array.of(0, 1),
-          [a],
-          [bt],
-          Int32Array.of(16),
-          Float32Array.of(1),
-          16,
-          16,
-          1,
-          portableOnly,
-        );
+        const plan = Float64Array.of(0, 0, 0, 256, 16, 16, 16, 0, 1);
+        b.apply(x, 16, y, 16, Int32Array.of(0), Int32Array.of(0, 1), plan, 1, portableOnly);
         for (let k = 0; k < 16; k++) {
           const bits = base + 16 * k + i;
           if ((bits & 0x7c00) === 0x7c00) continue; // ±inf and NaN: B's zeros make them NaN

@@ -49,6 +49,22 @@ function applyOne(
   }
 }
 
+/** The activations a stage of a layer reads and adds to (q/k/v share one, gate/up another). */
+export interface LoraStageView {
+  /** Activation rows the projections read ([numTokens, inStride]). */
+  readonly x: Float32Array;
+  readonly inStride: number;
+  /** Activation rows the deltas are added to ([numTokens, outStride]). */
+  readonly y: Float32Array;
+  readonly outStride: number;
+}
+
+/** A projection of a stage, and where its output starts in a row of the stage's y. */
+export interface LoraTargetOutput {
+  readonly target: LoraTarget;
+  readonly outOffset: number;
+}
+
 /** Where a target projection's output lives in the runner's fused activations. */
 export interface LoraOutputView {
   /** Activation rows the projection reads ([numTokens, inStride]). */
@@ -76,7 +92,7 @@ export interface LoraGroups {
  * projection's GEMM: for every group of tokens sharing a slot it gathers their input rows, and
  * adds scale · (X Aᵀ) Bᵀ to their output rows. Weights are never merged into the base model.
  * Loading a slot only swaps references (the adapter was read beforehand; the native kernel's
- * Bᵀ copy is made once per adapter), so it never stalls a step for longer than that.
+ * packed half-float copy is made once per adapter), so it never stalls a step for longer than that.
  *
  * With the addon (`native`), `apply` runs native/lora.cc's SGMV/BGMV kernel on the gemm's
  * threads; without it, the TypeScript code below, which is the reference the native kernel is
@@ -103,8 +119,8 @@ export class LoraSlotTable {
     this.maxLoras = maxLoras;
     this.slots = Array.from({ length: maxLoras }, () => null);
     this.native =
-      native !== null && typeof native.addon.loraApply === "function"
-        ? new NativeLoraKernel(native.addon, native.numThreads)
+      native !== null && typeof native.addon.LoraBank === "function"
+        ? new NativeLoraKernel(native.addon, native.numThreads, maxLoras)
         : null;
     this.kernel = this.native !== null ? "native" : "typescript";
   }
@@ -116,12 +132,13 @@ export class LoraSlotTable {
         `LoRA adapter has ${adapter.layers.length} layers, the model ${this.config.numLayers}`,
       );
     }
-    this.native?.prepare(adapter);
+    this.native?.load(slot, adapter);
     this.slots[slot] = adapter;
   }
 
   unload(slot: number): void {
     this.checkSlot(slot);
+    this.native?.unload(slot);
     this.slots[slot] = null;
   }
 
@@ -167,14 +184,23 @@ export class LoraSlotTable {
     return { slots, offsets, tokens: Int32Array.from(flat) };
   }
 
-  /** y[token, outOffset..] += scale · (x[token] Aᵀ) Bᵀ for every adapted token of `target`. */
-  apply(groups: LoraGroups, layer: number, target: LoraTarget, view: LoraOutputView): void {
+  /**
+   * For each target of a layer's stage: y[token, outOffset..] += scale · (x[token] Aᵀ) Bᵀ for
+   * every adapted token. The targets share x and y (q/k/v, or gate/up, write one fused row).
+   */
+  apply(
+    groups: LoraGroups,
+    layer: number,
+    targets: readonly LoraTargetOutput[],
+    view: LoraStageView,
+  ): void {
     if (this.native !== null) {
-      const adapters = groups.slots.map((slot) => this.slots[slot]!);
-      this.native.apply(groups, adapters, layer, target, view);
+      this.native.apply(groups, this.slots, layer, targets, view);
       return;
     }
-    this.applyTypescript(groups, layer, target, view);
+    for (const { target, outOffset } of targets) {
+      this.applyTypescript(groups, layer, target, { ...view, outOffset });
+    }
   }
 
   /** The reference: a row kernel for small groups, a gathered gemm pair for larger ones. */

@@ -19,7 +19,7 @@ import {
   packLlamaWeights,
   packProjections,
 } from "./llama-weights";
-import { type LoraGroups, LoraSlotTable } from "./lora-slots";
+import { type LoraGroups, LoraSlotTable, type LoraTargetOutput } from "./lora-slots";
 import { type NativeAddon, tryLoadNativeAddon } from "./native-addon";
 import {
   type CpuSampling,
@@ -106,6 +106,9 @@ export interface StepProfiler {
 
 export const DEFAULT_BLOCK_SIZE = 16;
 
+const LORA_O: readonly LoraTargetOutput[] = [{ target: "o_proj", outOffset: 0 }];
+const LORA_DOWN: readonly LoraTargetOutput[] = [{ target: "down_proj", outOffset: 0 }];
+
 /**
  * The CPU Llama forward pass, synchronous and in the calling thread: it owns the packed weights,
  * the KV pool and all scratch. `createCpuBackend` runs one inside a worker thread; tests and
@@ -131,6 +134,9 @@ export class CpuModelRunner {
   /** The resident LoRA adapters (ADR 0015). */
   readonly lora: LoraSlotTable;
   private loraGroups: LoraGroups | null = null;
+  /** The LoRA targets of the fused q/k/v and gate/up rows, at their column offsets. */
+  private readonly loraQkv: readonly LoraTargetOutput[];
+  private readonly loraGateUp: readonly LoraTargetOutput[];
   private readonly collective: Collective | null;
   /** The vocabulary rows this runner's lm_head computes (all of them without tensor parallelism). */
   private readonly lmHeadRows: VocabSlice;
@@ -204,6 +210,17 @@ export class CpuModelRunner {
     const addon = native !== null ? tryLoadNativeAddon() : null;
     const loraNative = addon !== null ? { addon, numThreads: opts.numThreads ?? 0 } : null;
     this.lora = new LoraSlotTable(config, opts.maxLoras ?? 0, this.gemm, loraNative);
+    const qDim = config.numHeads * config.headDim;
+    const kvDim = config.numKvHeads * config.headDim;
+    this.loraQkv = [
+      { target: "q_proj", outOffset: 0 },
+      { target: "k_proj", outOffset: qDim },
+      { target: "v_proj", outOffset: qDim + kvDim },
+    ];
+    this.loraGateUp = [
+      { target: "gate_proj", outOffset: 0 },
+      { target: "up_proj", outOffset: config.intermediateSize },
+    ];
     this.info = {
       name: "cpu",
       numBlocks: opts.numBlocks,
@@ -289,28 +306,8 @@ export class CpuModelRunner {
     gemm.matmulPacked(s.xn, w.qkv, s.qkv, numTokens);
     const groups = this.loraGroups;
     if (groups !== null) {
-      const lora = this.lora;
-      lora.apply(groups, l, "q_proj", {
-        x: s.xn,
-        inStride: hiddenSize,
-        y: s.qkv,
-        outStride: qkvLen,
-        outOffset: 0,
-      });
-      lora.apply(groups, l, "k_proj", {
-        x: s.xn,
-        inStride: hiddenSize,
-        y: s.qkv,
-        outStride: qkvLen,
-        outOffset: qDim,
-      });
-      lora.apply(groups, l, "v_proj", {
-        x: s.xn,
-        inStride: hiddenSize,
-        y: s.qkv,
-        outStride: qkvLen,
-        outOffset: qDim + kvDim,
-      });
+      const view = { x: s.xn, inStride: hiddenSize, y: s.qkv, outStride: qkvLen };
+      this.lora.apply(groups, l, this.loraQkv, view);
     }
     profiler?.enter("rope");
     if (w.qkvBias !== null) addBias(s.qkv, w.qkvBias, numTokens, qkvLen);
@@ -329,13 +326,8 @@ export class CpuModelRunner {
     gemm.matmulPacked(s.attn, w.o, s.x, numTokens, isResidualRank);
     this.collective?.allReduce(s.x, numTokens * hiddenSize);
     if (groups !== null) {
-      this.lora.apply(groups, l, "o_proj", {
-        x: s.attn,
-        inStride: qDim,
-        y: s.x,
-        outStride: hiddenSize,
-        outOffset: 0,
-      });
+      const view = { x: s.attn, inStride: qDim, y: s.x, outStride: hiddenSize };
+      this.lora.apply(groups, l, LORA_O, view);
     }
     profiler?.enter("norm");
     rows.rmsNorm(s.xn, s.x, w.postAttentionNorm, numTokens, hiddenSize, rmsNormEps);
@@ -343,8 +335,7 @@ export class CpuModelRunner {
     gemm.matmulPacked(s.xn, w.gateUp, s.gateUp, numTokens);
     if (groups !== null) {
       const view = { x: s.xn, inStride: hiddenSize, y: s.gateUp, outStride: 2 * intermediateSize };
-      this.lora.apply(groups, l, "gate_proj", { ...view, outOffset: 0 });
-      this.lora.apply(groups, l, "up_proj", { ...view, outOffset: intermediateSize });
+      this.lora.apply(groups, l, this.loraGateUp, view);
     }
     profiler?.enter("silu");
     rows.siluMul(s.act, s.gateUp, numTokens, intermediateSize);
@@ -352,13 +343,8 @@ export class CpuModelRunner {
     gemm.matmulPacked(s.act, w.down, s.x, numTokens, isResidualRank);
     this.collective?.allReduce(s.x, numTokens * hiddenSize);
     if (groups !== null) {
-      this.lora.apply(groups, l, "down_proj", {
-        x: s.act,
-        inStride: intermediateSize,
-        y: s.x,
-        outStride: hiddenSize,
-        outOffset: 0,
-      });
+      const view = { x: s.act, inStride: intermediateSize, y: s.x, outStride: hiddenSize };
+      this.lora.apply(groups, l, LORA_DOWN, view);
     }
   }
 

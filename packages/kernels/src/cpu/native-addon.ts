@@ -1,6 +1,39 @@
 import { createRequire } from "node:module";
 import type { KvWriter } from "./kv-cache";
 
+/** Fields of one row of NativeLoraBank.apply's plan. */
+export const LORA_PLAN_FIELDS = 9;
+
+/**
+ * Batched LoRA (native/lora.cc, LoraSlotTable.apply's contract), SGMV/BGMV style, on the calling
+ * thread's OpenMP team. Each slot holds one adapter's A and Bᵀ matrices packed into one
+ * Uint16Array of IEEE half floats (loraToHalf); the bank keeps a reference to it. Halves are
+ * widened by F16C on AVX-512 machines and by integer vector operations elsewhere.
+ */
+export interface NativeLoraBank {
+  setSlot(slot: number, halves: Uint16Array): void;
+  clearSlot(slot: number): void;
+  /**
+   * For each plan row [group, slot, aOffset, btOffset, rank, inF, outF, outOffset, scale] and
+   * each token t of tokens[groupOffsets[group] .. groupOffsets[group + 1]):
+   * y[t, outOffset..+outF] += scale · (x[t, 0..inF) · Aᵀ) · Bᵀ, A ([rank, inF]) and Bᵀ
+   * ([rank, outF]) read from the slot's halves at their offsets. Throws RangeError for an empty
+   * slot, a matrix outside its slot or a row outside x or y, before writing anything.
+   * `portableOnly` (tests) forces the integer widening.
+   */
+  apply(
+    x: Float32Array,
+    inStride: number,
+    y: Float32Array,
+    outStride: number,
+    tokens: Int32Array,
+    groupOffsets: Int32Array,
+    plan: Float64Array,
+    numThreads: number,
+    portableOnly?: boolean,
+  ): void;
+}
+
 /**
  * The kiln_gemm N-API addon (native/*.cc, built by `npm run build` with node-gyp): oneDNN's
  * sgemm and matmul primitive, and native paged attention. Loaded once per thread on first use;
@@ -106,31 +139,10 @@ export interface NativeAddon {
   ): void;
   /** kv-cache.ts KvWriter; throws RangeError for a slot outside the pool. */
   writeKv: KvWriter;
-  /**
-   * Batched LoRA (native/lora.cc, LoraSlotTable.apply's contract): for every group g of
-   * `tokens` (groupOffsets[g]..groupOffsets[g + 1]), y[t, outOffset..+outF] += scales[g] ·
-   * (x[t, 0..inF) · as[g]ᵀ) · bts[g], with as[g] [ranks[g], inF] and bts[g] (Bᵀ) [ranks[g],
-   * outF], both IEEE half floats made by loraToHalf; a group of rank 0 is skipped.
-   * Multithreaded on the calling thread's OpenMP team. Halves are widened by F16C on AVX-512
-   * machines and by integer vector operations elsewhere; `portableOnly` (tests) forces the latter.
-   */
-  loraApply(
-    x: Float32Array,
-    inStride: number,
-    y: Float32Array,
-    outStride: number,
-    outOffset: number,
-    tokens: Int32Array,
-    groupOffsets: Int32Array,
-    as: readonly Uint16Array[],
-    bts: readonly Uint16Array[],
-    ranks: Int32Array,
-    scales: Float32Array,
-    inF: number,
-    outF: number,
-    numThreads: number,
-    portableOnly?: boolean,
-  ): void;
+  /** Batched LoRA's resident adapters (native/lora.cc): `numSlots` empty slots. */
+  LoraBank: new (
+    numSlots: number,
+  ) => NativeLoraBank;
   /** dst[i] = src[i] as the nearest IEEE half float's bits (ties to even). */
   loraToHalf(src: Float32Array, dst: Uint16Array): void;
   /**

@@ -43,6 +43,7 @@ describe("parseConfig", () => {
       bosTokenId: null,
       eosTokenIds: [],
       torchDtype: "float32",
+      quantization: null,
     });
   });
 
@@ -143,6 +144,7 @@ describe("loadConfig", () => {
       bosTokenId: 1,
       eosTokenIds: [2],
       torchDtype: "float32",
+      quantization: null,
     });
   });
 

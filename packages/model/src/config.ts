@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import { hasErrnoCode, ModelError } from "./errors";
+import { parseQuantizationConfig } from "./quantized";
 import type { Architecture, LlamaConfig, RopeScaling } from "./types";
 
 const ARCHITECTURES: readonly Architecture[] = [
@@ -43,6 +44,7 @@ const configSchema = z.looseObject({
   torch_dtype: z.string().nullish(),
   // transformers >= 4.56 writes `dtype` instead of `torch_dtype`.
   dtype: z.string().nullish(),
+  quantization_config: z.unknown().nullish(),
 });
 
 type RawConfig = z.infer<typeof configSchema>;
@@ -171,6 +173,7 @@ export function parseConfig(json: unknown): LlamaConfig {
     bosTokenId: raw.bos_token_id ?? null,
     eosTokenIds: normaliseEos(raw.eos_token_id),
     torchDtype: raw.torch_dtype ?? raw.dtype ?? "float32",
+    quantization: parseQuantizationConfig(raw.quantization_config),
   };
 }
 

@@ -5,6 +5,7 @@ export {
   loadGenerationConfig,
   parseGenerationConfig,
 } from "./generation-config";
+export { f32ToF16Bits } from "./half";
 export { downloadFromHub, type HubOptions, type HubProgress, resolveModelDir } from "./hub";
 export {
   ADAPTER_CONFIG_FILE,
@@ -17,6 +18,20 @@ export {
   loraTargetShape,
   parseAdapterConfig,
 } from "./lora";
+export {
+  type QuantizeCheckpointOptions,
+  type QuantizedCheckpoint,
+  writeQuantizedCheckpoint,
+} from "./quantize-checkpoint";
+export {
+  AWQ_PACK_ORDER,
+  dequantizeLinear,
+  isQuantizable,
+  parseQuantizationConfig,
+  type QuantizationConfig,
+  type QuantizedLinear,
+  type QuantMethod,
+} from "./quantized";
 export { type RandomLoraOptions, writeRandomLoraAdapter } from "./random-lora";
 export {
   DEFAULT_TOKENIZER_DIR,

@@ -2,6 +2,7 @@ import { mkdir, open, readFile, rename, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { parseConfig } from "./config";
 import { hasErrnoCode, ModelError } from "./errors";
+import { safetensorsHeaderBytes } from "./safetensors";
 import { expectedWeightShapes } from "./weights";
 
 /**
@@ -123,23 +124,6 @@ function fillUniform(out: Float32Array, state: number, scale: number): number {
   return s;
 }
 
-/** Safetensors header bytes (length prefix + JSON padded to 8 bytes) for f32 tensors. */
-function headerBytes(shapes: ReadonlyMap<string, readonly number[]>): Buffer {
-  const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
-  let offset = 0;
-  for (const [name, shape] of shapes) {
-    const byteLen = shape.reduce((a, b) => a * b, 1) * 4;
-    header[name] = { dtype: "F32", shape, data_offsets: [offset, offset + byteLen] };
-    offset += byteLen;
-  }
-  let json = JSON.stringify(header);
-  // Padding keeps the data region 8-byte aligned, as the reference writer does.
-  json += " ".repeat((8 - ((8 + json.length) % 8)) % 8);
-  const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(json.length));
-  return Buffer.concat([prefix, Buffer.from(json)]);
-}
-
 /** Streams every tensor to `path`; norms are 1, matrices uniform with std ≈ 1/sqrt(3·fan_in). */
 async function writeWeights(
   path: string,
@@ -148,7 +132,16 @@ async function writeWeights(
 ): Promise<void> {
   const handle = await open(path, "w");
   try {
-    await handle.write(headerBytes(shapes));
+    await handle.write(
+      safetensorsHeaderBytes(
+        [...shapes].map(([name, shape]) => ({
+          name,
+          dtype: "F32",
+          shape,
+          byteLength: shape.reduce((a, b) => a * b, 1) * 4,
+        })),
+      ),
+    );
     const chunk = new Float32Array(CHUNK_ELEMS); // [CHUNK_ELEMS] f32, reused for every write
     let tensorIndex = 0;
     for (const shape of shapes.values()) {
@@ -171,7 +164,7 @@ async function writeWeights(
 }
 
 /** Copies the tokenizer files; tokenizer.json is required, the others optional. */
-async function copyTokenizer(fromDir: string, toDir: string): Promise<void> {
+export async function copyTokenizer(fromDir: string, toDir: string): Promise<void> {
   for (const file of TOKENIZER_FILES) {
     let bytes: Buffer;
     try {

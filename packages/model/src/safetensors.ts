@@ -228,3 +228,44 @@ export async function readTensorData(
   }
   return out;
 }
+
+/** Reads one I32 tensor (GPTQ/AWQ packed codes and group indices) into a fresh Int32Array. */
+export async function readInt32TensorData(
+  handle: FileHandle,
+  entry: SafetensorsEntry,
+  path: string,
+): Promise<Int32Array> {
+  if (entry.dtype !== "I32") {
+    throw bad(path, `tensor ${entry.name}: dtype ${entry.dtype}, expected I32`);
+  }
+  const out = new Int32Array(entry.shape.reduce((a, b) => a * b, 1));
+  await readExactly(handle, new Uint8Array(out.buffer), entry.begin, path);
+  return out;
+}
+
+/** A tensor as safetensorsHeaderBytes lays it out (data follows in the same order). */
+export interface SafetensorsLayoutEntry {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: readonly number[];
+  readonly byteLength: number;
+}
+
+/**
+ * The header of a safetensors file whose data region holds `entries` back to back: the u64
+ * length prefix and the JSON, padded so the data region is 8-byte aligned as the reference
+ * writer does.
+ */
+export function safetensorsHeaderBytes(entries: readonly SafetensorsLayoutEntry[]): Buffer {
+  const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
+  let offset = 0;
+  for (const { name, dtype, shape, byteLength } of entries) {
+    header[name] = { dtype, shape, data_offsets: [offset, offset + byteLength] };
+    offset += byteLength;
+  }
+  let json = JSON.stringify(header);
+  json += " ".repeat((8 - ((8 + json.length) % 8)) % 8);
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([prefix, Buffer.from(json)]);
+}

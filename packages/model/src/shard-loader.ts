@@ -12,7 +12,7 @@ import {
   type TensorShardPlan,
 } from "./tensor-parallel";
 import type { Tensor, WeightMap } from "./types";
-import { expectedWeightShapes } from "./weights";
+import { expectedWeightShapes, loadModel } from "./weights";
 
 /** Reads whole rows in pieces of at most this many bytes. */
 const MAX_READ_BYTES = 64 * 1024 * 1024;
@@ -109,6 +109,7 @@ export async function loadModelShard(
   const full = await loadConfig(dir);
   const plan = planTensorShard(full, rank, size);
   const expected = expectedWeightShapes(full);
+  if (full.quantization) return { plan, weights: await dequantizedShard(dir, plan, expected) };
   const path = join(dir, "model.safetensors");
   const handle = await open(path, "r").catch((err: unknown) => {
     throw new ModelError("NOT_FOUND", `tensor parallelism needs ${path}`, { cause: err });
@@ -136,4 +137,30 @@ export async function loadModelShard(
     }
   }
   return { plan, weights };
+}
+
+/**
+ * A GPTQ/AWQ checkpoint's shard: the whole model is loaded and dequantized (its packed codes
+ * run along the dimension a shard would cut), then each tensor's region is copied out.
+ */
+async function dequantizedShard(
+  dir: string,
+  plan: TensorShardPlan,
+  expected: ReadonlyMap<string, readonly number[]>,
+): Promise<WeightMap> {
+  const { weights: all } = await loadModel(dir);
+  const weights = new Map<string, Tensor>();
+  for (const [name, shape] of expected) {
+    const region = shardRegion(plan, name, shape);
+    const tensor = all.get(name);
+    if (region === null || tensor === undefined) continue;
+    const numCols = shape[1] ?? 1;
+    const data = new Float32Array(region.numRows * region.numCols);
+    for (let r = 0; r < region.numRows; r++) {
+      const from = (region.rowStart + r) * numCols + region.colStart;
+      data.set(tensor.data.subarray(from, from + region.numCols), r * region.numCols);
+    }
+    weights.set(name, { name, shape: regionShape(region, shape), data });
+  }
+  return weights;
 }

@@ -1,3 +1,4 @@
+import type { QuantizationConfig } from "./quantized";
 /**
  * Public types of @kiln/model. Other packages (kernels, worker, gateway) code against these;
  * change them only together with their users.
@@ -39,6 +40,8 @@ export interface LlamaConfig {
   readonly eosTokenIds: readonly number[];
   /** The checkpoint's declared dtype (`torch_dtype`), e.g. "float32", "bfloat16". */
   readonly torchDtype: string;
+  /** A GPTQ or AWQ checkpoint's `quantization_config` (quantized.ts); absent or null: none. */
+  readonly quantization?: QuantizationConfig | null;
 }
 
 /** A tensor converted to the compute dtype (f32). Row-major; `data.length` = product of shape. */

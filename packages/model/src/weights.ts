@@ -2,12 +2,15 @@ import { open, stat } from "node:fs/promises";
 import { isAbsolute, join } from "node:path";
 import { loadConfig, readJsonFile } from "./config";
 import { hasErrnoCode, ModelError } from "./errors";
-import { readSafetensorsHeader, readTensorData } from "./safetensors";
+import { dequantizeLinear, QUANTIZED_SUFFIXES, type QuantizationConfig } from "./quantized";
+import { readInt32TensorData, readSafetensorsHeader, readTensorData } from "./safetensors";
 import type { LlamaConfig, Tensor, WeightMap } from "./types";
 
 export interface LoadWeightsOptions {
   /** Only tensors whose name passes are read (the others cost nothing but header parsing). */
   readonly filter?: (name: string) => boolean;
+  /** I32 tensors (GPTQ/AWQ codes) land here as they are; without it an I32 tensor is an error. */
+  readonly ints?: Map<string, Int32Array>;
 }
 
 const SINGLE_FILE = "model.safetensors";
@@ -48,6 +51,7 @@ async function loadFile(
   path: string,
   filter: (name: string) => boolean,
   out: Map<string, Tensor>,
+  ints: Map<string, Int32Array> | undefined,
 ): Promise<void> {
   const handle = await open(path, "r");
   try {
@@ -55,11 +59,15 @@ async function loadFile(
     const { entries } = await readSafetensorsHeader(handle, size, path);
     for (const entry of entries) {
       if (!filter(entry.name)) continue;
-      if (out.has(entry.name)) {
+      if (out.has(entry.name) || ints?.has(entry.name)) {
         throw new ModelError(
           "INVALID_CHECKPOINT",
           `${path}: tensor ${entry.name} is in two shards`,
         );
+      }
+      if (ints !== undefined && entry.dtype === "I32") {
+        ints.set(entry.name, await readInt32TensorData(handle, entry, path));
+        continue;
       }
       const data = await readTensorData(handle, entry, path);
       out.set(entry.name, { name: entry.name, shape: entry.shape, data });
@@ -89,9 +97,9 @@ export async function loadWeights(dir: string, opts: LoadWeightsOptions = {}): P
         );
       }
     }
-    for (const shard of shards) await loadFile(join(dir, shard), filter, out);
+    for (const shard of shards) await loadFile(join(dir, shard), filter, out, opts.ints);
     for (const [name, shard] of nameToShard) {
-      if (filter(name) && !out.has(name)) {
+      if (filter(name) && !out.has(name) && !opts.ints?.has(name)) {
         throw new ModelError(
           "INVALID_CHECKPOINT",
           `${INDEX_FILE} puts ${name} in ${shard}, which lacks it`,
@@ -104,7 +112,7 @@ export async function loadWeights(dir: string, opts: LoadWeightsOptions = {}): P
   if (!(await fileExists(single))) {
     throw new ModelError("NOT_FOUND", `no ${SINGLE_FILE} or ${INDEX_FILE} in ${dir}`);
   }
-  await loadFile(single, filter, out);
+  await loadFile(single, filter, out, opts.ints);
   return out;
 }
 
@@ -170,12 +178,76 @@ export interface LoadedModel {
 
 /**
  * config.json + weights + `validateWeights`. Only expected tensors are read (a checkpoint's
- * extras, such as rotary caches, are skipped). Throws ModelError as the three steps do.
+ * extras, such as rotary caches, are skipped). A GPTQ or AWQ checkpoint's quantized layers are
+ * dequantized to f32 (quantized.ts); its other tensors load as usual. Throws ModelError as the
+ * three steps do.
  */
 export async function loadModel(dir: string): Promise<LoadedModel> {
   const config = await loadConfig(dir);
   const expected = expectedWeightShapes(config);
-  const weights = await loadWeights(dir, { filter: (name) => expected.has(name) });
+  const quant = config.quantization ?? null;
+  if (quant === null) {
+    const weights = await loadWeights(dir, { filter: (name) => expected.has(name) });
+    validateWeights(config, weights);
+    return { config, weights };
+  }
+  const ints = new Map<string, Int32Array>();
+  const weights = new Map(
+    await loadWeights(dir, {
+      filter: (name) => expected.has(name) || expected.has(quantizedLayerOf(name) ?? ""),
+      ints,
+    }),
+  );
+  dequantizeLayers(quant, expected, weights, ints);
   validateWeights(config, weights);
   return { config, weights };
+}
+
+/** `P.weight` for a quantized layer's tensor name `P.qweight` (or qzeros, scales, g_idx). */
+function quantizedLayerOf(name: string): string | null {
+  const dot = name.lastIndexOf(".");
+  const suffix = name.slice(dot + 1);
+  return (QUANTIZED_SUFFIXES as readonly string[]).includes(suffix)
+    ? `${name.slice(0, dot)}.weight`
+    : null;
+}
+
+/**
+ * Replaces every layer stored as qweight/qzeros/scales(/g_idx) with its dequantized `.weight`
+ * in `weights`. A layer stored densely stays as it is (quantizers skip layers whose shape does
+ * not pack); a layer with some but not all of its quantized tensors is an error naming it.
+ */
+function dequantizeLayers(
+  quant: QuantizationConfig,
+  expected: ReadonlyMap<string, readonly number[]>,
+  weights: Map<string, Tensor>,
+  ints: Map<string, Int32Array>,
+): void {
+  for (const [name, shape] of expected) {
+    const prefix = name.slice(0, -".weight".length);
+    const qweight = ints.get(`${prefix}.qweight`);
+    const qzeros = ints.get(`${prefix}.qzeros`);
+    const scales = weights.get(`${prefix}.scales`);
+    if (qweight === undefined && qzeros === undefined && scales === undefined) continue;
+    if (qweight === undefined || qzeros === undefined || scales === undefined) {
+      throw new ModelError(
+        "INVALID_CHECKPOINT",
+        `${prefix} is ${quant.method.toUpperCase()}-quantized but lacks its qweight, qzeros or scales (I32, I32, F16)`,
+      );
+    }
+    if (weights.has(name)) {
+      throw new ModelError("INVALID_CHECKPOINT", `${prefix} has both weight and qweight`);
+    }
+    const [outFeatures, inFeatures] = shape as [number, number];
+    const gIdx = ints.get(`${prefix}.g_idx`) ?? null;
+    const data = dequantizeLinear(
+      prefix,
+      quant,
+      { qweight, qzeros, scales: scales.data, gIdx },
+      inFeatures,
+      outFeatures,
+    );
+    weights.set(name, { name, shape, data });
+    weights.delete(`${prefix}.scales`);
+  }
 }

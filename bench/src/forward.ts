@@ -4,6 +4,7 @@
 //   tsx bench/src/forward.ts [--batches 1,8,32] [--context 128] [--prefill 512] [--seconds 3]
 //                            [--threads N]   (gemm and attention threads; OpenMP's default otherwise)
 //                            [--weight-dtype f32|bf16|int8] (or KILN_WEIGHT_DTYPE; ADR 0020)
+//                            [--kv-cache-dtype f32|bf16] (or KILN_KV_CACHE_DTYPE; ADR 0027)
 //                            [--profile]     (or KILN_FORWARD_PROFILE=1: per-phase breakdown)
 // The model is generated into bench/models/llama-110m on first run and reused after.
 import { stat } from "node:fs/promises";
@@ -23,6 +24,7 @@ import {
   NativeAttention,
   type PackedWeights,
   PagedAttention,
+  parseKvCacheDtype,
   parseWeightDtype,
   type SampleRequest,
   type StepInput,
@@ -188,11 +190,16 @@ function attentionMs(
   const layers = Array.from({ length: cfg.numLayers }, () => {
     const layer = createKvLayer(
       { ...cfg, numBlocks, blockSize: BLOCK_SIZE },
-      { maxContextLen: cfg.maxPositionEmbeddings, useSimd: runner.kernels === "simd" },
+      {
+        maxContextLen: cfg.maxPositionEmbeddings,
+        useSimd: runner.kernels === "simd",
+        dtype: runner.info.kvCacheDtype ?? "f32",
+      },
     );
     // Fresh pages all map the kernel's zero page (always cached): write them first.
-    layer.keys.fill(0.5);
-    layer.values.fill(0.5);
+    const half = layer.keys instanceof Uint16Array ? 0x3f00 : 0.5; // 0.5, or its bf16 bits
+    layer.keys.fill(half);
+    layer.values.fill(half);
     return layer;
   });
   const run = () => {
@@ -240,6 +247,7 @@ async function main(): Promise<void> {
       seconds: { type: "string", default: "3" },
       threads: { type: "string" },
       "weight-dtype": { type: "string", default: process.env.KILN_WEIGHT_DTYPE ?? "f32" },
+      "kv-cache-dtype": { type: "string", default: process.env.KILN_KV_CACHE_DTYPE ?? "f32" },
       profile: { type: "boolean", default: process.env.KILN_FORWARD_PROFILE === "1" },
     },
   });
@@ -262,6 +270,7 @@ async function main(): Promise<void> {
     numBlocks,
     blockSize: BLOCK_SIZE,
     gemm,
+    kvCacheDtype: parseKvCacheDtype(values["kv-cache-dtype"]),
     ...(numThreads === undefined ? {} : { numThreads }),
     ...(profiler === null ? {} : { profiler }),
   });
@@ -269,7 +278,7 @@ async function main(): Promise<void> {
   console.log(`native: ${describeNativeGemm()}`);
   console.log(
     `gemm: ${gemm.name} (${threads}); kernels: ${runner.kernels}; ` +
-      `KV pool: ${numBlocks} blocks of ${BLOCK_SIZE}`,
+      `KV pool: ${numBlocks} blocks of ${BLOCK_SIZE} (${runner.info.kvCacheDtype})`,
   );
 
   const rows: Row[] = [fillContexts(runner, gemm, maxBatch, contextLen, blocksPerSeq)];

@@ -5,7 +5,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { kvBytesPerBlock } from "@kiln/kernels";
+import { type KvCacheDtype, kvBytesPerBlock, parseKvCacheDtype } from "@kiln/kernels";
 import { loadConfig } from "@kiln/model";
 import type { Target } from "../serve/client";
 import { createProgress } from "../serve/progress";
@@ -42,6 +42,7 @@ const HELP = `npm run bench:compare -- [options]
   --weights W            f32 | bf16 | int8 (default f32): Kiln's --weight-dtype, and llama.cpp
                          on the matching GGUF: F32, F16 (bf16's target compares with F16), Q8_0
   --gguf-type T          override llama.cpp's GGUF type (f32, f16, bf16, q8_0)
+  --kv-cache-dtype D     f32 | bf16 (default f32): Kiln's --kv-cache-dtype
   --no-profile           skip the decode-step profile
   --result-file PATH     JSON results (default bench/results/compare.json, gitignored)
   --markdown-file PATH   also write the tables as Markdown`;
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
       systems: { type: "string" },
       weights: { type: "string" },
       "gguf-type": { type: "string" },
+      "kv-cache-dtype": { type: "string" },
       "no-profile": { type: "boolean" },
       "result-file": { type: "string" },
       "markdown-file": { type: "string" },
@@ -80,6 +82,7 @@ async function main(): Promise<void> {
   const ggufType = v["gguf-type"] ?? GGUF_TYPE_OF_WEIGHTS[weightDtype];
   if (ggufType === undefined) throw new Error(`--weights: f32, bf16 or int8, not ${weightDtype}`);
   console.log(`weights: Kiln ${weightDtype}, llama.cpp GGUF ${ggufType}`);
+  const kvCacheDtype = parseKvCacheDtype(v["kv-cache-dtype"] ?? "f32");
   const inputLen = Number(v["input-len"] ?? 128);
   const outputLen = Number(v["output-len"] ?? 128);
 
@@ -106,11 +109,13 @@ async function main(): Promise<void> {
     numThreads,
     maxConcurrency: maxSeqs,
     kvCacheMemory:
-      v["kv-cache-memory"] ?? defaultKvCacheMemory(config, maxConcurrency, inputLen + outputLen),
+      v["kv-cache-memory"] ??
+      defaultKvCacheMemory(config, maxConcurrency, inputLen + outputLen, kvCacheDtype),
     contextSize: 512,
     isProfiled: !v["no-profile"],
     weightDtype,
     ggufType,
+    kvCacheDtype,
   });
   // Interleaved by concurrency (Kiln c, llama.cpp c, next c…) so that drifting load from
   // other processes hits both systems alike. Kiln stays up (idle) across the runs; llama.cpp
@@ -183,10 +188,11 @@ function defaultKvCacheMemory(
   config: { numLayers: number; numKvHeads: number; headDim: number },
   maxConcurrency: number,
   seqLen: number,
+  kvCacheDtype: KvCacheDtype,
 ): string {
   const blockSize = 16;
   const numBlocks = maxConcurrency * (Math.ceil(seqLen / blockSize) + 1);
-  return `${Math.max(2 ** 30, numBlocks * kvBytesPerBlock(config, blockSize))}`;
+  return `${Math.max(2 ** 30, numBlocks * kvBytesPerBlock(config, blockSize, kvCacheDtype))}`;
 }
 
 /** One closed-loop run at concurrency `c`, with the step-profile lines it produced. */

@@ -24,6 +24,8 @@ export interface KilnStackOptions {
   readonly kvCacheMemory: string;
   /** The worker's --weight-dtype (f32, bf16, int8); default f32. */
   readonly weightDtype?: string;
+  /** The worker's --kv-cache-dtype (f32, bf16); default f32. */
+  readonly kvCacheDtype?: string;
   readonly maxNumSeqs: number;
   /** Extra environment for the router and worker (e.g. KILN_STEP_PROFILE=1). */
   readonly env?: NodeJS.ProcessEnv;
@@ -61,6 +63,8 @@ export async function startKilnStack(opts: KilnStackOptions): Promise<Stack> {
           String(opts.numThreads),
           "--weight-dtype",
           opts.weightDtype ?? "f32",
+          "--kv-cache-dtype",
+          opts.kvCacheDtype ?? "f32",
         ],
         ...(opts.env ? { env: opts.env } : {}),
       }),

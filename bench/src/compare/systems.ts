@@ -30,6 +30,8 @@ export interface SystemOptions {
   /** Kiln's --weight-dtype and the matching GGUF type for llama.cpp (`--weights`). */
   readonly weightDtype: string;
   readonly ggufType: string;
+  /** Kiln's --kv-cache-dtype (`--kv-cache-dtype`; llama.cpp keeps its default F16 cache). */
+  readonly kvCacheDtype: string;
 }
 
 async function startStack(name: string, opts: SystemOptions): Promise<Stack> {
@@ -39,6 +41,7 @@ async function startStack(name: string, opts: SystemOptions): Promise<Stack> {
       numThreads: opts.numThreads,
       kvCacheMemory: opts.kvCacheMemory,
       weightDtype: opts.weightDtype,
+      kvCacheDtype: opts.kvCacheDtype,
       maxNumSeqs: Math.max(opts.maxConcurrency, 16),
       ...(opts.isProfiled ? { env: { KILN_STEP_PROFILE: "1" } } : {}),
     });

@@ -3,6 +3,8 @@
 // headDim] floats, and slot s of a sequence lives in block table[s / blockSize] at offset
 // s % blockSize. Query token i of a sequence (position contextLen − queryLen + i) attends to
 // positions 0..that position; query head h reads KV head h / (numHeads / numKvHeads).
+// The pool is float32, or bfloat16 bits (KILN_KV_CACHE_DTYPE=bf16: half the bytes read per key
+// and value, widened exactly to float32 in registers; all arithmetic stays float32).
 //
 // Work is split into items, one per (sequence, KV head), taken from a shared counter by the
 // calling thread's OpenMP team (libgomp through onednn.h, the team oneDNN uses; in kiln_tier,
@@ -43,8 +45,9 @@ struct Job {
   // Arrays (validated by the caller).
   float* out;  // [numTokens, numHeads × headDim]
   const float* q;  // row t, head h at t × qStride + qOffset + h × headDim
-  const float* keys;  // [numBlocks, numKvHeads, blockSize, headDim]
-  const float* values;  // same
+  const void* keys;  // [numBlocks, numKvHeads, blockSize, headDim] floats or bf16 bits
+  const void* values;  // same
+  bool bf16;
   const int32_t* queryLens;  // [numSeqs]
   const int32_t* contextLens;  // [numSeqs]
   const int32_t* tableOffsets;  // [numSeqs] start of each sequence's block table
@@ -63,6 +66,25 @@ struct Job {
   int64_t numItems;
   std::atomic<int64_t> next{0};
 };
+
+typedef uint16_t vu16x16 __attribute__((vector_size(32)));
+typedef uint32_t vu32x16 __attribute__((vector_size(64)));
+
+// Sixteen K or V elements as float32: as stored, or bfloat16 widened (exact: the top half of a
+// float32's bits).
+KILN_INLINE vf16 loadKv(const float* p) { return load(p); }
+KILN_INLINE vf16 loadKv(const uint16_t* p) {
+  vu16x16 raw;
+  std::memcpy(&raw, p, sizeof raw);
+  return reinterpret_cast<vf16>(__builtin_convertvector(raw, vu32x16) << 16);
+}
+KILN_INLINE float kvScalar(float x) { return x; }
+KILN_INLINE float kvScalar(uint16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float x;
+  std::memcpy(&x, &bits, 4);
+  return x;
+}
 
 KILN_INLINE int64_t roundUp(int64_t n, int64_t multiple) {
   return (n + multiple - 1) / multiple * multiple;
@@ -85,24 +107,25 @@ KILN_INLINE void keyOffsets(const Job& job, const int32_t* table, int g, int64_t
 // keys at a time: sixteen independent FMA chains, then one transposing reduction instead of
 // sixteen horizontal sums. Chunk-outer, so a chunk's keys come from memory once per tile and
 // from L1 for the tile's other rows.
-template <int numRows>
+template <typename T, int numRows>
 KILN_INLINE void scoreKeys(const Job& job, const int64_t* offsets, const float* qs,
                            int64_t numKeys, float* scores, int64_t stride) {
   const int headDim = job.headDim;
   const int numFull = headDim / kLanes * kLanes;
+  const T* keys = static_cast<const T*>(job.keys);
   for (int64_t j0 = 0; j0 < numKeys; j0 += kLanes) {
-    const float* k[kLanes];
-    for (int l = 0; l < kLanes; l++) k[l] = job.keys + offsets[j0 + l];
+    const T* k[kLanes];
+    for (int l = 0; l < kLanes; l++) k[l] = keys + offsets[j0 + l];
     for (int r = 0; r < numRows; r++) {
       const float* q = qs + r * headDim;
       vf16 acc[kLanes] = {};
       for (int d = 0; d < numFull; d += kLanes) {
         const vf16 qv = load(q + d);
-        for (int l = 0; l < kLanes; l++) acc[l] += qv * load(k[l] + d);
+        for (int l = 0; l < kLanes; l++) acc[l] += qv * loadKv(k[l] + d);
       }
       vf16 sum = sumLanes16(acc);
       for (int d = numFull; d < headDim; d++) {
-        for (int l = 0; l < kLanes; l++) sum[l] += q[d] * k[l][d];
+        for (int l = 0; l < kLanes; l++) sum[l] += q[d] * kvScalar(k[l][d]);
       }
       store(scores + r * stride + j0, sum);
     }
@@ -127,23 +150,25 @@ KILN_INLINE float expScores(int64_t numKeys, int64_t zeroEnd, float* scores) {
 // acc[r × headDim + d] = Σ_j weights[r × stride + j] × V[j][d] for the tile's rows, four keys
 // per pass; each value vector is loaded once per tile. Weights are zero from each row's
 // numKeys up to a whole vector past numKeys, so the last pass may run past it.
-template <int numRows>
+template <typename T, int numRows>
 KILN_INLINE void mixValues(const Job& job, const int64_t* offsets, const float* weights,
                            int64_t stride, int64_t numKeys, float* acc) {
   const int headDim = job.headDim;
   const int numFull = headDim / kLanes * kLanes;
+  const T* values = static_cast<const T*>(job.values);
   std::fill(acc, acc + numRows * headDim, 0.0f);
   for (int64_t j = 0; j < numKeys; j += 4) {
-    const float* v0 = job.values + offsets[j];
-    const float* v1 = job.values + offsets[j + 1];
-    const float* v2 = job.values + offsets[j + 2];
-    const float* v3 = job.values + offsets[j + 3];
+    const T* v0 = values + offsets[j];
+    const T* v1 = values + offsets[j + 1];
+    const T* v2 = values + offsets[j + 2];
+    const T* v3 = values + offsets[j + 3];
     float w[numRows][4];
     for (int r = 0; r < numRows; r++) {
       for (int u = 0; u < 4; u++) w[r][u] = weights[r * stride + j + u];
     }
     for (int d = 0; d < numFull; d += kLanes) {
-      const vf16 x0 = load(v0 + d), x1 = load(v1 + d), x2 = load(v2 + d), x3 = load(v3 + d);
+      const vf16 x0 = loadKv(v0 + d), x1 = loadKv(v1 + d);
+      const vf16 x2 = loadKv(v2 + d), x3 = loadKv(v3 + d);
       for (int r = 0; r < numRows; r++) {
         float* a = acc + r * headDim + d;
         store(a, load(a) + w[r][0] * x0 + w[r][1] * x1 + w[r][2] * x2 + w[r][3] * x3);
@@ -151,14 +176,15 @@ KILN_INLINE void mixValues(const Job& job, const int64_t* offsets, const float* 
     }
     for (int d = numFull; d < headDim; d++) {
       for (int r = 0; r < numRows; r++) {
-        acc[r * headDim + d] += w[r][0] * v0[d] + w[r][1] * v1[d] + w[r][2] * v2[d] + w[r][3] * v3[d];
+        acc[r * headDim + d] += w[r][0] * kvScalar(v0[d]) + w[r][1] * kvScalar(v1[d]) +
+                                w[r][2] * kvScalar(v2[d]) + w[r][3] * kvScalar(v3[d]);
       }
     }
   }
 }
 
 // Scores, softmax and values of one tile of numRows rows (row0 onwards) of an item.
-template <int numRows>
+template <typename T, int numRows>
 KILN_INLINE void attendTile(const Job& job, const int64_t* offsets, int64_t prefixLen,
                             int groupSize, int64_t row0, float* scratch) {
   const int headDim = job.headDim;
@@ -167,13 +193,13 @@ KILN_INLINE void attendTile(const Job& job, const int64_t* offsets, int64_t pref
   float* acc = scratch + kTileRows * (stride + headDim);  // [kTileRows, headDim]
   // The tile's last row sees the most keys.
   const int64_t maxKeys = prefixLen + (row0 + numRows - 1) / groupSize + 1;
-  scoreKeys<numRows>(job, offsets, qs, maxKeys, scratch, stride);
+  scoreKeys<T, numRows>(job, offsets, qs, maxKeys, scratch, stride);
   float invSums[numRows];
   for (int r = 0; r < numRows; r++) {
     const int64_t numKeys = prefixLen + (row0 + r) / groupSize + 1;
     invSums[r] = 1.0f / expScores(numKeys, roundUp(maxKeys, kLanes), scratch + r * stride);
   }
-  mixValues<numRows>(job, offsets, scratch, stride, maxKeys, acc);
+  mixValues<T, numRows>(job, offsets, scratch, stride, maxKeys, acc);
   for (int r = 0; r < numRows; r++) {
     for (int d = 0; d < headDim; d++) acc[r * headDim + d] *= invSums[r];
   }
@@ -181,8 +207,8 @@ KILN_INLINE void attendTile(const Job& job, const int64_t* offsets, int64_t pref
 
 // Every query row of one (sequence, KV head) item, kTileRows rows at a time. Row ρ is query
 // token ρ / groupSize, head g × groupSize + ρ mod groupSize; it sees prefixLen + token + 1 keys.
-KILN_MULTIVERSION void attendItem(const Job& job, int64_t item, float* scratch,
-                                  int64_t* offsets) {
+template <typename T>
+KILN_INLINE void attendItemOf(const Job& job, int64_t item, float* scratch, int64_t* offsets) {
   const int32_t s = job.itemSeqs[item / job.numKvHeads];
   const int g = static_cast<int>(item % job.numKvHeads);
   const int headDim = job.headDim;
@@ -201,10 +227,10 @@ KILN_MULTIVERSION void attendItem(const Job& job, int64_t item, float* scratch,
       for (int d = 0; d < headDim; d++) qs[r * headDim + d] = qRow[d] * job.scale;
     }
     switch (tileRows) {
-      case 1: attendTile<1>(job, offsets, prefixLen, groupSize, row0, scratch); break;
-      case 2: attendTile<2>(job, offsets, prefixLen, groupSize, row0, scratch); break;
-      case 3: attendTile<3>(job, offsets, prefixLen, groupSize, row0, scratch); break;
-      default: attendTile<kTileRows>(job, offsets, prefixLen, groupSize, row0, scratch); break;
+      case 1: attendTile<T, 1>(job, offsets, prefixLen, groupSize, row0, scratch); break;
+      case 2: attendTile<T, 2>(job, offsets, prefixLen, groupSize, row0, scratch); break;
+      case 3: attendTile<T, 3>(job, offsets, prefixLen, groupSize, row0, scratch); break;
+      default: attendTile<T, kTileRows>(job, offsets, prefixLen, groupSize, row0, scratch); break;
     }
     for (int r = 0; r < tileRows; r++) {
       const int64_t t = job.tokenStarts[s] + (row0 + r) / groupSize;
@@ -212,6 +238,15 @@ KILN_MULTIVERSION void attendItem(const Job& job, int64_t item, float* scratch,
       float* outRow = job.out + (t * job.numHeads + h) * headDim;
       std::memcpy(outRow, acc + r * headDim, sizeof(float) * headDim);
     }
+  }
+}
+
+KILN_MULTIVERSION void attendItem(const Job& job, int64_t item, float* scratch,
+                                  int64_t* offsets) {
+  if (job.bf16) {
+    attendItemOf<uint16_t>(job, item, scratch, offsets);
+  } else {
+    attendItemOf<float>(job, item, scratch, offsets);
   }
 }
 
@@ -277,8 +312,8 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   if (info.Length() < 16) throw Napi::TypeError::New(env, "pagedAttention takes 16 arguments");
   Napi::Float32Array out = float32Arg(info, 0, "out");
   Napi::Float32Array q = float32Arg(info, 1, "q");
-  Napi::Float32Array keys = float32Arg(info, 4, "keys");
-  Napi::Float32Array values = float32Arg(info, 5, "values");
+  const KvPoolArg keys = kvPoolArg(info, 4, "keys");
+  const KvPoolArg values = kvPoolArg(info, 5, "values");
   Napi::Int32Array queryLens = int32Arg(info, 6, "queryLens");
   Napi::Int32Array contextLens = int32Arg(info, 7, "contextLens");
   Napi::Int32Array tableOffsets = int32Arg(info, 8, "blockTableOffsets");
@@ -301,19 +336,22 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   requireLen(env, tableOffsets, numSeqs, "blockTableOffsets");
   const int64_t qDim = static_cast<int64_t>(job.numHeads) * job.headDim;
   const int64_t blockLen = static_cast<int64_t>(job.numKvHeads) * job.blockSize * job.headDim;
-  if (keys.ElementLength() != values.ElementLength()) fail(env, "keys and values differ in size");
+  if (keys.len != values.len || keys.bf16 != values.bf16) {
+    fail(env, "keys and values differ in size or type");
+  }
   if (job.qStride < job.qOffset + qDim) fail(env, "qStride is shorter than a q row");
   job.out = out.Data();
   job.q = q.Data();
-  job.keys = keys.Data();
-  job.values = values.Data();
+  job.keys = keys.data;
+  job.values = values.data;
+  job.bf16 = keys.bf16;
   job.queryLens = queryLens.Data();
   job.contextLens = contextLens.Data();
   job.tableOffsets = tableOffsets.Data();
   job.tables = tables.Data();
   job.tokenStarts.resize(numSeqs);
   const BatchPlan plan = planSequences(env, job, numSeqs, tables.ElementLength(),
-                                       keys.ElementLength() / blockLen, skipQueryLen);
+                                       keys.len / blockLen, skipQueryLen);
   requireLen(env, out, plan.numTokens * qDim, "out");
   if (plan.numTokens > 0) {
     requireLen(env, q, (plan.numTokens - 1) * job.qStride + job.qOffset + qDim, "q");

@@ -9,6 +9,8 @@
 // applyRope(buf, numTokens, rowStride, colOffset, numHeads, headDim, cos, sin)  (rope.ts).
 // writeKv(keys, values, qkv, numTokens, rowStride, kOffset, vOffset, slotMapping, numKvHeads,
 //   blockSize, headDim)  (kv-cache.ts writeTokens); throws RangeError for a slot outside the pool.
+//   keys and values are Float32Arrays, or Uint16Arrays of bfloat16 bits (rounded to nearest,
+//   ties to even, as writeKvRowsBf16).
 #include <napi.h>
 
 #include <algorithm>
@@ -130,12 +132,21 @@ Napi::Value ApplyRope(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// Plain copies: no vector code needed.
+// One KV head's row: a plain copy into an f32 pool, rounded to bfloat16 into a bf16 one.
+void copyKvRow(const KvPoolArg& pool, int64_t at, const float* src, int64_t n) {
+  if (!pool.bf16) {
+    std::memcpy(static_cast<float*>(pool.data) + at, src, 4 * n);
+    return;
+  }
+  uint16_t* dst = static_cast<uint16_t*>(pool.data) + at;
+  for (int64_t i = 0; i < n; i++) dst[i] = f32ToBf16(src[i]);
+}
+
 Napi::Value WriteKv(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 11) throw Napi::TypeError::New(env, "writeKv takes 11 arguments");
-  Napi::Float32Array keys = float32Arg(info, 0, "keys");
-  Napi::Float32Array values = float32Arg(info, 1, "values");
+  const KvPoolArg keys = kvPoolArg(info, 0, "keys");
+  const KvPoolArg values = kvPoolArg(info, 1, "values");
   Napi::Float32Array qkv = float32Arg(info, 2, "qkv");
   const int64_t numTokens = dimArg(info, 3, "numTokens");
   const int64_t rowStride = dimArg(info, 4, "rowStride");
@@ -146,14 +157,15 @@ Napi::Value WriteKv(const Napi::CallbackInfo& info) {
   const int64_t blockSize = dimArg(info, 9, "blockSize");
   const int64_t headDim = dimArg(info, 10, "headDim");
   const int64_t kvDim = numKvHeads * headDim;
+  if (keys.bf16 != values.bf16) throw Napi::TypeError::New(env, "writeKv: keys and values differ");
   if (numTokens == 0 || kvDim == 0) return env.Undefined();
   if (blockSize < 1 || std::max(kOffset, vOffset) + kvDim > rowStride) {
     throw Napi::RangeError::New(env, "writeKv: bad geometry");
   }
   requireLen(env, qkv, (numTokens - 1) * rowStride + std::max(kOffset, vOffset) + kvDim, "qkv");
   requireLen(env, slots, numTokens, "slotMapping");
-  requireLen(env, values, static_cast<int64_t>(keys.ElementLength()), "values");
-  const int64_t numSlots = static_cast<int64_t>(keys.ElementLength()) / kvDim;
+  if (values.len < keys.len) throw Napi::RangeError::New(env, "values is shorter than its shape");
+  const int64_t numSlots = keys.len / kvDim;
   const int64_t headLen = blockSize * headDim;
   for (int64_t t = 0; t < numTokens; t++) {
     const int64_t slot = slots.Data()[t];
@@ -164,8 +176,8 @@ Napi::Value WriteKv(const Napi::CallbackInfo& info) {
     const int64_t base = block * numKvHeads * headLen + (slot - block * blockSize) * headDim;
     const float* row = qkv.Data() + t * rowStride;
     for (int64_t g = 0; g < numKvHeads; g++) {
-      std::memcpy(keys.Data() + base + g * headLen, row + kOffset + g * headDim, 4 * headDim);
-      std::memcpy(values.Data() + base + g * headLen, row + vOffset + g * headDim, 4 * headDim);
+      copyKvRow(keys, base + g * headLen, row + kOffset + g * headDim, headDim);
+      copyKvRow(values, base + g * headLen, row + vOffset + g * headDim, headDim);
     }
   }
   return env.Undefined();

@@ -6,6 +6,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 namespace kiln {
@@ -35,6 +36,36 @@ inline int64_t dimArg(const Napi::CallbackInfo& info, size_t i, const char* name
     throw Napi::RangeError::New(info.Env(), std::string(name) + " must be an integer in [0, 2^31)");
   }
   return static_cast<int64_t>(d);
+}
+
+// A paged KV pool (src/cpu/kv-cache.ts): a Float32Array, or a Uint16Array of bfloat16 bits
+// (KILN_KV_CACHE_DTYPE=bf16).
+struct KvPoolArg {
+  void* data;
+  int64_t len;  // elements
+  bool bf16;
+};
+
+inline KvPoolArg kvPoolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  const bool isTyped = v.IsTypedArray();
+  const napi_typedarray_type type =
+      isTyped ? v.As<Napi::TypedArray>().TypedArrayType() : napi_int8_array;
+  if (type != napi_float32_array && type != napi_uint16_array) {
+    throw Napi::TypeError::New(
+        info.Env(), std::string(name) + " must be a Float32Array or a Uint16Array (bf16)");
+  }
+  Napi::TypedArray arr = v.As<Napi::TypedArray>();
+  auto* bytes = static_cast<uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+  return {bytes, static_cast<int64_t>(arr.ElementLength()), type == napi_uint16_array};
+}
+
+// The bfloat16 bits of x, rounded to nearest, ties to even; NaN stays a quiet NaN.
+inline uint16_t f32ToBf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);
+  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
 }
 
 template <typename TypedArray>

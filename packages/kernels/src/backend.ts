@@ -180,6 +180,8 @@ export interface BackendInfo {
   readonly maxModelLen: number;
   /** The CPU backend's kernel tier (ADR 0022): onednn, native-avx512, native-avx2, typescript… */
   readonly kernelTier?: string;
+  /** How the KV pool stores keys and values (CPU backend; f32 when absent). */
+  readonly kvCacheDtype?: KvCacheDtype;
   /**
    * The backend computes on another thread and honours `StepInput.masksReady`: the caller may
    * post a step before its grammar masks are computed and fill them while the forward pass runs.
@@ -221,12 +223,30 @@ export interface BackendOptions {
   readonly maxCpuLoras?: number;
   /** How projections are stored: "f32" (default), "bf16" or "int8" (KILN_WEIGHT_DTYPE, ADR 0020). */
   readonly weightDtype?: "f32" | "bf16" | "int8";
+  /**
+   * How the KV pool stores keys and values: "f32" (default) or "bf16" (KILN_KV_CACHE_DTYPE,
+   * ADR 0027): half the memory per block and half the bytes attention reads. bf16 needs the
+   * native attention kernel.
+   */
+  readonly kvCacheDtype?: KvCacheDtype;
 }
 
-/** Bytes of KV memory (f32 K and V over every layer) that one block of `blockSize` tokens needs. */
+/** Bytes of KV memory (K and V over every layer, in `kvCacheDtype`) one block of `blockSize` tokens needs. */
 export function kvBytesPerBlock(
   cfg: { numLayers: number; numKvHeads: number; headDim: number },
   blockSize: number,
+  kvCacheDtype: KvCacheDtype = "f32",
 ): number {
-  return 2 * cfg.numLayers * cfg.numKvHeads * cfg.headDim * blockSize * 4;
+  const elemBytes = kvCacheDtype === "bf16" ? 2 : 4;
+  return 2 * cfg.numLayers * cfg.numKvHeads * cfg.headDim * blockSize * elemBytes;
+}
+
+/** How the KV pool stores keys and values (KILN_KV_CACHE_DTYPE; issue 20). */
+export type KvCacheDtype = "f32" | "bf16";
+export const KV_CACHE_DTYPES: readonly KvCacheDtype[] = ["f32", "bf16"];
+
+/** Parses a KILN_KV_CACHE_DTYPE / --kv-cache-dtype value; throws Error naming the choices. */
+export function parseKvCacheDtype(value: string): KvCacheDtype {
+  if ((KV_CACHE_DTYPES as readonly string[]).includes(value)) return value as KvCacheDtype;
+  throw new Error(`bad KV cache dtype "${value}": expected one of ${KV_CACHE_DTYPES.join(", ")}`);
 }

@@ -46,7 +46,7 @@ const DEFAULT_CPU_KV_BYTES = 512 * 1024 ** 2;
 export async function createSelectedBackend(opts: SelectBackendOptions): Promise<SelectedBackend> {
   const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
   const config = await loadConfig(opts.modelDir);
-  const perBlock = kvBytesPerBlock(config, blockSize);
+  const perBlock = kvBytesPerBlock(config, blockSize, opts.kvCacheDtype);
   let autoReason: string | null = null;
   let handle: GpuDeviceHandle | null = null;
   if (opts.kind === "webgpu") {

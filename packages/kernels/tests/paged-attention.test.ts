@@ -3,8 +3,9 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { NativeAttention } from "../src/cpu/attention-native";
 import { typescriptGemm } from "../src/cpu/gemm";
-import { createKvLayer } from "../src/cpu/kv-cache";
+import { createKvLayer, type KvPool } from "../src/cpu/kv-cache";
 import { PagedAttention } from "../src/cpu/paged-attention";
+import { f32ToBf16Bits } from "../src/cpu/weight-formats";
 import { referenceCausalAttention } from "../src/reference/dense-attention";
 import { maxRelativeError, randomArray } from "./helpers/random-model";
 
@@ -19,12 +20,20 @@ interface Case {
    * simd: the WebAssembly kernels (required to be available when headDim % 4 = 0); typescript:
    * the TS loop; gemm: chunks of ≥ 2 tokens as matrix multiplies, with tiny score tiles;
    * native: the addon's kernel (2 threads) on plain arrays; native-wasm: the same reading a SIMD
-   * layer's WebAssembly memory, with chunks of ≥ 4 tokens through the gemm.
+   * layer's WebAssembly memory, with chunks of ≥ 4 tokens through the gemm; native-bf16: the
+   * addon's kernel on a bf16 pool (KILN_KV_CACHE_DTYPE=bf16), against the reference on the
+   * same bf16 values.
    */
   readonly path: Path;
 }
 
-type Path = "simd" | "typescript" | "gemm" | "native" | "native-wasm";
+type Path = "simd" | "typescript" | "gemm" | "native" | "native-wasm" | "native-bf16";
+
+/** Element i of a K or V pool as a number (bf16 bits widened exactly). */
+function poolValue(pool: KvPool, i: number): number {
+  if (pool instanceof Float32Array) return pool[i]!;
+  return new Float32Array(new Uint32Array([pool[i]! << 16]).buffer)[0]!;
+}
 
 /**
  * Null without the addon: its variants are skipped locally (gemm.test.ts fails if the addon is
@@ -42,6 +51,7 @@ function attentionOptions(path: Path) {
     case "gemm":
       return { gemm: typescriptGemm, gemmMinQueryLen: 2, gemmMaxTileScores: 200 };
     case "native":
+    case "native-bf16":
       return { native };
     case "native-wasm":
       return { native, gemm: typescriptGemm, gemmMinQueryLen: 4 };
@@ -80,14 +90,23 @@ function pagedVersusDense(c: Case): number {
   const maxContextLen = Math.max(...c.seqs.map((s) => s.prefixLen + s.queryLen));
   const layer = createKvLayer(
     { numLayers: 1, numKvHeads: c.numKvHeads, headDim, blockSize, numBlocks },
-    { maxContextLen, useSimd: c.path === "simd" || c.path === "native-wasm" },
+    {
+      maxContextLen,
+      useSimd: c.path === "simd" || c.path === "native-wasm",
+      dtype: c.path === "native-bf16" ? "bf16" : "f32",
+    },
   );
   const isWasm = c.path === "simd" || c.path === "native-wasm";
   expect(layer.simd !== null).toBe(isWasm && headDim % 4 === 0);
   const kCache = layer.keys; // [numBlocks, kvHeads, bs, hd]
   const vCache = layer.values;
-  kCache.set(randomArray(numBlocks * blockStride, rand));
-  vCache.set(randomArray(numBlocks * blockStride, rand));
+  const fill = (pool: KvPool) => {
+    const data = randomArray(numBlocks * blockStride, rand);
+    if (pool instanceof Float32Array) pool.set(data);
+    else pool.set(Array.from(data, f32ToBf16Bits));
+  };
+  fill(kCache);
+  fill(vCache);
   // q sits inside wider rows at an offset, as in the fused qkv buffer.
   const qStride = qDim + 5;
   const qOffset = 3;
@@ -116,8 +135,8 @@ function pagedVersusDense(c: Case): number {
       for (let g = 0; g < c.numKvHeads; g++) {
         const src = block * blockStride + (g * blockSize + (pos % blockSize)) * headDim;
         for (let d = 0; d < headDim; d++) {
-          k[pos * kvDim + g * headDim + d] = kCache[src + d]!;
-          v[pos * kvDim + g * headDim + d] = vCache[src + d]!;
+          k[pos * kvDim + g * headDim + d] = poolValue(kCache, src + d);
+          v[pos * kvDim + g * headDim + d] = poolValue(vCache, src + d);
         }
       }
     }
@@ -144,9 +163,9 @@ const seqArb = fc.record({
   queryLen: fc.integer({ min: 1, max: 12 }),
 });
 
-const paths = (["simd", "typescript", "gemm", "native", "native-wasm"] as const).filter(
-  (p) => native !== null || !p.startsWith("native"),
-);
+const paths = (
+  ["simd", "typescript", "gemm", "native", "native-wasm", "native-bf16"] as const
+).filter((p) => native !== null || !p.startsWith("native"));
 const variants = [1, 2, 4, 8].flatMap((groupSize) => paths.map((path) => ({ groupSize, path })));
 
 describe("PagedAttention", () => {

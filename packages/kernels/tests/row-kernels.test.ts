@@ -93,6 +93,33 @@ describe.each(kernelSets)("$name row kernels", (k) => {
     }
   });
 
+  it("writeKv into a bf16 pool rounds each value to nearest, ties to even", () => {
+    const [numKvHeads, headDim, blockSize] = [1, 4, 2];
+    const keys = new Uint16Array(2 * blockSize * headDim);
+    const values = new Uint16Array(keys.length);
+    // K: exact, a tie rounding down to even, a tie rounding up to even, above a tie; V: NaN,
+    // ±infinity, the largest finite value that rounds to infinity.
+    const qkv = Float32Array.of(
+      1.5,
+      1 + 2 ** -8,
+      1 + 3 * 2 ** -8,
+      1 + 2 ** -8 + 2 ** -20,
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      Number.NEGATIVE_INFINITY,
+      3.4e38,
+    );
+    k.writeKv(keys, values, qkv, 1, 8, 0, 4, Int32Array.of(3), numKvHeads, blockSize, headDim);
+    // Slot 3 is block 1, offset 1: elements 12..15.
+    expect([...keys.subarray(12, 16)]).toEqual([0x3fc0, 0x3f80, 0x3f82, 0x3f81]);
+    expect(values[12]! & 0x7fc0).toBe(0x7fc0); // a quiet NaN
+    expect([...values.subarray(13, 16)]).toEqual([0x7f80, 0xff80, 0x7f80]);
+    expect(keys.subarray(0, 12).every((x) => x === 0)).toBe(true);
+    expect(() =>
+      k.writeKv(keys, new Float32Array(16), qkv, 1, 8, 0, 4, Int32Array.of(0), 1, 2, 4),
+    ).toThrow();
+  });
+
   it("writeKv copies each token's K and V heads into its slot", () => {
     const numKvHeads = 2;
     const headDim = 3;

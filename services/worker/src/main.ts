@@ -72,6 +72,7 @@ async function main(): Promise<void> {
     maxCpuLoras: isTensorParallel ? 0 : opts.maxCpuLoras,
     ...(opts.sampling ? { sampling: opts.sampling } : {}),
     weightDtype: opts.weightDtype,
+    kvCacheDtype: opts.kvCacheDtype,
     ...(tensorParallel ? { tensorParallel } : {}),
   };
   // KILN_BACKEND=webgpu|auto (ADR 0019): webgpu fails here with Dawn's reason when no adapter is

@@ -22,3 +22,22 @@ describe("--sampling / KILN_SAMPLING", () => {
     );
   });
 });
+
+describe("--kv-cache-dtype / KILN_KV_CACHE_DTYPE", () => {
+  const base = ["--model", "/m"];
+
+  it("is f32 by default; the flag wins over the environment", () => {
+    expect(parseWorkerOptions(base, {}).kvCacheDtype).toBe("f32");
+    expect(parseWorkerOptions(base, { KILN_KV_CACHE_DTYPE: "bf16" }).kvCacheDtype).toBe("bf16");
+    const both = parseWorkerOptions([...base, "--kv-cache-dtype", "f32"], {
+      KILN_KV_CACHE_DTYPE: "bf16",
+    });
+    expect(both.kvCacheDtype).toBe("f32");
+  });
+
+  it("rejects anything else, naming the choices", () => {
+    expect(() => parseWorkerOptions([...base, "--kv-cache-dtype", "fp8"], {})).toThrow(
+      'bad KV cache dtype "fp8": expected one of f32, bf16',
+    );
+  });
+});

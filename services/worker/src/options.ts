@@ -1,5 +1,12 @@
 import { parseArgs } from "node:util";
-import { type BackendKind, isBackendKind, parseWeightDtype, type WeightDtype } from "@kiln/kernels";
+import {
+  type BackendKind,
+  isBackendKind,
+  type KvCacheDtype,
+  parseKvCacheDtype,
+  parseWeightDtype,
+  type WeightDtype,
+} from "@kiln/kernels";
 
 export interface WorkerOptions {
   /** A local model directory or a Hugging Face repo id. */
@@ -43,6 +50,8 @@ export interface WorkerOptions {
   readonly sampling: "native" | "typescript" | undefined;
   /** How projections are stored (KILN_WEIGHT_DTYPE, --weight-dtype; f32): f32, bf16 or int8. */
   readonly weightDtype: WeightDtype;
+  /** How the KV pool stores K and V (KILN_KV_CACHE_DTYPE, --kv-cache-dtype; f32): f32 or bf16. */
+  readonly kvCacheDtype: KvCacheDtype;
   /** Ranks of this worker's tensor-parallel group (KILN_TENSOR_PARALLEL_SIZE; 1). */
   readonly tensorParallelSize: number;
   /** This process's rank in the group (KILN_TP_RANK; 0). Rank 0 serves the router. */
@@ -99,6 +108,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "max-cpu-loras": { type: "string" },
       sampling: { type: "string" },
       "weight-dtype": { type: "string" },
+      "kv-cache-dtype": { type: "string" },
       "tensor-parallel-size": { type: "string" },
       "tp-rank": { type: "string" },
       "tp-group": { type: "string" },
@@ -157,6 +167,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
   return {
     sampling,
     weightDtype: parseWeightDtype(values["weight-dtype"] ?? env.KILN_WEIGHT_DTYPE ?? "f32"),
+    kvCacheDtype: parseKvCacheDtype(values["kv-cache-dtype"] ?? env.KILN_KV_CACHE_DTYPE ?? "f32"),
     tensorParallelSize,
     tpPeers,
     tpRank,

@@ -39,6 +39,9 @@ describe("tensor-parallel worker options", () => {
       ),
     );
     expect(ranks).toEqual([2 * single, 2 * single]);
+    // A bf16 KV cache fits twice the blocks in the same memory.
+    const bf16 = numBlocksPerRank(CONFIG, parseWorkerOptions(["--kv-cache-dtype", "bf16"], env));
+    expect(bf16).toBe(2 * single);
     expect(() =>
       numBlocksPerRank(CONFIG, parseWorkerOptions(["--tensor-parallel-size", "3"], env)),
     ).toThrow(/8 attention heads do not split over 3 ranks/);

@@ -5,7 +5,8 @@ import type { WorkerOptions } from "./options";
 
 /**
  * KV blocks of one rank: `--kv-cache-memory` is per rank, and a rank holds only its KV heads,
- * so every rank of a group gets the same number of blocks (the router's one block table).
+ * so every rank of a group gets the same number of blocks (the router's one block table), of
+ * `--kv-cache-dtype` elements.
  * Throws the shard plan's start-up error when the heads cannot be split.
  */
 export function numBlocksPerRank(config: LlamaConfig, opts: WorkerOptions): number {
@@ -13,7 +14,7 @@ export function numBlocksPerRank(config: LlamaConfig, opts: WorkerOptions): numb
     opts.tensorParallelSize === 1
       ? config
       : planTensorShard(config, opts.tpRank, opts.tensorParallelSize).config;
-  return Math.floor(opts.kvCacheBytes / kvBytesPerBlock(local, opts.blockSize));
+  return Math.floor(opts.kvCacheBytes / kvBytesPerBlock(local, opts.blockSize, opts.kvCacheDtype));
 }
 
 /** Why the group cannot compute (a rank's process is gone or never started), or null. */

@@ -1,6 +1,6 @@
 import { expNonPositive } from "../sampling/exp-non-positive";
 import type { Gemm } from "./gemm";
-import type { KvLayer } from "./kv-cache";
+import { f32Pools, type KvLayer } from "./kv-cache";
 import type { AttentionSequence, AttentionShape } from "./paged-attention";
 
 /** Scores held at once (floats) by default: bounds the [rows, keys] tile of long prefills. */
@@ -58,13 +58,14 @@ export class GemmAttention {
     this.queries = grow(this.queries, groupSize * tileLen * headDim);
     this.scores = grow(this.scores, groupSize * tileLen * contextLen);
     this.mixed = grow(this.mixed, groupSize * tileLen * headDim);
+    const pools = f32Pools(layer);
     for (let g = 0; g < numKvHeads; g++) {
-      this.gatherKeys(layer.keys, table, g, contextLen);
+      this.gatherKeys(pools.keys, table, g, contextLen);
       for (let i0 = 0; i0 < queryLen; i0 += tileLen) {
         const rowsPerHead = Math.min(tileLen, queryLen - i0);
         // The last token of the tile sees the most keys; later keys are masked for every row.
         const numKeys = contextLen - queryLen + i0 + rowsPerHead;
-        this.gatherValuesT(layer.values, table, g, numKeys);
+        this.gatherValuesT(pools.values, table, g, numKeys);
         const tile = { tokenStart, i0, rowsPerHead, numKeys, prefixLen: contextLen - queryLen };
         this.attendTile(out, q, qStride, qOffset, g, tile);
       }

@@ -1,10 +1,14 @@
+import type { KvCacheDtype } from "../backend";
 import { SimdAttentionLayer } from "./attention-simd";
+import { f32ToBf16Bits } from "./weight-formats";
 
 /**
  * The paged KV pool of the CPU backend. Per layer, K and V are each one Float32Array of shape
  * [numBlocks, numKvHeads, blockSize, headDim]: a block's keys for one KV head are contiguous
  * (blockSize × headDim floats), which is what the attention inner loop streams through.
  * Slot s (StepInput.slotMapping) is block floor(s / blockSize), offset s mod blockSize.
+ * With KILN_KV_CACHE_DTYPE=bf16 the arrays are Uint16Arrays of bfloat16 bits (rounded to
+ * nearest, ties to even, when written), read by the native attention kernel only.
  */
 export interface KvCacheShape {
   readonly numLayers: number;
@@ -14,14 +18,26 @@ export interface KvCacheShape {
   readonly blockSize: number;
 }
 
+/** A layer's K or V pool: float32, or bfloat16 bits. */
+export type KvPool = Float32Array | Uint16Array;
+
 /** One layer's pool: plain arrays, or views into a SIMD attention layer's memory. */
 export interface KvLayer {
   /** [numBlocks, numKvHeads, blockSize, headDim] */
-  readonly keys: Float32Array;
+  readonly keys: KvPool;
   /** [numBlocks, numKvHeads, blockSize, headDim] */
-  readonly values: Float32Array;
+  readonly values: KvPool;
   /** Set when attention over this layer runs the WebAssembly SIMD kernels. */
   readonly simd: SimdAttentionLayer | null;
+}
+
+/** The layer's pools as float32 (the TypeScript, gemm and SIMD attention paths read only those). */
+export function f32Pools(layer: KvLayer): { keys: Float32Array; values: Float32Array } {
+  const { keys, values } = layer;
+  if (!(keys instanceof Float32Array) || !(values instanceof Float32Array)) {
+    throw new Error("a bf16 KV cache is read by the native attention kernel only");
+  }
+  return { keys, values };
 }
 
 export interface KvCacheOptions {
@@ -31,6 +47,8 @@ export interface KvCacheOptions {
   readonly useSimd?: boolean;
   /** Writes new tokens' K/V (writeTokens); `writeKvRows` by default. */
   readonly writeKv?: KvWriter;
+  /** "f32" (default) or "bf16" (Uint16Array pools, no SIMD layer). */
+  readonly dtype?: KvCacheDtype;
 }
 
 /**
@@ -39,8 +57,8 @@ export interface KvCacheOptions {
  * qkv[t × rowStride + kOffset + g × headDim] (and vOffset for V).
  */
 export type KvWriter = (
-  keys: Float32Array,
-  values: Float32Array,
+  keys: KvPool,
+  values: KvPool,
   qkv: Float32Array,
   numTokens: number,
   rowStride: number,
@@ -52,7 +70,7 @@ export type KvWriter = (
   headDim: number,
 ) => void;
 
-/** The TypeScript KvWriter. */
+/** The TypeScript KvWriter (bf16 pools get each value rounded to nearest, ties to even). */
 export function writeKvRows(
   ...[
     kCache,
@@ -68,6 +86,9 @@ export function writeKvRows(
     headDim,
   ]: Parameters<KvWriter>
 ): void {
+  if (kCache instanceof Uint16Array !== vCache instanceof Uint16Array) {
+    throw new TypeError("writeKv: keys and values differ in type");
+  }
   const headStride = blockSize * headDim;
   const blockStride = numKvHeads * headStride;
   for (let t = 0; t < numTokens; t++) {
@@ -79,6 +100,13 @@ export function writeKvRows(
       const dst = slotBase + g * headStride;
       const kSrc = rowOff + kOffset + g * headDim;
       const vSrc = rowOff + vOffset + g * headDim;
+      if (kCache instanceof Uint16Array) {
+        for (let d = 0; d < headDim; d++) {
+          kCache[dst + d] = f32ToBf16Bits(qkv[kSrc + d]!);
+          vCache[dst + d] = f32ToBf16Bits(qkv[vSrc + d]!);
+        }
+        continue;
+      }
       for (let d = 0; d < headDim; d++) {
         kCache[dst + d] = qkv[kSrc + d]!;
         vCache[dst + d] = qkv[vSrc + d]!;
@@ -92,13 +120,19 @@ export function writeKvRows(
  * arrays. Either way one array per layer and tensor stays below V8's 4 GiB array limit.
  */
 export function createKvLayer(shape: KvCacheShape, opts: KvCacheOptions): KvLayer {
-  const simd = (opts.useSimd ?? true) ? SimdAttentionLayer.tryCreate({ ...shape, ...opts }) : null;
+  const isBf16 = opts.dtype === "bf16";
+  const simd =
+    (opts.useSimd ?? true) && !isBf16 ? SimdAttentionLayer.tryCreate({ ...shape, ...opts }) : null;
   if (simd !== null) return { keys: simd.keys, values: simd.values, simd };
   const layerLen = shape.numBlocks * shape.numKvHeads * shape.blockSize * shape.headDim;
-  if (layerLen * 4 > 2 ** 32) {
+  const elemBytes = isBf16 ? 2 : 4;
+  if (layerLen * elemBytes > 2 ** 32) {
     throw new Error(
-      `KV pool too large: ${shape.numBlocks} blocks need ${layerLen * 4} bytes per layer, over 4 GiB`,
+      `KV pool too large: ${shape.numBlocks} blocks need ${layerLen * elemBytes} bytes per layer, over 4 GiB`,
     );
+  }
+  if (isBf16) {
+    return { keys: new Uint16Array(layerLen), values: new Uint16Array(layerLen), simd: null };
   }
   return { keys: new Float32Array(layerLen), values: new Float32Array(layerLen), simd: null };
 }

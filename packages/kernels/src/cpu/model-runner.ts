@@ -5,7 +5,14 @@ import {
   vocabSlice,
   type WeightMap,
 } from "@kiln/model";
-import type { BackendInfo, PoolingKind, SampledToken, StepInput, StepOutput } from "../backend";
+import type {
+  BackendInfo,
+  KvCacheDtype,
+  PoolingKind,
+  SampledToken,
+  StepInput,
+  StepOutput,
+} from "../backend";
 import type { Collective } from "../collectives/collective";
 import { createSamplingScratch, type SamplingScratch, sampleRow } from "../sampling";
 import { NativeAttention } from "./attention-native";
@@ -67,6 +74,11 @@ export interface CpuModelRunnerOptions {
   readonly sampling?: CpuSampling;
   /** How projections are stored (KILN_WEIGHT_DTYPE, ADR 0020); "f32" by default. */
   readonly weightDtype?: WeightDtype;
+  /**
+   * How the KV pool stores keys and values (KILN_KV_CACHE_DTYPE, ADR 0027); "f32" by default.
+   * "bf16" needs the native attention kernel (throws otherwise).
+   */
+  readonly kvCacheDtype?: KvCacheDtype;
   /** Told when each phase of a step begins (benchmarks time them); none by default. */
   readonly profiler?: StepProfiler;
   /**
@@ -186,6 +198,12 @@ export class CpuModelRunner {
     }
     this.rows =
       tierKernels?.rows ?? (native !== null ? tryNativeRowKernels() : null) ?? typescriptRowKernels;
+    const kvCacheDtype = opts.kvCacheDtype ?? "f32";
+    if (kvCacheDtype === "bf16" && native === null) {
+      throw new Error(
+        "a bf16 KV cache (KILN_KV_CACHE_DTYPE=bf16) needs the native attention kernel: build the addon or use a native kernel tier",
+      );
+    }
     this.kv = new KvCache(
       { ...config, numBlocks: opts.numBlocks, blockSize },
       {
@@ -193,6 +211,7 @@ export class CpuModelRunner {
         // The native kernel reads plain arrays; WebAssembly memory is only for the SIMD kernels.
         useSimd: native === null && opts.kernels !== "typescript",
         writeKv: this.rows.writeKv,
+        dtype: kvCacheDtype,
       },
     );
     this.kernels = native !== null ? "native" : this.kv.layers[0]?.simd ? "simd" : "typescript";
@@ -228,6 +247,7 @@ export class CpuModelRunner {
       vocabSize: config.vocabSize,
       maxModelLen: config.maxPositionEmbeddings,
       kernelTier: this.gemm.name,
+      kvCacheDtype: this.kv.layers[0]?.keys instanceof Uint16Array ? "bf16" : "f32",
     };
   }
 

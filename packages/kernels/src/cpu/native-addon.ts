@@ -1,5 +1,5 @@
 import { createRequire } from "node:module";
-import type { KvWriter } from "./kv-cache";
+import type { KvPool, KvWriter } from "./kv-cache";
 
 /** Fields of one row of NativeLoraBank.apply's plan. */
 export const LORA_PLAN_FIELDS = 9;
@@ -102,8 +102,8 @@ export interface NativeAddon {
     q: Float32Array,
     qStride: number,
     qOffset: number,
-    keys: Float32Array,
-    values: Float32Array,
+    keys: KvPool,
+    values: KvPool,
     queryLens: Int32Array,
     contextLens: Int32Array,
     blockTableOffsets: Int32Array,

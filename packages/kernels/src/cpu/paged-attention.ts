@@ -3,7 +3,7 @@ import { expNonPositive } from "../sampling/exp-non-positive";
 import { GemmAttention } from "./attention-gemm";
 import type { NativeAttention } from "./attention-native";
 import type { Gemm } from "./gemm";
-import type { KvLayer } from "./kv-cache";
+import { f32Pools, type KvLayer } from "./kv-cache";
 
 /** Head geometry of paged attention; numHeads must be a multiple of numKvHeads (GQA). */
 export interface AttentionShape {
@@ -126,7 +126,7 @@ export class PagedAttention {
     layer: KvLayer,
     seq: AttentionSequence,
   ): void {
-    const { keys: kCache, values: vCache } = layer;
+    const { keys: kCache, values: vCache } = f32Pools(layer);
     const { numHeads, numKvHeads, headDim } = this.shape;
     const groupSize = numHeads / numKvHeads;
     const scale = 1 / Math.sqrt(headDim);

@@ -1,4 +1,4 @@
-import type { BackendInfo, StepInput, StepOutput } from "../backend";
+import type { BackendInfo, KvCacheDtype, StepInput, StepOutput } from "../backend";
 import type { TensorParallelInit } from "../collectives/tp-thread";
 
 /** Messages between `CpuBackend` (the caller's thread) and `cpu-worker.ts` (its thread). */
@@ -18,6 +18,8 @@ export interface CpuWorkerInit {
   readonly sampling: "native" | "typescript" | null;
   /** How projections are stored (KILN_WEIGHT_DTYPE). */
   readonly weightDtype: "f32" | "bf16" | "int8";
+  /** How the KV pool stores keys and values (KILN_KV_CACHE_DTYPE). */
+  readonly kvCacheDtype: KvCacheDtype;
   /** This thread is one rank of a tensor-parallel group (ADR 0018); null: the whole model. */
   readonly tensorParallel: TensorParallelInit | null;
 }

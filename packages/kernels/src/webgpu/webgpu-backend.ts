@@ -89,6 +89,9 @@ export async function createWebGpuBackendOn(
 ): Promise<WebGpuBackend> {
   const { device, adapter } = handle;
   try {
+    if ((opts.kvCacheDtype ?? "f32") !== "f32") {
+      throw new Error(`the WebGPU backend keeps its KV cache in f32, not ${opts.kvCacheDtype}`);
+    }
     const { config, weights } = await loadModel(opts.modelDir);
     const runner = await WebGpuRunner.create(device, adapter, config, weights, {
       numBlocks: opts.numBlocks,

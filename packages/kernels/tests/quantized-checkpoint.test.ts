@@ -11,8 +11,9 @@ import { type GoldenCase, loadGoldenCases, STORIES_DIR } from "@kiln/test-suppor
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend } from "../src/backend";
 import { createCpuBackend } from "../src/cpu/cpu-backend";
+import { CpuModelRunner } from "../src/cpu/model-runner";
 import { referenceForward } from "../src/reference/llama-reference";
-import { greedyGenerate } from "./helpers/step-driver";
+import { goldenNll, greedyGenerate } from "./helpers/step-driver";
 
 // GPTQ and AWQ checkpoints through the worker's path (issue 20): createCpuBackend loads the
 // checkpoint (dequantized, quantized.ts), and its greedy output is checked, token by token,
@@ -41,10 +42,17 @@ const variants: [string, QuantizeCheckpointOptions][] = [
 let tmpDir: string;
 beforeAll(async () => {
   tmpDir = await mkdtemp(join(tmpdir(), "kiln-quantized-"));
+  original = await loadModel(STORIES_DIR);
 });
 afterAll(async () => {
   if (tmpDir) await rm(tmpDir, { recursive: true, force: true });
 });
+
+let original: LoadedModel;
+/** stories260K as published (f32), for the perplexity the quantization changes. */
+function f32Runner(): CpuModelRunner {
+  return new CpuModelRunner(original.config, original.weights, { numBlocks, blockSize });
+}
 
 describe.each(variants)("stories260K as %s", (label, opts) => {
   let dir: string;
@@ -81,8 +89,10 @@ describe.each(variants)("stories260K as %s", (label, opts) => {
         if (id === cases[i]!.greedy_ids[j]) sameAsGolden++;
       });
     });
+    const f32 = await goldenNll(f32Runner(), cases, blockSize);
+    const quantized = await goldenNll(backend, cases, blockSize);
     console.log(
-      `${label}: ${sameAsGolden} of ${tokens} greedy tokens equal the f32 goldens (the first divergence carries on)`,
+      `${label}: ${sameAsGolden} of ${tokens} greedy tokens equal the f32 goldens (the first divergence carries on); golden-text perplexity ${Math.exp(f32).toFixed(4)} → ${Math.exp(quantized).toFixed(4)}`,
     );
     expect(bad.slice(0, 5)).toEqual([]);
     expect(tokens).toBe(cases.length * maxNewTokens);

@@ -24,7 +24,7 @@ import {
   toBf16,
   type WeightDtype,
 } from "../src/cpu/weight-formats";
-import { buildStepInput, greedyGenerate } from "./helpers/step-driver";
+import { buildStepInput, goldenNll, greedyGenerate } from "./helpers/step-driver";
 
 // KILN_WEIGHT_DTYPE (ADR 0020): bf16 and int8 (Q8_0-like groups of 32) weight-only formats.
 
@@ -162,38 +162,6 @@ function runner(
   });
 }
 
-/** Mean negative log-likelihood of each case's golden continuation, teacher-forced. */
-function goldenNll(r: CpuModelRunner): number {
-  let sum = 0;
-  let count = 0;
-  for (const c of cases) {
-    const tokens = [...c.prompt_ids, ...c.greedy_ids];
-    const blocks = Array.from({ length: Math.ceil(tokens.length / blockSize) }, (_, i) => i);
-    let start = 0;
-    for (let end = c.prompt_ids.length; end < tokens.length; end++) {
-      const sample = {
-        params: DEFAULT_SAMPLING,
-        outputIndex: 0,
-        promptTokenIds: [],
-        outputTokenIds: [],
-      };
-      const input = buildStepInput(
-        [{ tokenIds: tokens.slice(start, end), startPos: start, blocks, sample }],
-        blockSize,
-      );
-      const logits = r.step({ ...input, returnLogits: true }).logits!;
-      let max = Number.NEGATIVE_INFINITY;
-      for (const x of logits) max = Math.max(max, x);
-      let z = 0;
-      for (const x of logits) z += Math.exp(x - max);
-      sum += max + Math.log(z) - logits[tokens[end]!]!;
-      count++;
-      start = end;
-    }
-  }
-  return sum / count;
-}
-
 describe.each(["bf16", "int8"] as const)("stories260K with %s weights", (dtype) => {
   const products: Product[] = hasNativeQuant ? ["typescript", "native"] : ["typescript"];
   it.each(products)(
@@ -218,9 +186,13 @@ describe.each(["bf16", "int8"] as const)("stories260K with %s weights", (dtype) 
     },
   );
 
-  it("changes the perplexity of the golden texts by under 1% (measured in docs/benchmarks.md)", () => {
-    const f32 = goldenNll(runner("f32"));
-    const quantized = goldenNll(runner(dtype, model.weights, 64, "typescript"));
+  it("changes the perplexity of the golden texts by under 1% (measured in docs/benchmarks.md)", async () => {
+    const f32 = await goldenNll(runner("f32"), cases, blockSize);
+    const quantized = await goldenNll(
+      runner(dtype, model.weights, 64, "typescript"),
+      cases,
+      blockSize,
+    );
     const ratio = Math.exp(quantized) / Math.exp(f32);
     console.log(
       `golden perplexity f32 ${Math.exp(f32).toFixed(4)}, ${dtype} ${Math.exp(quantized).toFixed(4)} (×${ratio.toFixed(5)})`,

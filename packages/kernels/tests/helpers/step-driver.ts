@@ -149,3 +149,45 @@ function scheduleChunk(
       : null,
   };
 }
+
+/**
+ * Mean negative log-likelihood of each case's golden continuation, teacher-forced one token per
+ * step (blocks 0.. of the stepper's pool; its perplexity is exp of this).
+ */
+export async function goldenNll(
+  stepper: Stepper,
+  cases: readonly {
+    readonly prompt_ids: readonly number[];
+    readonly greedy_ids: readonly number[];
+  }[],
+  blockSize: number,
+): Promise<number> {
+  let sum = 0;
+  let count = 0;
+  for (const c of cases) {
+    const tokens = [...c.prompt_ids, ...c.greedy_ids];
+    const blocks = Array.from({ length: Math.ceil(tokens.length / blockSize) }, (_, i) => i);
+    let start = 0;
+    for (let end = c.prompt_ids.length; end < tokens.length; end++) {
+      const sample = {
+        params: DEFAULT_SAMPLING,
+        outputIndex: 0,
+        promptTokenIds: [],
+        outputTokenIds: [],
+      };
+      const input = buildStepInput(
+        [{ tokenIds: tokens.slice(start, end), startPos: start, blocks, sample }],
+        blockSize,
+      );
+      const logits = (await stepper.step({ ...input, returnLogits: true })).logits!;
+      let max = Number.NEGATIVE_INFINITY;
+      for (const x of logits) max = Math.max(max, x);
+      let z = 0;
+      for (const x of logits) z += Math.exp(x - max);
+      sum += max + Math.log(z) - logits[tokens[end]!]!;
+      count++;
+      start = end;
+    }
+  }
+  return sum / count;
+}

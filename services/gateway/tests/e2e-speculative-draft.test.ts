@@ -4,10 +4,17 @@
  * drafting for itself) and the official openai client gets the golden completions alone and 16
  * at once, with nearly every draft accepted on the gateway's /metrics (ADR 0017).
  */
-import { loadGolden, sumSamples } from "@kiln/test-support";
-import type OpenAI from "openai";
+import { loadGolden } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MODEL, MODEL_DIR, type Stack, startStack, stopStack } from "./helpers/stack";
+import {
+  expectGoldenCompletions,
+  gatewayMetric,
+  greedyCompletion,
+  MODEL_DIR,
+  type Stack,
+  startStack,
+  stopStack,
+} from "./helpers/stack";
 
 const GOLDEN = loadGolden();
 let stack: Stack;
@@ -26,31 +33,14 @@ beforeAll(async () => {
 }, 90_000);
 afterAll(() => stopStack(stack), 30_000);
 
-async function gatewayCounter(name: string): Promise<number> {
-  const text = await (await fetch(stack.baseURL.replace(/\/v1$/, "/metrics"))).text();
-  return sumSamples(text, `kiln_spec_decode_${name}_total`);
-}
-
+const gatewayCounter = (name: string) => gatewayMetric(stack, `kiln_spec_decode_${name}_total`);
 const complete = (prompt: number[], extra: Record<string, unknown> = {}) =>
-  stack.client.completions.create({
-    model: MODEL,
-    prompt,
-    max_tokens: GOLDEN.max_new_tokens,
-    temperature: 0,
-    ...extra,
-  } as OpenAI.CompletionCreateParamsNonStreaming);
+  greedyCompletion(stack, prompt, extra);
 
 describe("draft-model speculative decoding through the gateway", () => {
   it("starts a draft worker and reproduces the goldens alone, then 16 at once", async () => {
     expect(stack.cluster.pids["draft-replica-0"]).toBeGreaterThan(0);
-    for (const c of GOLDEN.cases) {
-      expect((await complete(c.prompt_ids)).choices[0]!.text).toBe(c.greedy_text);
-    }
-    const cases = Array.from({ length: 16 }, (_, i) => GOLDEN.cases[i % GOLDEN.cases.length]!);
-    const results = await Promise.all(cases.map((c) => complete(c.prompt_ids)));
-    results.forEach((res, i) => {
-      expect(res.choices[0]!.text).toBe(cases[i]!.greedy_text);
-    });
+    await expectGoldenCompletions(stack);
     const drafted = await gatewayCounter("num_draft_tokens");
     expect(drafted).toBeGreaterThan(0);
     expect((await gatewayCounter("num_accepted_tokens")) / drafted).toBeGreaterThan(0.95);

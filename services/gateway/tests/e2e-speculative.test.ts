@@ -4,14 +4,22 @@
  * exact alone and 16 at once, logprobs, a stop string and `n` unchanged by speculation, the
  * `"speculative": false` opt-out, and the spec-decode counters relayed on the gateway's /metrics.
  */
-import { loadGolden, sumSamples } from "@kiln/test-support";
+import { loadGolden } from "@kiln/test-support";
 import type OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MODEL, type Stack, startStack, stopStack } from "./helpers/stack";
+import {
+  expectGoldenCompletions,
+  gatewayMetric,
+  greedyCompletion,
+  MODEL,
+  type Stack,
+  startStack,
+  stopStack,
+} from "./helpers/stack";
 
 const GOLDEN = loadGolden();
 let stack: Stack;
-let client: OpenAI;
+let _client: OpenAI;
 
 beforeAll(async () => {
   stack = await startStack({
@@ -22,36 +30,17 @@ beforeAll(async () => {
       adaptive: false,
     }),
   });
-  client = stack.client;
+  _client = stack.client;
 }, 90_000);
 afterAll(() => stopStack(stack), 30_000);
 
-async function gatewayCounter(name: string): Promise<number> {
-  const text = await (await fetch(stack.baseURL.replace(/\/v1$/, "/metrics"))).text();
-  return sumSamples(text, name);
-}
-
-function complete(prompt: number[], extra: Record<string, unknown> = {}) {
-  return client.completions.create({
-    model: MODEL,
-    prompt,
-    max_tokens: GOLDEN.max_new_tokens,
-    temperature: 0,
-    ...extra,
-  } as OpenAI.CompletionCreateParamsNonStreaming);
-}
+const gatewayCounter = (name: string) => gatewayMetric(stack, name);
+const complete = (prompt: number[], extra: Record<string, unknown> = {}) =>
+  greedyCompletion(stack, prompt, extra);
 
 describe("speculative decoding (n-gram) through the gateway", () => {
   it("reproduces the golden completions alone, then 16 at once", async () => {
-    for (const c of GOLDEN.cases) {
-      expect((await complete(c.prompt_ids)).choices[0]!.text).toBe(c.greedy_text);
-    }
-    const cases = Array.from({ length: 16 }, (_, i) => GOLDEN.cases[i % GOLDEN.cases.length]!);
-    const results = await Promise.all(cases.map((c) => complete(c.prompt_ids)));
-    results.forEach((res, i) => {
-      expect(res.choices[0]!.text).toBe(cases[i]!.greedy_text);
-      expect(res.usage?.completion_tokens).toBe(cases[i]!.greedy_ids.length);
-    });
+    await expectGoldenCompletions(stack);
     expect(await gatewayCounter("kiln_spec_decode_num_draft_tokens_total")).toBeGreaterThan(0);
     expect(await gatewayCounter("kiln_spec_decode_num_accepted_tokens_total")).toBeGreaterThan(0);
     expect(await gatewayCounter("kiln_spec_decode_num_drafts_total")).toBeGreaterThan(0);

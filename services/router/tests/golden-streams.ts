@@ -1,4 +1,4 @@
-import { type GoldenCase, loadGolden } from "@kiln/test-support";
+import { type GoldenCase, loadGolden, scrapeSum, waitFor } from "@kiln/test-support";
 import { expect } from "vitest";
 import type { TestRouterClient } from "./router-client";
 
@@ -38,4 +38,24 @@ export async function expectGoldenStreams(client: TestRouterClient, numStreams: 
     expect(finished?.usage?.completionTokens).toBe(cases[i]!.greedy_ids.length);
   });
   return cases;
+}
+
+/**
+ * 16 concurrent golden streams on a router that speculates: each reproduces its golden, drafts
+ * were proposed meanwhile (the router's kiln_spec_decode_num_draft_tokens_total on
+ * `metricsPort` rose), and afterwards replica 0 holds no block.
+ */
+export async function expectSpeculatedGoldenStreams(
+  client: TestRouterClient,
+  metricsPort: number,
+): Promise<void> {
+  const draftTokens = () => scrapeSum(metricsPort, "kiln_spec_decode_num_draft_tokens_total");
+  const before = await draftTokens();
+  await expectGoldenStreams(client, 16);
+  expect(await draftTokens()).toBeGreaterThan(before);
+  await waitFor(
+    async () => (await client.stats()).replicas[0]!.numUsedBlocks === 0,
+    "every block free",
+    { timeoutMs: 5000 },
+  );
 }

@@ -4,8 +4,9 @@ import {
   resolveDraftModelDir,
   startCluster,
 } from "@kiln/cluster";
-import { REPO_ROOT, STORIES_DIR } from "@kiln/test-support";
+import { loadGolden, REPO_ROOT, STORIES_DIR, sumSamples } from "@kiln/test-support";
 import OpenAI from "openai";
+import { expect } from "vitest";
 
 export const MODEL_DIR = STORIES_DIR;
 export const MODEL = "stories260K";
@@ -55,4 +56,39 @@ export async function stopStack(stack: Stack | undefined): Promise<void> {
   if (process.env.KILN_E2E_VERBOSE) {
     console.log(`stopped in ${Date.now() - start} ms (code ${code})\n${stack.logs.join("\n")}`);
   }
+}
+
+/** The sum of a metric's samples on the stack gateway's /metrics. */
+export async function gatewayMetric(stack: Stack, name: string): Promise<number> {
+  const text = await (await fetch(stack.baseURL.replace(/\/v1$/, "/metrics"))).text();
+  return sumSamples(text, name);
+}
+
+/** A greedy completion of `prompt` (token ids), as long as the golden continuations. */
+export function greedyCompletion(
+  stack: Stack,
+  prompt: number[],
+  extra: Record<string, unknown> = {},
+): Promise<OpenAI.Completion> {
+  return stack.client.completions.create({
+    model: MODEL,
+    prompt,
+    max_tokens: loadGolden().max_new_tokens,
+    temperature: 0,
+    ...extra,
+  } as OpenAI.CompletionCreateParamsNonStreaming);
+}
+
+/** Every golden case alone, then 16 at once: each completion's text and length are its golden's. */
+export async function expectGoldenCompletions(stack: Stack): Promise<void> {
+  const { cases: golden } = loadGolden();
+  for (const c of golden) {
+    expect((await greedyCompletion(stack, c.prompt_ids)).choices[0]!.text).toBe(c.greedy_text);
+  }
+  const cases = Array.from({ length: 16 }, (_, i) => golden[i % golden.length]!);
+  const results = await Promise.all(cases.map((c) => greedyCompletion(stack, c.prompt_ids)));
+  results.forEach((res, i) => {
+    expect(res.choices[0]!.text).toBe(cases[i]!.greedy_text);
+    expect(res.usage?.completion_tokens).toBe(cases[i]!.greedy_ids.length);
+  });
 }

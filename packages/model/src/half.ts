@@ -25,3 +25,13 @@ export function f32ToF16Bits(x: number): number {
   if (rest > halfway || (rest === halfway && (half & 1) === 1)) half++; // may carry into exp
   return sign | half;
 }
+
+/** The value of IEEE half-precision bits `h` (exact: every half is an f32). */
+export function f16BitsToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 31) return mant === 0 ? sign * Number.POSITIVE_INFINITY : Number.NaN;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}

@@ -1,6 +1,6 @@
 import { mkdir, open, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { f32ToF16Bits } from "./half";
+import { f16BitsToF32, f32ToF16Bits } from "./half";
 import {
   AWQ_PACK_ORDER,
   isQuantizable,
@@ -113,7 +113,7 @@ function quantizeLayer(
         hi = Math.max(hi, v);
       }
       // The stored scale is a half float: round it first so codes use the value read back.
-      const scale = halfValue(f32ToF16Bits((hi - lo) / (maxq - minZero) || 1));
+      const scale = f16BitsToF32(f32ToF16Bits((hi - lo) / (maxq - minZero) || 1));
       scales[g * outFeatures + n] = scale;
       zeros[g * outFeatures + n] = Math.min(maxq, Math.max(minZero, Math.round(-lo / scale)));
     }
@@ -174,14 +174,6 @@ function quantizeLayer(
 /** The nibble of an AWQ word that holds output column j (0..7). */
 function awqNibbleOf(j: number): number {
   return (AWQ_PACK_ORDER as readonly number[]).indexOf(j);
-}
-
-function halfValue(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >> 10) & 0x1f;
-  const man = bits & 0x3ff;
-  if (exp === 0) return sign * man * 2 ** -24;
-  return sign * (1 + man / 1024) * 2 ** (exp - 15);
 }
 
 function quantizationConfigJson(opts: QuantizeCheckpointOptions, bits: number) {

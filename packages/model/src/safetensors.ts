@@ -1,5 +1,6 @@
 import type { FileHandle } from "node:fs/promises";
 import { ModelError } from "./errors";
+import { f16BitsToF32 } from "./half";
 
 /**
  * Reading the safetensors format: an 8-byte little-endian u64 header length, a JSON header
@@ -176,14 +177,7 @@ let f16Table: Float32Array | null = null;
 function getF16Table(): Float32Array {
   if (f16Table !== null) return f16Table;
   const table = new Float32Array(65536); // [65536] f32, indexed by the f16 bit pattern
-  for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const mant = h & 0x3ff;
-    if (exp === 0) table[h] = sign * mant * 2 ** -24;
-    else if (exp === 31) table[h] = mant === 0 ? sign * Number.POSITIVE_INFINITY : Number.NaN;
-    else table[h] = sign * (1 + mant / 1024) * 2 ** (exp - 15);
-  }
+  for (let h = 0; h < 65536; h++) table[h] = f16BitsToF32(h);
   f16Table = table;
   return table;
 }

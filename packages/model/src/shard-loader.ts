@@ -3,6 +3,7 @@ import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { loadConfig } from "./config";
 import { ModelError } from "./errors";
+import { f16BitsToF32 } from "./half";
 import { readExactly, readSafetensorsHeader, type SafetensorsEntry } from "./safetensors";
 import {
   planTensorShard,
@@ -29,20 +30,7 @@ function halfToF32(bits: Uint16Array, out: Float32Array, outOff: number, isBf16:
     for (let i = 0; i < bits.length; i++) outBits[outOff + i] = bits[i]! << 16;
     return;
   }
-  for (let i = 0; i < bits.length; i++) {
-    const h = bits[i]!;
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const mant = h & 0x3ff;
-    out[outOff + i] =
-      exp === 0
-        ? sign * mant * 2 ** -24
-        : exp === 31
-          ? mant === 0
-            ? sign * Number.POSITIVE_INFINITY
-            : Number.NaN
-          : sign * (1 + mant / 1024) * 2 ** (exp - 15);
-  }
+  for (let i = 0; i < bits.length; i++) out[outOff + i] = f16BitsToF32(bits[i]!);
 }
 
 /**

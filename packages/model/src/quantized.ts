@@ -138,8 +138,9 @@ export function quantizedShapes(
 export function isQuantizable(q: QuantizationConfig, inFeatures: number, outFeatures: number) {
   const pack = 32 / q.bits;
   const groupSize = q.groupSize ?? inFeatures;
-  const packedDimOk = q.method === "gptq" ? inFeatures % pack === 0 : outFeatures % pack === 0;
-  return packedDimOk && outFeatures % pack === 0 && inFeatures % groupSize === 0;
+  // Both formats pack zeros (AWQ also codes) along the outputs; GPTQ packs codes along the inputs.
+  const inputsPack = q.method !== "gptq" || inFeatures % pack === 0;
+  return inputsPack && outFeatures % pack === 0 && inFeatures % groupSize === 0;
 }
 
 /**

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * Compiles one service to plain JavaScript: `node ../../scripts/build-service.mjs` from a service
- * directory writes `dist/main.js` (and, for the worker, the CPU backend's thread entry
- * `dist/cpu-worker.js` plus the native kernels addons and the committed prebuilds beside it). The @kiln/* workspace packages
+ * directory writes `dist/main.js` (and, for the worker, the thread entries
+ * `dist/cpu-worker.js` and `dist/grammar-host-thread.js` plus the native kernels addons and the committed prebuilds beside it). The @kiln/* workspace packages
  * are bundled in (they export TypeScript sources); every npm dependency stays external and is
  * loaded from node_modules at run time, so native modules (webgpu, tokenizers, grpc) work as
  * installed. Production images run `node dist/main.js`: no tsx, no TypeScript.
@@ -77,6 +77,10 @@ const entryPoints = { main: join(serviceDir, "src/main.ts") };
 const isWorker = existsSync(join(serviceDir, "src/worker-service.ts"));
 if (isWorker) {
   entryPoints["cpu-worker"] = join(REPO_ROOT, "packages/kernels/src/cpu/cpu-worker.ts");
+  entryPoints["grammar-host-thread"] = join(
+    REPO_ROOT,
+    "packages/kernels/src/grammar/grammar-host-thread.ts",
+  );
 }
 
 rmSync(outDir, { recursive: true, force: true });

@@ -474,6 +474,50 @@ describe("tool calling", { timeout: 60_000 }, () => {
   });
 });
 
+describe("compiling a new schema", { timeout: 60_000 }, () => {
+  it("never holds up other requests' tokens: the router admits a request once its grammar is compiled", async () => {
+    // Hundreds of bounded strings: seconds to compile, even on 512 tokens.
+    const properties: Schema = {};
+    for (let i = 0; i < 450; i++) properties[`slow_${i}`] = { type: "string", maxLength: 4 };
+    const slow = { type: "object", properties, required: ["slow_0"], additionalProperties: false };
+    const running = await client.completions.create({
+      model: MODEL,
+      prompt: "Once upon a time",
+      max_tokens: 400,
+      stream: true,
+      // @ts-expect-error vLLM's extra sampling parameter
+      ignore_eos: true,
+    });
+    const arrivals: number[] = [];
+    let sentAt = Number.POSITIVE_INFINITY;
+    let constrained: Promise<number> | null = null;
+    for await (const chunk of running) {
+      if (chunk.choices[0]?.text) arrivals.push(performance.now());
+      if (arrivals.length === 5 && constrained === null) {
+        sentAt = performance.now();
+        constrained = client.chat.completions
+          .create({
+            model: MODEL,
+            messages,
+            max_tokens: 8,
+            response_format: {
+              type: "json_schema",
+              json_schema: { name: "slow", schema: slow, strict: true },
+            },
+          })
+          .then(() => performance.now());
+      }
+    }
+    const answeredAt = await constrained!;
+    // The running stream went on while the schema compiled: no pause between two of its tokens
+    // comes near the compile (a compile inside a step would pause it for most of the wait).
+    const window = arrivals.filter((t) => t > sentAt && t < answeredAt);
+    const gaps = window.slice(1).map((t, i) => t - window[i]!);
+    expect(window.length).toBeGreaterThanOrEqual(20);
+    expect(Math.max(...gaps)).toBeLessThan((answeredAt - sentAt) / 3);
+  });
+});
+
 describe("bad structured-output requests are 400s naming the problem", { timeout: 30_000 }, () => {
   const cases: [string, Record<string, unknown>, RegExp][] = [
     [

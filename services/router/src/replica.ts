@@ -11,6 +11,7 @@ import {
 } from "@kiln/engine-core";
 import {
   ErrorCode,
+  type GrammarSpec,
   type SampledToken,
   type SamplingParams,
   type SequenceFailure,
@@ -234,6 +235,20 @@ export class Replica {
   /** Whether the worker holds `adapter` in a LoRA slot (or a running request uses it). */
   hasResidentAdapter(adapter: string): boolean {
     return this.scheduler?.stats().residentAdapters.includes(asAdapterId(adapter)) ?? false;
+  }
+
+  /**
+   * Compiles a request's grammar on the worker before the request is added (ADR 0016), so that
+   * no step waits for a compile. Resolves with the worker's message when it cannot be compiled,
+   * else null; also null when the worker does not answer (unreachable, or a build without
+   * PrepareGrammar): the step that first runs the sequence then compiles it.
+   */
+  async prepareGrammar(grammar: GrammarSpec): Promise<string | null> {
+    try {
+      return await this.currentConnection.prepareGrammar(grammar, this.limits.stepTimeoutMs);
+    } catch {
+      return null;
+    }
   }
 
   /**

@@ -43,6 +43,8 @@ export interface RouterLimits {
  * return to the pool before the next step.
  */
 export function createRouterService(replicas: ReplicaSet, limits: RouterLimits): RouterServer {
+  /** Requests waiting for their grammar to compile: they count against the waiting queue. */
+  let numPreparing = 0;
   return {
     generate(call: ServerWritableStream<GenerateRequest, GenerateEvent>) {
       const req = call.request;
@@ -53,7 +55,7 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
       const shapeError = checkGenerateShape(req);
       if (shapeError) return fail(status.INVALID_ARGUMENT, shapeError);
       if (call.cancelled) return; // the client left before the handler ran
-      if (replicas.numWaitingRequests() >= limits.maxNumWaiting) {
+      if (replicas.numWaitingRequests() + numPreparing >= limits.maxNumWaiting) {
         return fail(
           status.RESOURCE_EXHAUSTED,
           `the waiting queue is full (${limits.maxNumWaiting} requests)`,
@@ -106,18 +108,35 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
         retryOptions,
         callDeadlineMs(call),
       );
-      const error = replica.tryAdd(newRequest, record, parent);
-      if (error) return fail(status.INVALID_ARGUMENT, error);
-      const onCancelled = () => {
-        isEnded = true;
-        retry.cancel();
-        // A retried request runs on another replica than the one first routed to.
-        (replicas.findRequest(requestId) ?? replica).abort(requestId);
+      const admit = () => {
+        const error = replica.tryAdd(newRequest, record, parent);
+        if (error) return fail(status.INVALID_ARGUMENT, error);
+        const onCancelled = () => {
+          isEnded = true;
+          retry.cancel();
+          // A retried request runs on another replica than the one first routed to.
+          (replicas.findRequest(requestId) ?? replica).abort(requestId);
+        };
+        call.on("cancelled", onCancelled);
+        // grpc-js emits "cancelled" once: a call cancelled before the listener was attached
+        // (client gone, deadline passed) must still be aborted here.
+        if (call.cancelled) onCancelled();
       };
-      call.on("cancelled", onCancelled);
-      // grpc-js emits "cancelled" once: a call cancelled before the listener was attached
-      // (client gone, deadline passed) must still be aborted here.
-      if (call.cancelled) onCancelled();
+      if (!req.grammar?.kind) return admit();
+      // Structured output: the grammar is compiled on the worker's grammar threads before the
+      // request may be scheduled, so no step of other sequences waits for it (ADR 0016).
+      numPreparing++;
+      void replica.prepareGrammar(req.grammar).then((grammarError) => {
+        numPreparing--;
+        if (call.cancelled) return;
+        if (grammarError) {
+          return fail(status.INVALID_ARGUMENT, `the grammar cannot be compiled: ${grammarError}`);
+        }
+        if (replicas.findRequest(requestId)) {
+          return fail(status.ALREADY_EXISTS, `request ${requestId} is already running`);
+        }
+        admit();
+      });
     },
     abort(
       call: ServerUnaryCall<AbortRequest, AbortResponse>,

@@ -1,5 +1,6 @@
 import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
 import {
+  type GrammarSpec,
   type HealthResponse,
   type StepRequest,
   type StepResponse,
@@ -33,6 +34,21 @@ export class WorkerConnection {
     return new Promise((resolve, reject) => {
       this.client.step(req, metadata, { deadline: Date.now() + timeoutMs }, (err, res) =>
         err ? reject(err) : resolve(res),
+      );
+    });
+  }
+
+  /**
+   * Compiles `grammar` on the worker (ADR 0016); resolves with the worker's error message, or
+   * null once it is compiled. Rejects when the call fails.
+   */
+  prepareGrammar(grammar: GrammarSpec, timeoutMs: number): Promise<string | null> {
+    return new Promise((resolve, reject) => {
+      this.client.prepareGrammar(
+        { grammar },
+        new Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (err, res) => (err ? reject(err) : resolve(res.error || null)),
       );
     });
   }

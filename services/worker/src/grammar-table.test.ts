@@ -1,16 +1,17 @@
-import { GrammarEngine, loadGrammarVocab, type StepInput } from "@kiln/kernels";
+import { GrammarHosts, loadGrammarVocab, type StepInput } from "@kiln/kernels";
 import { StepRequest } from "@kiln/proto";
 import { STORIES_DIR } from "@kiln/test-support";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GrammarTable } from "./grammar-table";
 
-let engine: GrammarEngine;
+let hosts: GrammarHosts;
 let vocab: readonly string[];
 beforeAll(async () => {
   const v = await loadGrammarVocab(STORIES_DIR, 512, [2]);
   vocab = v.encodedVocab;
-  engine = await GrammarEngine.create(v, { maxWhitespace: 1, cacheSize: 8 });
+  hosts = await GrammarHosts.create(v, { maxWhitespace: 1, cacheSize: 8, maxThreads: 1 });
 });
+afterAll(() => hosts.dispose());
 
 const REGEX = { kind: "regex", text: "abc", strict: true };
 const id = (piece: string) => vocab.indexOf(piece);
@@ -35,13 +36,13 @@ function step(
 }
 
 async function masksOf(table: GrammarTable, s: ReturnType<typeof step>) {
-  const out = await table.withMasks(s.req, s.input);
+  const out = await table.withMasks(s.req, s.input, 512);
   return out.samples.map((x) => x?.allowedTokenBitmask);
 }
 
 describe("GrammarTable", () => {
   it("masks constrained sequences only and advances with accepted tokens", async () => {
-    const table = new GrammarTable(engine);
+    const table = new GrammarTable(hosts);
     const s = step([1, 2], [{ seqId: 1, grammar: REGEX }, { seqId: 2 }]);
     expect(await table.prepare(s.req)).toEqual([]);
     const [m1, m2] = await masksOf(table, s);
@@ -55,7 +56,7 @@ describe("GrammarTable", () => {
   });
 
   it("deferred masks: posted empty and shared, filled and flagged while the step runs", async () => {
-    const table = new GrammarTable(engine);
+    const table = new GrammarTable(hosts);
     const s = step([1, 2], [{ seqId: 1, grammar: REGEX }, { seqId: 2 }]);
     await table.prepare(s.req);
     const deferred = table.deferMasks(s.req, s.input, 512)!;
@@ -77,21 +78,24 @@ describe("GrammarTable", () => {
     expect(table.deferMasks(step([2]).req, step([2]).input, 512)).toBeNull();
   });
 
-  it("a prefetched mask is the one the step gets, and accepting a token invalidates it", async () => {
-    const table = new GrammarTable(engine);
-    await table.prepare(step([], [{ seqId: 5, grammar: REGEX }]).req);
-    await table.prefetchMasks();
-    const [first] = await masksOf(table, step([5]));
-    expect(isAllowed(first, id("a"))).toBe(true);
-    table.accept(5, id("a"));
-    await table.prefetchMasks();
-    const [second] = await masksOf(table, step([5]));
-    expect(isAllowed(second, id("b"))).toBe(true);
-    expect(isAllowed(second, id("a"))).toBe(false);
+  it("prepareGrammar compiles ahead of the step, and names what cannot be compiled", async () => {
+    const table = new GrammarTable(hosts);
+    const spec = { kind: "regex", text: "[0-9]{3}", strict: true };
+    expect(await table.prepareGrammar(spec)).toBeNull();
+    const compiles = hosts.compileCount;
+    await table.prepare(step([], [{ seqId: 9, grammar: spec }]).req);
+    expect(hosts.compileCount).toBe(compiles); // the step found it compiled
+    expect(await table.prepareGrammar({ kind: "regex", text: "(", strict: true })).toMatch(
+      /cannot compile the regex grammar/,
+    );
+    expect(await table.prepareGrammar({ kind: "yaml", text: "", strict: true })).toMatch(
+      /unknown grammar kind/,
+    );
+    expect(await new GrammarTable(null).prepareGrammar(spec)).toMatch(/no grammar engine/);
   });
 
   it("replays the tokens generated before a preemption into a fresh matcher", async () => {
-    const table = new GrammarTable(engine);
+    const table = new GrammarTable(hosts);
     await table.prepare(step([], [{ seqId: 7, grammar: REGEX }]).req);
     table.accept(7, id("a"));
     // Preempted: removed, then resumed as a new sequence with its output so far.
@@ -105,7 +109,8 @@ describe("GrammarTable", () => {
   });
 
   it("fails a sequence whose grammar does not compile or whose replay it refuses; reset drops all", async () => {
-    const table = new GrammarTable(engine);
+    const table = new GrammarTable(hosts);
+    await table.prepare(step([], [], { reset: true }).req); // the earlier tests' sequences
     const bad = step(
       [],
       [

@@ -1,36 +1,44 @@
 import {
-  type GrammarEngine,
+  type GrammarHosts,
   type GrammarSpec,
   isGrammarKind,
-  type SequenceGrammar,
+  type MaskJob,
   type StepInput,
 } from "@kiln/kernels";
 import type { SequenceFailure, StepRequest, GrammarSpec as WireGrammarSpec } from "@kiln/proto";
 
 /**
  * Per-sequence grammar matchers of a worker (ADR 0016). The worker samples, so it is where the
- * mask is made and where each sampled token advances the matcher:
+ * mask is made and where each sampled token advances the matcher. The matchers live on grammar
+ * host threads (`GrammarHosts`), never on the worker's event loop:
  *
- * - a NewSequence with a grammar gets a fresh matcher (the compiled grammar comes from the
- *   engine's cache) and, when it resumes after a preemption, replays its `output_token_ids`;
- *   each of the n sequences of a request is its own NewSequence, hence its own matcher;
- * - before the backend runs, every sampling row of a constrained sequence gets the matcher's
- *   allowed-token bitmask (applied before temperature, top-k and top-p);
- * - after it, the sampled token is accepted; a rejected draft token (speculative decoding)
- *   would be undone with `SequenceGrammar.rollback(numTokens)`.
+ * - `prepareGrammar` compiles a spec ahead of its requests (the router's PrepareGrammar call),
+ *   so a step never waits for a compile;
+ * - a NewSequence with a grammar gets a fresh matcher and, when it resumes after a preemption,
+ *   replays its `output_token_ids`; each of the n sequences of a request is its own
+ *   NewSequence, hence its own matcher;
+ * - every sampling row of a constrained sequence gets the matcher's allowed-token bitmask
+ *   (applied before temperature, top-k and top-p), computed on its host;
+ * - after the step, the sampled token is accepted.
  *
- * Once a grammar is complete and its stop token accepted the sequence samples unconstrained
+ * Once a grammar is complete and its stop token accepted the sequence's mask allows every token
  * (only `ignore_eos` lets it go on).
  */
 export class GrammarTable {
-  private readonly seqIdToGrammar = new Map<number, SequenceGrammar>();
-  /** The next-token mask of a sequence, computed (or computing) for its current state. */
-  private readonly seqIdToNextMask = new Map<number, Promise<Int32Array>>();
-
-  constructor(private readonly engine: GrammarEngine | null) {}
+  constructor(private readonly hosts: GrammarHosts | null) {}
 
   get numSequences(): number {
-    return this.seqIdToGrammar.size;
+    return this.hosts?.numSequences ?? 0;
+  }
+
+  /**
+   * Compiles `wire` on a grammar host unless one holds it. Resolves with an error message when
+   * it cannot be compiled, null when it is ready.
+   */
+  async prepareGrammar(wire: WireGrammarSpec): Promise<string | null> {
+    const spec = this.specOf(wire);
+    if (typeof spec === "string") return spec;
+    return this.hosts!.prepare(spec);
   }
 
   /**
@@ -39,40 +47,34 @@ export class GrammarTable {
    * refuses (the caller drops those sequences from the step).
    */
   async prepare(req: StepRequest): Promise<SequenceFailure[]> {
-    if (req.reset) this.clear();
-    for (const seqId of req.removedSeqIds) this.drop(seqId);
-    const failures: SequenceFailure[] = [];
-    for (const seq of req.newSequences) {
-      this.drop(seq.seqId);
-      if (!seq.grammar || seq.grammar.kind === "") continue;
-      const message = await this.tryCreate(seq.seqId, seq.grammar, seq.outputTokenIds);
-      if (message) failures.push({ seqId: seq.seqId, message });
-    }
-    return failures;
+    if (req.reset) this.hosts?.dropAll();
+    for (const seqId of req.removedSeqIds) this.hosts?.drop(seqId);
+    const opening = req.newSequences.map(async (seq): Promise<SequenceFailure | null> => {
+      this.hosts?.drop(seq.seqId);
+      if (!seq.grammar || seq.grammar.kind === "") return null;
+      const spec = this.specOf(seq.grammar);
+      const message =
+        typeof spec === "string"
+          ? spec
+          : await this.hosts!.open(seq.seqId, spec, seq.outputTokenIds);
+      return message === null ? null : { seqId: seq.seqId, message };
+    });
+    return (await Promise.all(opening)).filter((f): f is SequenceFailure => f !== null);
   }
 
   /** `input` with the grammar bitmask on every sampling row of a constrained sequence. */
-  async withMasks(req: StepRequest, input: StepInput): Promise<StepInput> {
-    if (this.seqIdToGrammar.size === 0) return input;
-    let samples: StepInput["samples"] | null = null;
-    for (let i = 0; i < req.sequences.length; i++) {
-      const sample = input.samples[i];
-      const grammar = this.seqIdToGrammar.get(req.sequences[i]!.seqId);
-      if (!sample || !grammar || grammar.isTerminated) continue;
-      samples ??= [...input.samples];
-      (samples as (typeof samples)[number][])[i] = {
-        ...sample,
-        allowedTokenBitmask: await this.nextMaskOf(req.sequences[i]!.seqId, grammar),
-      };
-    }
-    return samples ? { ...input, samples } : input;
+  async withMasks(req: StepRequest, input: StepInput, vocabSize: number): Promise<StepInput> {
+    const masked = this.maskRows(req, input, vocabSize);
+    if (masked === null) return input;
+    await this.hosts!.fillMasks(masked.jobs);
+    return masked.input;
   }
 
   /**
    * Like `withMasks`, without waiting for the masks (ADR 0016): the returned input carries
    * shared, still empty bitmasks and a `masksReady` flag, so the caller can post the step at once
-   * and call `fill`, which computes the masks while the backend's thread runs the forward pass,
-   * copies them in, then flags them filled (or failed) for the thread. `fill` never rejects. Null
+   * and call `fill`, which has the hosts write the masks while the backend's thread runs the
+   * forward pass, then flags them filled (or failed) for the thread. `fill` never rejects. Null
    * when the step has no constrained sample.
    */
   deferMasks(
@@ -80,30 +82,13 @@ export class GrammarTable {
     input: StepInput,
     vocabSize: number,
   ): { readonly input: StepInput; fill(): Promise<void> } | null {
-    if (this.seqIdToGrammar.size === 0) return null;
-    const numWords = Math.ceil(vocabSize / 32);
-    const jobs: { seqId: number; grammar: SequenceGrammar; words: Int32Array }[] = [];
-    const samples = [...input.samples];
-    for (let i = 0; i < req.sequences.length; i++) {
-      const sample = samples[i];
-      const seqId = req.sequences[i]!.seqId;
-      const grammar = this.seqIdToGrammar.get(seqId);
-      if (!sample || !grammar || grammar.isTerminated) continue;
-      const words = new Int32Array(new SharedArrayBuffer(4 * numWords));
-      jobs.push({ seqId, grammar, words });
-      samples[i] = { ...sample, allowedTokenBitmask: words };
-    }
-    if (jobs.length === 0) return null;
+    const masked = this.maskRows(req, input, vocabSize);
+    if (masked === null) return null;
     const masksReady = new Int32Array(new SharedArrayBuffer(4));
     const fill = async () => {
       let state = 2;
       try {
-        for (const job of jobs) {
-          const mask = await this.nextMaskOf(job.seqId, job.grammar);
-          if (mask.length > numWords)
-            throw new Error("a grammar mask is wider than the vocabulary");
-          job.words.set(mask);
-        }
+        await this.hosts!.fillMasks(masked.jobs);
         state = 1;
       } finally {
         Atomics.store(masksReady, 0, state);
@@ -111,74 +96,46 @@ export class GrammarTable {
       }
     };
     return {
-      input: { ...input, samples, masksReady },
+      input: { ...masked.input, masksReady },
       fill: () => fill().catch(() => {}),
     };
   }
 
   /** Advances a sequence's matcher by its sampled token. */
   accept(seqId: number, tokenId: number): void {
-    const grammar = this.seqIdToGrammar.get(seqId);
-    this.seqIdToNextMask.delete(seqId);
-    if (grammar && !grammar.isTerminated) grammar.accept(tokenId);
-  }
-
-  /**
-   * Computes every constrained sequence's next mask now, so that the next step finds it ready:
-   * the worker calls it after answering a step, while the router commits and plans the next one
-   * (ADR 0016). Resolves once all are computed.
-   */
-  async prefetchMasks(): Promise<void> {
-    const pending: Promise<Int32Array>[] = [];
-    for (const [seqId, grammar] of this.seqIdToGrammar) {
-      if (!grammar.isTerminated) pending.push(this.nextMaskOf(seqId, grammar));
-    }
-    await Promise.all(pending);
+    this.hosts?.accept(seqId, tokenId);
   }
 
   clear(): void {
-    for (const grammar of this.seqIdToGrammar.values()) grammar.dispose();
-    this.seqIdToGrammar.clear();
-    this.seqIdToNextMask.clear();
+    this.hosts?.dropAll();
   }
 
-  private nextMaskOf(seqId: number, grammar: SequenceGrammar): Promise<Int32Array> {
-    let mask = this.seqIdToNextMask.get(seqId);
-    if (!mask) {
-      mask = grammar.nextTokenBitmask();
-      this.seqIdToNextMask.set(seqId, mask);
+  /** Empty (shared) bitmasks on the constrained sampling rows, and the jobs that fill them. */
+  private maskRows(
+    req: StepRequest,
+    input: StepInput,
+    vocabSize: number,
+  ): { input: StepInput; jobs: MaskJob[] } | null {
+    const hosts = this.hosts;
+    if (hosts === null || hosts.numSequences === 0) return null;
+    const numWords = Math.ceil(vocabSize / 32);
+    const jobs: MaskJob[] = [];
+    const samples = [...input.samples];
+    for (let i = 0; i < req.sequences.length; i++) {
+      const sample = samples[i];
+      const seqId = req.sequences[i]!.seqId;
+      if (!sample || !hosts.has(seqId)) continue;
+      // Shared memory: the host thread writes the mask in place.
+      const words = new Int32Array(new SharedArrayBuffer(4 * numWords));
+      jobs.push({ seqId, words });
+      samples[i] = { ...sample, allowedTokenBitmask: words };
     }
-    return mask;
+    return jobs.length === 0 ? null : { input: { ...input, samples }, jobs };
   }
 
-  private drop(seqId: number): void {
-    this.seqIdToGrammar.get(seqId)?.dispose();
-    this.seqIdToGrammar.delete(seqId);
-    this.seqIdToNextMask.delete(seqId);
-  }
-
-  private async tryCreate(
-    seqId: number,
-    wire: WireGrammarSpec,
-    replay: readonly number[],
-  ): Promise<string | null> {
-    if (!this.engine) return "this worker has no grammar engine (structured output is off)";
+  private specOf(wire: WireGrammarSpec): GrammarSpec | string {
+    if (!this.hosts) return "this worker has no grammar engine (structured output is off)";
     if (!isGrammarKind(wire.kind)) return `unknown grammar kind "${wire.kind}"`;
-    const spec: GrammarSpec = { kind: wire.kind, text: wire.text, strict: wire.strict };
-    let grammar: SequenceGrammar;
-    try {
-      grammar = await this.engine.createMatcher(spec);
-    } catch (err) {
-      return err instanceof Error ? err.message : String(err);
-    }
-    for (const tokenId of replay) {
-      if (grammar.isTerminated) break;
-      if (!grammar.accept(tokenId)) {
-        grammar.dispose();
-        return `output token ${tokenId} does not match the sequence's grammar`;
-      }
-    }
-    this.seqIdToGrammar.set(seqId, grammar);
-    return null;
+    return { kind: wire.kind, text: wire.text, strict: wire.strict };
   }
 }

@@ -13,7 +13,7 @@ import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js"
 import {
   createCpuBackend,
   createSelectedBackend,
-  GrammarEngine,
+  GrammarHosts,
   loadGrammarVocab,
 } from "@kiln/kernels";
 import { loadConfig, resolveModelDir } from "@kiln/model";
@@ -104,10 +104,15 @@ async function main(): Promise<void> {
   // supervisor, Kubernetes) connects a fresh ring with the other restarted ranks (ADR 0018).
   if (isTensorParallel && opts.tpPeers !== null) exitWhenDead(backend);
 
-  // Structured output (ADR 0016): the vocabulary as XGrammar sees it, compiled grammars cached.
-  const grammarEngine = await GrammarEngine.create(
+  // Structured output (ADR 0016): grammar threads holding the vocabulary as XGrammar sees it,
+  // compiled grammars (cached) and the sequences' matchers.
+  const grammarHosts = await GrammarHosts.create(
     await loadGrammarVocab(modelDir, backend.info.vocabSize, config.eosTokenIds),
-    { maxWhitespace: opts.grammarMaxWhitespace, cacheSize: opts.grammarCacheSize },
+    {
+      maxWhitespace: opts.grammarMaxWhitespace,
+      cacheSize: opts.grammarCacheSize,
+      maxThreads: opts.grammarThreads,
+    },
   );
 
   const server = new Server(WORKER_LINK_OPTIONS);
@@ -129,7 +134,9 @@ async function main(): Promise<void> {
     clearInterval(registerTimer);
     void metrics?.close();
     server.tryShutdown(() => {
-      void Promise.all([backend.dispose(), tracing.shutdown()]).finally(() => process.exit(0));
+      void Promise.all([backend.dispose(), grammarHosts.dispose(), tracing.shutdown()]).finally(
+        () => process.exit(0),
+      );
     });
   };
   const instanceId = randomUUID();
@@ -146,7 +153,7 @@ async function main(): Promise<void> {
     shutdown,
     telemetry,
     opts.maxStepMs,
-    grammarEngine,
+    grammarHosts,
   );
   const drain = new WorkerDrain(opts.drainTimeoutMs, shutdown);
   server.addService(WorkerService, drain.wrap(service));

@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import {
   type BackendKind,
+  DEFAULT_GRAMMAR_THREADS,
   isBackendKind,
   type KvCacheDtype,
   parseKvCacheDtype,
@@ -69,6 +70,8 @@ export interface WorkerOptions {
   readonly grammarMaxWhitespace: number;
   /** Compiled grammars cached (KILN_GRAMMAR_CACHE_SIZE, --grammar-cache-size; 256). */
   readonly grammarCacheSize: number;
+  /** Most grammar host threads: compiles and masks off the event loop (KILN_GRAMMAR_THREADS, --grammar-threads; 2). */
+  readonly grammarThreads: number;
 }
 
 const UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -116,6 +119,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "tp-peers": { type: "string" },
       "grammar-max-whitespace": { type: "string" },
       "grammar-cache-size": { type: "string" },
+      "grammar-threads": { type: "string" },
       backend: { type: "string" },
       "webgpu-backend": { type: "string" },
       "webgpu-kv-fraction": { type: "string" },
@@ -190,6 +194,11 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
     grammarCacheSize: parseIntFlag(
       values["grammar-cache-size"] ?? env.KILN_GRAMMAR_CACHE_SIZE ?? "256",
       "--grammar-cache-size",
+      1,
+    ),
+    grammarThreads: parseIntFlag(
+      values["grammar-threads"] ?? env.KILN_GRAMMAR_THREADS ?? String(DEFAULT_GRAMMAR_THREADS),
+      "--grammar-threads",
       1,
     ),
     maxLoraRank: parseIntFlag(

@@ -1,8 +1,10 @@
 import { performance } from "node:perf_hooks";
 import { type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
-import type { Backend, GrammarEngine } from "@kiln/kernels";
+import type { Backend, GrammarHosts } from "@kiln/kernels";
 import type {
   HealthResponse,
+  PrepareGrammarRequest,
+  PrepareGrammarResponse,
   StepRequest,
   StepResponse,
   WorkerInfo,
@@ -57,11 +59,11 @@ export function createWorkerService(
   onShutdown: () => void,
   telemetry: WorkerTelemetry | null = null,
   maxStepMs = DEFAULT_MAX_STEP_MS,
-  /** Structured output (ADR 0016); null: a sequence with a grammar is refused. */
-  grammarEngine: GrammarEngine | null = null,
+  /** Structured output's grammar threads (ADR 0016); null: a sequence with a grammar is refused. */
+  grammarHosts: GrammarHosts | null = null,
 ): WorkerServer {
   const table = new SequenceTable(backend.info.blockSize, backend.info.numBlocks);
-  const grammars = new GrammarTable(grammarEngine);
+  const grammars = new GrammarTable(grammarHosts);
   telemetry?.trackSequences(() => table.numSequences);
   const info: WorkerInfo = {
     workerId: identity.workerId,
@@ -106,7 +108,7 @@ export function createWorkerService(
     const deferred = backend.info.acceptsDeferredMasks
       ? grammars.deferMasks(req, base, backend.info.vocabSize)
       : null;
-    const input = deferred?.input ?? (await grammars.withMasks(req, base));
+    const input = deferred?.input ?? (await grammars.withMasks(req, base, backend.info.vocabSize));
     const appliedAt = performance.now();
     // A step may only carry removals (aborted sequences); there is nothing to compute then.
     if (input.queryLens.length === 0) {
@@ -184,12 +186,6 @@ export function createWorkerService(
         (res) => {
           isStepRunning = false;
           callback(null, res);
-          // Next masks while the router commits and plans (ADR 0016); a step that arrives
-          // first awaits the same computation. Not with deferred masks: they are computed while
-          // the next forward pass runs, and a prefetch would hold the event loop as it arrives.
-          if (!backend.info.acceptsDeferredMasks) {
-            setImmediate(() => void grammars.prefetchMasks().catch(() => {}));
-          }
         },
         (err: unknown) => {
           isStepRunning = false;
@@ -203,6 +199,18 @@ export function createWorkerService(
       callback: sendUnaryData<HealthResponse>,
     ) {
       callback(null, { serving: isServing(), draining: false });
+    },
+    prepareGrammar(
+      call: ServerUnaryCall<PrepareGrammarRequest, PrepareGrammarResponse>,
+      callback: sendUnaryData<PrepareGrammarResponse>,
+    ) {
+      const spec = call.request.grammar;
+      if (!spec) return callback({ code: status.INVALID_ARGUMENT, details: "grammar is missing" });
+      // Compiled on a grammar thread: steps go on meanwhile.
+      grammars.prepareGrammar(spec).then(
+        (error) => callback(null, { error: error ?? "" }),
+        (err: unknown) => callback({ code: status.INTERNAL, details: String(err) }),
+      );
     },
     shutdown(_call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<object>) {
       callback(null, {});

@@ -1,10 +1,7 @@
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import type { Backend, BackendInfo, BackendOptions, StepInput, StepOutput } from "../backend";
 import type { TensorParallelInit } from "../collectives/tp-thread";
+import { startEntryThread } from "../thread-entry";
 import { DEFAULT_BLOCK_SIZE } from "./model-runner";
 import type { CpuSampling } from "./native-sampling";
 import type { CpuWorkerInit, CpuWorkerMessage, StepRequestMessage } from "./worker-protocol";
@@ -26,35 +23,6 @@ interface PendingStep {
   readonly id: number;
   readonly resolve: (output: StepOutput) => void;
   readonly reject: (err: Error) => void;
-}
-
-/** file: URL of tsx's ESM API (require.resolve would pick its CommonJS build). */
-function resolveTsxEsmApi(): string {
-  const pkgPath = createRequire(import.meta.url).resolve("tsx/package.json");
-  const pkg = JSON.parse(readFileSync(pkgPath, "utf8")) as {
-    exports: Record<string, { import?: { default?: string } }>;
-  };
-  const rel = pkg.exports["./esm/api"]?.import?.default;
-  if (rel === undefined) throw new Error(`${pkgPath} does not export tsx/esm/api for import`);
-  return pathToFileURL(join(dirname(pkgPath), rel)).href;
-}
-
-/**
- * How to start the thread. From bundled JavaScript the entry is cpu-worker.js as is. From
- * TypeScript source (tsx, vitest) the entry is cpu-worker.ts, which needs tsx's loader inside
- * the thread: on Node 20 `execArgv: ["--import", "tsx"]` does not reach a worker's entry module
- * (nodejs/node#47747), so a small CommonJS bootstrap registers tsx's ESM hooks in the thread
- * (tsx/esm/api, resolved from this package so any cwd works) and then imports the entry.
- */
-function startWorker(init: CpuWorkerInit): Worker {
-  const isTypeScript = import.meta.url.endsWith(".ts");
-  const entry = new URL(isTypeScript ? "./cpu-worker.ts" : "./cpu-worker.js", import.meta.url);
-  if (!isTypeScript) return new Worker(entry, { workerData: init });
-  const tsxApi = resolveTsxEsmApi();
-  const bootstrap = `import(${JSON.stringify(tsxApi)})
-  .then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); })
-  .catch((err) => { process.nextTick(() => { throw err; }); });`;
-  return new Worker(bootstrap, { eval: true, workerData: init, execArgv: [] });
 }
 
 /**
@@ -144,7 +112,8 @@ export async function createCpuBackend(opts: CpuBackendOptions): Promise<Backend
     kvCacheDtype: opts.kvCacheDtype ?? "f32",
     tensorParallel: opts.tensorParallel ?? null,
   };
-  const worker = startWorker(init);
+  // The thread entry is cpu-worker.ts (source) or cpu-worker.js (the service bundle).
+  const worker = startEntryThread(import.meta.url, "cpu-worker", init);
   const info = await new Promise<BackendInfo>((resolve, reject) => {
     const onExit = (code: number) => reject(new Error(`CPU backend thread exited (${code})`));
     worker.once("error", reject);

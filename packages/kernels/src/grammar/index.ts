@@ -7,6 +7,12 @@ export {
   MAX_ROLLBACK_TOKENS,
   SequenceGrammar,
 } from "./grammar-engine";
+export type { MaskJob } from "./grammar-host-protocol";
+export {
+  DEFAULT_GRAMMAR_THREADS,
+  GrammarHosts,
+  type GrammarHostsOptions,
+} from "./grammar-hosts";
 export {
   GRAMMAR_KINDS,
   type GrammarKind,

@@ -3,6 +3,7 @@ import type {
   GrammarCompiler as Compiler,
   GrammarMatcher as XGrammarMatcher,
 } from "@mlc-ai/web-xgrammar";
+import { chainBoundedStrings } from "./bounded-strings";
 import { type GrammarSpec, grammarKey } from "./grammar-spec";
 import { trieLiteralAlternations } from "./literal-trie";
 import { loadXGrammar } from "./xgrammar-loader";
@@ -140,7 +141,8 @@ export class GrammarEngine {
 
   /**
    * A JSON Schema as XGrammar's EBNF with bounded whitespace, literal alternations written as
-   * tries (literal-trie.ts: the matcher defect they avoid).
+   * tries (literal-trie.ts: the matcher defect they avoid) and length-bounded strings as chains
+   * (bounded-strings.ts: cheap masks inside them).
    */
   private async jsonEbnf(schema: string, strict: boolean): Promise<string> {
     const ebnf = await this.xg.Testings._jsonSchemaToEBNF(
@@ -154,7 +156,7 @@ export class GrammarEngine {
     // XGrammar's generic `basic_object`/`basic_array` rules (json_object, untyped values) keep
     // unbounded whitespace whatever maxWhitespaceCnt says.
     const ws = `[ \\n\\t]{0,${this.options.maxWhitespace}}`;
-    return trieLiteralAlternations(ebnf.replaceAll("[ \\n\\t]*", ws));
+    return chainBoundedStrings(trieLiteralAlternations(ebnf.replaceAll("[ \\n\\t]*", ws)));
   }
 
   private async compileUncached(spec: GrammarSpec): Promise<Compiled> {

@@ -485,9 +485,8 @@ describe("compiling a new schema", { timeout: 60_000 }, () => {
       prompt: "Once upon a time",
       max_tokens: 400,
       stream: true,
-      // @ts-expect-error vLLM's extra sampling parameter
-      ignore_eos: true,
-    });
+      ignore_eos: true, // vLLM's extra sampling parameter
+    } as OpenAI.CompletionCreateParamsStreaming);
     const arrivals: number[] = [];
     let sentAt = Number.POSITIVE_INFINITY;
     let constrained: Promise<number> | null = null;

@@ -1,4 +1,10 @@
-import { credentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import {
+  type ClientDuplexStream,
+  credentials,
+  Metadata,
+  type ServiceError,
+  status,
+} from "@grpc/grpc-js";
 import {
   type GrammarSpec,
   type HealthResponse,
@@ -16,6 +22,14 @@ import {
  */
 export class WorkerConnection {
   private readonly client: WorkerClient;
+  /** The open StepStream, created by the first untraced step and after each failure. */
+  private stepStream: ClientDuplexStream<StepRequest, StepResponse> | null = null;
+  /** The step waiting for its answer on `stepStream` (steps never overlap). */
+  private pendingStep: {
+    readonly resolve: (res: StepResponse) => void;
+    readonly reject: (err: unknown) => void;
+  } | null = null;
+  private numStepStreams = 0;
 
   constructor(readonly address: string) {
     this.client = new WorkerClient(address, credentials.createInsecure(), WORKER_LINK_OPTIONS);
@@ -29,13 +43,76 @@ export class WorkerConnection {
     });
   }
 
-  /** `metadata` carries the step's trace context when tracing is on. */
+  /**
+   * One step. `metadata` carries the step's trace context when tracing is on: such a step is a
+   * unary Step call. Any other goes on the StepStream (ADR 0021, addendum), which saves the per-call
+   * HTTP/2 stream set-up; a failure or a missed deadline rejects with the worker's status (a
+   * ServiceError-like object) and closes the stream, and the next step opens a new one.
+   */
   step(req: StepRequest, timeoutMs: number, metadata = new Metadata()): Promise<StepResponse> {
-    return new Promise((resolve, reject) => {
-      this.client.step(req, metadata, { deadline: Date.now() + timeoutMs }, (err, res) =>
-        err ? reject(err) : resolve(res),
-      );
+    if (Object.keys(metadata.getMap()).length > 0) {
+      return new Promise((resolve, reject) => {
+        this.client.step(req, metadata, { deadline: Date.now() + timeoutMs }, (err, res) =>
+          err ? reject(err) : resolve(res),
+        );
+      });
+    }
+    if (this.pendingStep !== null) {
+      return Promise.reject(streamError(status.FAILED_PRECONDITION, "a step is already running"));
+    }
+    const stream = this.openStepStream();
+    return new Promise<StepResponse>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.failStepStream(stream, streamError(status.DEADLINE_EXCEEDED, "Deadline exceeded"));
+      }, timeoutMs);
+      this.pendingStep = {
+        resolve: (res) => {
+          clearTimeout(timer);
+          resolve(res);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      stream.write(req);
     });
+  }
+
+  /** StepStreams opened so far (one, plus one after each failed step). */
+  get stepStreamsOpened(): number {
+    return this.numStepStreams;
+  }
+
+  private openStepStream(): ClientDuplexStream<StepRequest, StepResponse> {
+    if (this.stepStream !== null) return this.stepStream;
+    const stream = this.client.stepStream();
+    this.numStepStreams++;
+    stream.on("data", (res: StepResponse) => {
+      if (this.stepStream !== stream) return; // a late answer on a stream given up
+      const pending = this.pendingStep;
+      this.pendingStep = null;
+      pending?.resolve(res);
+    });
+    stream.on("error", (err: ServiceError) => this.failStepStream(stream, err));
+    stream.on("end", () =>
+      this.failStepStream(stream, streamError(status.UNAVAILABLE, "the step stream ended")),
+    );
+    this.stepStream = stream;
+    return stream;
+  }
+
+  /** Rejects the waiting step with `err` and drops `stream` (if it is still the open one). */
+  private failStepStream(
+    stream: ClientDuplexStream<StepRequest, StepResponse>,
+    err: unknown,
+  ): void {
+    if (this.stepStream !== stream) return;
+    this.stepStream = null;
+    stream.cancel();
+    const pending = this.pendingStep;
+    this.pendingStep = null;
+    pending?.reject(err);
   }
 
   /**
@@ -80,8 +157,16 @@ export class WorkerConnection {
   }
 
   close(): void {
+    if (this.stepStream !== null) {
+      this.failStepStream(this.stepStream, streamError(status.CANCELLED, "the connection closed"));
+    }
     this.client.close();
   }
+}
+
+/** An error shaped like grpc-js's ServiceError, for a step failed on the router's side. */
+function streamError(code: status, details: string): Error & { code: status; details: string } {
+  return Object.assign(new Error(`${code} ${status[code]}: ${details}`), { code, details });
 }
 
 export function describeGrpcError(err: unknown): string {

@@ -1,5 +1,11 @@
 import { performance } from "node:perf_hooks";
-import { type ServerUnaryCall, type sendUnaryData, status } from "@grpc/grpc-js";
+import {
+  type Metadata,
+  type ServerDuplexStream,
+  type ServerUnaryCall,
+  type sendUnaryData,
+  status,
+} from "@grpc/grpc-js";
 import type { Backend, GrammarHosts } from "@kiln/kernels";
 import type {
   HealthResponse,
@@ -28,6 +34,16 @@ const IS_STEP_PROFILE = process.env.KILN_STEP_PROFILE === "1";
 function printStepProfile(stepId: number, applyMs: number, backendMs: number): void {
   const line = { event: "worker-step-profile", stepId, applyMs, backendMs };
   process.stdout.write(`${JSON.stringify(line)}\n`);
+}
+
+/** A failed step's gRPC status. */
+interface StepError {
+  readonly code: status;
+  readonly details: string;
+}
+
+function stepError(code: status, details: string): StepError {
+  return { code, details };
 }
 
 /** A step running longer than this makes Health answer NOT_SERVING (KILN_WORKER_MAX_STEP_MS). */
@@ -151,6 +167,38 @@ export function createWorkerService(
   }
 
   /**
+   * One step (Step and StepStream): refused with FAILED_PRECONDITION while another runs;
+   * INVALID_ARGUMENT for a step delta the worker's state cannot take, INTERNAL otherwise. The
+   * step is over before its answer leaves: the router may send the next one at once.
+   */
+  function handleStep(req: StepRequest, metadata: Metadata): Promise<StepResponse> {
+    if (isStepRunning) {
+      telemetry?.countRefusedStep();
+      return Promise.reject(stepError(status.FAILED_PRECONDITION, "a step is already running"));
+    }
+    isStepRunning = true;
+    stepStartedAt = performance.now();
+    const shape = {
+      stepId: req.stepId,
+      numSeqs: req.sequences.length,
+      numNewSeqs: req.newSequences.length,
+    };
+    return (
+      telemetry ? telemetry.observeStep(metadata, shape, () => runStep(req)) : runStep(req)
+    ).then(
+      (res) => {
+        isStepRunning = false;
+        return res;
+      },
+      (err: unknown) => {
+        isStepRunning = false;
+        const code = err instanceof StepDeltaError ? status.INVALID_ARGUMENT : status.INTERNAL;
+        throw stepError(code, err instanceof Error ? err.message : String(err));
+      },
+    );
+  }
+
+  /**
    * Serving unless the backend is dead (its compute thread crashed or exited) or a step has run
    * past `maxStepMs` (wedged): a zombie worker must fail its health checks so the router fails
    * the replica and the supervisor or Kubernetes restarts the process.
@@ -165,34 +213,35 @@ export function createWorkerService(
       callback(null, info);
     },
     step(call: ServerUnaryCall<StepRequest, StepResponse>, callback: sendUnaryData<StepResponse>) {
-      if (isStepRunning) {
-        telemetry?.countRefusedStep();
-        callback({ code: status.FAILED_PRECONDITION, details: "a step is already running" });
-        return;
-      }
-      isStepRunning = true;
-      stepStartedAt = performance.now();
-      const req = call.request;
-      const shape = {
-        stepId: req.stepId,
-        numSeqs: req.sequences.length,
-        numNewSeqs: req.newSequences.length,
-      };
-      // The step is over before its answer leaves: the router may send the next one at once.
-      (telemetry
-        ? telemetry.observeStep(call.metadata, shape, () => runStep(req))
-        : runStep(req)
-      ).then(
-        (res) => {
-          isStepRunning = false;
-          callback(null, res);
-        },
-        (err: unknown) => {
-          isStepRunning = false;
-          const code = err instanceof StepDeltaError ? status.INVALID_ARGUMENT : status.INTERNAL;
-          callback({ code, details: err instanceof Error ? err.message : String(err) });
-        },
+      handleStep(call.request, call.metadata).then(
+        (res) => callback(null, res),
+        (err: StepError) => callback(err),
       );
+    },
+    stepStream(call: ServerDuplexStream<StepRequest, StepResponse>) {
+      // One step at a time, answered in order; a failed step ends the stream with its status.
+      let chain = Promise.resolve();
+      let isEnded = false;
+      call.on("data", (req: StepRequest) => {
+        chain = chain.then(async () => {
+          if (isEnded) return;
+          try {
+            call.write(await handleStep(req, call.metadata));
+          } catch (err) {
+            isEnded = true;
+            call.emit("error", Object.assign(new Error((err as StepError).details), err));
+          }
+        });
+      });
+      call.on("end", () => {
+        void chain.then(() => {
+          if (!isEnded) call.end();
+          isEnded = true;
+        });
+      });
+      call.on("cancelled", () => {
+        isEnded = true;
+      });
     },
     health(
       _call: ServerUnaryCall<unknown, HealthResponse>,

@@ -1,0 +1,121 @@
+import { Metadata, status } from "@grpc/grpc-js";
+import { PoolingType, type ScheduledSequence, StepRequest } from "@kiln/proto";
+import { loadGoldenCases, STORIES_DIR } from "@kiln/test-support";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WorkerConnection } from "../src/worker-connection";
+import { type ServiceProcess, startService } from "./processes";
+
+/**
+ * The router's steps on the worker's StepStream (one long-lived gRPC stream instead of a Step
+ * call each): answers in order, a failed step rejects with the worker's status and the next
+ * step opens a new stream, a missed deadline rejects, and traced steps keep the unary call.
+ */
+const golden = loadGoldenCases()[0]!;
+let worker: ServiceProcess;
+let connection: WorkerConnection;
+
+beforeAll(async () => {
+  worker = await startService("worker", ["--model", STORIES_DIR, "--kv-cache-memory", "2MiB"]);
+  connection = new WorkerConnection(`127.0.0.1:${worker.port}`);
+}, 60_000);
+
+afterAll(async () => {
+  connection?.close();
+  await worker?.stop();
+});
+
+function scheduled(tokenIds: number[], numComputedTokens: number): ScheduledSequence {
+  return {
+    seqId: 1,
+    tokenIds,
+    numComputedTokens,
+    newBlockIds: numComputedTokens === 0 ? [0, 1, 2, 3, 4, 5, 6, 7] : [],
+    doSample: true,
+    outputIndex: numComputedTokens === 0 ? 0 : numComputedTokens - golden.prompt_ids.length + 1,
+    bannedTokenIds: [],
+    pooling: PoolingType.POOLING_TYPE_NONE,
+    loraSlot: 0,
+    draftTokenIds: [],
+    numDroppedBlocks: 0,
+  };
+}
+
+describe("WorkerConnection's step stream against a worker process", () => {
+  it("decodes the golden greedy tokens, survives a refused step and a traced step", async () => {
+    const prompt = [...golden.prompt_ids];
+    const first = await connection.step(
+      StepRequest.fromPartial({
+        stepId: 1,
+        reset: true,
+        newSequences: [{ seqId: 1, promptTokenIds: prompt }],
+        sequences: [scheduled(prompt, 0)],
+      }),
+      10_000,
+    );
+    const info = await connection.info(5_000);
+    const output = [first.results[0]!.token!.tokenId];
+    let stepId = 2;
+    const decode = (traced: boolean) => {
+      const metadata = new Metadata();
+      if (traced)
+        metadata.set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+      return connection.step(
+        StepRequest.fromPartial({
+          stepId: stepId++,
+          instanceId: info.instanceId,
+          sequences: [scheduled([output.at(-1)!], prompt.length + output.length - 1)],
+        }),
+        10_000,
+        metadata,
+      );
+    };
+    for (let i = 1; i < golden.greedy_ids.length; i++) {
+      if (i === 5) {
+        // A step the worker refuses (a block id outside the pool) fails with its status...
+        const refused = connection.step(
+          StepRequest.fromPartial({
+            stepId: stepId++,
+            instanceId: info.instanceId,
+            newSequences: [{ seqId: 2, promptTokenIds: [1] }],
+            sequences: [{ ...scheduled([1], 0), seqId: 2, newBlockIds: [1_000_000] }],
+          }),
+          10_000,
+        );
+        await expect(refused).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+      }
+      // ...and the next one opens a new stream; step 9 goes as a unary call with trace context.
+      const res = await decode(i === 9);
+      output.push(res.results[0]!.token!.tokenId);
+    }
+    expect(output).toEqual(golden.greedy_ids);
+    // One stream until the refusal, one after it; the traced step did not open another.
+    expect(connection.stepStreamsOpened).toBe(2);
+  });
+
+  it("a step past its deadline rejects with DEADLINE_EXCEEDED; the next one gets through", async () => {
+    const prompt = Array.from({ length: 120 }, (_, i) => 1 + ((i * 37) % 500));
+    const slow = connection.step(
+      StepRequest.fromPartial({
+        stepId: 1,
+        reset: true,
+        newSequences: [{ seqId: 1, promptTokenIds: prompt }],
+        sequences: [scheduled(prompt, 0)],
+      }),
+      0,
+    );
+    await expect(slow).rejects.toMatchObject({ code: status.DEADLINE_EXCEEDED });
+    // The worker may still be running the abandoned step: wait until it takes a new one.
+    let answered = false;
+    for (let attempt = 0; attempt < 50 && !answered; attempt++) {
+      answered = await connection
+        .step(StepRequest.fromPartial({ stepId: 1, reset: true }), 10_000)
+        .then(
+          () => true,
+          () => false,
+        );
+      if (!answered) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(answered).toBe(true);
+    expect(connection.stepStreamsOpened).toBeGreaterThanOrEqual(4);
+  });
+});

@@ -105,15 +105,18 @@ async function main(): Promise<void> {
   if (isTensorParallel && opts.tpPeers !== null) exitWhenDead(backend);
 
   // Structured output (ADR 0016): grammar threads holding the vocabulary as XGrammar sees it,
-  // compiled grammars (cached) and the sequences' matchers.
-  const grammarHosts = await GrammarHosts.create(
-    await loadGrammarVocab(modelDir, backend.info.vocabSize, config.eosTokenIds),
-    {
-      maxWhitespace: opts.grammarMaxWhitespace,
-      cacheSize: opts.grammarCacheSize,
-      maxThreads: opts.grammarThreads,
-    },
-  );
+  // compiled grammars (cached) and the sequences' matchers. Only rank 0 samples (ADR 0018).
+  const grammarHosts =
+    opts.tpRank > 0
+      ? null
+      : await GrammarHosts.create(
+          await loadGrammarVocab(modelDir, backend.info.vocabSize, config.eosTokenIds),
+          {
+            maxWhitespace: opts.grammarMaxWhitespace,
+            cacheSize: opts.grammarCacheSize,
+            maxThreads: opts.grammarThreads,
+          },
+        );
 
   const server = new Server(WORKER_LINK_OPTIONS);
   let registerTimer: NodeJS.Timeout | undefined;
@@ -134,7 +137,7 @@ async function main(): Promise<void> {
     clearInterval(registerTimer);
     void metrics?.close();
     server.tryShutdown(() => {
-      void Promise.all([backend.dispose(), grammarHosts.dispose(), tracing.shutdown()]).finally(
+      void Promise.all([backend.dispose(), grammarHosts?.dispose(), tracing.shutdown()]).finally(
         () => process.exit(0),
       );
     });

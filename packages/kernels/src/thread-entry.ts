@@ -33,3 +33,28 @@ export function startEntryThread(callerUrl: string, name: string, workerData: un
   .catch((err) => { process.nextTick(() => { throw err; }); });`;
   return new Worker(bootstrap, { eval: true, workerData, execArgv: [] });
 }
+
+/**
+ * Waits for a thread's first message: `{ type: "ready" }` resolves with `onReady(message)`;
+ * `{ type: "init-error", message }`, an error or an exit rejects, and the thread is terminated.
+ */
+export async function awaitThreadReady<M extends { readonly type: string }, T>(
+  thread: Worker,
+  what: string,
+  onReady: (msg: M) => T,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onExit = (code: number) => reject(new Error(`${what} exited (${code})`));
+    thread.once("error", reject);
+    thread.once("exit", onExit);
+    thread.once("message", (msg: M & { readonly message?: string }) => {
+      thread.off("error", reject);
+      thread.off("exit", onExit);
+      if (msg.type === "ready") resolve(onReady(msg));
+      else reject(new Error(msg.type === "init-error" ? msg.message : "unexpected first message"));
+    });
+  }).catch(async (err: unknown) => {
+    await thread.terminate();
+    throw err;
+  });
+}

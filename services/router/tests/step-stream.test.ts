@@ -1,5 +1,5 @@
 import { Metadata, status } from "@grpc/grpc-js";
-import { PoolingType, type ScheduledSequence, StepRequest } from "@kiln/proto";
+import { type ScheduledSequence, StepRequest } from "@kiln/proto";
 import { loadGoldenCases, STORIES_DIR } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkerConnection } from "../src/worker-connection";
@@ -24,7 +24,7 @@ afterAll(async () => {
   await worker?.stop();
 });
 
-function scheduled(tokenIds: number[], numComputedTokens: number): ScheduledSequence {
+function scheduled(tokenIds: number[], numComputedTokens: number): Partial<ScheduledSequence> {
   return {
     seqId: 1,
     tokenIds,
@@ -32,11 +32,6 @@ function scheduled(tokenIds: number[], numComputedTokens: number): ScheduledSequ
     newBlockIds: numComputedTokens === 0 ? [0, 1, 2, 3, 4, 5, 6, 7] : [],
     doSample: true,
     outputIndex: numComputedTokens === 0 ? 0 : numComputedTokens - golden.prompt_ids.length + 1,
-    bannedTokenIds: [],
-    pooling: PoolingType.POOLING_TYPE_NONE,
-    loraSlot: 0,
-    draftTokenIds: [],
-    numDroppedBlocks: 0,
   };
 }
 

@@ -57,18 +57,11 @@ describe("a worker compiling a grammar (PrepareGrammar)", () => {
   it("keeps stepping other sequences, constrained ones included, while it compiles", async () => {
     expect(await prepare(LETTERS)).toBe("");
     const prompt = [1, 403, 261, 339];
-    const scheduled = (seqId: number, firstBlock: number): ScheduledSequence => ({
+    const scheduled = (seqId: number, firstBlock: number): Partial<ScheduledSequence> => ({
       seqId,
       tokenIds: prompt,
-      numComputedTokens: 0,
       newBlockIds: Array.from({ length: BLOCKS_PER_SEQ }, (_, i) => firstBlock + i),
       doSample: true,
-      outputIndex: 0,
-      bannedTokenIds: [],
-      pooling: 0,
-      loraSlot: 0,
-      draftTokenIds: [],
-      numDroppedBlocks: 0,
     });
     // Sequence 1 unconstrained, sequence 2 on a grammar compiled before.
     let seqs = [scheduled(1, 0), scheduled(2, BLOCKS_PER_SEQ)];

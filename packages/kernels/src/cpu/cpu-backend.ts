@@ -1,7 +1,7 @@
 import type { Worker } from "node:worker_threads";
 import type { Backend, BackendInfo, BackendOptions, StepInput, StepOutput } from "../backend";
 import type { TensorParallelInit } from "../collectives/tp-thread";
-import { startEntryThread } from "../thread-entry";
+import { awaitThreadReady, startEntryThread } from "../thread-entry";
 import { DEFAULT_BLOCK_SIZE } from "./model-runner";
 import type { CpuSampling } from "./native-sampling";
 import type { CpuWorkerInit, CpuWorkerMessage, StepRequestMessage } from "./worker-protocol";
@@ -114,20 +114,11 @@ export async function createCpuBackend(opts: CpuBackendOptions): Promise<Backend
   };
   // The thread entry is cpu-worker.ts (source) or cpu-worker.js (the service bundle).
   const worker = startEntryThread(import.meta.url, "cpu-worker", init);
-  const info = await new Promise<BackendInfo>((resolve, reject) => {
-    const onExit = (code: number) => reject(new Error(`CPU backend thread exited (${code})`));
-    worker.once("error", reject);
-    worker.once("exit", onExit);
-    worker.once("message", (msg: CpuWorkerMessage) => {
-      worker.off("error", reject);
-      worker.off("exit", onExit);
-      if (msg.type === "ready") resolve(msg.info);
-      else reject(new Error(msg.type === "init-error" ? msg.message : "unexpected first message"));
-    });
-  }).catch(async (err: unknown) => {
-    await worker.terminate();
-    throw err;
-  });
+  const info = await awaitThreadReady<CpuWorkerMessage, BackendInfo>(
+    worker,
+    "CPU backend thread",
+    (msg) => (msg as Extract<CpuWorkerMessage, { type: "ready" }>).info,
+  );
   // The thread waits for deferred grammar masks while the caller's event loop fills them.
   return new CpuBackend(worker, { ...info, acceptsDeferredMasks: true });
 }

@@ -1,23 +1,13 @@
-import { STORIES_DIR } from "@kiln/test-support";
 import fc from "fast-check";
 import { beforeAll, expect, it } from "vitest";
+import { storiesGrammarCompiler } from "../../tests/helpers/stories-grammar";
 import { chainBoundedStrings, MAX_CHAIN_LENGTH } from "./bounded-strings";
-import { loadGrammarVocab } from "./grammar-vocab";
-import { loadXGrammar } from "./xgrammar-loader";
 
-const xg = loadXGrammar();
-let compiler: Awaited<ReturnType<typeof xg.GrammarCompiler.createGrammarCompiler>>;
+let xg: Awaited<ReturnType<typeof storiesGrammarCompiler>>["xg"];
+let compiler: Awaited<ReturnType<typeof storiesGrammarCompiler>>["compiler"];
 
 beforeAll(async () => {
-  const v = await loadGrammarVocab(STORIES_DIR, 512, [2]);
-  const info = await xg.TokenizerInfo.createTokenizerInfo(
-    [...v.encodedVocab],
-    v.vocabType,
-    v.prependSpace,
-    512,
-    [2],
-  );
-  compiler = await xg.GrammarCompiler.createGrammarCompiler(info, false);
+  ({ xg, compiler } = await storiesGrammarCompiler());
 });
 
 it("writes a bounded repetition before a closing quote as a chain of rules ending in the quote", () => {

@@ -1,5 +1,5 @@
 import type { Worker } from "node:worker_threads";
-import { startEntryThread } from "../thread-entry";
+import { awaitThreadReady, startEntryThread } from "../thread-entry";
 import type { GrammarEngineOptions, GrammarVocab } from "./grammar-engine";
 import type {
   GrammarHostInit,
@@ -68,20 +68,7 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 async function startHost(init: GrammarHostInit): Promise<GrammarHost> {
   const thread = startEntryThread(import.meta.url, "grammar-host-thread", init);
   thread.unref();
-  await new Promise<void>((resolve, reject) => {
-    const onExit = (code: number) => reject(new Error(`the grammar thread exited (${code})`));
-    thread.once("error", reject);
-    thread.once("exit", onExit);
-    thread.once("message", (msg: GrammarHostReply) => {
-      thread.off("error", reject);
-      thread.off("exit", onExit);
-      if (msg.type === "ready") resolve();
-      else reject(new Error(msg.type === "init-error" ? msg.message : "unexpected first message"));
-    });
-  }).catch(async (err: unknown) => {
-    await thread.terminate();
-    throw err;
-  });
+  await awaitThreadReady<GrammarHostReply, void>(thread, "the grammar thread", () => {});
   return new GrammarHost(thread);
 }
 

@@ -1,8 +1,6 @@
-import { STORIES_DIR } from "@kiln/test-support";
 import { expect, it } from "vitest";
-import { loadGrammarVocab } from "./grammar-vocab";
+import { storiesGrammarCompiler } from "../../tests/helpers/stories-grammar";
 import { trieLiteralAlternations } from "./literal-trie";
-import { loadXGrammar } from "./xgrammar-loader";
 
 it("writes a literal alternation as a trie", () => {
   expect(trieLiteralAlternations('root ::= ("\\"bogwp\\"") | ("\\"sjsm\\"") | ("\\"b\\"")')).toBe(
@@ -15,16 +13,7 @@ it("writes a literal alternation as a trie", () => {
 });
 
 it("the rewritten grammars of string enums and const anyOfs accept exactly their values", async () => {
-  const v = await loadGrammarVocab(STORIES_DIR, 512, [2]);
-  const xg = loadXGrammar();
-  const info = await xg.TokenizerInfo.createTokenizerInfo(
-    [...v.encodedVocab],
-    v.vocabType,
-    v.prependSpace,
-    512,
-    [2],
-  );
-  const comp = await xg.GrammarCompiler.createGrammarCompiler(info, false);
+  const { xg, compiler: comp } = await storiesGrammarCompiler();
   let seed = 7;
   const rnd = (n: number) => {
     seed = (seed * 1103515245 + 12345) & 0x7fffffff;

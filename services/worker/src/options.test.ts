@@ -41,3 +41,19 @@ describe("--kv-cache-dtype / KILN_KV_CACHE_DTYPE", () => {
     );
   });
 });
+
+describe("--grammar-threads / KILN_GRAMMAR_THREADS", () => {
+  const base = ["--model", "/m"];
+
+  it("is 2 by default; the flag wins over the environment; 0 is refused", () => {
+    expect(parseWorkerOptions(base, {}).grammarThreads).toBe(2);
+    expect(parseWorkerOptions(base, { KILN_GRAMMAR_THREADS: "3" }).grammarThreads).toBe(3);
+    const both = parseWorkerOptions([...base, "--grammar-threads", "1"], {
+      KILN_GRAMMAR_THREADS: "3",
+    });
+    expect(both.grammarThreads).toBe(1);
+    expect(() => parseWorkerOptions([...base, "--grammar-threads", "0"], {})).toThrow(
+      /--grammar-threads/,
+    );
+  });
+});

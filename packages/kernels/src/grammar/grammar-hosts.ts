@@ -106,10 +106,6 @@ export class GrammarHosts {
     return pool;
   }
 
-  get vocabSize(): number {
-    return this.init.vocab.vocabSize;
-  }
-
   /** Grammars compiled so far (cache misses), for metrics and tests. */
   get compileCount(): number {
     return this.numCompiles;
@@ -144,7 +140,7 @@ export class GrammarHosts {
     const host = found.host;
     host.seqIds.add(seqId);
     this.seqIdToHost.set(seqId, host);
-    const opened = await host.ask({ type: "open", seqId, spec, replay: [...replay] });
+    const opened = await host.ask({ type: "open", seqId, spec, replay });
     if (opened !== null && this.seqIdToHost.get(seqId) === host) this.forget(seqId);
     return opened;
   }

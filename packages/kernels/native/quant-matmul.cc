@@ -1,16 +1,28 @@
 // Weight-only quantized products for KILN_WEIGHT_DTYPE (ADR 0020): out[M, N] (+)= a[M, K] · Wᵀ
 // with W stored as int8 groups of 32 along K with one f32 scale each (Q8_0-like), or as
-// bfloat16 bits. Activations stay f32. Weight row outer so one row is read from
-// memory once per call and reused from L1 for every activation row, on the calling thread's
-// OpenMP team (the one oneDNN uses). AVX-512 where the CPU has
-// it (checked at run time), portable C++ otherwise; both sum in the same per-group order
-// within a vector lane, so results match the TypeScript reference to rounding only.
+// bfloat16 bits. Activations stay f32, and every product is an f32 multiply-add of an
+// activation by the exact weight the format stands for (scale · q, or the widened bf16), so a
+// result differs from an f32 GEMM over the dequantized weights by summation order only.
+//
+// Panel layout (packQuant writes it; nothing outside this file reads it): W's N rows are cut
+// into panels of kPanel = 32 output columns, zero-padded past N. A panel stores, for each k,
+// its 32 weights side by side: int8 q[(p·K + k)·32 + c], scales[(p·G + g)·32 + c] (G groups of
+// 32 along K per row); bf16 bits[(p·K + k)·32 + c]. One k of a panel is two 16-lane vectors,
+// so a register tile of up to kMaxRows activation rows × 32 columns accumulates with one
+// broadcast and two multiply-adds per row and k, and each panel is read from memory once per
+// call, whatever M is. Small M widens each k's weights in registers; from kWidenRows rows a
+// panel is widened once into an f32 scratch panel that every row tile reuses (prefill).
+// Panels are split across the calling thread's OpenMP team (the one oneDNN uses). AVX-512 where
+// the CPU has it (checked at run time), portable C++ otherwise.
+// GCC 12 reports its own intrinsics' "undefined" vectors as maybe-uninitialized once inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #include <napi.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "napi-args.h"
 #include "onednn.h"
@@ -19,188 +31,277 @@ namespace kiln {
 namespace {
 
 constexpr int64_t kGroup = 32;
+constexpr int64_t kPanel = 32;
+constexpr int kMaxRows = 6;
+// From this many activation rows a panel is widened to f32 once per call (see the header).
+constexpr int64_t kWidenRows = 8;
 
 bool hasAvx512() {
   static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
   return has;
 }
 
-__attribute__((target("avx512f,avx512bw"))) float dotInt8Avx512(const float* a, const int8_t* q,
-                                                                const float* scales, int64_t k) {
-  __m512 acc = _mm512_setzero_ps();
-  int64_t full = k / kGroup;
-  for (int64_t g = 0; g < full; g++) {
-    const int64_t p = g * kGroup;
-    __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(q + p))));
-    __m512 w1 =
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(q + p + 16))));
-    __m512 s = _mm512_fmadd_ps(_mm512_loadu_ps(a + p + 16), w1,
-                               _mm512_mul_ps(_mm512_loadu_ps(a + p), w0));
-    acc = _mm512_fmadd_ps(s, _mm512_set1_ps(scales[g]), acc);
-  }
-  float sum = _mm512_reduce_add_ps(acc);
-  if (full * kGroup < k) {
-    float s = 0;
-    for (int64_t p = full * kGroup; p < k; p++) s += a[p] * static_cast<float>(q[p]);
-    sum += s * scales[full];
-  }
-  return sum;
-}
-
-float dotInt8Scalar(const float* a, const int8_t* q, const float* scales, int64_t k) {
-  float sum = 0;
-  for (int64_t start = 0, g = 0; start < k; start += kGroup, g++) {
-    float s = 0;
-    for (int64_t p = start; p < std::min(start + kGroup, k); p++) s += a[p] * static_cast<float>(q[p]);
-    sum += s * scales[g];
-  }
-  return sum;
-}
-
-__attribute__((target("avx512f,avx512bw"))) float dotBf16Avx512(const float* a, const uint16_t* w,
-                                                                int64_t k) {
-  __m512 acc = _mm512_setzero_ps();
-  int64_t p = 0;
-  for (; p + 16 <= k; p += 16) {
-    __m512i bits = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(w + p)));
-    __m512 wf = _mm512_castsi512_ps(_mm512_slli_epi32(bits, 16));
-    acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), wf, acc);
-  }
-  float sum = _mm512_reduce_add_ps(acc);
-  for (; p < k; p++) {
-    uint32_t b = static_cast<uint32_t>(w[p]) << 16;
-    float f;
-    __builtin_memcpy(&f, &b, 4);
-    sum += a[p] * f;
-  }
-  return sum;
-}
-
-float dotBf16Scalar(const float* a, const uint16_t* w, int64_t k) {
-  float sum = 0;
-  for (int64_t p = 0; p < k; p++) {
-    uint32_t b = static_cast<uint32_t>(w[p]) << 16;
-    float f;
-    __builtin_memcpy(&f, &b, 4);
-    sum += a[p] * f;
-  }
-  return sum;
-}
-
-// Four activation rows at once (rows a0 + r·k): each weight group is widened once and used
-// four times, so batched steps convert a quarter as often. Sums match the one-row kernels.
-__attribute__((target("avx512f,avx512bw"))) void dotInt8x4Avx512(const float* a, int64_t k,
-                                                                 const int8_t* q,
-                                                                 const float* scales,
-                                                                 float* sums) {
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                   _mm512_setzero_ps()};
-  const int64_t full = k / kGroup;
-  for (int64_t g = 0; g < full; g++) {
-    const int64_t p = g * kGroup;
-    __m512 w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(q + p))));
-    __m512 w1 =
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(q + p + 16))));
-    __m512 d = _mm512_set1_ps(scales[g]);
-    for (int r = 0; r < 4; r++) {
-      const float* ar = a + r * k + p;
-      __m512 s = _mm512_fmadd_ps(_mm512_loadu_ps(ar + 16), w1,
-                                 _mm512_mul_ps(_mm512_loadu_ps(ar), w0));
-      acc[r] = _mm512_fmadd_ps(s, d, acc[r]);
-    }
-  }
-  for (int r = 0; r < 4; r++) {
-    float sum = _mm512_reduce_add_ps(acc[r]);
-    if (full * kGroup < k) {
-      float s = 0;
-      for (int64_t p = full * kGroup; p < k; p++) s += a[r * k + p] * static_cast<float>(q[p]);
-      sum += s * scales[full];
-    }
-    sums[r] = sum;
-  }
-}
-
-__attribute__((target("avx512f,avx512bw"))) void dotBf16x4Avx512(const float* a, int64_t k,
-                                                                 const uint16_t* w,
-                                                                 float* sums) {
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
-                   _mm512_setzero_ps()};
-  int64_t p = 0;
-  for (; p + 16 <= k; p += 16) {
-    __m512i bits = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(w + p)));
-    __m512 wf = _mm512_castsi512_ps(_mm512_slli_epi32(bits, 16));
-    for (int r = 0; r < 4; r++) acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(a + r * k + p), wf, acc[r]);
-  }
-  for (int r = 0; r < 4; r++) {
-    float sum = _mm512_reduce_add_ps(acc[r]);
-    for (int64_t t = p; t < k; t++) {
-      uint32_t b = static_cast<uint32_t>(w[t]) << 16;
-      float f;
-      __builtin_memcpy(&f, &b, 4);
-      sum += a[r * k + t] * f;
-    }
-    sums[r] = sum;
-  }
-}
-
-// One call's product; each team member takes a contiguous slice of the N weight rows.
+// A product's operands: exactly one of q (with scales) or bf16 is set, in the panel layout.
 struct QuantJob {
   const float* a;
-  const int8_t* q;       // int8 weights, or null
-  const float* scales;   // with q
-  const uint16_t* bf16;  // bf16 weights, or null
+  const int8_t* q;
+  const float* scales;
+  const uint16_t* bf16;
   float* out;
-  int64_t m, n, k, groups;
+  int64_t m, n, k, groups, panels;
   bool accumulate, avx;
 };
 
-void runRows(const QuantJob& job, int64_t begin, int64_t end) {
-  const int64_t k = job.k;
-  for (int64_t j = begin; j < end; j++) {
-    int64_t i = 0;
-    for (; job.avx && i + 4 <= job.m; i += 4) {
-      float sums[4];
-      if (job.q != nullptr) {
-        dotInt8x4Avx512(job.a + i * k, k, job.q + j * k, job.scales + j * job.groups, sums);
-      } else {
-        dotBf16x4Avx512(job.a + i * k, k, job.bf16 + j * k, sums);
-      }
-      for (int r = 0; r < 4; r++) {
-        float* o = job.out + (i + r) * job.n + j;
-        *o = job.accumulate ? *o + sums[r] : sums[r];
-      }
-    }
-    for (; i < job.m; i++) {
-      const float* a = job.a + i * k;
-      float s;
-      if (job.q != nullptr) {
-        const int8_t* q = job.q + j * k;
-        const float* sc = job.scales + j * job.groups;
-        s = job.avx ? dotInt8Avx512(a, q, sc, k) : dotInt8Scalar(a, q, sc, k);
-      } else {
-        const uint16_t* w = job.bf16 + j * k;
-        s = job.avx ? dotBf16Avx512(a, w, k) : dotBf16Scalar(a, w, k);
-      }
-      float* o = job.out + i * job.n + j;
+inline float bf16ToFloat(uint16_t bits) {
+  const uint32_t b = static_cast<uint32_t>(bits) << 16;
+  float f;
+  __builtin_memcpy(&f, &b, 4);
+  return f;
+}
+
+// The weight of panel p at (kk, c) as f32: scale · q or the widened bf16.
+inline float weightAt(const QuantJob& job, int64_t p, int64_t kk, int64_t c) {
+  const int64_t at = (p * job.k + kk) * kPanel + c;
+  if (job.q == nullptr) return bf16ToFloat(job.bf16[at]);
+  return job.scales[(p * job.groups + kk / kGroup) * kPanel + c] * static_cast<float>(job.q[at]);
+}
+
+// Portable: panel p's columns for every activation row, summed in k order.
+void panelScalar(const QuantJob& job, int64_t p) {
+  const int64_t cols = std::min(kPanel, job.n - p * kPanel);
+  for (int64_t i = 0; i < job.m; i++) {
+    const float* a = job.a + i * job.k;
+    for (int64_t c = 0; c < cols; c++) {
+      float s = 0;
+      for (int64_t kk = 0; kk < job.k; kk++) s += a[kk] * weightAt(job, p, kk, c);
+      float* o = job.out + i * job.n + p * kPanel + c;
       *o = job.accumulate ? *o + s : s;
     }
   }
+}
+
+// Where a tile's 32 weights of one k come from. setGroup is called before each group of 32 k.
+struct Int8Source {
+  const int8_t* q;  // the panel's first k
+  const float* scales;
+  __m512 s0, s1;
+  __attribute__((target("avx512f,avx512bw"))) void setGroup(int64_t g) {
+    s0 = _mm512_loadu_ps(scales + g * kPanel);
+    s1 = _mm512_loadu_ps(scales + g * kPanel + 16);
+  }
+  __attribute__((target("avx512f,avx512bw"))) void load(int64_t kk, __m512& w0, __m512& w1) const {
+    const int8_t* at = q + kk * kPanel;
+    w0 = _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)at))), s0);
+    w1 = _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(at + 16)))), s1);
+  }
+};
+
+__attribute__((target("avx512f,avx512bw"))) inline __m512 widenBf16(const uint16_t* at) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)at)), 16));
+}
+
+struct Bf16Source {
+  const uint16_t* bits;
+  void setGroup(int64_t) {}
+  __attribute__((target("avx512f,avx512bw"))) void load(int64_t kk, __m512& w0, __m512& w1) const {
+    w0 = widenBf16(bits + kk * kPanel);
+    w1 = widenBf16(bits + kk * kPanel + 16);
+  }
+};
+
+// A panel already widened to f32, [K][32].
+struct F32Source {
+  const float* w;
+  void setGroup(int64_t) {}
+  __attribute__((target("avx512f,avx512bw"))) void load(int64_t kk, __m512& w0, __m512& w1) const {
+    w0 = _mm512_loadu_ps(w + kk * kPanel);
+    w1 = _mm512_loadu_ps(w + kk * kPanel + 16);
+  }
+};
+
+// out rows [0, MR) × the panel's `cols` columns (+)= a rows [0, MR) · panel.
+template <int MR, typename Source>
+__attribute__((target("avx512f,avx512bw"))) void tile(const float* a, int64_t k, Source src,
+                                                      float* out, int64_t ldo, int64_t cols,
+                                                      bool accumulate) {
+  __m512 acc0[MR], acc1[MR];
+  for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  for (int64_t g = 0, start = 0; start < k; g++, start += kGroup) {
+    src.setGroup(g);
+    const int64_t end = std::min(start + kGroup, k);
+    for (int64_t kk = start; kk < end; kk++) {
+      __m512 w0, w1;
+      src.load(kk, w0, w1);
+      for (int r = 0; r < MR; r++) {
+        const __m512 ar = _mm512_set1_ps(a[r * k + kk]);
+        acc0[r] = _mm512_fmadd_ps(ar, w0, acc0[r]);
+        acc1[r] = _mm512_fmadd_ps(ar, w1, acc1[r]);
+      }
+    }
+  }
+  const __mmask16 m0 = cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << cols) - 1);
+  const __mmask16 m1 =
+      cols >= 32 ? 0xffff : cols > 16 ? static_cast<__mmask16>((1u << (cols - 16)) - 1) : 0;
+  for (int r = 0; r < MR; r++) {
+    float* o = out + r * ldo;
+    if (accumulate) {
+      acc0[r] = _mm512_add_ps(acc0[r], _mm512_maskz_loadu_ps(m0, o));
+      acc1[r] = _mm512_add_ps(acc1[r], _mm512_maskz_loadu_ps(m1, o + 16));
+    }
+    _mm512_mask_storeu_ps(o, m0, acc0[r]);
+    _mm512_mask_storeu_ps(o + 16, m1, acc1[r]);
+  }
+}
+
+// Every activation row against one panel, kMaxRows rows a tile.
+template <typename Source>
+__attribute__((target("avx512f,avx512bw"))) void panelRows(const QuantJob& job, int64_t p, const Source& src) {
+  const int64_t cols = std::min(kPanel, job.n - p * kPanel);
+  float* out = job.out + p * kPanel;
+  const int64_t k = job.k, ldo = job.n;
+  for (int64_t i = 0; i < job.m; i += kMaxRows) {
+    const float* a = job.a + i * k;
+    float* o = out + i * ldo;
+    switch (std::min<int64_t>(kMaxRows, job.m - i)) {
+      case 1: tile<1>(a, k, src, o, ldo, cols, job.accumulate); break;
+      case 2: tile<2>(a, k, src, o, ldo, cols, job.accumulate); break;
+      case 3: tile<3>(a, k, src, o, ldo, cols, job.accumulate); break;
+      case 4: tile<4>(a, k, src, o, ldo, cols, job.accumulate); break;
+      case 5: tile<5>(a, k, src, o, ldo, cols, job.accumulate); break;
+      default: tile<6>(a, k, src, o, ldo, cols, job.accumulate); break;
+    }
+  }
+}
+
+// Writes panel p's weights as f32 [K][32] into w.
+__attribute__((target("avx512f,avx512bw"))) void widenPanel(const QuantJob& job, int64_t p,
+                                                            float* w) {
+  if (job.q != nullptr) {
+    Int8Source src{job.q + p * job.k * kPanel, job.scales + p * job.groups * kPanel, {}, {}};
+    for (int64_t g = 0, start = 0; start < job.k; g++, start += kGroup) {
+      src.setGroup(g);
+      for (int64_t kk = start; kk < std::min(start + kGroup, job.k); kk++) {
+        __m512 w0, w1;
+        src.load(kk, w0, w1);
+        _mm512_storeu_ps(w + kk * kPanel, w0);
+        _mm512_storeu_ps(w + kk * kPanel + 16, w1);
+      }
+    }
+    return;
+  }
+  const Bf16Source src{job.bf16 + p * job.k * kPanel};
+  for (int64_t kk = 0; kk < job.k; kk++) {
+    __m512 w0, w1;
+    src.load(kk, w0, w1);
+    _mm512_storeu_ps(w + kk * kPanel, w0);
+    _mm512_storeu_ps(w + kk * kPanel + 16, w1);
+  }
+}
+
+__attribute__((target("avx512f,avx512bw"))) void runPanelsAvx512(const QuantJob& job,
+                                                                 int64_t begin, int64_t end) {
+  if (job.m >= kWidenRows) {
+    thread_local std::vector<float> wide;
+    if (wide.size() < static_cast<size_t>(job.k * kPanel)) wide.resize(job.k * kPanel);
+    for (int64_t p = begin; p < end; p++) {
+      widenPanel(job, p, wide.data());
+      panelRows(job, p, F32Source{wide.data()});
+    }
+    return;
+  }
+  for (int64_t p = begin; p < end; p++) {
+    if (job.q != nullptr) {
+      panelRows(job, p,
+                Int8Source{job.q + p * job.k * kPanel, job.scales + p * job.groups * kPanel, {}, {}});
+    } else {
+      panelRows(job, p, Bf16Source{job.bf16 + p * job.k * kPanel});
+    }
+  }
+}
+
+void runPanels(const QuantJob& job, int64_t begin, int64_t end) {
+  if (job.avx) {
+    runPanelsAvx512(job, begin, end);
+    return;
+  }
+  for (int64_t p = begin; p < end; p++) panelScalar(job, p);
 }
 
 void runTeamMember(void* data) {
   const QuantJob& job = *static_cast<const QuantJob*>(data);
   const int64_t team = onednn().ompGetNumThreads();
   const int64_t me = onednn().ompGetThreadNum();
-  runRows(job, job.n * me / team, job.n * (me + 1) / team);
+  runPanels(job, job.panels * me / team, job.panels * (me + 1) / team);
 }
 
 // Below this many weight bytes a call runs on the calling thread alone.
 constexpr int64_t kMinParallelBytes = 1 << 16;
 
-// matmulQuant(a, w, scales, out, m, n, k, accumulate, numThreads): w is an Int8Array [N, K]
-// with scales a Float32Array [N, ceil(K / 32)], or a Uint16Array [N, K] of bf16 bits with
-// scales null. Rows of W are split across the calling thread's OpenMP team (numThreads 0 keeps
-// its size).
+int64_t panelsOf(int64_t n) { return (n + kPanel - 1) / kPanel; }
+
+// Reads argument i as packQuant's weights: an Int8Array (int8) or Uint16Array (bf16) holding
+// `len` elements.
+Napi::TypedArray quantArg(const Napi::CallbackInfo& info, size_t i, int64_t len) {
+  Napi::Value v = info[i];
+  const napi_typedarray_type type =
+      v.IsTypedArray() ? v.As<Napi::TypedArray>().TypedArrayType() : napi_float32_array;
+  if (type != napi_int8_array && type != napi_uint16_array) {
+    throw Napi::TypeError::New(info.Env(), "w must be an Int8Array or Uint16Array");
+  }
+  Napi::TypedArray arr = v.As<Napi::TypedArray>();
+  if (static_cast<int64_t>(arr.ElementLength()) < len) {
+    throw Napi::RangeError::New(info.Env(), "w is shorter than its shape");
+  }
+  return arr;
+}
+
+// packQuant(w, scales, n, k) → { w, scales }: w an Int8Array [N, K] with scales a Float32Array
+// [N, ceil(K / 32)] (row-major, weight-formats.ts), or a Uint16Array [N, K] of bf16 bits with
+// scales null; returns new arrays of the same types in the panel layout (header).
+Napi::Value PackQuant(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t n = dimArg(info, 2, "n"), k = dimArg(info, 3, "k");
+  const int64_t panels = panelsOf(n), groups = (k + kGroup - 1) / kGroup;
+  Napi::TypedArray wv = quantArg(info, 0, n * k);
+  Napi::Object result = Napi::Object::New(env);
+  if (wv.TypedArrayType() == napi_uint16_array) {
+    const uint16_t* src = wv.As<Napi::Uint16Array>().Data();
+    Napi::Uint16Array dst = Napi::Uint16Array::New(env, panels * k * kPanel);
+    std::fill_n(dst.Data(), dst.ElementLength(), 0);
+    for (int64_t j = 0; j < n; j++) {
+      for (int64_t kk = 0; kk < k; kk++) {
+        dst.Data()[((j / kPanel) * k + kk) * kPanel + j % kPanel] = src[j * k + kk];
+      }
+    }
+    result.Set("w", dst);
+    result.Set("scales", env.Null());
+    return result;
+  }
+  Napi::Float32Array scales = float32Arg(info, 1, "scales");
+  requireLen(env, scales, n * groups, "scales");
+  const int8_t* src = wv.As<Napi::Int8Array>().Data();
+  Napi::Int8Array dst = Napi::Int8Array::New(env, panels * k * kPanel);
+  Napi::Float32Array dstScales = Napi::Float32Array::New(env, panels * groups * kPanel);
+  std::fill_n(dst.Data(), dst.ElementLength(), 0);
+  std::fill_n(dstScales.Data(), dstScales.ElementLength(), 0.0f);
+  for (int64_t j = 0; j < n; j++) {
+    const int64_t p = j / kPanel, c = j % kPanel;
+    for (int64_t kk = 0; kk < k; kk++) dst.Data()[(p * k + kk) * kPanel + c] = src[j * k + kk];
+    for (int64_t g = 0; g < groups; g++) {
+      dstScales.Data()[(p * groups + g) * kPanel + c] = scales.Data()[j * groups + g];
+    }
+  }
+  result.Set("w", dst);
+  result.Set("scales", dstScales);
+  return result;
+}
+
+// matmulQuant(a, w, scales, out, m, n, k, accumulate, numThreads): w and scales as packQuant
+// returned them for this n and k. Panels are split across the calling thread's OpenMP team
+// (numThreads 0 keeps its size).
 Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Float32Array a = float32Arg(info, 0, "a");
@@ -216,69 +317,26 @@ Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
   job.a = a.Data();
   job.out = out.Data();
   job.avx = hasAvx512();
-  Napi::Value wv = info[1];
-  const napi_typedarray_type type =
-      wv.IsTypedArray() ? wv.As<Napi::TypedArray>().TypedArrayType() : napi_float32_array;
-  int64_t bytes = 0;
-  if (type == napi_int8_array) {
-    Napi::Int8Array w = wv.As<Napi::Int8Array>();
+  job.panels = panelsOf(job.n);
+  job.groups = (job.k + kGroup - 1) / kGroup;
+  Napi::TypedArray wv = quantArg(info, 1, job.panels * job.k * kPanel);
+  int64_t bytes = job.panels * job.k * kPanel;
+  if (wv.TypedArrayType() == napi_int8_array) {
     Napi::Float32Array scales = float32Arg(info, 2, "scales");
-    job.groups = (job.k + kGroup - 1) / kGroup;
-    requireLen(env, w, job.n * job.k, "w");
-    requireLen(env, scales, job.n * job.groups, "scales");
-    job.q = w.Data();
+    requireLen(env, scales, job.panels * job.groups * kPanel, "scales");
+    job.q = wv.As<Napi::Int8Array>().Data();
     job.scales = scales.Data();
-    bytes = job.n * job.k;
-  } else if (type == napi_uint16_array) {
-    Napi::Uint16Array w = wv.As<Napi::Uint16Array>();
-    requireLen(env, w, job.n * job.k, "w");
-    job.bf16 = w.Data();
-    bytes = 2 * job.n * job.k;
   } else {
-    throw Napi::TypeError::New(env, "w must be an Int8Array or Uint16Array");
+    job.bf16 = wv.As<Napi::Uint16Array>().Data();
+    bytes *= 2;
   }
+  if (job.m == 0 || job.n == 0) return env.Undefined();
   setNumThreads(static_cast<int>(numThreads));
   const int team = bytes >= kMinParallelBytes ? onednn().ompGetMaxThreads() : 1;
   if (team > 1) {
     onednn().gompParallel(runTeamMember, &job, static_cast<unsigned>(team), 0);
   } else {
-    runRows(job, 0, job.n);
-  }
-  return env.Undefined();
-}
-
-// dequantizeWeights(w, scales, out, n, k): out [N, K] f32 = the weights w stands for (int8
-// groups times their scale, or bf16 widened). Large-M products use it with oneDNN's sgemm,
-// where compute, not weight reads, is the bound.
-Napi::Value DequantizeWeights(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Float32Array out = float32Arg(info, 2, "out");
-  const int64_t n = dimArg(info, 3, "n"), k = dimArg(info, 4, "k");
-  requireLen(env, out, n * k, "out");
-  float* o = out.Data();
-  Napi::Value wv = info[0];
-  const napi_typedarray_type type =
-      wv.IsTypedArray() ? wv.As<Napi::TypedArray>().TypedArrayType() : napi_float32_array;
-  if (type == napi_int8_array) {
-    Napi::Int8Array w = wv.As<Napi::Int8Array>();
-    Napi::Float32Array scales = float32Arg(info, 1, "scales");
-    const int64_t groups = (k + kGroup - 1) / kGroup;
-    requireLen(env, w, n * k, "w");
-    requireLen(env, scales, n * groups, "scales");
-    for (int64_t j = 0; j < n; j++) {
-      for (int64_t p = 0; p < k; p++) {
-        o[j * k + p] = scales.Data()[j * groups + p / kGroup] * static_cast<float>(w.Data()[j * k + p]);
-      }
-    }
-  } else if (type == napi_uint16_array) {
-    Napi::Uint16Array w = wv.As<Napi::Uint16Array>();
-    requireLen(env, w, n * k, "w");
-    for (int64_t t = 0; t < n * k; t++) {
-      uint32_t b = static_cast<uint32_t>(w.Data()[t]) << 16;
-      __builtin_memcpy(o + t, &b, 4);
-    }
-  } else {
-    throw Napi::TypeError::New(env, "w must be an Int8Array or Uint16Array");
+    runPanels(job, 0, job.panels);
   }
   return env.Undefined();
 }
@@ -290,8 +348,8 @@ Napi::Value QuantIsa(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void registerQuantMatmul(Napi::Env env, Napi::Object exports) {
+  exports.Set("packQuant", Napi::Function::New(env, PackQuant, "packQuant"));
   exports.Set("matmulQuant", Napi::Function::New(env, MatmulQuant, "matmulQuant"));
-  exports.Set("dequantizeWeights", Napi::Function::New(env, DequantizeWeights, "dequantizeWeights"));
   exports.Set("quantIsa", Napi::Function::New(env, QuantIsa, "quantIsa"));
 }
 

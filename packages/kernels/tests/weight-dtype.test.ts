@@ -105,6 +105,8 @@ describe.runIf(hasNativeQuant)("the native quantized product (quant-matmul.cc)",
       [40, 6, 70],
       [4, 7, 70],
       [3, 5, 15],
+      [13, 70, 40], // three panels, the last one short; two full row tiles and one of one
+      [9, 300, 256], // enough weight bytes to split the panels across threads
     ] as const) {
       const a = randomArray(m * k, 6);
       const w = randomArray(n * k, 7, 0.1);

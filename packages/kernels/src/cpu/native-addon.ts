@@ -67,9 +67,19 @@ export interface NativeAddon {
   ): void;
   packedInfo(packed: NativePackedHandle): NativePackedInfo;
   /**
-   * quant-matmul.cc (ADR 0020): out[M,N] = a[M,K]·wᵀ (+ out) for w an Int8Array [N,K] with
-   * scales [N, ceil(K/32)] (Q8_0-like groups), or a Uint16Array of bf16 bits with scales null.
-   * Rows of W split over the OpenMP team; AVX-512 when the CPU has it. Absent from addons built before it.
+   * quant-matmul.cc (ADR 0020): w an Int8Array [N,K] with scales [N, ceil(K/32)] (Q8_0-like
+   * groups, weight-formats.ts), or a Uint16Array [N,K] of bf16 bits with scales null, repacked
+   * into new arrays of the same types in matmulQuant's panel layout (opaque).
+   */
+  packQuant?(
+    w: Int8Array | Uint16Array,
+    scales: Float32Array | null,
+    n: number,
+    k: number,
+  ): { w: Int8Array | Uint16Array; scales: Float32Array | null };
+  /**
+   * out[M,N] = a[M,K]·wᵀ (+ out) for w and scales as packQuant returned them. Panels of 32
+   * columns split over the OpenMP team; AVX-512 when the CPU has it.
    */
   matmulQuant?(
     a: Float32Array,
@@ -81,14 +91,6 @@ export interface NativeAddon {
     k: number,
     accumulate: boolean,
     numThreads: number,
-  ): void;
-  /** out [N,K] = the f32 weights w stands for (arguments as matmulQuant's). */
-  dequantizeWeights?(
-    w: Int8Array | Uint16Array,
-    scales: Float32Array | null,
-    out: Float32Array,
-    n: number,
-    k: number,
   ): void;
   /** "avx512" or "scalar": the path matmulQuant takes on this CPU. */
   quantIsa?(): string;

@@ -36,10 +36,21 @@ class Int8Weights implements PackedWeights {
 }
 
 /**
- * From this many activation rows the native path widens the weights to f32 once and runs the
- * base gemm (compute-bound prefill); below it, matmulQuant reads them compact (decode).
+ * Weights in the native product's panel layout (quant-matmul.cc's packQuant): int8 codes with
+ * their scales, or bf16 bits with scales null. Opaque outside the addon.
  */
-const DEQUANTIZE_MIN_ROWS = 32;
+class PanelWeights implements PackedWeights {
+  readonly numBytes: number;
+  constructor(
+    readonly kind: string,
+    readonly w: Int8Array | Uint16Array,
+    readonly scales: Float32Array | null,
+    readonly n: number,
+    readonly k: number,
+  ) {
+    this.numBytes = w.byteLength + (scales?.byteLength ?? 0);
+  }
+}
 
 /** Writes row `row` of packed bf16 weights into `dst` (f32, exact). */
 function decodeBf16Row(w: Bf16Weights, row: number, dst32: Uint32Array): void {
@@ -96,13 +107,14 @@ function dotColumn(
 
 /**
  * A Gemm whose packWeights stores projections as `dtype` (bf16 or int8, weight-only) and whose
- * matmulPacked multiplies f32 activations by them: each weight row is decoded once per call
- * into an f32 scratch row and dotted with every activation row, so weights are read from
- * memory in their compact form. matmulTransB (attention, LoRA) and weights packed by `base`
- * go to `base` unchanged. `product`: "native" runs the addon's matmulQuant (quant-matmul.cc,
- * one thread, AVX-512 where present), "typescript" the reference below (bit-identical to
- * typescriptGemm over the dequantized weights); by default native when the addon has it.
- * `numThreads`: the native product's OpenMP team (0 keeps the calling thread's default).
+ * matmulPacked multiplies f32 activations by them, reading the weights from memory in their
+ * compact form. matmulTransB (attention, LoRA) and weights packed by `base` go to `base`
+ * unchanged. `product`: "native" runs the addon's matmulQuant over weights repacked by its
+ * packQuant (quant-matmul.cc: register tiles of up to 6 rows × 32 columns, AVX-512 where
+ * present); "typescript" the reference below, which decodes each weight row once per call and
+ * is bit-identical to typescriptGemm over the dequantized weights. By default native when the
+ * addon has it. `numThreads`: the native product's OpenMP team (0 keeps the calling thread's
+ * default).
  */
 export function quantizedGemm(
   base: Gemm,
@@ -111,34 +123,41 @@ export function quantizedGemm(
   numThreads = 0,
 ): Gemm {
   const addon = product === "typescript" ? null : tryLoadNativeAddon();
-  const matmulQuant = addon?.matmulQuant?.bind(addon) ?? null;
-  const dequantize = addon?.dequantizeWeights?.bind(addon) ?? null;
-  if (product === "native" && matmulQuant === null) {
+  const native =
+    addon?.matmulQuant !== undefined && addon.packQuant !== undefined
+      ? { matmulQuant: addon.matmulQuant.bind(addon), packQuant: addon.packQuant.bind(addon) }
+      : null;
+  if (product === "native" && native === null) {
     throw new Error("native quantized product requested but the addon lacks matmulQuant");
   }
   let scratch = new Float32Array(0);
-  let wide = new Float32Array(0);
-  const f32Scratch = (len: number): Float32Array => {
-    if (wide.length < len) wide = new Float32Array(len);
-    return wide.subarray(0, len);
-  };
   const rowScratch = (k: number): Float32Array => {
     if (scratch.length < k) scratch = new Float32Array(k);
     return scratch;
   };
   return {
-    name: `${base.name}+${dtype}${matmulQuant === null ? "" : "-native"}`,
+    name: `${base.name}+${dtype}${native === null ? "" : "-native"}`,
     matmulTransB: (a, w, out, m, n, k, accumulate) =>
       base.matmulTransB(a, w, out, m, n, k, accumulate),
     packWeights(w, n, k) {
       if (w.length < n * k) throw new RangeError("w is shorter than its shape");
       const view = w.subarray(0, n * k);
+      if (native !== null) {
+        const rows =
+          dtype === "bf16" ? { q: toBf16(view), scales: null } : quantizeInt8(view, n, k);
+        const panels = native.packQuant(rows.q, rows.scales, n, k);
+        return new PanelWeights(dtype, panels.w, panels.scales, n, k);
+      }
       return dtype === "bf16"
         ? new Bf16Weights(toBf16(view), n, k)
         : new Int8Weights(quantizeInt8(view, n, k));
     },
     matmulPacked(a, packed, out, m, accumulate = false) {
-      if (!(packed instanceof Bf16Weights) && !(packed instanceof Int8Weights)) {
+      const isQuantized =
+        packed instanceof PanelWeights ||
+        packed instanceof Bf16Weights ||
+        packed instanceof Int8Weights;
+      if (!isQuantized) {
         base.matmulPacked(a, packed, out, m, accumulate);
         return;
       }
@@ -146,18 +165,9 @@ export function quantizedGemm(
       if (a.length < m * k || out.length < m * n) {
         throw new RangeError("a or out is shorter than its shape");
       }
-      if (dequantize !== null && m >= DEQUANTIZE_MIN_ROWS) {
-        // Compute-bound: widen once into scratch and let the base gemm (oneDNN) multiply.
-        const w = f32Scratch(n * k);
-        if (packed instanceof Bf16Weights) dequantize(packed.bits, null, w, n, k);
-        else dequantize(packed.m.q, packed.m.scales, w, n, k);
-        base.matmulTransB(a, w, out, m, n, k, accumulate);
-        return;
-      }
-      if (matmulQuant !== null) {
-        if (packed instanceof Bf16Weights) {
-          matmulQuant(a, packed.bits, null, out, m, n, k, accumulate, numThreads);
-        } else matmulQuant(a, packed.m.q, packed.m.scales, out, m, n, k, accumulate, numThreads);
+      if (packed instanceof PanelWeights) {
+        if (native === null) throw new Error("panel weights need the native addon");
+        native.matmulQuant(a, packed.w, packed.scales, out, m, n, k, accumulate, numThreads);
         return;
       }
       const row = rowScratch(k);

@@ -4,6 +4,7 @@
 //   tsx bench/src/forward.ts [--batches 1,8,32] [--context 128] [--prefill 512] [--seconds 3]
 //                            [--threads N]   (gemm and attention threads; OpenMP's default otherwise)
 //                            [--weight-dtype f32|bf16|int8] (or KILN_WEIGHT_DTYPE; ADR 0020)
+//                            [--activation-dtype f32|bf16] (or KILN_ACTIVATION_DTYPE; ADR 0020)
 //                            [--kv-cache-dtype f32|bf16] (or KILN_KV_CACHE_DTYPE; ADR 0027)
 //                            [--profile]     (or KILN_FORWARD_PROFILE=1: per-phase breakdown)
 // The model is generated into bench/models/llama-110m on first run and reused after.
@@ -24,6 +25,7 @@ import {
   NativeAttention,
   type PackedWeights,
   PagedAttention,
+  parseActivationDtype,
   parseKvCacheDtype,
   parseWeightDtype,
   type SampleRequest,
@@ -247,6 +249,7 @@ async function main(): Promise<void> {
       seconds: { type: "string", default: "3" },
       threads: { type: "string" },
       "weight-dtype": { type: "string", default: process.env.KILN_WEIGHT_DTYPE ?? "f32" },
+      "activation-dtype": { type: "string", default: process.env.KILN_ACTIVATION_DTYPE ?? "f32" },
       "kv-cache-dtype": { type: "string", default: process.env.KILN_KV_CACHE_DTYPE ?? "f32" },
       profile: { type: "boolean", default: process.env.KILN_FORWARD_PROFILE === "1" },
     },
@@ -263,7 +266,10 @@ async function main(): Promise<void> {
   const numBlocks = Math.max(maxBatch * blocksPerSeq, Math.ceil(prefillLen / BLOCK_SIZE));
   const weightDtype = parseWeightDtype(values["weight-dtype"]);
   const gemm = new TimedGemm(
-    gemmForWeightDtype(createGemm({ numThreads }), weightDtype, numThreads ?? 0),
+    gemmForWeightDtype(createGemm({ numThreads }), weightDtype, {
+      numThreads: numThreads ?? 0,
+      activations: parseActivationDtype(values["activation-dtype"]),
+    }),
   );
   const profiler = values.profile ? new PhaseProfiler() : null;
   const runner = await loadCpuModelRunner(MODEL_DIR, {

@@ -1,20 +1,27 @@
 // Weight-only quantized products for KILN_WEIGHT_DTYPE (ADR 0020): out[M, N] (+)= a[M, K] · Wᵀ
 // with W stored as int8 groups of 32 along K with one f32 scale each (Q8_0-like), or as
-// bfloat16 bits. Activations stay f32, and every product is an f32 multiply-add of an
-// activation by the exact weight the format stands for (scale · q, or the widened bf16), so a
-// result differs from an f32 GEMM over the dequantized weights by summation order only.
+// bfloat16 bits. Activations are f32, or rounded to bfloat16 (KILN_ACTIVATION_DTYPE=bf16). Every
+// product multiplies an activation by the exact weight the format stands for (scale · q, or the
+// widened bf16), so a result differs from an f32 GEMM over the dequantized weights (and the
+// rounded activations) by summation order only.
 //
 // Panel layout (packQuant writes it; nothing outside this file reads it): W's N rows are cut
-// into panels of kPanel = 32 output columns, zero-padded past N. A panel stores, for each k,
-// its 32 weights side by side: int8 q[(p·K + k)·32 + c], scales[(p·G + g)·32 + c] (G groups of
-// 32 along K per row); bf16 bits[(p·K + k)·32 + c]. One k of a panel is two 16-lane vectors,
-// so a register tile of up to kMaxRows activation rows × 32 columns accumulates with one
-// broadcast and two multiply-adds per row and k, and each panel is read from memory once per
-// call, whatever M is. Small M widens each k's weights in registers; from kWidenRows rows a
-// panel is widened once into an f32 scratch panel that every row tile reuses (prefill).
-// Panels are split across the calling thread's OpenMP team (the one oneDNN uses). AVX-512 where
-// the CPU has it (checked at run time), portable C++ otherwise.
-// GCC 12 reports its own intrinsics' "undefined" vectors as maybe-uninitialized once inlined.
+// into panels of kPanel = 32 output columns, zero-padded past N, and K into Kp = ceil(K / 2)
+// pairs, zero-padded past K. A panel stores, for each pair, its 32 columns' two weights side by
+// side: element ((p·Kp + kp)·32 + c)·2 + t is W[p·32 + c, 2·kp + t], as int8 codes (with
+// scales[(p·G + g)·32 + c] for the G groups of 32 along K) or bf16 bits. One pair of a panel is
+// 64 values: the operand layout of AVX-512 BF16's pair dot product (vdpbf16ps), and cheap to
+// split into each k's two 16-lane f32 vectors.
+//
+// A register tile of up to kMaxRows activation rows × 32 columns accumulates with a broadcast
+// and multiply-adds per row and k, so each panel is read from memory once per call, whatever M.
+// f32 multiply-adds: small M widens each pair in registers; from kWidenRows rows a panel is
+// widened once into an f32 scratch panel that every row tile reuses (prefill). bf16 activations
+// on a CPU with AVX-512 BF16 use vdpbf16ps (twice the multiply-adds of f32 per instruction):
+// bf16 weights straight from the panel, int8 from a scratch panel of the codes as bf16 (exact),
+// summed per group and then scaled. Panels are split across the calling thread's OpenMP team
+// (the one oneDNN uses). AVX-512 where the CPU has it (checked at run time), portable C++
+// otherwise.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #include <napi.h>
@@ -31,9 +38,10 @@ namespace kiln {
 namespace {
 
 constexpr int64_t kGroup = 32;
+constexpr int64_t kPairsPerGroup = kGroup / 2;
 constexpr int64_t kPanel = 32;
 constexpr int kMaxRows = 6;
-// From this many activation rows a panel is widened to f32 once per call (see the header).
+// From this many activation rows int8 panels are widened once per call (see the header).
 constexpr int64_t kWidenRows = 8;
 
 bool hasAvx512() {
@@ -41,15 +49,24 @@ bool hasAvx512() {
   return has;
 }
 
-// A product's operands: exactly one of q (with scales) or bf16 is set, in the panel layout.
+bool hasBf16Dot() {
+  static const bool has = hasAvx512() && __builtin_cpu_supports("avx512bf16");
+  return has;
+}
+
+// A product's operands. Exactly one of q (with scales) or bf16 is set, in the panel layout.
+// Activation row i is a[i·lda, i·lda + 2·Kp) (zero past K), and the same as bf16 bits in abf
+// when the product uses pair dot products.
 struct QuantJob {
   const float* a;
+  const uint16_t* abf;
+  int64_t lda;
   const int8_t* q;
   const float* scales;
   const uint16_t* bf16;
   float* out;
-  int64_t m, n, k, groups, panels;
-  bool accumulate, avx;
+  int64_t m, n, k, pairs, groups, panels;
+  bool accumulate, avx, dot;
 };
 
 inline float bf16ToFloat(uint16_t bits) {
@@ -59,9 +76,21 @@ inline float bf16ToFloat(uint16_t bits) {
   return f;
 }
 
+// x rounded to the nearest bfloat16, ties to even (weight-formats.ts f32ToBf16Bits).
+inline uint16_t floatToBf16(float x) {
+  uint32_t bits;
+  __builtin_memcpy(&bits, &x, 4);
+  if (x != x) return static_cast<uint16_t>((bits >> 16) | 0x40);
+  return static_cast<uint16_t>((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+}
+
+inline int64_t pairIndex(const QuantJob& job, int64_t p, int64_t kk, int64_t c) {
+  return ((p * job.pairs + kk / 2) * kPanel + c) * 2 + kk % 2;
+}
+
 // The weight of panel p at (kk, c) as f32: scale · q or the widened bf16.
 inline float weightAt(const QuantJob& job, int64_t p, int64_t kk, int64_t c) {
-  const int64_t at = (p * job.k + kk) * kPanel + c;
+  const int64_t at = pairIndex(job, p, kk, c);
   if (job.q == nullptr) return bf16ToFloat(job.bf16[at]);
   return job.scales[(p * job.groups + kk / kGroup) * kPanel + c] * static_cast<float>(job.q[at]);
 }
@@ -70,7 +99,7 @@ inline float weightAt(const QuantJob& job, int64_t p, int64_t kk, int64_t c) {
 void panelScalar(const QuantJob& job, int64_t p) {
   const int64_t cols = std::min(kPanel, job.n - p * kPanel);
   for (int64_t i = 0; i < job.m; i++) {
-    const float* a = job.a + i * job.k;
+    const float* a = job.a + i * job.lda;
     for (int64_t c = 0; c < cols; c++) {
       float s = 0;
       for (int64_t kk = 0; kk < job.k; kk++) s += a[kk] * weightAt(job, p, kk, c);
@@ -80,144 +109,274 @@ void panelScalar(const QuantJob& job, int64_t p) {
   }
 }
 
-// Where a tile's 32 weights of one k come from. setGroup is called before each group of 32 k.
+#define KILN_AVX512 __attribute__((target("avx512f,avx512bw")))
+#define KILN_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+// A pair's weights as f32: e0/e1 the even k's columns 0-15/16-31, o0/o1 the odd k's.
+struct PairWeights {
+  __m512 e0, e1, o0, o1;
+};
+
+// 32 int8 pairs (16 columns) → the even and odd k's codes as f32.
+KILN_AVX512 inline void splitInt8Pairs(const int8_t* at, __m512& even, __m512& odd) {
+  const __m512i x = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i*)at));
+  even = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(x, 16), 16));
+  odd = _mm512_cvtepi32_ps(_mm512_srai_epi32(x, 16));
+}
+
+// 32 bf16 pairs (16 columns) → the even and odd k's weights as f32 (exact).
+KILN_AVX512 inline void splitBf16Pairs(const uint16_t* at, __m512& even, __m512& odd) {
+  const __m512i x = _mm512_loadu_si512(at);
+  even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+  odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+
+// Where a tile's weights of one pair come from. setGroup is called before each group of 32 k.
 struct Int8Source {
-  const int8_t* q;  // the panel's first k
-  const float* scales;
+  const int8_t* q = nullptr;  // the panel's first pair
+  const float* scales = nullptr;
   __m512 s0, s1;
-  __attribute__((target("avx512f,avx512bw"))) void setGroup(int64_t g) {
+  KILN_AVX512 void setGroup(int64_t g) {
     s0 = _mm512_loadu_ps(scales + g * kPanel);
     s1 = _mm512_loadu_ps(scales + g * kPanel + 16);
   }
-  __attribute__((target("avx512f,avx512bw"))) void load(int64_t kk, __m512& w0, __m512& w1) const {
-    const int8_t* at = q + kk * kPanel;
-    w0 = _mm512_mul_ps(
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)at))), s0);
-    w1 = _mm512_mul_ps(
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(at + 16)))), s1);
+  KILN_AVX512 PairWeights load(int64_t kp) const {
+    PairWeights w;
+    splitInt8Pairs(q + kp * 2 * kPanel, w.e0, w.o0);
+    splitInt8Pairs(q + kp * 2 * kPanel + kPanel, w.e1, w.o1);
+    w.e0 = _mm512_mul_ps(w.e0, s0);
+    w.o0 = _mm512_mul_ps(w.o0, s0);
+    w.e1 = _mm512_mul_ps(w.e1, s1);
+    w.o1 = _mm512_mul_ps(w.o1, s1);
+    return w;
   }
 };
-
-__attribute__((target("avx512f,avx512bw"))) inline __m512 widenBf16(const uint16_t* at) {
-  return _mm512_castsi512_ps(
-      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)at)), 16));
-}
 
 struct Bf16Source {
   const uint16_t* bits;
   void setGroup(int64_t) {}
-  __attribute__((target("avx512f,avx512bw"))) void load(int64_t kk, __m512& w0, __m512& w1) const {
-    w0 = widenBf16(bits + kk * kPanel);
-    w1 = widenBf16(bits + kk * kPanel + 16);
+  KILN_AVX512 PairWeights load(int64_t kp) const {
+    PairWeights w;
+    splitBf16Pairs(bits + kp * 2 * kPanel, w.e0, w.o0);
+    splitBf16Pairs(bits + kp * 2 * kPanel + kPanel, w.e1, w.o1);
+    return w;
   }
 };
 
-// A panel already widened to f32, [K][32].
+// A panel already widened to f32, [2·Kp][32].
 struct F32Source {
   const float* w;
   void setGroup(int64_t) {}
-  __attribute__((target("avx512f,avx512bw"))) void load(int64_t kk, __m512& w0, __m512& w1) const {
-    w0 = _mm512_loadu_ps(w + kk * kPanel);
-    w1 = _mm512_loadu_ps(w + kk * kPanel + 16);
+  KILN_AVX512 PairWeights load(int64_t kp) const {
+    const float* at = w + kp * 2 * kPanel;
+    return {_mm512_loadu_ps(at), _mm512_loadu_ps(at + 16), _mm512_loadu_ps(at + kPanel),
+            _mm512_loadu_ps(at + kPanel + 16)};
   }
 };
 
-// out rows [0, MR) × the panel's `cols` columns (+)= a rows [0, MR) · panel.
-template <int MR, typename Source>
-__attribute__((target("avx512f,avx512bw"))) void tile(const float* a, int64_t k, Source src,
-                                                      float* out, int64_t ldo, int64_t cols,
-                                                      bool accumulate) {
-  __m512 acc0[MR], acc1[MR];
-  for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
-  for (int64_t g = 0, start = 0; start < k; g++, start += kGroup) {
-    src.setGroup(g);
-    const int64_t end = std::min(start + kGroup, k);
-    for (int64_t kk = start; kk < end; kk++) {
-      __m512 w0, w1;
-      src.load(kk, w0, w1);
-      for (int r = 0; r < MR; r++) {
-        const __m512 ar = _mm512_set1_ps(a[r * k + kk]);
-        acc0[r] = _mm512_fmadd_ps(ar, w0, acc0[r]);
-        acc1[r] = _mm512_fmadd_ps(ar, w1, acc1[r]);
-      }
-    }
-  }
+// Adds (or stores, without accumulate) a tile's accumulators into out's first `cols` columns.
+template <int MR>
+KILN_AVX512 inline void storeTile(const __m512* acc0, const __m512* acc1, float* out,
+                                  int64_t ldo, int64_t cols, bool accumulate) {
   const __mmask16 m0 = cols >= 16 ? 0xffff : static_cast<__mmask16>((1u << cols) - 1);
   const __mmask16 m1 =
       cols >= 32 ? 0xffff : cols > 16 ? static_cast<__mmask16>((1u << (cols - 16)) - 1) : 0;
   for (int r = 0; r < MR; r++) {
     float* o = out + r * ldo;
+    __m512 v0 = acc0[r], v1 = acc1[r];
     if (accumulate) {
-      acc0[r] = _mm512_add_ps(acc0[r], _mm512_maskz_loadu_ps(m0, o));
-      acc1[r] = _mm512_add_ps(acc1[r], _mm512_maskz_loadu_ps(m1, o + 16));
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, o));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, o + 16));
     }
-    _mm512_mask_storeu_ps(o, m0, acc0[r]);
-    _mm512_mask_storeu_ps(o + 16, m1, acc1[r]);
+    _mm512_mask_storeu_ps(o, m0, v0);
+    _mm512_mask_storeu_ps(o + 16, m1, v1);
   }
 }
 
-// Every activation row against one panel, kMaxRows rows a tile.
-template <typename Source>
-__attribute__((target("avx512f,avx512bw"))) void panelRows(const QuantJob& job, int64_t p, const Source& src) {
-  const int64_t cols = std::min(kPanel, job.n - p * kPanel);
-  float* out = job.out + p * kPanel;
-  const int64_t k = job.k, ldo = job.n;
-  for (int64_t i = 0; i < job.m; i += kMaxRows) {
-    const float* a = job.a + i * k;
-    float* o = out + i * ldo;
-    switch (std::min<int64_t>(kMaxRows, job.m - i)) {
-      case 1: tile<1>(a, k, src, o, ldo, cols, job.accumulate); break;
-      case 2: tile<2>(a, k, src, o, ldo, cols, job.accumulate); break;
-      case 3: tile<3>(a, k, src, o, ldo, cols, job.accumulate); break;
-      case 4: tile<4>(a, k, src, o, ldo, cols, job.accumulate); break;
-      case 5: tile<5>(a, k, src, o, ldo, cols, job.accumulate); break;
-      default: tile<6>(a, k, src, o, ldo, cols, job.accumulate); break;
-    }
-  }
-}
-
-// Writes panel p's weights as f32 [K][32] into w.
-__attribute__((target("avx512f,avx512bw"))) void widenPanel(const QuantJob& job, int64_t p,
-                                                            float* w) {
-  if (job.q != nullptr) {
-    Int8Source src{job.q + p * job.k * kPanel, job.scales + p * job.groups * kPanel, {}, {}};
-    for (int64_t g = 0, start = 0; start < job.k; g++, start += kGroup) {
-      src.setGroup(g);
-      for (int64_t kk = start; kk < std::min(start + kGroup, job.k); kk++) {
-        __m512 w0, w1;
-        src.load(kk, w0, w1);
-        _mm512_storeu_ps(w + kk * kPanel, w0);
-        _mm512_storeu_ps(w + kk * kPanel + 16, w1);
+// out rows [0, MR) × the panel's `cols` columns (+)= a rows [0, MR) · panel, f32 multiply-adds.
+template <int MR, typename Source>
+KILN_AVX512 void tileF32(const QuantJob& job, const float* a, Source src, float* out,
+                         int64_t cols) {
+  __m512 acc0[MR], acc1[MR];
+  for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  for (int64_t g = 0, start = 0; start < job.pairs; g++, start += kPairsPerGroup) {
+    src.setGroup(g);
+    const int64_t end = std::min(start + kPairsPerGroup, job.pairs);
+    for (int64_t kp = start; kp < end; kp++) {
+      const PairWeights w = src.load(kp);
+      for (int r = 0; r < MR; r++) {
+        const __m512 ae = _mm512_set1_ps(a[r * job.lda + 2 * kp]);
+        const __m512 ao = _mm512_set1_ps(a[r * job.lda + 2 * kp + 1]);
+        acc0[r] = _mm512_fmadd_ps(ae, w.e0, acc0[r]);
+        acc1[r] = _mm512_fmadd_ps(ae, w.e1, acc1[r]);
+        acc0[r] = _mm512_fmadd_ps(ao, w.o0, acc0[r]);
+        acc1[r] = _mm512_fmadd_ps(ao, w.o1, acc1[r]);
       }
     }
-    return;
   }
-  const Bf16Source src{job.bf16 + p * job.k * kPanel};
-  for (int64_t kk = 0; kk < job.k; kk++) {
-    __m512 w0, w1;
-    src.load(kk, w0, w1);
-    _mm512_storeu_ps(w + kk * kPanel, w0);
-    _mm512_storeu_ps(w + kk * kPanel + 16, w1);
+  storeTile<MR>(acc0, acc1, out, job.n, cols, job.accumulate);
+}
+
+// The same with bf16 activations and pair dot products over bf16 pairs `bits` (the panel's, or
+// int8 codes widened to bf16). With scales, each group of 32 k is summed apart and then scaled.
+template <int MR>
+KILN_AVX512_BF16 void tileDot(const QuantJob& job, const uint16_t* a, const uint16_t* bits,
+                              const float* scales, float* out, int64_t cols) {
+  __m512 acc0[MR], acc1[MR], sum0[MR], sum1[MR];
+  for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  for (int64_t g = 0, start = 0; start < job.pairs; g++, start += kPairsPerGroup) {
+    for (int r = 0; r < MR; r++) sum0[r] = sum1[r] = _mm512_setzero_ps();
+    const int64_t end = std::min(start + kPairsPerGroup, job.pairs);
+    for (int64_t kp = start; kp < end; kp++) {
+      const __m512bh w0 = (__m512bh)_mm512_loadu_si512(bits + kp * 2 * kPanel);
+      const __m512bh w1 = (__m512bh)_mm512_loadu_si512(bits + kp * 2 * kPanel + kPanel);
+      for (int r = 0; r < MR; r++) {
+        int32_t pair;
+        __builtin_memcpy(&pair, a + r * job.lda + 2 * kp, 4);
+        const __m512bh ar = (__m512bh)_mm512_set1_epi32(pair);
+        sum0[r] = _mm512_dpbf16_ps(sum0[r], ar, w0);
+        sum1[r] = _mm512_dpbf16_ps(sum1[r], ar, w1);
+      }
+    }
+    if (scales == nullptr) {
+      for (int r = 0; r < MR; r++) {
+        acc0[r] = _mm512_add_ps(acc0[r], sum0[r]);
+        acc1[r] = _mm512_add_ps(acc1[r], sum1[r]);
+      }
+      continue;
+    }
+    const __m512 s0 = _mm512_loadu_ps(scales + g * kPanel);
+    const __m512 s1 = _mm512_loadu_ps(scales + g * kPanel + 16);
+    for (int r = 0; r < MR; r++) {
+      acc0[r] = _mm512_fmadd_ps(sum0[r], s0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(sum1[r], s1, acc1[r]);
+    }
+  }
+  storeTile<MR>(acc0, acc1, out, job.n, cols, job.accumulate);
+}
+
+// Runs tile<rows> for a tile of `rows` ≤ kMaxRows rows.
+template <template <int> class Tile, typename... Args>
+KILN_AVX512 inline void dispatchRows(int64_t rows, Args&&... args) {
+  switch (rows) {
+    case 1: Tile<1>::run(args...); break;
+    case 2: Tile<2>::run(args...); break;
+    case 3: Tile<3>::run(args...); break;
+    case 4: Tile<4>::run(args...); break;
+    case 5: Tile<5>::run(args...); break;
+    default: Tile<6>::run(args...); break;
   }
 }
 
-__attribute__((target("avx512f,avx512bw"))) void runPanelsAvx512(const QuantJob& job,
-                                                                 int64_t begin, int64_t end) {
-  if (job.m >= kWidenRows) {
-    thread_local std::vector<float> wide;
-    if (wide.size() < static_cast<size_t>(job.k * kPanel)) wide.resize(job.k * kPanel);
-    for (int64_t p = begin; p < end; p++) {
-      widenPanel(job, p, wide.data());
-      panelRows(job, p, F32Source{wide.data()});
+template <typename Source>
+struct F32Tile {
+  template <int MR>
+  struct Rows {
+    KILN_AVX512 static void run(const QuantJob& job, const float* a, const Source& src, float* out,
+                    int64_t cols) {
+      tileF32<MR>(job, a, src, out, cols);
     }
-    return;
+  };
+};
+
+template <int MR>
+struct DotTile {
+  KILN_AVX512_BF16 static void run(const QuantJob& job, const uint16_t* a, const uint16_t* bits,
+                  const float* scales, float* out, int64_t cols) {
+    tileDot<MR>(job, a, bits, scales, out, cols);
   }
+};
+
+// Every activation row against panel p, kMaxRows rows a tile.
+template <typename Source>
+KILN_AVX512 void panelRowsF32(const QuantJob& job, int64_t p, const Source& src) {
+  const int64_t cols = std::min(kPanel, job.n - p * kPanel);
+  for (int64_t i = 0; i < job.m; i += kMaxRows) {
+    dispatchRows<F32Tile<Source>::template Rows>(std::min<int64_t>(kMaxRows, job.m - i), job,
+                                                 job.a + i * job.lda, src,
+                                                 job.out + i * job.n + p * kPanel, cols);
+  }
+}
+
+KILN_AVX512_BF16 void panelRowsDot(const QuantJob& job, int64_t p, const uint16_t* bits, const float* scales) {
+  const int64_t cols = std::min(kPanel, job.n - p * kPanel);
+  for (int64_t i = 0; i < job.m; i += kMaxRows) {
+    dispatchRows<DotTile>(std::min<int64_t>(kMaxRows, job.m - i), job, job.abf + i * job.lda,
+                          bits, scales, job.out + i * job.n + p * kPanel, cols);
+  }
+}
+
+KILN_AVX512 Int8Source int8Panel(const QuantJob& job, int64_t p) {
+  Int8Source src;
+  src.q = job.q + p * job.pairs * 2 * kPanel;
+  src.scales = job.scales + p * job.groups * kPanel;
+  return src;
+}
+
+const uint16_t* bf16Panel(const QuantJob& job, int64_t p) {
+  return job.bf16 + p * job.pairs * 2 * kPanel;
+}
+
+// Writes panel p's weights as f32 [2·Kp][32] into w.
+KILN_AVX512 void widenPanelF32(const QuantJob& job, int64_t p, float* w) {
+  Int8Source i8 = job.q != nullptr ? int8Panel(job, p) : Int8Source();
+  const Bf16Source b16{job.q != nullptr ? nullptr : bf16Panel(job, p)};
+  for (int64_t kp = 0; kp < job.pairs; kp++) {
+    if (job.q != nullptr && kp % kPairsPerGroup == 0) i8.setGroup(kp / kPairsPerGroup);
+    const PairWeights v = job.q != nullptr ? i8.load(kp) : b16.load(kp);
+    float* at = w + kp * 2 * kPanel;
+    _mm512_storeu_ps(at, v.e0);
+    _mm512_storeu_ps(at + 16, v.e1);
+    _mm512_storeu_ps(at + kPanel, v.o0);
+    _mm512_storeu_ps(at + kPanel + 16, v.o1);
+  }
+}
+
+// Two f32 vectors of small integers (exact in bf16) → their bf16 bits as one pair vector.
+KILN_AVX512 inline __m512i packBf16Pairs(__m512 even, __m512 odd) {
+  return _mm512_or_si512(
+      _mm512_srli_epi32(_mm512_castps_si512(even), 16),
+      _mm512_and_si512(_mm512_castps_si512(odd), _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+}
+
+// Writes int8 panel p's codes (unscaled) as bf16 pairs, the panel layout, into bits.
+KILN_AVX512 void widenCodesBf16(const QuantJob& job, int64_t p, uint16_t* bits) {
+  const int8_t* q = job.q + p * job.pairs * 2 * kPanel;
+  for (int64_t at = 0; at < job.pairs * 2 * kPanel; at += kPanel) {
+    __m512 even, odd;
+    splitInt8Pairs(q + at, even, odd);
+    _mm512_storeu_si512(bits + at, packBf16Pairs(even, odd));
+  }
+}
+
+// Per-thread scratch; each use has its own slot (the calling thread holds a call's activations
+// while it widens panels too).
+enum class Slot { kActivations, kPanel };
+
+template <typename T, Slot slot>
+T* threadScratch(int64_t len) {
+  thread_local std::vector<T> scratch;
+  if (scratch.size() < static_cast<size_t>(len)) scratch.resize(len);
+  return scratch.data();
+}
+
+KILN_AVX512 void runPanelsAvx512(const QuantJob& job, int64_t begin, int64_t end) {
+  const int64_t panelLen = job.pairs * 2 * kPanel;
   for (int64_t p = begin; p < end; p++) {
-    if (job.q != nullptr) {
-      panelRows(job, p,
-                Int8Source{job.q + p * job.k * kPanel, job.scales + p * job.groups * kPanel, {}, {}});
+    if (job.dot && job.q == nullptr) {
+      panelRowsDot(job, p, bf16Panel(job, p), nullptr);
+    } else if (job.dot) {
+      uint16_t* bits = threadScratch<uint16_t, Slot::kPanel>(panelLen);
+      widenCodesBf16(job, p, bits);
+      panelRowsDot(job, p, bits, job.scales + p * job.groups * kPanel);
+    } else if (job.m >= kWidenRows) {
+      float* w = threadScratch<float, Slot::kPanel>(panelLen);
+      widenPanelF32(job, p, w);
+      panelRowsF32(job, p, F32Source{w});
+    } else if (job.q != nullptr) {
+      panelRowsF32(job, p, int8Panel(job, p));
     } else {
-      panelRows(job, p, Bf16Source{job.bf16 + p * job.k * kPanel});
+      panelRowsF32(job, p, Bf16Source{bf16Panel(job, p)});
     }
   }
 }
@@ -263,17 +422,22 @@ Napi::TypedArray quantArg(const Napi::CallbackInfo& info, size_t i, int64_t len)
 // scales null; returns new arrays of the same types in the panel layout (header).
 Napi::Value PackQuant(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const int64_t n = dimArg(info, 2, "n"), k = dimArg(info, 3, "k");
-  const int64_t panels = panelsOf(n), groups = (k + kGroup - 1) / kGroup;
+  QuantJob shape{};
+  shape.n = dimArg(info, 2, "n");
+  shape.k = dimArg(info, 3, "k");
+  const int64_t n = shape.n, k = shape.k;
+  shape.pairs = (k + 1) / 2;
+  shape.groups = (k + kGroup - 1) / kGroup;
+  const int64_t panels = panelsOf(n), len = panels * shape.pairs * 2 * kPanel;
   Napi::TypedArray wv = quantArg(info, 0, n * k);
   Napi::Object result = Napi::Object::New(env);
   if (wv.TypedArrayType() == napi_uint16_array) {
     const uint16_t* src = wv.As<Napi::Uint16Array>().Data();
-    Napi::Uint16Array dst = Napi::Uint16Array::New(env, panels * k * kPanel);
-    std::fill_n(dst.Data(), dst.ElementLength(), 0);
+    Napi::Uint16Array dst = Napi::Uint16Array::New(env, len);
+    std::fill_n(dst.Data(), len, 0);
     for (int64_t j = 0; j < n; j++) {
       for (int64_t kk = 0; kk < k; kk++) {
-        dst.Data()[((j / kPanel) * k + kk) * kPanel + j % kPanel] = src[j * k + kk];
+        dst.Data()[pairIndex(shape, j / kPanel, kk, j % kPanel)] = src[j * k + kk];
       }
     }
     result.Set("w", dst);
@@ -281,17 +445,17 @@ Napi::Value PackQuant(const Napi::CallbackInfo& info) {
     return result;
   }
   Napi::Float32Array scales = float32Arg(info, 1, "scales");
-  requireLen(env, scales, n * groups, "scales");
+  requireLen(env, scales, n * shape.groups, "scales");
   const int8_t* src = wv.As<Napi::Int8Array>().Data();
-  Napi::Int8Array dst = Napi::Int8Array::New(env, panels * k * kPanel);
-  Napi::Float32Array dstScales = Napi::Float32Array::New(env, panels * groups * kPanel);
-  std::fill_n(dst.Data(), dst.ElementLength(), 0);
+  Napi::Int8Array dst = Napi::Int8Array::New(env, len);
+  Napi::Float32Array dstScales = Napi::Float32Array::New(env, panels * shape.groups * kPanel);
+  std::fill_n(dst.Data(), len, 0);
   std::fill_n(dstScales.Data(), dstScales.ElementLength(), 0.0f);
   for (int64_t j = 0; j < n; j++) {
     const int64_t p = j / kPanel, c = j % kPanel;
-    for (int64_t kk = 0; kk < k; kk++) dst.Data()[(p * k + kk) * kPanel + c] = src[j * k + kk];
-    for (int64_t g = 0; g < groups; g++) {
-      dstScales.Data()[(p * groups + g) * kPanel + c] = scales.Data()[j * groups + g];
+    for (int64_t kk = 0; kk < k; kk++) dst.Data()[pairIndex(shape, p, kk, c)] = src[j * k + kk];
+    for (int64_t g = 0; g < shape.groups; g++) {
+      dstScales.Data()[(p * shape.groups + g) * kPanel + c] = scales.Data()[j * shape.groups + g];
     }
   }
   result.Set("w", dst);
@@ -299,9 +463,33 @@ Napi::Value PackQuant(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// matmulQuant(a, w, scales, out, m, n, k, accumulate, numThreads): w and scales as packQuant
-// returned them for this n and k. Panels are split across the calling thread's OpenMP team
-// (numThreads 0 keeps its size).
+// Points job.a (and job.abf for pair dot products) at the activations as the kernels read them:
+// rows of 2·Kp values, zero past K, rounded to bf16 when bf16Activations. Copies only when the
+// rows need padding or rounding.
+void prepareActivations(QuantJob& job, const float* a, bool bf16Activations) {
+  job.lda = 2 * job.pairs;
+  if (!bf16Activations && job.lda == job.k) {
+    job.a = a;
+    return;
+  }
+  float* padded = threadScratch<float, Slot::kActivations>(job.m * job.lda);
+  uint16_t* bits = job.dot ? threadScratch<uint16_t, Slot::kActivations>(job.m * job.lda) : nullptr;
+  for (int64_t i = 0; i < job.m; i++) {
+    for (int64_t kk = 0; kk < job.lda; kk++) {
+      const float x = kk < job.k ? a[i * job.k + kk] : 0.0f;
+      const uint16_t b = floatToBf16(x);
+      padded[i * job.lda + kk] = bf16Activations ? bf16ToFloat(b) : x;
+      if (bits != nullptr) bits[i * job.lda + kk] = b;
+    }
+  }
+  job.a = padded;
+  job.abf = bits;
+}
+
+// matmulQuant(a, w, scales, out, m, n, k, accumulate, numThreads, bf16Activations): w and scales
+// as packQuant returned them for this n and k. bf16Activations rounds a to bf16 first (to
+// nearest, ties to even) and, where the CPU has AVX-512 BF16, uses pair dot products. Panels are
+// split across the calling thread's OpenMP team (numThreads 0 keeps its size).
 Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Float32Array a = float32Arg(info, 0, "a");
@@ -312,15 +500,16 @@ Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
   job.k = dimArg(info, 6, "k");
   job.accumulate = info[7].ToBoolean().Value();
   const int64_t numThreads = dimArg(info, 8, "numThreads");
+  const bool bf16Activations = info[9].ToBoolean().Value();
   requireLen(env, a, job.m * job.k, "a");
   requireLen(env, out, job.m * job.n, "out");
-  job.a = a.Data();
   job.out = out.Data();
   job.avx = hasAvx512();
   job.panels = panelsOf(job.n);
+  job.pairs = (job.k + 1) / 2;
   job.groups = (job.k + kGroup - 1) / kGroup;
-  Napi::TypedArray wv = quantArg(info, 1, job.panels * job.k * kPanel);
-  int64_t bytes = job.panels * job.k * kPanel;
+  Napi::TypedArray wv = quantArg(info, 1, job.panels * job.pairs * 2 * kPanel);
+  int64_t bytes = job.panels * job.pairs * 2 * kPanel;
   if (wv.TypedArrayType() == napi_int8_array) {
     Napi::Float32Array scales = float32Arg(info, 2, "scales");
     requireLen(env, scales, job.panels * job.groups * kPanel, "scales");
@@ -331,6 +520,8 @@ Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
     bytes *= 2;
   }
   if (job.m == 0 || job.n == 0) return env.Undefined();
+  job.dot = bf16Activations && hasBf16Dot() && (job.q == nullptr || job.m >= kWidenRows);
+  prepareActivations(job, a.Data(), bf16Activations);
   setNumThreads(static_cast<int>(numThreads));
   const int team = bytes >= kMinParallelBytes ? onednn().ompGetMaxThreads() : 1;
   if (team > 1) {
@@ -341,8 +532,10 @@ Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// "avx512-bf16" (pair dot products for bf16 activations), "avx512" or "scalar".
 Napi::Value QuantIsa(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), hasAvx512() ? "avx512" : "scalar");
+  return Napi::String::New(info.Env(),
+                           hasBf16Dot() ? "avx512-bf16" : hasAvx512() ? "avx512" : "scalar");
 }
 
 }  // namespace

@@ -224,6 +224,12 @@ export interface BackendOptions {
   /** How projections are stored: "f32" (default), "bf16" or "int8" (KILN_WEIGHT_DTYPE, ADR 0020). */
   readonly weightDtype?: "f32" | "bf16" | "int8";
   /**
+   * What bf16/int8 projections multiply their activations as: "f32" (default) or "bf16"
+   * (KILN_ACTIVATION_DTYPE, ADR 0020): rounded to bfloat16, then AVX-512 BF16 dot products where
+   * the CPU has them.
+   */
+  readonly activationDtype?: "f32" | "bf16";
+  /**
    * How the KV pool stores keys and values: "f32" (default) or "bf16" (KILN_KV_CACHE_DTYPE,
    * ADR 0027): half the memory per block and half the bytes attention reads. bf16 needs the
    * native attention kernel.

@@ -53,7 +53,11 @@ export {
 } from "./cpu/model-runner";
 export { type CpuSampling, type RowSampler, tryNativeRowSampler } from "./cpu/native-sampling";
 export { type AttentionShape, PagedAttention } from "./cpu/paged-attention";
-export { gemmForWeightDtype, quantizedGemm } from "./cpu/quantized-gemm";
+export {
+  gemmForWeightDtype,
+  type QuantizedGemmOptions,
+  quantizedGemm,
+} from "./cpu/quantized-gemm";
 export {
   attachGemmKernels,
   type GemmKernels,
@@ -63,9 +67,12 @@ export {
 export { type LoadedTierAddon, loadTierAddonFrom, type TierAddonSource } from "./cpu/tier-addon";
 export { createWasmGemm, loadWasmGemmModule, WASM_GEMM_PATH } from "./cpu/wasm-gemm";
 export {
+  ACTIVATION_DTYPES,
+  type ActivationDtype,
   f32ToBf16Bits,
   f32ToF16Bits,
   INT8_GROUP_SIZE,
+  parseActivationDtype,
   parseWeightDtype,
   quantizeInt8,
   roundTripWeights,

@@ -14,6 +14,7 @@ import { CpuModelRunner } from "../src/cpu/model-runner";
 import { tryLoadNativeAddon } from "../src/cpu/native-addon";
 import { quantizedGemm } from "../src/cpu/quantized-gemm";
 import {
+  type ActivationDtype,
   bf16ToF32,
   dequantizeInt8,
   f32ToBf16Bits,
@@ -79,7 +80,7 @@ describe("weight formats", () => {
       const [m, n, k] = [5, 7, 70];
       const a = randomArray(m * k, 3);
       const w = randomArray(n * k, 4, 0.1);
-      const gemm = quantizedGemm(typescriptGemm, dtype, "typescript");
+      const gemm = quantizedGemm(typescriptGemm, dtype, { product: "typescript" });
       const packed = gemm.packWeights(w, n, k);
       expect(packed.numBytes).toBeLessThan(n * k * (dtype === "bf16" ? 2.01 : 1.2));
       const got = randomArray(m * n, 5);
@@ -98,27 +99,38 @@ const hasNativeQuant = requireAvailable(
 );
 
 describe.runIf(hasNativeQuant)("the native quantized product (quant-matmul.cc)", () => {
-  it.each(["bf16", "int8"] as const)("%s matches the TypeScript reference to rounding", (dtype) => {
-    for (const [m, n, k] of [
-      [1, 9, 64],
-      [6, 5, 96],
-      [40, 6, 70],
-      [4, 7, 70],
-      [3, 5, 15],
-      [13, 70, 40], // three panels, the last one short; two full row tiles and one of one
-      [9, 300, 256], // enough weight bytes to split the panels across threads
-    ] as const) {
-      const a = randomArray(m * k, 6);
-      const w = randomArray(n * k, 7, 0.1);
-      const native = quantizedGemm(typescriptGemm, dtype, "native");
-      const reference = quantizedGemm(typescriptGemm, dtype, "typescript");
-      const got = randomArray(m * n, 8);
-      const want = Float32Array.from(got);
-      native.matmulPacked(a, native.packWeights(w, n, k), got, m, true);
-      reference.matmulPacked(a, reference.packWeights(w, n, k), want, m, true);
-      for (let i = 0; i < got.length; i++) expect(got[i]).toBeCloseTo(want[i]!, 5);
-    }
-  });
+  it.each([
+    ["bf16", "f32"],
+    ["int8", "f32"],
+    ["bf16", "bf16"],
+    ["int8", "bf16"],
+  ] as const)(
+    "%s weights, %s activations: match the TypeScript reference to rounding",
+    (dtype, activations) => {
+      for (const [m, n, k] of [
+        [1, 9, 64],
+        [6, 5, 96],
+        [40, 6, 70],
+        [4, 7, 70],
+        [3, 5, 15],
+        [13, 70, 40], // three panels, the last one short; two full row tiles and one of one
+        [9, 300, 256], // enough weight bytes to split the panels across threads
+      ] as const) {
+        const a = randomArray(m * k, 6);
+        const w = randomArray(n * k, 7, 0.1);
+        const native = quantizedGemm(typescriptGemm, dtype, { product: "native", activations });
+        const reference = quantizedGemm(typescriptGemm, dtype, {
+          product: "typescript",
+          activations,
+        });
+        const got = randomArray(m * n, 8);
+        const want = Float32Array.from(got);
+        native.matmulPacked(a, native.packWeights(w, n, k), got, m, true);
+        reference.matmulPacked(a, reference.packWeights(w, n, k), want, m, true);
+        for (let i = 0; i < got.length; i++) expect(got[i]).toBeCloseTo(want[i]!, 5);
+      }
+    },
+  );
 });
 
 const cases: readonly GoldenCase[] = loadGoldenCases();
@@ -148,14 +160,21 @@ function roundTripModel(dtype: WeightDtype): WeightMap {
 
 type Product = "native" | "typescript";
 
-/** A runner on TypeScript kernels whose projections are stored as `dtype`. */
+/**
+ * A runner on TypeScript kernels whose projections are stored as `dtype` and multiply their
+ * activations as `activations`.
+ */
 function runner(
   dtype: WeightDtype,
   weights: WeightMap = model.weights,
   numBlocks = 64,
   product: Product = "typescript",
+  activations: ActivationDtype = "f32",
 ) {
-  const gemm = dtype === "f32" ? typescriptGemm : quantizedGemm(typescriptGemm, dtype, product);
+  const gemm =
+    dtype === "f32"
+      ? typescriptGemm
+      : quantizedGemm(typescriptGemm, dtype, { product, activations });
   return new CpuModelRunner(model.config, weights, {
     numBlocks,
     blockSize,
@@ -254,3 +273,50 @@ describe("createCpuBackend with weightDtype (the worker's path, KILN_WEIGHT_DTYP
     expect(await firstLogprob("bf16")).not.toBe(f32);
   });
 });
+
+describe.each(["bf16", "int8"] as const)(
+  "stories260K with %s weights and bf16 activations",
+  (dtype) => {
+    const numBlocks =
+      cases.length *
+        Math.ceil((Math.max(...prompts.map((p) => p.length)) + maxNewTokens) / blockSize) +
+      3;
+    const opts = { blockSize, numBlocks, maxNewTokens, isBatched: true, chunkLen: 7 };
+
+    it.runIf(hasNativeQuant)(
+      "the native product (AVX-512 BF16 dot products where present) gives the TypeScript reference's greedy tokens, which are the goldens",
+      async () => {
+        const native = runner(dtype, model.weights, numBlocks, "native", "bf16");
+        expect(native.gemm.name).toBe(`typescript+${dtype}-native-bf16act`);
+        const got = await greedyGenerate(native, prompts, opts);
+        const reference = await greedyGenerate(
+          runner(dtype, model.weights, numBlocks, "typescript", "bf16"),
+          prompts,
+          opts,
+        );
+        expect(got).toEqual(reference);
+        expect(got).toEqual(expected);
+      },
+    );
+
+    it("changes the perplexity of the golden texts by under 1% (measured in docs/benchmarks.md)", async () => {
+      const f32 = await goldenNll(runner("f32"), cases, blockSize);
+      const rounded = await goldenNll(
+        runner(dtype, model.weights, 64, "typescript", "bf16"),
+        cases,
+        blockSize,
+      );
+      const weightsOnly = await goldenNll(
+        runner(dtype, model.weights, 64, "typescript"),
+        cases,
+        blockSize,
+      );
+      const ratio = Math.exp(rounded) / Math.exp(f32);
+      console.log(
+        `golden perplexity f32 ${Math.exp(f32).toFixed(4)}, ${dtype} weights + bf16 activations ${Math.exp(rounded).toFixed(4)} (×${ratio.toFixed(5)})`,
+      );
+      expect(rounded).not.toBe(weightsOnly); // the activations really are rounded
+      expect(ratio).toBeLessThan(1.01);
+    });
+  },
+);

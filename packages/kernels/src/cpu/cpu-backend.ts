@@ -109,6 +109,7 @@ export async function createCpuBackend(opts: CpuBackendOptions): Promise<Backend
     maxCpuLoras: opts.maxCpuLoras ?? opts.maxLoras ?? 0,
     sampling: opts.sampling ?? null,
     weightDtype: opts.weightDtype ?? "f32",
+    activationDtype: opts.activationDtype ?? "f32",
     kvCacheDtype: opts.kvCacheDtype ?? "f32",
     tensorParallel: opts.tensorParallel ?? null,
   };

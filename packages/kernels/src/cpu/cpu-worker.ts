@@ -28,6 +28,7 @@ async function serve(init: CpuWorkerInit): Promise<void> {
       blockSize: init.blockSize,
       maxLoras: init.maxLoras,
       weightDtype: init.weightDtype,
+      activationDtype: init.activationDtype,
       kvCacheDtype: init.kvCacheDtype,
       ...(init.numThreads === null ? {} : { numThreads: init.numThreads }),
       ...(init.sampling === null ? {} : { sampling: init.sampling }),

@@ -45,7 +45,7 @@ import {
 } from "./row-kernels";
 import { validateStepInput } from "./step-validation";
 import { numVerifiedRows, sampleStepRows } from "./verify-step";
-import type { WeightDtype } from "./weight-formats";
+import type { ActivationDtype, WeightDtype } from "./weight-formats";
 
 export interface CpuModelRunnerOptions {
   /** KV blocks in the pool (each `kvBytesPerBlock` bytes). */
@@ -74,6 +74,11 @@ export interface CpuModelRunnerOptions {
   readonly sampling?: CpuSampling;
   /** How projections are stored (KILN_WEIGHT_DTYPE, ADR 0020); "f32" by default. */
   readonly weightDtype?: WeightDtype;
+  /**
+   * What bf16/int8 projections multiply their activations as (KILN_ACTIVATION_DTYPE, ADR 0020);
+   * "f32" by default. Ignored for f32 weights.
+   */
+  readonly activationDtype?: ActivationDtype;
   /**
    * How the KV pool stores keys and values (KILN_KV_CACHE_DTYPE, ADR 0027); "f32" by default.
    * "bf16" needs the native attention kernel (throws otherwise).
@@ -181,7 +186,10 @@ export class CpuModelRunner {
         ? { start: 0, count: config.vocabSize }
         : vocabSlice(config.vocabSize, group.rank, group.size);
     const baseGemm = opts.gemm ?? createGemm({ numThreads: opts.numThreads });
-    this.gemm = gemmForWeightDtype(baseGemm, opts.weightDtype ?? "f32", opts.numThreads ?? 0);
+    this.gemm = gemmForWeightDtype(baseGemm, opts.weightDtype ?? "f32", {
+      numThreads: opts.numThreads ?? 0,
+      activations: opts.activationDtype ?? "f32",
+    });
     this.weights = packProjections(packLlamaWeights(config, weights, this.lmHeadRows), this.gemm);
     const isNative = opts.kernels === undefined || opts.kernels === "native";
     // kiln_tier's gemm brings its own attention and row kernels (ADR 0026); else kiln_gemm's.

@@ -79,7 +79,8 @@ export interface NativeAddon {
   ): { w: Int8Array | Uint16Array; scales: Float32Array | null };
   /**
    * out[M,N] = a[M,K]·wᵀ (+ out) for w and scales as packQuant returned them. Panels of 32
-   * columns split over the OpenMP team; AVX-512 when the CPU has it.
+   * columns split over the OpenMP team; AVX-512 when the CPU has it. bf16Activations rounds a
+   * to bfloat16 first (ties to even) and uses AVX-512 BF16 pair dot products where present.
    */
   matmulQuant?(
     a: Float32Array,
@@ -91,8 +92,9 @@ export interface NativeAddon {
     k: number,
     accumulate: boolean,
     numThreads: number,
+    bf16Activations: boolean,
   ): void;
-  /** "avx512" or "scalar": the path matmulQuant takes on this CPU. */
+  /** "avx512-bf16", "avx512" or "scalar": the path matmulQuant takes on this CPU. */
   quantIsa?(): string;
   /**
    * Paged attention (see PagedAttention.run) for every sequence whose queryLen is below

@@ -1,6 +1,8 @@
 import type { Gemm, PackedWeights } from "./gemm";
 import { tryLoadNativeAddon } from "./native-addon";
 import {
+  type ActivationDtype,
+  bf16ToF32,
   INT8_GROUP_SIZE,
   type Int8Matrix,
   quantizeInt8,
@@ -105,23 +107,37 @@ function dotColumn(
   }
 }
 
+/** How quantizedGemm multiplies. */
+export interface QuantizedGemmOptions {
+  /**
+   * "native": the addon's matmulQuant over weights repacked by its packQuant (quant-matmul.cc:
+   * register tiles of up to 6 rows × 32 columns, AVX-512 where present); "typescript": the
+   * reference below, which decodes each weight row once per call and is bit-identical to
+   * typescriptGemm over the dequantized weights (and the rounded activations). Default: native
+   * when the addon has it.
+   */
+  readonly product?: "native" | "typescript";
+  /** The native product's OpenMP team (0, the default, keeps the calling thread's). */
+  readonly numThreads?: number;
+  /**
+   * "bf16": activations are rounded to bfloat16 before the product (ties to even), and the
+   * native product uses AVX-512 BF16 pair dot products where the CPU has them. Default "f32".
+   */
+  readonly activations?: ActivationDtype;
+}
+
 /**
  * A Gemm whose packWeights stores projections as `dtype` (bf16 or int8, weight-only) and whose
- * matmulPacked multiplies f32 activations by them, reading the weights from memory in their
+ * matmulPacked multiplies activations by them, reading the weights from memory in their
  * compact form. matmulTransB (attention, LoRA) and weights packed by `base` go to `base`
- * unchanged. `product`: "native" runs the addon's matmulQuant over weights repacked by its
- * packQuant (quant-matmul.cc: register tiles of up to 6 rows × 32 columns, AVX-512 where
- * present); "typescript" the reference below, which decodes each weight row once per call and
- * is bit-identical to typescriptGemm over the dequantized weights. By default native when the
- * addon has it. `numThreads`: the native product's OpenMP team (0 keeps the calling thread's
- * default).
+ * unchanged.
  */
 export function quantizedGemm(
   base: Gemm,
   dtype: Exclude<WeightDtype, "f32">,
-  product?: "native" | "typescript",
-  numThreads = 0,
+  opts: QuantizedGemmOptions = {},
 ): Gemm {
+  const { product, numThreads = 0, activations = "f32" } = opts;
   const addon = product === "typescript" ? null : tryLoadNativeAddon();
   const native =
     addon?.matmulQuant !== undefined && addon.packQuant !== undefined
@@ -130,13 +146,15 @@ export function quantizedGemm(
   if (product === "native" && native === null) {
     throw new Error("native quantized product requested but the addon lacks matmulQuant");
   }
+  const bf16Activations = activations === "bf16";
   let scratch = new Float32Array(0);
   const rowScratch = (k: number): Float32Array => {
     if (scratch.length < k) scratch = new Float32Array(k);
     return scratch;
   };
+  const suffix = `${native === null ? "" : "-native"}${bf16Activations ? "-bf16act" : ""}`;
   return {
-    name: `${base.name}+${dtype}${native === null ? "" : "-native"}`,
+    name: `${base.name}+${dtype}${suffix}`,
     matmulTransB: (a, w, out, m, n, k, accumulate) =>
       base.matmulTransB(a, w, out, m, n, k, accumulate),
     packWeights(w, n, k) {
@@ -167,21 +185,27 @@ export function quantizedGemm(
       }
       if (packed instanceof PanelWeights) {
         if (native === null) throw new Error("panel weights need the native addon");
-        native.matmulQuant(a, packed.w, packed.scales, out, m, n, k, accumulate, numThreads);
+        const { w, scales } = packed;
+        native.matmulQuant(a, w, scales, out, m, n, k, accumulate, numThreads, bf16Activations);
         return;
       }
+      const rows = bf16Activations ? bf16ToF32(toBf16(a.subarray(0, m * k))) : a;
       const row = rowScratch(k);
       const row32 = new Uint32Array(row.buffer, row.byteOffset, k);
       for (let j = 0; j < n; j++) {
         if (packed instanceof Bf16Weights) decodeBf16Row(packed, j, row32);
         else decodeInt8Row(packed.m, j, row);
-        dotColumn(a, row, out, m, n, k, j, accumulate);
+        dotColumn(rows, row, out, m, n, k, j, accumulate);
       }
     },
   };
 }
 
-/** `base` for f32, else quantizedGemm(base, dtype). */
-export function gemmForWeightDtype(base: Gemm, dtype: WeightDtype, numThreads = 0): Gemm {
-  return dtype === "f32" ? base : quantizedGemm(base, dtype, undefined, numThreads);
+/** `base` for f32 weights (activations stay f32), else quantizedGemm(base, dtype, opts). */
+export function gemmForWeightDtype(
+  base: Gemm,
+  dtype: WeightDtype,
+  opts: Omit<QuantizedGemmOptions, "product"> = {},
+): Gemm {
+  return dtype === "f32" ? base : quantizedGemm(base, dtype, opts);
 }

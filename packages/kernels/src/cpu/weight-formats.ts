@@ -14,6 +14,23 @@ export type WeightDtype = "f32" | "bf16" | "int8";
 
 export const WEIGHT_DTYPES: readonly WeightDtype[] = ["f32", "bf16", "int8"];
 
+/**
+ * What the activations of a bf16 or int8 projection are multiplied as (KILN_ACTIVATION_DTYPE):
+ * "f32", or "bf16" (rounded to nearest, ties to even, then AVX-512 BF16 dot products where the
+ * CPU has them: twice the multiply-adds per instruction). f32 weights keep f32 activations.
+ */
+export type ActivationDtype = "f32" | "bf16";
+
+export const ACTIVATION_DTYPES: readonly ActivationDtype[] = ["f32", "bf16"];
+
+/** Parses a KILN_ACTIVATION_DTYPE / --activation-dtype value; throws Error naming the choices. */
+export function parseActivationDtype(value: string): ActivationDtype {
+  if ((ACTIVATION_DTYPES as readonly string[]).includes(value)) return value as ActivationDtype;
+  throw new Error(
+    `bad activation dtype "${value}": expected one of ${ACTIVATION_DTYPES.join(", ")}`,
+  );
+}
+
 /** Inputs (along K) sharing one int8 scale, as in GGML's Q8_0 blocks. */
 export const INT8_GROUP_SIZE = 32;
 

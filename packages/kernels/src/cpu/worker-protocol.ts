@@ -18,6 +18,8 @@ export interface CpuWorkerInit {
   readonly sampling: "native" | "typescript" | null;
   /** How projections are stored (KILN_WEIGHT_DTYPE). */
   readonly weightDtype: "f32" | "bf16" | "int8";
+  /** What bf16/int8 projections multiply their activations as (KILN_ACTIVATION_DTYPE). */
+  readonly activationDtype: "f32" | "bf16";
   /** How the KV pool stores keys and values (KILN_KV_CACHE_DTYPE). */
   readonly kvCacheDtype: KvCacheDtype;
   /** This thread is one rank of a tensor-parallel group (ADR 0018); null: the whole model. */

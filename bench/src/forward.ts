@@ -249,7 +249,7 @@ async function main(): Promise<void> {
       seconds: { type: "string", default: "3" },
       threads: { type: "string" },
       "weight-dtype": { type: "string", default: process.env.KILN_WEIGHT_DTYPE ?? "f32" },
-      "activation-dtype": { type: "string", default: process.env.KILN_ACTIVATION_DTYPE ?? "f32" },
+      "activation-dtype": { type: "string", default: process.env.KILN_ACTIVATION_DTYPE ?? "auto" },
       "kv-cache-dtype": { type: "string", default: process.env.KILN_KV_CACHE_DTYPE ?? "f32" },
       profile: { type: "boolean", default: process.env.KILN_FORWARD_PROFILE === "1" },
     },
@@ -268,7 +268,7 @@ async function main(): Promise<void> {
   const gemm = new TimedGemm(
     gemmForWeightDtype(createGemm({ numThreads }), weightDtype, {
       numThreads: numThreads ?? 0,
-      activations: parseActivationDtype(values["activation-dtype"]),
+      activations: parseActivationDtype(values["activation-dtype"], weightDtype),
     }),
   );
   const profiler = values.profile ? new PhaseProfiler() : null;

@@ -42,6 +42,8 @@ const HELP = `npm run bench:compare -- [options]
   --weights W            f32 | bf16 | int8 (default f32): Kiln's --weight-dtype, and llama.cpp
                          on the matching GGUF: F32, F16 (bf16's target compares with F16), Q8_0
   --gguf-type T          override llama.cpp's GGUF type (f32, f16, bf16, q8_0)
+  --activation-dtype D   auto | f32 | bf16 (default auto): Kiln's --activation-dtype (bf16:
+                         bf16/int8 projections round activations to bfloat16, AVX-512 BF16 dots)
   --kv-cache-dtype D     f32 | bf16 (default f32): Kiln's --kv-cache-dtype
   --no-profile           skip the decode-step profile
   --result-file PATH     JSON results (default bench/results/compare.json, gitignored)
@@ -65,6 +67,7 @@ async function main(): Promise<void> {
       weights: { type: "string" },
       "gguf-type": { type: "string" },
       "kv-cache-dtype": { type: "string" },
+      "activation-dtype": { type: "string" },
       "no-profile": { type: "boolean" },
       "result-file": { type: "string" },
       "markdown-file": { type: "string" },
@@ -83,6 +86,8 @@ async function main(): Promise<void> {
   if (ggufType === undefined) throw new Error(`--weights: f32, bf16 or int8, not ${weightDtype}`);
   console.log(`weights: Kiln ${weightDtype}, llama.cpp GGUF ${ggufType}`);
   const kvCacheDtype = parseKvCacheDtype(v["kv-cache-dtype"] ?? "f32");
+  const activationDtype = v["activation-dtype"] ?? "auto";
+  console.log(`Kiln activations: ${activationDtype}, KV cache: ${kvCacheDtype}`);
   const inputLen = Number(v["input-len"] ?? 128);
   const outputLen = Number(v["output-len"] ?? 128);
 
@@ -116,6 +121,7 @@ async function main(): Promise<void> {
     weightDtype,
     ggufType,
     kvCacheDtype,
+    activationDtype,
   });
   // Interleaved by concurrency (Kiln c, llama.cpp c, next c…) so that drifting load from
   // other processes hits both systems alike. Kiln stays up (idle) across the runs; llama.cpp
@@ -173,7 +179,7 @@ async function main(): Promise<void> {
   await mkdir(dirname(resultFile), { recursive: true });
   await writeFile(
     resultFile,
-    `${JSON.stringify({ date: new Date().toISOString(), machine, machineAfter: machineInfo(), modelDir, weightDtype, ggufType, inputLen, outputLen, numPrompts: items.length, numThreads, runs, profile }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), machine, machineAfter: machineInfo(), modelDir, weightDtype, ggufType, activationDtype, kvCacheDtype, inputLen, outputLen, numPrompts: items.length, numThreads, runs, profile }, null, 2)}\n`,
   );
   console.log(`results written to ${resultFile}`);
   if (v["markdown-file"]) await writeFile(v["markdown-file"], `${tables}\n`);

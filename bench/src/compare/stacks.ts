@@ -26,6 +26,8 @@ export interface KilnStackOptions {
   readonly weightDtype?: string;
   /** The worker's --kv-cache-dtype (f32, bf16); default f32. */
   readonly kvCacheDtype?: string;
+  /** The worker's --activation-dtype (auto, f32, bf16); default auto. */
+  readonly activationDtype?: string;
   readonly maxNumSeqs: number;
   /** Extra environment for the router and worker (e.g. KILN_STEP_PROFILE=1). */
   readonly env?: NodeJS.ProcessEnv;
@@ -65,6 +67,8 @@ export async function startKilnStack(opts: KilnStackOptions): Promise<Stack> {
           opts.weightDtype ?? "f32",
           "--kv-cache-dtype",
           opts.kvCacheDtype ?? "f32",
+          "--activation-dtype",
+          opts.activationDtype ?? "auto",
         ],
         ...(opts.env ? { env: opts.env } : {}),
       }),

@@ -32,6 +32,8 @@ export interface SystemOptions {
   readonly ggufType: string;
   /** Kiln's --kv-cache-dtype (`--kv-cache-dtype`; llama.cpp keeps its default F16 cache). */
   readonly kvCacheDtype: string;
+  /** Kiln's --activation-dtype (`--activation-dtype`). */
+  readonly activationDtype: string;
 }
 
 async function startStack(name: string, opts: SystemOptions): Promise<Stack> {
@@ -42,6 +44,7 @@ async function startStack(name: string, opts: SystemOptions): Promise<Stack> {
       kvCacheMemory: opts.kvCacheMemory,
       weightDtype: opts.weightDtype,
       kvCacheDtype: opts.kvCacheDtype,
+      activationDtype: opts.activationDtype,
       maxNumSeqs: Math.max(opts.maxConcurrency, 16),
       ...(opts.isProfiled ? { env: { KILN_STEP_PROFILE: "1" } } : {}),
     });

@@ -224,13 +224,17 @@ describe.each(["bf16", "int8"] as const)("stories260K with %s weights", (dtype) 
 });
 
 /** The logprob the backend gives its greedy choice after the first golden prompt. */
-async function firstLogprob(dtype: WeightDtype): Promise<number> {
+async function firstLogprob(
+  dtype: WeightDtype,
+  activationDtype: ActivationDtype = "f32",
+): Promise<number> {
   const backend = await createCpuBackend({
     modelDir: STORIES_DIR,
     numBlocks: 4,
     blockSize,
     numThreads: 1,
     weightDtype: dtype,
+    activationDtype,
   });
   try {
     const sample = {
@@ -271,6 +275,7 @@ describe("createCpuBackend with weightDtype (the worker's path, KILN_WEIGHT_DTYP
     const f32 = await firstLogprob("f32");
     expect(await firstLogprob("int8")).not.toBe(f32);
     expect(await firstLogprob("bf16")).not.toBe(f32);
+    expect(await firstLogprob("int8", "bf16")).not.toBe(await firstLogprob("int8"));
   });
 });
 

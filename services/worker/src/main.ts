@@ -72,6 +72,7 @@ async function main(): Promise<void> {
     maxCpuLoras: isTensorParallel ? 0 : opts.maxCpuLoras,
     ...(opts.sampling ? { sampling: opts.sampling } : {}),
     weightDtype: opts.weightDtype,
+    activationDtype: opts.activationDtype,
     kvCacheDtype: opts.kvCacheDtype,
     ...(tensorParallel ? { tensorParallel } : {}),
   };

@@ -1,9 +1,11 @@
 import { parseArgs } from "node:util";
 import {
+  type ActivationDtype,
   type BackendKind,
   DEFAULT_GRAMMAR_THREADS,
   isBackendKind,
   type KvCacheDtype,
+  parseActivationDtype,
   parseKvCacheDtype,
   parseWeightDtype,
   type WeightDtype,
@@ -51,6 +53,11 @@ export interface WorkerOptions {
   readonly sampling: "native" | "typescript" | undefined;
   /** How projections are stored (KILN_WEIGHT_DTYPE, --weight-dtype; f32): f32, bf16 or int8. */
   readonly weightDtype: WeightDtype;
+  /**
+   * What bf16/int8 projections multiply activations as (KILN_ACTIVATION_DTYPE,
+   * --activation-dtype; auto: bf16 for bf16 weights, else f32).
+   */
+  readonly activationDtype: ActivationDtype;
   /** How the KV pool stores K and V (KILN_KV_CACHE_DTYPE, --kv-cache-dtype; f32): f32 or bf16. */
   readonly kvCacheDtype: KvCacheDtype;
   /** Ranks of this worker's tensor-parallel group (KILN_TENSOR_PARALLEL_SIZE; 1). */
@@ -111,6 +118,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "max-cpu-loras": { type: "string" },
       sampling: { type: "string" },
       "weight-dtype": { type: "string" },
+      "activation-dtype": { type: "string" },
       "kv-cache-dtype": { type: "string" },
       "tensor-parallel-size": { type: "string" },
       "tp-rank": { type: "string" },
@@ -168,9 +176,14 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
   if (!(kvFraction > 0 && kvFraction <= 1)) {
     throw new Error("--webgpu-kv-fraction: expected a number in (0, 1]");
   }
+  const weightDtype = parseWeightDtype(values["weight-dtype"] ?? env.KILN_WEIGHT_DTYPE ?? "f32");
   return {
     sampling,
-    weightDtype: parseWeightDtype(values["weight-dtype"] ?? env.KILN_WEIGHT_DTYPE ?? "f32"),
+    weightDtype,
+    activationDtype: parseActivationDtype(
+      values["activation-dtype"] ?? env.KILN_ACTIVATION_DTYPE ?? "auto",
+      weightDtype,
+    ),
     kvCacheDtype: parseKvCacheDtype(values["kv-cache-dtype"] ?? env.KILN_KV_CACHE_DTYPE ?? "f32"),
     tensorParallelSize,
     tpPeers,

@@ -23,11 +23,16 @@ export type ActivationDtype = "f32" | "bf16";
 
 export const ACTIVATION_DTYPES: readonly ActivationDtype[] = ["f32", "bf16"];
 
-/** Parses a KILN_ACTIVATION_DTYPE / --activation-dtype value; throws Error naming the choices. */
-export function parseActivationDtype(value: string): ActivationDtype {
+/**
+ * Parses a KILN_ACTIVATION_DTYPE / --activation-dtype value: "f32", "bf16", or "auto" (the
+ * default), which is bf16 for bf16 weights (already rounded to bfloat16 themselves) and f32
+ * otherwise. Throws Error naming the choices.
+ */
+export function parseActivationDtype(value: string, weights: WeightDtype): ActivationDtype {
+  if (value === "auto") return weights === "bf16" ? "bf16" : "f32";
   if ((ACTIVATION_DTYPES as readonly string[]).includes(value)) return value as ActivationDtype;
   throw new Error(
-    `bad activation dtype "${value}": expected one of ${ACTIVATION_DTYPES.join(", ")}`,
+    `bad activation dtype "${value}": expected one of auto, ${ACTIVATION_DTYPES.join(", ")}`,
   );
 }
 

@@ -45,7 +45,8 @@ constexpr int kMaxRows = 6;
 constexpr int64_t kWidenRows = 8;
 
 bool hasAvx512() {
-  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl");
   return has;
 }
 
@@ -463,7 +464,43 @@ Napi::Value PackQuant(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// Points job.a (and job.abf for pair dot products) at the activations as the kernels read them:
+// One activation row of k values → lda values (zero past k): f32 (rounded to bf16 when `round`)
+// into f32Out, and bf16 bits (to nearest, ties to even, NaN kept quiet) into bitsOut; either
+// may be null. The scalar rounding of floatToBf16, sixteen lanes at a time.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void convertRowAvx512(
+    const float* src, int64_t k, int64_t lda, bool round, float* f32Out, uint16_t* bitsOut) {
+  const __m512i one = _mm512_set1_epi32(1), half = _mm512_set1_epi32(0x7fff);
+  const __m512i quiet = _mm512_set1_epi32(0x40);
+  for (int64_t kk = 0; kk < lda; kk += 16) {
+    const int64_t left = k - kk, room = lda - kk;
+    const __mmask16 in = left <= 0 ? 0 : left >= 16 ? 0xffff : (1u << left) - 1;
+    const __mmask16 out = room >= 16 ? 0xffff : (1u << room) - 1;
+    const __m512 x = _mm512_maskz_loadu_ps(in, src + kk);
+    const __m512i b = _mm512_castps_si512(x);
+    const __m512i high = _mm512_srli_epi32(b, 16);
+    __m512i r = _mm512_srli_epi32(
+        _mm512_add_epi32(_mm512_add_epi32(b, half), _mm512_and_si512(high, one)), 16);
+    r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q),
+                              _mm512_or_si512(high, quiet));
+    if (bitsOut != nullptr) _mm256_mask_storeu_epi16(bitsOut + kk, out, _mm512_cvtepi32_epi16(r));
+    if (f32Out != nullptr) {
+      _mm512_mask_storeu_ps(f32Out + kk, out,
+                            round ? _mm512_castsi512_ps(_mm512_slli_epi32(r, 16)) : x);
+    }
+  }
+}
+
+void convertRowScalar(const float* src, int64_t k, int64_t lda, bool round, float* f32Out,
+                      uint16_t* bitsOut) {
+  for (int64_t kk = 0; kk < lda; kk++) {
+    const float x = kk < k ? src[kk] : 0.0f;
+    const uint16_t b = floatToBf16(x);
+    if (f32Out != nullptr) f32Out[kk] = round ? bf16ToFloat(b) : x;
+    if (bitsOut != nullptr) bitsOut[kk] = b;
+  }
+}
+
+// Points job.a (or job.abf, for pair dot products) at the activations as the kernels read them:
 // rows of 2·Kp values, zero past K, rounded to bf16 when bf16Activations. Copies only when the
 // rows need padding or rounding.
 void prepareActivations(QuantJob& job, const float* a, bool bf16Activations) {
@@ -472,14 +509,15 @@ void prepareActivations(QuantJob& job, const float* a, bool bf16Activations) {
     job.a = a;
     return;
   }
-  float* padded = threadScratch<float, Slot::kActivations>(job.m * job.lda);
+  float* padded = job.dot ? nullptr : threadScratch<float, Slot::kActivations>(job.m * job.lda);
   uint16_t* bits = job.dot ? threadScratch<uint16_t, Slot::kActivations>(job.m * job.lda) : nullptr;
   for (int64_t i = 0; i < job.m; i++) {
-    for (int64_t kk = 0; kk < job.lda; kk++) {
-      const float x = kk < job.k ? a[i * job.k + kk] : 0.0f;
-      const uint16_t b = floatToBf16(x);
-      padded[i * job.lda + kk] = bf16Activations ? bf16ToFloat(b) : x;
-      if (bits != nullptr) bits[i * job.lda + kk] = b;
+    float* f32Row = padded == nullptr ? nullptr : padded + i * job.lda;
+    uint16_t* bitsRow = bits == nullptr ? nullptr : bits + i * job.lda;
+    if (job.avx) {
+      convertRowAvx512(a + i * job.k, job.k, job.lda, bf16Activations, f32Row, bitsRow);
+    } else {
+      convertRowScalar(a + i * job.k, job.k, job.lda, bf16Activations, f32Row, bitsRow);
     }
   }
   job.a = padded;

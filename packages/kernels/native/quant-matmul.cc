@@ -333,20 +333,17 @@ KILN_AVX512 void widenPanelF32(const QuantJob& job, int64_t p, float* w) {
   }
 }
 
-// Two f32 vectors of small integers (exact in bf16) → their bf16 bits as one pair vector.
-KILN_AVX512 inline __m512i packBf16Pairs(__m512 even, __m512 odd) {
-  return _mm512_or_si512(
-      _mm512_srli_epi32(_mm512_castps_si512(even), 16),
-      _mm512_and_si512(_mm512_castps_si512(odd), _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
-}
-
-// Writes int8 panel p's codes (unscaled) as bf16 pairs, the panel layout, into bits.
-KILN_AVX512 void widenCodesBf16(const QuantJob& job, int64_t p, uint16_t* bits) {
+// Writes int8 panel p's codes (unscaled) as bf16 pairs, the panel layout, into bits: sixteen
+// consecutive codes (eight columns' pairs) widen to f32 and two such vectors pack into 32 bf16
+// in order (exact: the codes are small integers).
+KILN_AVX512_BF16 void widenCodesBf16(const QuantJob& job, int64_t p, uint16_t* bits) {
   const int8_t* q = job.q + p * job.pairs * 2 * kPanel;
-  for (int64_t at = 0; at < job.pairs * 2 * kPanel; at += kPanel) {
-    __m512 even, odd;
-    splitInt8Pairs(q + at, even, odd);
-    _mm512_storeu_si512(bits + at, packBf16Pairs(even, odd));
+  for (int64_t at = 0; at < job.pairs * 2 * kPanel; at += 2 * 16) {
+    const __m512 lo =
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(q + at))));
+    const __m512 hi =
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)(q + at + 16))));
+    _mm512_storeu_si512(bits + at, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
   }
 }
 

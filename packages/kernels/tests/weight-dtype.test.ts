@@ -183,41 +183,57 @@ function runner(
   });
 }
 
+/** Blocks for every golden case's prompt and continuation at once. */
+const goldenNumBlocks =
+  cases.length * Math.ceil((Math.max(...prompts.map((p) => p.length)) + maxNewTokens) / blockSize) +
+  3;
+const goldenOpts = {
+  blockSize,
+  numBlocks: goldenNumBlocks,
+  maxNewTokens,
+  isBatched: true,
+  chunkLen: 7,
+};
+
+/** `subject` generates the reference's greedy tokens (batched, chunked), which are the goldens. */
+async function expectReferenceGoldens(
+  subject: CpuModelRunner,
+  reference: CpuModelRunner,
+): Promise<void> {
+  const got = await greedyGenerate(subject, prompts, goldenOpts);
+  expect(got).toEqual(await greedyGenerate(reference, prompts, goldenOpts));
+  expect(got).toEqual(expected);
+}
+
+/** exp(NLL) of the golden continuations under `r`, and its ratio to f32's (logged). */
+async function goldenPerplexity(r: CpuModelRunner, label: string): Promise<[number, number]> {
+  const nll = await goldenNll(r, cases, blockSize);
+  const f32 = Math.exp(await goldenNll(runner("f32"), cases, blockSize));
+  const ratio = Math.exp(nll) / f32;
+  console.log(
+    `golden perplexity f32 ${f32.toFixed(4)}, ${label} ${Math.exp(nll).toFixed(4)} (×${ratio.toFixed(5)})`,
+  );
+  return [nll, ratio];
+}
+
 describe.each(["bf16", "int8"] as const)("stories260K with %s weights", (dtype) => {
   const products: Product[] = hasNativeQuant ? ["typescript", "native"] : ["typescript"];
   it.each(products)(
     "%s product: reproduces the greedy goldens token for token, like the f32 pass over the same quantized weights",
     async (product) => {
-      const numBlocks =
-        cases.length *
-          Math.ceil((Math.max(...prompts.map((p) => p.length)) + maxNewTokens) / blockSize) +
-        3;
-      const quantized = runner(dtype, model.weights, numBlocks, product);
+      const quantized = runner(dtype, model.weights, goldenNumBlocks, product);
       const suffix = product === "native" ? "-native" : "";
       expect(quantized.gemm.name).toBe(`typescript+${dtype}${suffix}`);
-      const opts = { blockSize, numBlocks, maxNewTokens, isBatched: true, chunkLen: 7 };
-      const got = await greedyGenerate(quantized, prompts, opts);
-      const reference = await greedyGenerate(
-        runner("f32", roundTripModel(dtype), numBlocks),
-        prompts,
-        opts,
+      await expectReferenceGoldens(
+        quantized,
+        runner("f32", roundTripModel(dtype), goldenNumBlocks),
       );
-      expect(got).toEqual(reference);
-      expect(got).toEqual(expected);
     },
   );
 
   it("changes the perplexity of the golden texts by under 1% (measured in docs/benchmarks.md)", async () => {
     const f32 = await goldenNll(runner("f32"), cases, blockSize);
-    const quantized = await goldenNll(
-      runner(dtype, model.weights, 64, "typescript"),
-      cases,
-      blockSize,
-    );
-    const ratio = Math.exp(quantized) / Math.exp(f32);
-    console.log(
-      `golden perplexity f32 ${Math.exp(f32).toFixed(4)}, ${dtype} ${Math.exp(quantized).toFixed(4)} (×${ratio.toFixed(5)})`,
-    );
+    const [quantized, ratio] = await goldenPerplexity(runner(dtype), dtype);
     expect(quantized).not.toBe(f32); // the weights really are quantized
     expect(Math.abs(ratio - 1)).toBeLessThan(0.01);
   });
@@ -282,45 +298,24 @@ describe("createCpuBackend with weightDtype (the worker's path, KILN_WEIGHT_DTYP
 describe.each(["bf16", "int8"] as const)(
   "stories260K with %s weights and bf16 activations",
   (dtype) => {
-    const numBlocks =
-      cases.length *
-        Math.ceil((Math.max(...prompts.map((p) => p.length)) + maxNewTokens) / blockSize) +
-      3;
-    const opts = { blockSize, numBlocks, maxNewTokens, isBatched: true, chunkLen: 7 };
-
     it.runIf(hasNativeQuant)(
       "the native product (AVX-512 BF16 dot products where present) gives the TypeScript reference's greedy tokens, which are the goldens",
       async () => {
-        const native = runner(dtype, model.weights, numBlocks, "native", "bf16");
+        const native = runner(dtype, model.weights, goldenNumBlocks, "native", "bf16");
         expect(native.gemm.name).toBe(`typescript+${dtype}-native-bf16act`);
-        const got = await greedyGenerate(native, prompts, opts);
-        const reference = await greedyGenerate(
-          runner(dtype, model.weights, numBlocks, "typescript", "bf16"),
-          prompts,
-          opts,
+        await expectReferenceGoldens(
+          native,
+          runner(dtype, model.weights, goldenNumBlocks, "typescript", "bf16"),
         );
-        expect(got).toEqual(reference);
-        expect(got).toEqual(expected);
       },
     );
 
     it("changes the perplexity of the golden texts by under 1% (measured in docs/benchmarks.md)", async () => {
-      const f32 = await goldenNll(runner("f32"), cases, blockSize);
-      const rounded = await goldenNll(
-        runner(dtype, model.weights, 64, "typescript", "bf16"),
-        cases,
-        blockSize,
-      );
-      const weightsOnly = await goldenNll(
-        runner(dtype, model.weights, 64, "typescript"),
-        cases,
-        blockSize,
-      );
-      const ratio = Math.exp(rounded) / Math.exp(f32);
-      console.log(
-        `golden perplexity f32 ${Math.exp(f32).toFixed(4)}, ${dtype} weights + bf16 activations ${Math.exp(rounded).toFixed(4)} (×${ratio.toFixed(5)})`,
-      );
-      expect(rounded).not.toBe(weightsOnly); // the activations really are rounded
+      const label = `${dtype} weights + bf16 activations`;
+      const rounded = runner(dtype, model.weights, 64, "typescript", "bf16");
+      const [nll, ratio] = await goldenPerplexity(rounded, label);
+      const weightsOnly = await goldenNll(runner(dtype), cases, blockSize);
+      expect(nll).not.toBe(weightsOnly); // the activations really are rounded
       expect(ratio).toBeLessThan(1.01);
     });
   },

@@ -27,6 +27,7 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -54,6 +55,13 @@ bool hasBf16Dot() {
   static const bool has = hasAvx512() && __builtin_cpu_supports("avx512bf16");
   return has;
 }
+
+// The widest path products may take (quantIsa's argument): 2 pair dot products, 1 AVX-512
+// multiply-adds, 0 portable C++. Tests lower it to run the narrower paths on a wide CPU.
+std::atomic<int> maxIsa{2};
+
+bool useAvx512() { return maxIsa.load() >= 1 && hasAvx512(); }
+bool useBf16Dot() { return maxIsa.load() >= 2 && hasBf16Dot(); }
 
 // A product's operands. Exactly one of q (with scales) or bf16 is set, in the panel layout.
 // Activation row i is a[i·lda, i·lda + 2·Kp) (zero past K), and the same as bf16 bits in abf
@@ -539,7 +547,7 @@ Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
   requireLen(env, a, job.m * job.k, "a");
   requireLen(env, out, job.m * job.n, "out");
   job.out = out.Data();
-  job.avx = hasAvx512();
+  job.avx = useAvx512();
   job.panels = panelsOf(job.n);
   job.pairs = (job.k + 1) / 2;
   job.groups = (job.k + kGroup - 1) / kGroup;
@@ -555,7 +563,7 @@ Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
     bytes *= 2;
   }
   if (job.m == 0 || job.n == 0) return env.Undefined();
-  job.dot = bf16Activations && hasBf16Dot() && (job.q == nullptr || job.m >= kWidenRows);
+  job.dot = bf16Activations && useBf16Dot() && (job.q == nullptr || job.m >= kWidenRows);
   prepareActivations(job, a.Data(), bf16Activations);
   setNumThreads(static_cast<int>(numThreads));
   const int team = bytes >= kMinParallelBytes ? onednn().ompGetMaxThreads() : 1;
@@ -568,9 +576,18 @@ Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
 }
 
 // "avx512-bf16" (pair dot products for bf16 activations), "avx512" or "scalar".
+// With an argument ("avx512-bf16", "avx512" or "scalar") first caps the paths later products
+// take at it (for tests of the narrower paths).
 Napi::Value QuantIsa(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsString()) {
+    const std::string isa = info[0].As<Napi::String>().Utf8Value();
+    if (isa != "avx512-bf16" && isa != "avx512" && isa != "scalar") {
+      throw Napi::RangeError::New(info.Env(), "quantIsa: avx512-bf16, avx512 or scalar");
+    }
+    maxIsa.store(isa == "avx512-bf16" ? 2 : isa == "avx512" ? 1 : 0);
+  }
   return Napi::String::New(info.Env(),
-                           hasBf16Dot() ? "avx512-bf16" : hasAvx512() ? "avx512" : "scalar");
+                           useBf16Dot() ? "avx512-bf16" : useAvx512() ? "avx512" : "scalar");
 }
 
 }  // namespace

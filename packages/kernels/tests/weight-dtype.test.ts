@@ -6,7 +6,7 @@ import {
   requireAvailable,
   STORIES_DIR,
 } from "@kiln/test-support";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_SAMPLING } from "../src/backend";
 import { createCpuBackend } from "../src/cpu/cpu-backend";
 import { typescriptGemm } from "../src/cpu/gemm";
@@ -99,14 +99,28 @@ const hasNativeQuant = requireAvailable(
 );
 
 describe.runIf(hasNativeQuant)("the native quantized product (quant-matmul.cc)", () => {
-  it.each([
-    ["bf16", "f32"],
-    ["int8", "f32"],
-    ["bf16", "bf16"],
-    ["int8", "bf16"],
-  ] as const)(
-    "%s weights, %s activations: match the TypeScript reference to rounding",
-    (dtype, activations) => {
+  const addon = tryLoadNativeAddon();
+  const widest = addon?.quantIsa?.() ?? "scalar";
+  // Every path this CPU has, narrowest last: pair dot products, AVX-512 multiply-adds, C++.
+  const isas = (["avx512-bf16", "avx512", "scalar"] as const).filter(
+    (isa, i, all) => i >= all.indexOf(widest as (typeof all)[number]),
+  );
+  afterEach(() => addon?.quantIsa?.(widest as (typeof isas)[number]));
+
+  it("reports the widest path and takes a cap", () => {
+    expect(addon?.quantIsa?.("scalar")).toBe("scalar");
+    expect(() => addon?.quantIsa?.("avx2" as "scalar")).toThrow(/avx512-bf16, avx512 or scalar/);
+  });
+
+  const combos = isas.flatMap((isa) =>
+    (["bf16", "int8"] as const).flatMap((dtype) =>
+      (["f32", "bf16"] as const).map((activations) => [dtype, activations, isa] as const),
+    ),
+  );
+  it.each(combos)(
+    "%s weights, %s activations, %s path: match the TypeScript reference to rounding",
+    (dtype, activations, isa) => {
+      expect(addon?.quantIsa?.(isa)).toBe(isa);
       for (const [m, n, k] of [
         [1, 9, 64],
         [6, 5, 96],

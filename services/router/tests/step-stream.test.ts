@@ -89,6 +89,7 @@ describe("WorkerConnection's step stream against a worker process", () => {
 
   it("a step past its deadline rejects with DEADLINE_EXCEEDED; the next one gets through", async () => {
     const prompt = Array.from({ length: 120 }, (_, i) => 1 + ((i * 37) % 500));
+    const streamsBefore = connection.stepStreamsOpened;
     const slow = connection.step(
       StepRequest.fromPartial({
         stepId: 1,
@@ -111,6 +112,7 @@ describe("WorkerConnection's step stream against a worker process", () => {
       if (!answered) await new Promise((r) => setTimeout(r, 20));
     }
     expect(answered).toBe(true);
-    expect(connection.stepStreamsOpened).toBeGreaterThanOrEqual(4);
+    // The missed deadline dropped the stream: the steps after it opened at least one more.
+    expect(connection.stepStreamsOpened).toBeGreaterThan(streamsBefore);
   });
 });

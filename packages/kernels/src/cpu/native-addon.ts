@@ -94,8 +94,11 @@ export interface NativeAddon {
     numThreads: number,
     bf16Activations: boolean,
   ): void;
-  /** "avx512-bf16", "avx512" or "scalar": the path matmulQuant takes on this CPU. */
-  quantIsa?(): string;
+  /**
+   * "avx512-bf16", "avx512" or "scalar": the widest path matmulQuant takes on this CPU. With
+   * `cap`, first limits later products to that path or narrower (tests of the narrower paths).
+   */
+  quantIsa?(cap?: "avx512-bf16" | "avx512" | "scalar"): string;
   /**
    * Paged attention (see PagedAttention.run) for every sequence whose queryLen is below
    * skipQueryLen (0: all); other rows of out are untouched. Throws RangeError when a block

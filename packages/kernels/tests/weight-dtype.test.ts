@@ -100,12 +100,12 @@ const hasNativeQuant = requireAvailable(
 
 describe.runIf(hasNativeQuant)("the native quantized product (quant-matmul.cc)", () => {
   const addon = tryLoadNativeAddon();
-  const widest = addon?.quantIsa?.() ?? "scalar";
+  const paths = ["avx512-bf16", "avx512", "scalar"] as const;
+  type QuantPath = (typeof paths)[number];
+  const widest = (addon?.quantIsa?.() ?? "scalar") as QuantPath;
   // Every path this CPU has, narrowest last: pair dot products, AVX-512 multiply-adds, C++.
-  const isas = (["avx512-bf16", "avx512", "scalar"] as const).filter(
-    (isa, i, all) => i >= all.indexOf(widest as (typeof all)[number]),
-  );
-  afterEach(() => addon?.quantIsa?.(widest as (typeof isas)[number]));
+  const isas = paths.slice(Math.max(0, paths.indexOf(widest)));
+  afterEach(() => addon?.quantIsa?.(widest));
 
   it("reports the widest path and takes a cap", () => {
     expect(addon?.quantIsa?.("scalar")).toBe("scalar");

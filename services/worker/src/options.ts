@@ -55,7 +55,7 @@ export interface WorkerOptions {
   readonly weightDtype: WeightDtype;
   /**
    * What bf16/int8 projections multiply activations as (KILN_ACTIVATION_DTYPE,
-   * --activation-dtype; auto: bf16 for bf16 weights, else f32).
+   * --activation-dtype; auto: bf16 for bf16/int8 weights, f32 for f32).
    */
   readonly activationDtype: ActivationDtype;
   /** How the KV pool stores K and V (KILN_KV_CACHE_DTYPE, --kv-cache-dtype; f32): f32 or bf16. */

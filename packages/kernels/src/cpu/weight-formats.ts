@@ -25,11 +25,12 @@ export const ACTIVATION_DTYPES: readonly ActivationDtype[] = ["f32", "bf16"];
 
 /**
  * Parses a KILN_ACTIVATION_DTYPE / --activation-dtype value: "f32", "bf16", or "auto" (the
- * default), which is bf16 for bf16 weights (already rounded to bfloat16 themselves) and f32
- * otherwise. Throws Error naming the choices.
+ * default): bf16 for bf16 and int8 weights (whoever picks a compact format has traded exactness
+ * for speed; the golden tokens stay exact either way), f32 for f32 weights. Throws Error naming
+ * the choices.
  */
 export function parseActivationDtype(value: string, weights: WeightDtype): ActivationDtype {
-  if (value === "auto") return weights === "bf16" ? "bf16" : "f32";
+  if (value === "auto") return weights === "f32" ? "f32" : "bf16";
   if ((ACTIVATION_DTYPES as readonly string[]).includes(value)) return value as ActivationDtype;
   throw new Error(
     `bad activation dtype "${value}": expected one of auto, ${ACTIVATION_DTYPES.join(", ")}`,

@@ -326,18 +326,19 @@ const uint16_t* bf16Panel(const QuantJob& job, int64_t p) {
   return job.bf16 + p * job.pairs * 2 * kPanel;
 }
 
-// Writes panel p's weights as f32 [2·Kp][32] into w.
-KILN_AVX512 void widenPanelF32(const QuantJob& job, int64_t p, float* w) {
-  Int8Source i8 = job.q != nullptr ? int8Panel(job, p) : Int8Source();
-  const Bf16Source b16{job.q != nullptr ? nullptr : bf16Panel(job, p)};
-  for (int64_t kp = 0; kp < job.pairs; kp++) {
-    if (job.q != nullptr && kp % kPairsPerGroup == 0) i8.setGroup(kp / kPairsPerGroup);
-    const PairWeights v = job.q != nullptr ? i8.load(kp) : b16.load(kp);
-    float* at = w + kp * 2 * kPanel;
-    _mm512_storeu_ps(at, v.e0);
-    _mm512_storeu_ps(at + 16, v.e1);
-    _mm512_storeu_ps(at + kPanel, v.o0);
-    _mm512_storeu_ps(at + kPanel + 16, v.o1);
+// Writes the panel src reads as f32 [2·Kp][32] into w.
+template <typename Source>
+KILN_AVX512 void widenPanelF32(const QuantJob& job, Source src, float* w) {
+  for (int64_t g = 0, start = 0; start < job.pairs; g++, start += kPairsPerGroup) {
+    src.setGroup(g);
+    for (int64_t kp = start; kp < std::min(start + kPairsPerGroup, job.pairs); kp++) {
+      const PairWeights v = src.load(kp);
+      float* at = w + kp * 2 * kPanel;
+      _mm512_storeu_ps(at, v.e0);
+      _mm512_storeu_ps(at + 16, v.e1);
+      _mm512_storeu_ps(at + kPanel, v.o0);
+      _mm512_storeu_ps(at + kPanel + 16, v.o1);
+    }
   }
 }
 
@@ -377,7 +378,11 @@ KILN_AVX512 void runPanelsAvx512(const QuantJob& job, int64_t begin, int64_t end
       panelRowsDot(job, p, bits, job.scales + p * job.groups * kPanel);
     } else if (job.m >= kWidenRows) {
       float* w = threadScratch<float, Slot::kPanel>(panelLen);
-      widenPanelF32(job, p, w);
+      if (job.q != nullptr) {
+        widenPanelF32(job, int8Panel(job, p), w);
+      } else {
+        widenPanelF32(job, Bf16Source{bf16Panel(job, p)}, w);
+      }
       panelRowsF32(job, p, F32Source{w});
     } else if (job.q != nullptr) {
       panelRowsF32(job, p, int8Panel(job, p));

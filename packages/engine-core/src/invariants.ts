@@ -63,7 +63,7 @@ function checkRunningSeq<S>(state: EngineState<S>, seq: Sequence<S>): void {
   invariant(seq.tokenIds.length <= state.config.maxModelLen, "sequences fit maxModelLen", where);
   invariant(seq.blockIds.length * bs >= seq.numComputedTokens, "computed tokens have slots", where);
   invariant(
-    seq.blockIds.length <= Math.ceil(seq.tokenIds.length / bs),
+    seq.blockIds.length <= Math.ceil((seq.tokenIds.length + seq.numAheadTokens) / bs),
     "no block beyond the known tokens",
     where,
   );

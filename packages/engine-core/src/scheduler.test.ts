@@ -339,3 +339,82 @@ describe("Scheduler: abort and the plan/commit contract", () => {
     expect(s.stats()).toMatchObject({ prefixCacheQueryTokens: 9, prefixCacheHitTokens: 0 });
   });
 });
+
+describe("Scheduler: planning ahead (overlapped steps)", () => {
+  it("plans step N + 1 while N is pending, its input the token N samples, then commits both", () => {
+    const s = tiny();
+    add(s, "a", range(100, 104), { maxTokens: 10 }); // 4 prompt tokens fill block 0
+    const first = s.schedule();
+    const ahead = s.scheduleAhead();
+    expect(ahead).not.toBeNull();
+    expect(ahead!.stepId).toBe(first.stepId + 1);
+    // Position 4 (the first sampled token) needs block 1: taken now, sent as a delta.
+    expect(brief(ahead!)).toEqual([
+      { seq: 0, q: 1, ctx: 5, isNew: false, newBlocks: [1], sample: 1 },
+    ]);
+    expect(ahead!.seqs[0]!.isInputPending).toBe(true);
+    expect(ahead!.seqs[0]!.tokenIds).toEqual([]);
+    s.checkInvariants();
+    expect(s.scheduleAhead()).toBeNull(); // one plan ahead at a time
+    expect(() => s.schedule()).toThrow(InvariantError);
+    expect(() => commitAll(s, ahead!)).toThrow(InvariantError); // in order
+    expect(commitAll(s, first, 7).map((e) => e.kind)).toEqual(["token"]);
+    // The ahead plan is now the pending one, and the next is planned ahead of it.
+    const second = s.scheduleAhead();
+    expect(brief(second!)).toEqual([
+      { seq: 0, q: 1, ctx: 6, isNew: false, newBlocks: [], sample: 2 },
+    ]);
+    const events = commitAll(s, ahead!, 8);
+    expect(events).toMatchObject([{ kind: "token", outputIndex: 1, sampled: { tokenId: 8 } }]);
+    commitAll(s, second!, 9);
+    expect(s.stats().numUsedBlocks).toBe(2);
+  });
+
+  it("refuses while a sequence waits, a prefill chunk runs, or no plan is pending", () => {
+    const s = tiny({ maxNumSeqs: 1 });
+    expect(s.scheduleAhead()).toBeNull();
+    add(s, "a", range(100, 110)); // 10 tokens, budget 8: a chunk without a sample first
+    add(s, "b", [1, 2]); // waits for the one slot
+    const chunk = s.schedule();
+    expect(s.scheduleAhead()).toBeNull();
+    commitAll(s, chunk);
+    const last = s.schedule(); // the last two prompt tokens, sampled; b still waits
+    expect(last.seqs[0]!.sample).not.toBeNull();
+    expect(s.scheduleAhead()).toBeNull();
+  });
+
+  it("leaves out a sequence certain to finish, and plans nothing when that is every one", () => {
+    const s = tiny();
+    add(s, "a", [1, 2, 3], { maxTokens: 1 });
+    add(s, "b", [4, 5, 6], { maxTokens: 3 });
+    const first = s.schedule();
+    const ahead = s.scheduleAhead()!;
+    expect(ahead.seqs.map((seq) => seq.requestId)).toEqual(["b"]);
+    commitAll(s, first);
+    const next = s.scheduleAhead()!;
+    commitAll(s, ahead);
+    // b's third token is its last: nothing left to plan ahead of `next`.
+    expect(s.scheduleAhead()).toBeNull();
+    const events = commitAll(s, next);
+    expect(events.map((e) => e.kind)).toEqual(["token", "finished"]);
+    expect(s.stats().numUsedBlocks).toBe(0);
+  });
+
+  it("ignores the ahead result of a sequence that stopped or was aborted, and frees its slot", () => {
+    const s = tiny();
+    add(s, "a", range(100, 104), { eosTokenIds: [2] });
+    add(s, "b", range(200, 204));
+    const first = s.schedule();
+    const ahead = s.scheduleAhead()!;
+    expect(ahead.seqs).toHaveLength(2);
+    expect(s.stats().numUsedBlocks).toBe(4); // two prompt blocks, two ahead slots
+    // a samples EOS in the first step; b is aborted while the ahead step is in flight.
+    s.commit(first, [{ tokenId: 2 }, { tokenId: 1 }]);
+    expect(s.abortRequest(asRequestId("b"))).toBe(true);
+    expect(s.stats().numUsedBlocks).toBe(0);
+    expect(s.commit(ahead, [{ tokenId: 3 }, { tokenId: 3 }])).toEqual([]);
+    s.checkInvariants();
+    // The worker still holds both: the next plan drops them.
+    expect(s.schedule().finishedSeqIds).toEqual([asSeqId(0), asSeqId(1)]);
+  });
+});

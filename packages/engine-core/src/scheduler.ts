@@ -6,6 +6,7 @@ import type { AdapterId, RequestId } from "./ids";
 import { checkEngineInvariants } from "./invariants";
 import { KvCacheManager } from "./kv-cache-manager";
 import { LoraSlots } from "./lora-slots";
+import { planAhead } from "./plan-ahead";
 import { type PlannedStep, planStep } from "./planner";
 import { cacheNamespace } from "./prefix-cache";
 import { insertSorted, RequestState, type Sequence } from "./sequence";
@@ -31,8 +32,9 @@ import { reject, tryRejectRequest } from "./validate-request";
  * sequence of calls.
  *
  * The step contract: `schedule()` returns a plan, the router runs it on the worker, then calls
- * `commit(plan, sampled)` before the next `schedule()`. `addRequest` and `abortRequest` may be
- * called at any time, including between a plan and its commit.
+ * `commit(plan, sampled)` before the next `schedule()`. With overlapped steps, `scheduleAhead()`
+ * plans the next step while one is pending, and the two are committed in order. `addRequest` and
+ * `abortRequest` may be called at any time, including between a plan and its commit.
  *
  * `S` is the sampling-params type (opaque, passed through); `T` the worker's per-token result
  * (token id plus logprobs, passed through in token events).
@@ -64,6 +66,16 @@ export interface StepScheduler<S, T extends SampledTokenLike> {
    * `schedule()`) and `sample.outputTokenIds` (which grows at commit).
    */
   schedule(): StepPlan<S>;
+  /**
+   * Overlapped steps (ADR 0021): plans the step after the pending one before that one is
+   * committed, for the sequences it samples, each decoding the token it samples there (the
+   * worker fills it in: `ScheduledSeq.isInputPending`). Null, changing nothing, when no plan is
+   * pending, one is already planned ahead, or the next step depends on the pending one's outcome
+   * (see plan-ahead.ts); plan normally after the commit then. `canRunAhead` may veto a request
+   * (the router's: one with a grammar). Commit the pending plan first, then this one: after the
+   * first commit it is the pending plan, and another may be planned ahead of it.
+   */
+  scheduleAhead(canRunAhead?: (requestId: RequestId) => boolean): StepPlan<S> | null;
   /**
    * Applies the worker's results, given either aligned with `plan.seqs` (`sampled[i]` for
    * `plan.seqs[i]`, null where no sample was planned) or keyed by sequence id. Returns events in
@@ -97,6 +109,8 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
 {
   private readonly state: EngineState<S>;
   private pending: PlannedStep<S> | null = null;
+  /** Planned while `pending` runs (scheduleAhead); pending once that one is committed. */
+  private ahead: PlannedStep<S> | null = null;
   private lastPlan: StepPlan<S> | null = null;
   /** Preempted by plans without sequences (never committed): reported at the next commit. */
   private readonly deferredPreempted: Sequence<S>[] = [];
@@ -195,6 +209,15 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
     return planned.plan;
   }
 
+  scheduleAhead(canRunAhead: (requestId: RequestId) => boolean = () => true): StepPlan<S> | null {
+    if (this.pending === null || this.ahead !== null) return null;
+    const planned = planAhead(this.state, this.pending, this.nextStepId, canRunAhead);
+    if (planned === null) return null;
+    this.nextStepId++;
+    this.ahead = planned;
+    return planned.plan;
+  }
+
   commit(plan: StepPlan<S>, sampled: StepResults<T>): EngineEvent<T>[] {
     if (this.pending === null && plan === this.lastPlan && plan.seqs.length === 0) {
       const preempted = this.deferredPreempted.splice(0);
@@ -204,8 +227,11 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
     const preempted = [...this.deferredPreempted, ...pending.preempted];
     // commitStep validates before it mutates: when it throws, the plan stays pending.
     const events = commitStep(this.state, { ...pending, preempted }, sampled);
-    this.pending = null;
     this.deferredPreempted.length = 0;
+    // The token that fills each ahead slot was appended above (or its sequence finished).
+    for (const seq of this.ahead?.seqs ?? []) seq.numAheadTokens = 0;
+    this.pending = this.ahead;
+    this.ahead = null;
     return events;
   }
 

@@ -113,6 +113,11 @@ export class Sequence<S> implements KvSeq {
   /** Trailing blocks the worker must drop from its table (released after a verification). */
   numBlocksToDrop = 0;
   draft: StepDraft<S> | null = null;
+  /**
+   * Slots held beyond the known tokens: 1 between a plan made ahead (plan-ahead.ts) and the
+   * commit of the step before it, which appends the token that fills the slot; 0 otherwise.
+   */
+  numAheadTokens = 0;
 
   constructor(
     id: SeqId,

@@ -131,8 +131,13 @@ export interface ScheduledSeq<S> {
    * it builds the block table from `newBlockIds`, which then holds the whole table.
    */
   readonly isNew: boolean;
-  /** [queryLen] the token ids to compute. */
+  /** [queryLen] the token ids to compute; empty when `isInputPending`. */
   readonly tokenIds: readonly number[];
+  /**
+   * Planned ahead (`Scheduler.scheduleAhead`, overlapped steps): a decode whose one input token
+   * is the token this sequence samples in the step before, which the worker fills in.
+   */
+  readonly isInputPending?: boolean;
   readonly queryLen: number;
   /** Tokens in the KV cache once this step ran (cached + computed before + this query). */
   readonly contextLen: number;

@@ -46,8 +46,11 @@ export interface FakeWorkerOptions {
   readonly vocabSize: number;
   /** The namespace of a request (to seed its K/V chain). */
   readonly namespaceOf: (seq: ScheduledSeq<unknown>) => string;
-  /** Every token of the sequence known before this step's sample: checks its whole context. */
-  readonly tokensOf?: (seq: ScheduledSeq<unknown>) => readonly number[];
+  /**
+   * Every token of the sequence known before this step's sample: checks its whole context.
+   * Undefined for a sequence not to check (aborted before its tokens were committed).
+   */
+  readonly tokensOf?: (seq: ScheduledSeq<unknown>) => readonly number[] | undefined;
 }
 
 export interface FakeToken {
@@ -62,6 +65,8 @@ export interface FakeToken {
  */
 export class FakeWorker {
   readonly tables = new Map<SeqId, BlockId[]>();
+  /** The last token sampled per sequence: the input of a step planned ahead (isInputPending). */
+  private readonly lastSampled = new Map<SeqId, number>();
   private readonly kv: Int32Array; // [numBlocks × blockSize] fake K/V per slot, 0 = unwritten
   private readonly options: FakeWorkerOptions;
 
@@ -70,35 +75,48 @@ export class FakeWorker {
     this.kv = new Int32Array(options.numBlocks * options.blockSize);
   }
 
-  step(plan: StepPlan<unknown>): (FakeToken | null)[] {
+  /**
+   * Runs `plan`. `blockTables` (aligned with `plan.seqs`): the tables as planned, when the plan's
+   * live views may have grown since (a step planned ahead of this one's run took a slot).
+   */
+  step(
+    plan: StepPlan<unknown>,
+    blockTables: readonly (readonly BlockId[])[] = plan.seqs.map((seq) => seq.blockTable),
+  ): (FakeToken | null)[] {
     for (const id of [...plan.finishedSeqIds, ...plan.preemptedSeqIds]) {
       if (!this.tables.delete(id)) throw new Error(`drop of unknown seq ${id}`);
+      this.lastSampled.delete(id);
     }
     const bs = this.options.blockSize;
     for (const { src, dst } of plan.blockCopies) {
       this.kv.copyWithin(dst * bs, src * bs, (src + 1) * bs);
     }
     const written = new Map<number, SeqId>();
-    const results = plan.seqs.map((seq) => this.runSeq(seq, written));
+    const results = plan.seqs.map((seq, i) => this.runSeq(seq, blockTables[i]!, written));
     for (const seq of plan.seqs) this.checkContext(seq);
     return results;
   }
 
-  private runSeq(seq: ScheduledSeq<unknown>, written: Map<number, SeqId>): FakeToken | null {
-    const table = this.applyDelta(seq);
+  private runSeq(
+    seq: ScheduledSeq<unknown>,
+    planned: readonly BlockId[],
+    written: Map<number, SeqId>,
+  ): FakeToken | null {
+    const table = this.applyDelta(seq, planned);
     const bs = this.options.blockSize;
     const slotOf = (pos: number): number => table[Math.floor(pos / bs)]! * bs + (pos % bs);
     const start = seq.contextLen - seq.queryLen;
     let previous =
       start === 0 ? seedKv(this.options.namespaceOf(seq)) : this.kv[slotOf(start - 1)]!;
     if (previous === 0) throw new Error(`seq ${seq.seqId} reads unwritten slot ${start - 1}`);
+    const tokenIds = seq.isInputPending ? [this.lastSampledOf(seq.seqId)] : seq.tokenIds;
     for (let j = 0; j < seq.queryLen; j++) {
       const slot = slotOf(start + j);
       const writer = written.get(slot);
       if (writer !== undefined)
         throw new Error(`slot ${slot} written by ${writer} and ${seq.seqId}`);
       written.set(slot, seq.seqId);
-      previous = mixKv(previous, seq.tokenIds[j]!);
+      previous = mixKv(previous, tokenIds[j]!);
       this.kv[slot] = previous;
     }
     if (seq.sample === null) return null;
@@ -108,15 +126,22 @@ export class FakeWorker {
       this.options.vocabSize,
       seq.sample.bannedTokenIds,
     );
+    this.lastSampled.set(seq.seqId, tokenId);
     return { tokenId, logprob: -1 };
   }
 
-  private applyDelta(seq: ScheduledSeq<unknown>): BlockId[] {
+  private lastSampledOf(seqId: SeqId): number {
+    const tokenId = this.lastSampled.get(seqId);
+    if (tokenId === undefined) throw new Error(`seq ${seqId} has no sampled token to continue`);
+    return tokenId;
+  }
+
+  private applyDelta(seq: ScheduledSeq<unknown>, planned: readonly BlockId[]): BlockId[] {
     const known = this.tables.get(seq.seqId);
     if (!seq.isNew && known === undefined) throw new Error(`seq ${seq.seqId} unknown to worker`);
     const table = seq.isNew ? [...seq.newBlockIds] : [...known!, ...seq.newBlockIds];
-    if (table.join() !== seq.blockTable.join()) {
-      throw new Error(`seq ${seq.seqId}: delta table ${table} != plan table ${seq.blockTable}`);
+    if (table.join() !== planned.join()) {
+      throw new Error(`seq ${seq.seqId}: delta table ${table} != plan table ${planned}`);
     }
     this.tables.set(seq.seqId, table);
     return table;

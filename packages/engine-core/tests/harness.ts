@@ -34,6 +34,15 @@ export class Harness {
   readonly vocabSize: number;
   numSteps = 0;
   numPreemptedEvents = 0;
+  /** Steps planned ahead (`isAhead`), counted when they run. */
+  numAheadSteps = 0;
+  /**
+   * Overlapped steps: each step plans the next one ahead (scheduleAhead) before the worker runs
+   * it, and that plan runs after this one's commit, as the router's engine loop does.
+   */
+  isAhead = false;
+  /** The plan made ahead during the last step; the next step runs it. */
+  private aheadPlan: StepPlan<Sampling> | null = null;
   private nextId = 0;
 
   constructor(config: Omit<SchedulerConfig, "clock">, vocabSize = 64) {
@@ -71,18 +80,26 @@ export class Harness {
     return isAborted;
   }
 
+  /** The next plan: the one made ahead, if any, else a fresh `schedule()`. */
   plan(): StepPlan<Sampling> {
-    const plan = this.scheduler.schedule();
+    const ahead = this.aheadPlan;
+    this.aheadPlan = null;
+    if (ahead !== null) this.numAheadSteps++;
+    const plan = ahead ?? this.scheduler.schedule();
     expect(plan.numScheduledTokens).toBeLessThanOrEqual(this.config.maxNumBatchedTokens);
     expect(plan.seqs.length).toBeLessThanOrEqual(this.config.maxNumSeqs);
     const sum = plan.seqs.reduce((n, seq) => n + seq.queryLen, 0);
     expect(sum).toBe(plan.numScheduledTokens);
+    for (const seq of plan.seqs) expect(seq.contextLen).toBeLessThanOrEqual(this.config.maxModelLen);
     return plan;
   }
 
   /** Runs the plan on the fake worker and commits; `between` runs in the gap (aborts). */
   execute(plan: StepPlan<Sampling>, between?: () => void): EngineEvent<FakeToken>[] {
-    const results = this.worker.step(plan);
+    // Tables as sent: planning ahead may append a slot's block to the live views.
+    const blockTables = plan.seqs.map((seq) => [...seq.blockTable]);
+    if (this.isAhead) this.aheadPlan = this.scheduler.scheduleAhead();
+    const results = this.worker.step(plan, blockTables);
     between?.();
     const events = this.scheduler.commit(plan, results);
     this.record(events);
@@ -96,7 +113,7 @@ export class Harness {
 
   /** Steps until nothing is left; fails after `maxSteps`. */
   drain(maxSteps: number, check = true): void {
-    for (let i = 0; this.scheduler.hasPendingWork(); i++) {
+    for (let i = 0; this.scheduler.hasPendingWork() || this.aheadPlan !== null; i++) {
       if (i >= maxSteps) throw new Error(`not drained after ${maxSteps} steps`);
       this.step();
       if (check) this.scheduler.checkInvariants();
@@ -127,8 +144,10 @@ export class Harness {
     return `${request.adapterId ?? ""}|${request.cacheSalt ?? ""}`;
   }
 
-  private tokensOf(seq: ScheduledSeq<unknown>): number[] {
+  private tokensOf(seq: ScheduledSeq<unknown>): number[] | undefined {
     const record = this.requests.get(seq.requestId)!;
+    // Aborted while a step planned ahead was in flight: that step ran without its committed token.
+    if (record.isAborted) return undefined;
     return [...record.request.promptTokenIds, ...record.outputs[seq.seqIndex]!];
   }
 

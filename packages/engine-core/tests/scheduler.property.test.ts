@@ -58,7 +58,11 @@ function apply(h: Harness, cmd: Command, ids: RequestId[]): void {
 }
 
 describe("Scheduler properties (random add / step / abort / commit)", () => {
-  it("keeps every invariant, finishes every request once and frees every block", () => {
+  let numAheadSteps = 0;
+  it.each([
+    ["one plan at a time", false],
+    ["each step planned ahead of the last one's commit (overlapped steps)", true],
+  ])("%s: keeps every invariant, finishes every request once and frees every block", (_, isAhead) => {
     fc.assert(
       fc.property(
         fc.array(command, { maxLength: 50 }),
@@ -71,6 +75,7 @@ describe("Scheduler properties (random add / step / abort / commit)", () => {
             maxNumSeqs: 4,
             maxModelLen: 28,
           });
+          h.isAhead = isAhead;
           const ids: RequestId[] = [];
           for (const cmd of commands) {
             apply(h, cmd, ids);
@@ -86,9 +91,13 @@ describe("Scheduler properties (random add / step / abort / commit)", () => {
             });
           }
           expect(h.worker.tables.size).toBe(0);
+          numAheadSteps += h.numAheadSteps;
         },
       ),
       { numRuns: 150 },
     );
+    // Planned ahead for real (not always refused), and never without the switch.
+    if (isAhead) expect(numAheadSteps).toBeGreaterThan(150);
+    else expect(numAheadSteps).toBe(0);
   });
 });

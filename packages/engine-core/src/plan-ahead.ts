@@ -1,7 +1,7 @@
 import type { EngineState } from "./engine-state";
 import { InvariantError } from "./errors";
 import type { RequestId } from "./ids";
-import type { PlannedStep } from "./planner";
+import { assignLoraSlots, type PlannedStep } from "./planner";
 import type { Sequence } from "./sequence";
 import type { PlannedSample, ScheduledSeq, StepPlan } from "./types";
 
@@ -54,10 +54,14 @@ export function planAhead<S>(
     }
     seq.numAheadTokens = 1;
     seqs.push(seq);
-    entries.push(aheadEntry(seq, pending.plan.seqs[i]!.loraSlot));
+    entries.push(aheadEntry(seq));
     state.fairQueue.charge(seq.request.tenant, seq.request.tenantWeight, 1);
   });
   if (seqs.length === 0) return null;
+  // The adapters are those of step N, resident since: this only marks them used, as a plan does.
+  if (assignLoraSlots(state, entries).length > 0) {
+    throw new InvariantError("the adapters of a step planned ahead are resident");
+  }
   const plan: StepPlan<S> = {
     stepId,
     seqs: entries,
@@ -92,7 +96,7 @@ function isCertainToFinish<S>(state: EngineState<S>, seq: Sequence<S>): boolean 
 }
 
 /** The entry of a sequence decoding the token its previous step samples (see ScheduledSeq). */
-function aheadEntry<S>(seq: Sequence<S>, loraSlot: number): ScheduledSeq<S> {
+function aheadEntry<S>(seq: Sequence<S>): ScheduledSeq<S> {
   const request = seq.request;
   const newBlockIds = seq.blockIds.slice(seq.numBlocksOnWorker);
   seq.numBlocksOnWorker = seq.blockIds.length;
@@ -111,7 +115,7 @@ function aheadEntry<S>(seq: Sequence<S>, loraSlot: number): ScheduledSeq<S> {
     requestId: request.id,
     seqIndex: seq.index,
     adapterId: request.adapterId,
-    loraSlot,
+    loraSlot: -1, // set by assignLoraSlots
     isNew: false,
     tokenIds: NO_TOKENS,
     isInputPending: true,

@@ -191,7 +191,7 @@ function buildPlan<S>(state: EngineState<S>, work: StepWork<S>, stepId: number):
 }
 
 /** Gives each entry its adapter's LoRA slot (in place) and returns the loads this needs. */
-function assignLoraSlots<S>(state: EngineState<S>, entries: ScheduledSeq<S>[]): LoraLoad[] {
+export function assignLoraSlots<S>(state: EngineState<S>, entries: ScheduledSeq<S>[]): LoraLoad[] {
   if (state.lora === null) return [];
   const adapters = new Set<AdapterId>();
   for (const e of entries) if (e.adapterId !== null) adapters.add(e.adapterId);

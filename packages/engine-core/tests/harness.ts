@@ -90,7 +90,8 @@ export class Harness {
     expect(plan.seqs.length).toBeLessThanOrEqual(this.config.maxNumSeqs);
     const sum = plan.seqs.reduce((n, seq) => n + seq.queryLen, 0);
     expect(sum).toBe(plan.numScheduledTokens);
-    for (const seq of plan.seqs) expect(seq.contextLen).toBeLessThanOrEqual(this.config.maxModelLen);
+    for (const seq of plan.seqs)
+      expect(seq.contextLen).toBeLessThanOrEqual(this.config.maxModelLen);
     return plan;
   }
 

@@ -62,42 +62,45 @@ describe("Scheduler properties (random add / step / abort / commit)", () => {
   it.each([
     ["one plan at a time", false],
     ["each step planned ahead of the last one's commit (overlapped steps)", true],
-  ])("%s: keeps every invariant, finishes every request once and frees every block", (_, isAhead) => {
-    fc.assert(
-      fc.property(
-        fc.array(command, { maxLength: 50 }),
-        fc.integer({ min: 8, max: 12 }),
-        (commands, numBlocks) => {
-          const h = new Harness({
-            numBlocks,
-            blockSize: 4,
-            maxNumBatchedTokens: 6,
-            maxNumSeqs: 4,
-            maxModelLen: 28,
-          });
-          h.isAhead = isAhead;
-          const ids: RequestId[] = [];
-          for (const cmd of commands) {
-            apply(h, cmd, ids);
-            h.scheduler.checkInvariants();
-          }
-          h.drain(3000);
-          expect(h.scheduler.stats()).toMatchObject({ numUsedBlocks: 0, numRunningSeqs: 0 });
-          for (const [id, record] of h.requests) {
-            expect(record.numFinishes, `request ${id}`).toBe(1);
-            record.outputs.forEach((out, index) => {
-              expect(out).toEqual(h.expectedOutput(id, index, out.length));
-              if (!record.isAborted) expect(out.length).toBeGreaterThan(0);
+  ])(
+    "%s: keeps every invariant, finishes every request once and frees every block",
+    (_, isAhead) => {
+      fc.assert(
+        fc.property(
+          fc.array(command, { maxLength: 50 }),
+          fc.integer({ min: 8, max: 12 }),
+          (commands, numBlocks) => {
+            const h = new Harness({
+              numBlocks,
+              blockSize: 4,
+              maxNumBatchedTokens: 6,
+              maxNumSeqs: 4,
+              maxModelLen: 28,
             });
-          }
-          expect(h.worker.tables.size).toBe(0);
-          numAheadSteps += h.numAheadSteps;
-        },
-      ),
-      { numRuns: 150 },
-    );
-    // Planned ahead for real (not always refused), and never without the switch.
-    if (isAhead) expect(numAheadSteps).toBeGreaterThan(150);
-    else expect(numAheadSteps).toBe(0);
-  });
+            h.isAhead = isAhead;
+            const ids: RequestId[] = [];
+            for (const cmd of commands) {
+              apply(h, cmd, ids);
+              h.scheduler.checkInvariants();
+            }
+            h.drain(3000);
+            expect(h.scheduler.stats()).toMatchObject({ numUsedBlocks: 0, numRunningSeqs: 0 });
+            for (const [id, record] of h.requests) {
+              expect(record.numFinishes, `request ${id}`).toBe(1);
+              record.outputs.forEach((out, index) => {
+                expect(out).toEqual(h.expectedOutput(id, index, out.length));
+                if (!record.isAborted) expect(out.length).toBeGreaterThan(0);
+              });
+            }
+            expect(h.worker.tables.size).toBe(0);
+            numAheadSteps += h.numAheadSteps;
+          },
+        ),
+        { numRuns: 150 },
+      );
+      // Planned ahead for real (not always refused), and never without the switch.
+      if (isAhead) expect(numAheadSteps).toBeGreaterThan(150);
+      else expect(numAheadSteps).toBe(0);
+    },
+  );
 });

@@ -24,6 +24,7 @@ async function appWithMetrics(opts: Parameters<typeof makeApp>[0] = {}) {
           prefixCacheHits: 16,
           numPreemptions: 1,
           numRequestsRouted: 3,
+          numStepsPlannedAhead: 0,
           residentAdapters: [],
           runningAdapters: [],
           waitingAdapters: [],

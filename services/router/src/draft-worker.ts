@@ -179,6 +179,7 @@ export class DraftWorker {
           loraSlot: 0,
           draftTokenIds: [],
           numDroppedBlocks: 0,
+          isInputPending: false,
         };
       }),
       blockCopies: [],

@@ -36,6 +36,7 @@ export function planToWire(
       loraSlot: seq.loraSlot + 1,
       draftTokenIds: [...(seq.sample?.draftTokenIds ?? [])],
       numDroppedBlocks: seq.numDroppedBlocks ?? 0,
+      isInputPending: seq.isInputPending === true,
     });
   }
   return {

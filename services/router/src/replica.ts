@@ -2,6 +2,7 @@ import {
   asAdapterId,
   asRequestId,
   type NewRequest,
+  type RequestId,
   Scheduler,
   type SchedulerStats,
   type SeqAbortResult,
@@ -12,12 +13,15 @@ import {
 import {
   ErrorCode,
   type GrammarSpec,
+  PoolingType,
   type SampledToken,
   type SamplingParams,
   type SequenceFailure,
+  type StepRequest,
+  type StepResponse,
   type WorkerInfo,
 } from "@kiln/proto";
-import { type Context, type ReplicaLabels, ROOT_CONTEXT } from "@kiln/telemetry";
+import { type Context, isTracingEnabled, type ReplicaLabels, ROOT_CONTEXT } from "@kiln/telemetry";
 import type { DraftWorker } from "./draft-worker";
 import { planToWire } from "./plan-to-wire";
 import { batchYieldConfig } from "./priority-class";
@@ -25,6 +29,7 @@ import { finishedEvent, type RequestRecord } from "./request-record";
 import { checkStepResponse } from "./rpc/check-step-response";
 import { afterIo, collectEmits, emitAll, type PendingEmits } from "./step-emits";
 import { defaultRouterTelemetry, type RouterTelemetry } from "./telemetry/router-telemetry";
+import type { StepObserver } from "./telemetry/step-observer";
 import { describeGrpcError, type WorkerConnection } from "./worker-connection";
 
 /**
@@ -72,8 +77,22 @@ export interface ReplicaLimits {
   readonly speculation?: SpeculationConfig | null;
 }
 
+/** A step sent to the worker and not committed yet. */
+interface SentStep {
+  readonly plan: StepPlan<SamplingParams>;
+  readonly request: StepRequest;
+  readonly step: StepObserver;
+  /** Clock readings: planning began, the Step left. */
+  readonly scheduledAt: number;
+  readonly sentAt: number;
+  /** The worker's answer. */
+  readonly settled: Promise<StepResponse>;
+}
+
 export interface ReplicaCounters {
   numRequestsRouted: number;
+  /** Steps planned and sent while the step before them computed (ADR 0021). */
+  numStepsPlannedAhead: number;
 }
 
 /**
@@ -106,7 +125,7 @@ export class Replica {
   private eosTokenIds: readonly number[] = [];
   /** Metric labels: the worker's model and this replica's id. */
   private labels: ReplicaLabels = { model: "", replica: "" };
-  readonly counters: ReplicaCounters = { numRequestsRouted: 0 };
+  readonly counters: ReplicaCounters = { numRequestsRouted: 0, numStepsPlannedAhead: 0 };
   /** The worker reported draining (drain.ts): no new request is routed here. */
   isDraining = false;
   /** Draft-model speculation (ADR 0017): the replica's draft worker, when one is attached. */
@@ -354,65 +373,132 @@ export class Replica {
   }
 
   private async loop(generation: number): Promise<void> {
+    // A step planned ahead of the one in flight (overlapped steps): it runs next.
+    let next: SentStep | null = null;
     for (;;) {
-      // A step of an older generation may still run on the worker: never overlap Steps.
-      if (this.inFlightStep) await this.inFlightStep.catch(() => {});
-      const scheduler = this.scheduler;
-      if (!scheduler || generation !== this.generation) return;
-      // Only with a draft worker: otherwise planning follows the commit in the same turn.
-      if (this.draft !== null) {
-        await this.proposeDrafts(scheduler);
-        if (generation !== this.generation) return;
+      if (next === null) {
+        // A step of an older generation may still run on the worker: never overlap Steps.
+        if (this.inFlightStep) await this.inFlightStep.catch(() => {});
+        const scheduler = this.scheduler;
+        if (!scheduler || generation !== this.generation) return;
+        // Only with a draft worker: otherwise planning follows the commit in the same turn.
+        if (this.draft !== null) {
+          await this.proposeDrafts(scheduler);
+          if (generation !== this.generation) return;
+        }
+        const step = this.telemetry.startStep(this.labels, this.clock);
+        const scheduledAt = this.clock();
+        const plan = scheduler.schedule();
+        if (
+          plan.seqs.length === 0 &&
+          plan.finishedSeqIds.length + plan.preemptedSeqIds.length === 0
+        ) {
+          scheduler.commit(plan, []);
+          this.flushEmits();
+          return; // idle until a request is added or aborted
+        }
+        next = this.send(plan, step, scheduledAt);
       }
-      const step = this.telemetry.startStep(this.labels, this.clock);
-      const scheduledAt = this.clock();
-      const plan = scheduler.schedule();
-      const request = planToWire(plan, this.idToRecord, this.needsReset, this.instanceId ?? "");
-      if (plan.seqs.length === 0 && request.removedSeqIds.length === 0) {
-        scheduler.commit(plan, []);
-        this.flushEmits();
-        return; // idle until a request is added or aborted
+      const current: SentStep = next;
+      next = null;
+      const scheduler = this.scheduler!;
+      // Overlap: the step after this one is planned and sent while the worker computes this one
+      // (ADR 0021), when it does not depend on this one's outcome.
+      if (this.isPlanningAhead()) {
+        const step = this.telemetry.startStep(this.labels, this.clock);
+        const scheduledAt = this.clock();
+        const ahead = scheduler.scheduleAhead(this.canRunAhead);
+        if (ahead !== null) {
+          this.counters.numStepsPlannedAhead++;
+          next = this.send(ahead, step, scheduledAt, true);
+        }
       }
-      this.needsReset = false;
-      step.planned(plan);
-      const sentAt = this.clock();
-      const stepCall = step.execute((metadata) =>
-        this.currentConnection.step(request, this.limits.stepTimeoutMs, metadata),
-      );
-      this.inFlightStep = stepCall;
-      const settled = stepCall.finally(() => {
-        if (this.inFlightStep === stepCall) this.inFlightStep = null;
-      });
-      // Overlap: the previous step's events stream while the worker computes this one. One
-      // turn of the event loop first, so the Step has left before the emits take the thread.
+      // The previous step's events stream meanwhile. One turn of the event loop first, so the
+      // Step has left before the emits take the thread.
       if (this.pendingEmits) await afterIo().then(() => this.flushEmits());
-      const response = await settled;
+      const response = await current.settled;
       const receivedAt = this.clock();
       if (generation !== this.generation) return; // failed or reconnected meanwhile
-      const invalid = checkStepResponse(request, response, this.vocabLen);
-      if (invalid) throw new Error(`the worker sent an invalid step answer: ${invalid}`);
-      this.failRefusedSequences(plan, response.failures);
-      const seqIdToToken = new Map<number, StepResult<SampledToken>>();
-      for (const result of response.results) {
-        if (!result.token) continue;
-        // A verification's run of tokens (speculative decoding, ADR 0017), or the one token.
-        const tokens = result.nextTokens.length > 0 ? [result.token, ...result.nextTokens] : null;
-        seqIdToToken.set(result.seqId, tokens ?? result.token);
-      }
-      const sampled = plan.seqs.map((seq) => seqIdToToken.get(seq.seqId) ?? null);
-      const events = scheduler.commit(plan, sampled);
-      const numSampled = plan.seqs.reduce((n, seq) => n + (seq.sample !== null ? 1 : 0), 0);
-      scheduler.observeStepTime(plan.numScheduledTokens, receivedAt - scheduledAt, numSampled);
-      this.telemetry.specDecode.record(this.labels, scheduler.takeSpecOutcomes());
-      this.pendingEmits = { events, emits: collectEmits(events, this.idToRecord) };
-      if (!this.isOverlapped(plan)) this.flushEmits();
-      step.committed();
+      this.commitStep(scheduler, current, response);
       if (IS_STEP_PROFILE) {
-        const ms = { schedule: sentAt - scheduledAt, rpc: receivedAt - sentAt };
-        printStepProfile(plan, ms, response.computeSeconds, this.clock() - receivedAt);
+        const ms = {
+          schedule: current.sentAt - current.scheduledAt,
+          rpc: receivedAt - current.sentAt,
+        };
+        printStepProfile(current.plan, ms, response.computeSeconds, this.clock() - receivedAt);
       }
     }
   }
+
+  /** Sends a plan to the worker; the returned step settles with its answer. */
+  private send(
+    plan: StepPlan<SamplingParams>,
+    step: StepObserver,
+    scheduledAt: number,
+    isAhead = false,
+  ): SentStep {
+    const request = planToWire(plan, this.idToRecord, this.needsReset, this.instanceId ?? "");
+    this.needsReset = false;
+    step.planned(plan, isAhead);
+    const sentAt = this.clock();
+    const stepCall = step.execute((metadata) =>
+      this.currentConnection.step(request, this.limits.stepTimeoutMs, metadata),
+    );
+    this.inFlightStep = stepCall;
+    const settled = stepCall.finally(() => {
+      if (this.inFlightStep === stepCall) this.inFlightStep = null;
+    });
+    settled.catch(() => {}); // awaited by the loop, unless an earlier step failed first
+    return { plan, request, step, scheduledAt, sentAt, settled };
+  }
+
+  /** Checks the worker's answer to `sent` and commits it; its events stream later (flushEmits). */
+  private commitStep(
+    scheduler: Scheduler<SamplingParams, SampledToken>,
+    sent: SentStep,
+    response: StepResponse,
+  ): void {
+    const { plan, request } = sent;
+    const invalid = checkStepResponse(request, response, this.vocabLen);
+    if (invalid) throw new Error(`the worker sent an invalid step answer: ${invalid}`);
+    this.failRefusedSequences(plan, response.failures);
+    const seqIdToToken = new Map<number, StepResult<SampledToken>>();
+    for (const result of response.results) {
+      if (!result.token) continue;
+      // A verification's run of tokens (speculative decoding, ADR 0017), or the one token.
+      const tokens = result.nextTokens.length > 0 ? [result.token, ...result.nextTokens] : null;
+      seqIdToToken.set(result.seqId, tokens ?? result.token);
+    }
+    const sampled = plan.seqs.map((seq) => seqIdToToken.get(seq.seqId) ?? null);
+    const events = scheduler.commit(plan, sampled);
+    const numSampled = plan.seqs.reduce((n, seq) => n + (seq.sample !== null ? 1 : 0), 0);
+    scheduler.observeStepTime(plan.numScheduledTokens, this.clock() - sent.scheduledAt, numSampled);
+    this.telemetry.specDecode.record(this.labels, scheduler.takeSpecOutcomes());
+    this.pendingEmits = { events, emits: collectEmits(events, this.idToRecord) };
+    if (!this.isOverlapped(plan)) this.flushEmits();
+    sent.step.committed();
+  }
+
+  /**
+   * Whether the next step may be planned before the running one returns (ADR 0021): with async
+   * scheduling on, unless a step is traced (a traced step is a unary call, which cannot queue
+   * behind another) or a draft worker proposes (its drafts need the last token).
+   */
+  private isPlanningAhead(): boolean {
+    return this.limits.isAsyncScheduling !== false && this.draft === null && !isTracingEnabled();
+  }
+
+  /**
+   * Requests whose next step may be planned ahead: not one with a grammar (the worker's matcher
+   * may have ended on the pending token) or an embedding request.
+   */
+  private readonly canRunAhead = (requestId: RequestId): boolean => {
+    const record = this.idToRecord.get(requestId);
+    if (record === undefined) return false;
+    const isPooling =
+      (record.pooling ?? PoolingType.POOLING_TYPE_NONE) !== PoolingType.POOLING_TYPE_NONE;
+    return record.grammar === undefined && !isPooling;
+  };
 
   /**
    * Draft-model speculation: runs the draft worker for the decodes the scheduler would have it

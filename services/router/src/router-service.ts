@@ -177,6 +177,7 @@ export function createRouterService(replicas: ReplicaSet, limits: RouterLimits):
             prefixCacheHits: s?.prefixCacheHitTokens ?? 0,
             numPreemptions: s?.numPreemptions ?? 0,
             numRequestsRouted: replica.counters.numRequestsRouted,
+            numStepsPlannedAhead: replica.counters.numStepsPlannedAhead,
             residentAdapters: [...(s?.residentAdapters ?? [])],
             runningAdapters: [...(s?.runningAdapters ?? [])],
             waitingAdapters: [...(s?.waitingAdapters ?? [])],

@@ -24,11 +24,14 @@ export class WorkerConnection {
   private readonly client: WorkerClient;
   /** The open StepStream, created by the first untraced step and after each failure. */
   private stepStream: ClientDuplexStream<StepRequest, StepResponse> | null = null;
-  /** The step waiting for its answer on `stepStream` (steps never overlap). */
-  private pendingStep: {
+  /**
+   * Steps sent on `stepStream` and not answered yet, oldest first: the worker answers them in
+   * order (two at most: a step and the one planned ahead of it, ADR 0021).
+   */
+  private readonly pendingSteps: {
     readonly resolve: (res: StepResponse) => void;
     readonly reject: (err: unknown) => void;
-  } | null = null;
+  }[] = [];
   private numStepStreams = 0;
 
   constructor(readonly address: string) {
@@ -48,6 +51,9 @@ export class WorkerConnection {
    * unary Step call. Any other goes on the StepStream (ADR 0021, addendum), which saves the per-call
    * HTTP/2 stream set-up; a failure or a missed deadline rejects with the worker's status (a
    * ServiceError-like object) and closes the stream, and the next step opens a new one.
+   * A streamed step may be sent while the previous one runs (a step planned ahead, ADR 0021): the
+   * worker runs them in order, and a failure rejects both. Its deadline counts from its sending,
+   * so it includes the wait for the step before it.
    */
   step(req: StepRequest, timeoutMs: number, metadata = new Metadata()): Promise<StepResponse> {
     if (Object.keys(metadata.getMap()).length > 0) {
@@ -57,15 +63,12 @@ export class WorkerConnection {
         );
       });
     }
-    if (this.pendingStep !== null) {
-      return Promise.reject(streamError(status.FAILED_PRECONDITION, "a step is already running"));
-    }
     const stream = this.openStepStream();
     return new Promise<StepResponse>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.failStepStream(stream, streamError(status.DEADLINE_EXCEEDED, "Deadline exceeded"));
       }, timeoutMs);
-      this.pendingStep = {
+      this.pendingSteps.push({
         resolve: (res) => {
           clearTimeout(timer);
           resolve(res);
@@ -74,7 +77,7 @@ export class WorkerConnection {
           clearTimeout(timer);
           reject(err);
         },
-      };
+      });
       stream.write(req);
     });
   }
@@ -90,9 +93,7 @@ export class WorkerConnection {
     this.numStepStreams++;
     stream.on("data", (res: StepResponse) => {
       if (this.stepStream !== stream) return; // a late answer on a stream given up
-      const pending = this.pendingStep;
-      this.pendingStep = null;
-      pending?.resolve(res);
+      this.pendingSteps.shift()?.resolve(res);
     });
     stream.on("error", (err: ServiceError) => this.failStepStream(stream, err));
     stream.on("end", () =>
@@ -102,7 +103,7 @@ export class WorkerConnection {
     return stream;
   }
 
-  /** Rejects the waiting step with `err` and drops `stream` (if it is still the open one). */
+  /** Rejects the waiting steps with `err` and drops `stream` (if it is still the open one). */
   private failStepStream(
     stream: ClientDuplexStream<StepRequest, StepResponse>,
     err: unknown,
@@ -110,9 +111,7 @@ export class WorkerConnection {
     if (this.stepStream !== stream) return;
     this.stepStream = null;
     stream.cancel();
-    const pending = this.pendingStep;
-    this.pendingStep = null;
-    pending?.reject(err);
+    for (const pending of this.pendingSteps.splice(0)) pending.reject(err);
   }
 
   /**

@@ -44,7 +44,9 @@ describe("greedy goldens with async scheduling off", () => {
   it("16 concurrent streams reproduce the goldens while being preempted and chunked", async () => {
     expect(loadGolden().cases.length).toBeGreaterThan(0);
     await expectGoldenStreams(client, 16);
-    expect((await client.stats()).replicas[0]!.numPreemptions).toBeGreaterThan(0);
+    const [replica] = (await client.stats()).replicas;
+    expect(replica!.numPreemptions).toBeGreaterThan(0);
+    expect(replica!.numStepsPlannedAhead).toBe(0);
     await waitFor(
       async () => (await client.stats()).replicas[0]!.numUsedBlocks === 0,
       "every block free",

@@ -50,10 +50,26 @@ export class FakeConnection {
     return gate;
   }
 
+  /**
+   * The Step still unanswered, if any. Like the worker's StepStream, a Step sent behind another
+   * (planned ahead) runs after it, and fails when it fails (the stream ends).
+   */
+  private unanswered: Promise<void> | null = null;
+
   async step(req: StepRequest): Promise<StepResponse> {
     const gate = this.stepToGate.get(this.steps.length);
     this.steps.push(req);
-    if (gate) await gate.promise;
+    const before = this.unanswered;
+    const answered = (async () => {
+      if (before) await before;
+      if (gate) await gate.promise;
+    })();
+    this.unanswered = answered;
+    answered.then(
+      () => this.forget(answered),
+      () => this.forget(answered),
+    );
+    await answered;
     const token: SampledToken = {
       tokenId: this.tokenId,
       logprob: -1,
@@ -69,6 +85,10 @@ export class FakeConnection {
       computeSeconds: 0,
       failures: refused.map((s) => ({ seqId: s.seqId, message: "token id out of range" })),
     });
+  }
+
+  private forget(answered: Promise<void>): void {
+    if (this.unanswered === answered) this.unanswered = null;
   }
 
   info(): Promise<WorkerInfo> {

@@ -57,6 +57,11 @@ describe("greedy goldens through preemption and chunked prefill", () => {
     // The pressure was real: sequences were preempted and recomputed...
     expect(after!.numPreemptions).toBeGreaterThan(0);
     expect(await scrapeSum(routerMetricsPort, "kiln_num_preemptions_total")).toBeGreaterThan(0);
+    // ...steps were planned ahead of the previous one's return (async scheduling is on)...
+    expect(after!.numStepsPlannedAhead).toBeGreaterThan(0);
+    expect(await scrapeSum(routerMetricsPort, "kiln_steps_planned_ahead_total")).toBe(
+      after!.numStepsPlannedAhead,
+    );
     // ...no step computed more than the budget, so the 12-token prompt was prefilled in chunks...
     const numSteps = await scrapeSum(routerMetricsPort, "kiln_iteration_tokens_count");
     const numOverBudget =

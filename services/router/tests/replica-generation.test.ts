@@ -42,7 +42,8 @@ describe("a replica failed mid-step, then reconnected", () => {
     const replica = newReplica(conn);
     const held = conn.hold();
     const first = add(replica, "a", [1, 2, 3], 4);
-    await vi.waitFor(() => expect(conn.steps).toHaveLength(1));
+    // The held step, and the one planned ahead of it behind it.
+    await vi.waitFor(() => expect(conn.steps).toHaveLength(2));
 
     replica.fail("health check failed");
     const firstEvents = await first.ended;
@@ -51,9 +52,9 @@ describe("a replica failed mid-step, then reconnected", () => {
     expect(replica.isHealthy).toBe(true);
 
     const second = add(replica, "b", [4, 5, 6], 3);
-    // Steps never overlap on the worker: the new loop waits for the stale step to settle.
+    // No step of the new scheduler goes out before the stale steps have settled.
     await new Promise((r) => setTimeout(r, 20));
-    expect(conn.steps).toHaveLength(1);
+    expect(conn.steps).toHaveLength(2);
     settle(held);
 
     const events = await second.ended;
@@ -62,8 +63,8 @@ describe("a replica failed mid-step, then reconnected", () => {
     expect(events.at(-1)?.finished?.finishReason).toBe("length");
     expect(replica.isHealthy).toBe(true);
     // The first step after the reconnect resets the worker's sequences.
-    expect(conn.steps[1]?.reset).toBe(true);
-    expect(conn.steps[1]?.instanceId).toBe("instance-1");
+    expect(conn.steps[2]?.reset).toBe(true);
+    expect(conn.steps[2]?.instanceId).toBe("instance-1");
     expect(replica.stats()?.numUsedBlocks).toBe(0);
   });
 });
@@ -91,7 +92,8 @@ describe("aborting one of n choices", () => {
     const replica = newReplica(conn);
     const held = conn.hold(3);
     const req = add(replica, "n3", [1, 2, 3, 4, 5], 12, 3);
-    await vi.waitFor(() => expect(conn.steps).toHaveLength(4));
+    // Step 3 is held; step 4, planned ahead of it, was sent behind it.
+    await vi.waitFor(() => expect(conn.steps).toHaveLength(5));
     expect(replica.abortChoice("n3", 1)).toBe(true);
     held.resolve();
     expect(replica.abortChoice("n3", 1)).toBe(false);
@@ -158,7 +160,7 @@ describe("a choice stopped on a stop string", () => {
     replica.connect(workerInfo("instance-1"), conn.asConnection());
     const held = conn.hold(2);
     const stopped = add(replica, "s", [1, 2, 3], 40);
-    await vi.waitFor(() => expect(conn.steps).toHaveLength(3));
+    await vi.waitFor(() => expect(conn.steps).toHaveLength(4)); // step 2 held, 3 behind it
     expect(replica.abortChoice("s", 1, true)).toBe(false);
     expect(replica.abortChoice("s", 0, true)).toBe(true);
     held.resolve();

@@ -116,3 +116,72 @@ describe("WorkerConnection's step stream against a worker process", () => {
     expect(connection.stepStreamsOpened).toBeGreaterThan(streamsBefore);
   });
 });
+
+describe("steps planned ahead on the stream (async scheduling, ADR 0021)", () => {
+  it("decodes the golden tokens with each step sent before the one before it returns", async () => {
+    const prompt = [...golden.prompt_ids];
+    const info = await connection.info(5_000);
+    let stepId = 1;
+    const prefill = connection.step(
+      StepRequest.fromPartial({
+        stepId: stepId++,
+        reset: true,
+        instanceId: info.instanceId,
+        newSequences: [{ seqId: 1, promptTokenIds: prompt }],
+        sequences: [scheduled(prompt, 0)],
+      }),
+      10_000,
+    );
+    // Step k + 1 continues from the token step k samples, which the sender never sees first.
+    const ahead = (k: number) =>
+      connection.step(
+        StepRequest.fromPartial({
+          stepId: stepId++,
+          instanceId: info.instanceId,
+          sequences: [{ ...scheduled([], prompt.length + k - 1), isInputPending: true }],
+        }),
+        10_000,
+      );
+    const answers = [prefill];
+    for (let k = 1; k < golden.greedy_ids.length; k++) {
+      answers.push(ahead(k)); // two steps in flight: the last one sent and this one
+      await answers[k - 1];
+    }
+    const output = (await Promise.all(answers)).map((res) => res.results[0]!.token!.tokenId);
+    expect(output).toEqual(golden.greedy_ids);
+  });
+
+  it("refuses just a pending input the worker holds no sampled token for", async () => {
+    const info = await connection.info(5_000);
+    const prompt = [...golden.prompt_ids];
+    const res = await connection.step(
+      StepRequest.fromPartial({
+        stepId: 1,
+        reset: true,
+        instanceId: info.instanceId,
+        newSequences: [{ seqId: 1, promptTokenIds: prompt }],
+        sequences: [scheduled(prompt, 0)],
+      }),
+      10_000,
+    );
+    const stranger = connection.step(
+      StepRequest.fromPartial({
+        stepId: 2,
+        instanceId: info.instanceId,
+        newSequences: [{ seqId: 2, promptTokenIds: [1, 2] }],
+        sequences: [
+          { ...scheduled([], prompt.length), isInputPending: true },
+          // Sequence 2 never sampled: its pending input cannot be filled.
+          { ...scheduled([], 2), seqId: 2, newBlockIds: [8], outputIndex: 1, isInputPending: true },
+        ],
+      }),
+      10_000,
+    );
+    const answer = await stranger;
+    expect(answer.failures.map((f) => f.seqId)).toEqual([2]);
+    expect(answer.results.map((r) => [r.seqId, r.token!.tokenId])).toEqual([
+      [1, golden.greedy_ids[1]],
+    ]);
+    expect(res.results[0]!.token!.tokenId).toBe(golden.greedy_ids[0]);
+  });
+});

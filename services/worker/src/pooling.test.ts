@@ -21,6 +21,7 @@ function seq(
     loraSlot: 0,
     draftTokenIds: [],
     numDroppedBlocks: 0,
+    isInputPending: false,
   };
 }
 

@@ -102,6 +102,11 @@ export class SequenceTable {
     return this.seqIdToState.get(seqId)?.blockTable.length ?? null;
   }
 
+  /** The last token of a held sequence's output (the one sampled last), or null. */
+  lastSampledOf(seqId: number): number | null {
+    return this.seqIdToState.get(seqId)?.outputTokenIds.at(-1) ?? null;
+  }
+
   /** Appends the token sampled for a sequence (the worker's copy of its output, for penalties). */
   recordSampled(seqId: number, tokenId: number): void {
     this.seqIdToState.get(seqId)?.outputTokenIds.push(tokenId);

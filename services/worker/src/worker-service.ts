@@ -21,6 +21,7 @@ import { loraFromWire, withLora } from "./lora-input";
 import { Pooler } from "./pooling";
 import { checkStep, dropRefused } from "./rpc/check-step";
 import { sampledToWire, stepDeltaFromWire } from "./rpc/convert";
+import { fillPendingInputs } from "./rpc/pending-input";
 import { SequenceTable, StepDeltaError } from "./sequence-table";
 import type { WorkerTelemetry } from "./telemetry/worker-telemetry";
 
@@ -62,8 +63,9 @@ export interface WorkerIdentity {
 }
 
 /**
- * The Worker gRPC service around one backend. Steps run one at a time (the router never
- * overlaps them; a second concurrent Step is refused with FAILED_PRECONDITION). Every Step is
+ * The Worker gRPC service around one backend. Steps run one at a time: a second concurrent
+ * Step is refused with FAILED_PRECONDITION, while StepStream runs its steps in order (the router
+ * may send step N + 1 before N has returned; ADR 0021). Every Step is
  * checked before it changes anything (rpc/check-step.ts): INVALID_ARGUMENT for a bad step, a
  * per-sequence failure for one bad sequence. Health answers at once, also while a step runs,
  * because the backend computes off the event loop, and reflects the backend (see isServing).
@@ -110,12 +112,14 @@ export function createWorkerService(
 
   async function runStep(wireReq: StepRequest): Promise<StepResponse> {
     const startedAt = performance.now();
+    // Overlapped steps: tokens the router planned before it knew them (ADR 0021).
+    const filled = fillPendingInputs(wireReq, (seqId) => table.lastSampledOf(seqId));
     // Checked whole before anything changes: a bad step leaves every sequence's state and KV.
-    const checked = checkStep(wireReq, checkState, checkLimits);
+    const checked = checkStep(filled.request, checkState, checkLimits);
     lastStepId = checked.request.stepId;
     const grammarFailures = await grammars.prepare(checked.request);
     const req = dropRefused(checked.request, grammarFailures).request;
-    const failures = [...checked.failures, ...grammarFailures];
+    const failures = [...filled.failures, ...checked.failures, ...grammarFailures];
     const poolingPlan = pooler.planFor(req);
     const lora = loraFromWire(req, info.maxLoras);
     const applied = withLora(table.applyStep(stepDeltaFromWire(req)), lora);

@@ -81,6 +81,7 @@ async function runGolden(
     loraSlot: 0,
     draftTokenIds: [],
     numDroppedBlocks: 0,
+    isInputPending: false,
   };
   const newSequences = [
     { seqId: GOLDEN_SEQ_ID, promptTokenIds: prompt, outputTokenIds: [], sampling: undefined },

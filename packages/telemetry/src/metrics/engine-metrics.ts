@@ -44,6 +44,7 @@ export class EngineMetrics {
   readonly requestDecodeTime: Histogram<L>;
   readonly iterationTokens: Histogram<L>;
   readonly stepDuration: Histogram<L | "phase">;
+  readonly stepsPlannedAhead: Counter<L>;
   private readonly initialized = new Set<string>();
 
   constructor(registry: Registry) {
@@ -103,6 +104,10 @@ export class EngineMetrics {
       buckets: ITL_BUCKETS_S,
       registers,
     });
+    this.stepsPlannedAhead = counter(
+      "kiln_steps_planned_ahead_total",
+      "Engine steps planned and sent while the step before them computed (async scheduling).",
+    );
   }
 
   /**
@@ -115,6 +120,7 @@ export class EngineMetrics {
     this.initialized.add(key);
     this.promptTokens.inc(labels, 0);
     this.generationTokens.inc(labels, 0);
+    this.stepsPlannedAhead.inc(labels, 0);
     for (const reason of FINISHED_REASONS) {
       this.requestSuccess.inc({ ...labels, finished_reason: reason }, 0);
     }

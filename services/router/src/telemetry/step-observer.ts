@@ -39,9 +39,13 @@ export class StepObserver {
     this.phaseStartMs = clock();
   }
 
-  /** The plan is about to be sent (an idle plan is never reported). */
-  planned(plan: StepPlan<unknown>): void {
+  /**
+   * The plan is about to be sent (an idle plan is never reported); `isAhead`: planned while the
+   * step before it computes (Scheduler.scheduleAhead).
+   */
+  planned(plan: StepPlan<unknown>, isAhead = false): void {
     this.endPhase("schedule");
+    if (isAhead) this.metrics.stepsPlannedAhead.inc(this.labels);
     // A step that only drops aborted sequences computes nothing: not an iteration.
     if (plan.numScheduledTokens > 0) {
       this.metrics.iterationTokens.observe(this.labels, plan.numScheduledTokens);

@@ -20,6 +20,7 @@ import { DEFAULT_HEALTH_PROBE, HealthProber } from "./health-prober";
 import { onOffOption } from "./on-off-option";
 import { ReplicaSet } from "./replica-set";
 import { createRouterService } from "./router-service";
+import { scheduleAheadOption } from "./schedule-ahead";
 import { defaultRouterTelemetry } from "./telemetry/router-telemetry";
 
 function intOption(value: string | undefined, fallback: number, name: string): number {
@@ -58,6 +59,7 @@ async function main(): Promise<void> {
       "retry-wait": { type: "string" },
       "batch-max-hold-steps": { type: "string" },
       "async-scheduling": { type: "string" },
+      "schedule-ahead": { type: "string" },
       "speculative-config": { type: "string" },
     },
   });
@@ -87,6 +89,10 @@ async function main(): Promise<void> {
         values["async-scheduling"] ?? env.KILN_ASYNC_SCHEDULING,
         true,
         "--async-scheduling",
+      ),
+      scheduleAhead: scheduleAheadOption(
+        values["schedule-ahead"] ?? env.KILN_SCHEDULE_AHEAD,
+        "--schedule-ahead",
       ),
       speculation,
     },

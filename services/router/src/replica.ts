@@ -27,6 +27,7 @@ import { planToWire } from "./plan-to-wire";
 import { batchYieldConfig } from "./priority-class";
 import { finishedEvent, type RequestRecord } from "./request-record";
 import { checkStepResponse } from "./rpc/check-step-response";
+import { localFacts, type ScheduleAheadMode, shouldScheduleAhead } from "./schedule-ahead";
 import { afterIo, collectEmits, emitAll, type PendingEmits } from "./step-emits";
 import { defaultRouterTelemetry, type RouterTelemetry } from "./telemetry/router-telemetry";
 import type { StepObserver } from "./telemetry/step-observer";
@@ -75,6 +76,11 @@ export interface ReplicaLimits {
   readonly isAsyncScheduling?: boolean;
   /** Speculative decoding (--speculative-config, ADR 0017); absent or null: none. */
   readonly speculation?: SpeculationConfig | null;
+  /**
+   * Planning step N + 1 while the worker computes step N (KILN_SCHEDULE_AHEAD,
+   * --schedule-ahead; schedule-ahead.ts); absent: auto. Only with async scheduling on.
+   */
+  readonly scheduleAhead?: ScheduleAheadMode;
 }
 
 /** A step sent to the worker and not committed yet. */
@@ -130,6 +136,8 @@ export class Replica {
   isDraining = false;
   /** Draft-model speculation (ADR 0017): the replica's draft worker, when one is attached. */
   private draft: DraftWorker | null = null;
+  /** KILN_SCHEDULE_AHEAD decided for the connected worker (schedule-ahead.ts). */
+  private isAheadAllowed = false;
 
   constructor(
     readonly replicaId: string,
@@ -186,6 +194,16 @@ export class Replica {
     if (this.scheduler) this.fail("the worker restarted");
     this.instanceId = info.instanceId;
     this.isDraining = false;
+    const mode = this.limits.scheduleAhead ?? "auto";
+    const facts = localFacts(connection.address, info.numComputeThreads);
+    this.isAheadAllowed = shouldScheduleAhead(mode, facts);
+    if (mode === "auto" && !this.isAheadAllowed) {
+      process.stderr.write(
+        `kiln router: replica ${this.replicaId}: not scheduling ahead: the worker shares this ` +
+          `machine and computes on ${facts.numComputeThreads} threads of its ${facts.numCores} ` +
+          "cores (KILN_SCHEDULE_AHEAD=on overrides)\n",
+      );
+    }
     this.eosTokenIds = info.eosTokenIds;
     this.vocabLen = info.vocabSize;
     this.generation++;
@@ -481,11 +499,17 @@ export class Replica {
 
   /**
    * Whether the next step may be planned before the running one returns (ADR 0021): with async
-   * scheduling on, unless a step is traced (a traced step is a unary call, which cannot queue
-   * behind another) or a draft worker proposes (its drafts need the last token).
+   * scheduling on and KILN_SCHEDULE_AHEAD allowing it for this worker, unless a step is traced
+   * (a traced step is a unary call, which cannot queue behind another) or a draft worker
+   * proposes (its drafts need the last token).
    */
   private isPlanningAhead(): boolean {
-    return this.limits.isAsyncScheduling !== false && this.draft === null && !isTracingEnabled();
+    return (
+      this.isAheadAllowed &&
+      this.limits.isAsyncScheduling !== false &&
+      this.draft === null &&
+      !isTracingEnabled()
+    );
   }
 
   /**

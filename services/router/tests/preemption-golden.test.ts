@@ -32,6 +32,8 @@ describe("greedy goldens through preemption and chunked prefill", () => {
     router = await startRouter([
       ...["--metrics-port", `${routerMetricsPort}`],
       ...["--max-num-batched-tokens", `${TOKEN_BUDGET}`, "--max-num-seqs", `${TOKEN_BUDGET}`],
+      // auto would not plan ahead when the worker's threads take every core of this machine.
+      ...["--schedule-ahead", "on"],
     ]);
     worker = await startWorker(router.port, null, [
       ...["--block-size", `${BLOCK_SIZE}`],
@@ -57,7 +59,7 @@ describe("greedy goldens through preemption and chunked prefill", () => {
     // The pressure was real: sequences were preempted and recomputed...
     expect(after!.numPreemptions).toBeGreaterThan(0);
     expect(await scrapeSum(routerMetricsPort, "kiln_num_preemptions_total")).toBeGreaterThan(0);
-    // ...steps were planned ahead of the previous one's return (async scheduling is on)...
+    // ...steps were planned ahead of the previous one's return (--schedule-ahead on)...
     expect(after!.numStepsPlannedAhead).toBeGreaterThan(0);
     expect(await scrapeSum(routerMetricsPort, "kiln_steps_planned_ahead_total")).toBe(
       after!.numStepsPlannedAhead,

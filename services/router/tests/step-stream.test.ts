@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { Metadata, status } from "@grpc/grpc-js";
 import { type ScheduledSequence, StepRequest } from "@kiln/proto";
 import { loadGoldenCases, STORIES_DIR } from "@kiln/test-support";
@@ -121,6 +122,8 @@ describe("steps planned ahead on the stream (async scheduling, ADR 0021)", () =>
   it("decodes the golden tokens with each step sent before the one before it returns", async () => {
     const prompt = [...golden.prompt_ids];
     const info = await connection.info(5_000);
+    // No --threads: one compute thread per core, reported for the router's --schedule-ahead auto.
+    expect(info.numComputeThreads).toBe(availableParallelism());
     let stepId = 1;
     const prefill = connection.step(
       StepRequest.fromPartial({
@@ -147,7 +150,23 @@ describe("steps planned ahead on the stream (async scheduling, ADR 0021)", () =>
       answers.push(ahead(k)); // two steps in flight: the last one sent and this one
       await answers[k - 1];
     }
-    const output = (await Promise.all(answers)).map((res) => res.results[0]!.token!.tokenId);
+    // A step with nothing to compute (only a removal) queued behind a computing one: the worker
+    // starts queued steps before it writes an answer, and must still answer in order.
+    const last = ahead(golden.greedy_ids.length);
+    const removal = connection.step(
+      StepRequest.fromPartial({
+        stepId: stepId++,
+        instanceId: info.instanceId,
+        removedSeqIds: [1],
+      }),
+      10_000,
+    );
+    answers.push(last, removal);
+    const all = await Promise.all(answers);
+    expect(all.map((res) => res.stepId)).toEqual(all.map((_, i) => i + 1));
+    const output = all
+      .slice(0, golden.greedy_ids.length)
+      .map((res) => res.results[0]!.token!.tokenId);
     expect(output).toEqual(golden.greedy_ids);
   });
 

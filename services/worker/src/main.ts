@@ -7,7 +7,7 @@
  * Traces go over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
  */
 import { randomUUID } from "node:crypto";
-import { hostname } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import { basename } from "node:path";
 import { credentials, Metadata, Server, ServerCredentials } from "@grpc/grpc-js";
 import {
@@ -153,6 +153,7 @@ async function main(): Promise<void> {
       eosTokenIds: config.eosTokenIds,
       maxLoras,
       tpSize: opts.tensorParallelSize,
+      numComputeThreads: computeThreadsOf(backend.info.name, opts),
     },
     shutdown,
     telemetry,
@@ -209,6 +210,18 @@ function exitWhenDead(backend: { deadReason?(): string | null }): void {
 }
 
 /** Asks the Worker service's Health handler in process, as the router does over gRPC. */
+/**
+ * CPU threads the backend computes on, every rank of the group together (each rank runs
+ * --threads, or the OpenMP default of one per core); 0 on a GPU.
+ */
+function computeThreadsOf(
+  backendName: string,
+  opts: { readonly numThreads: number | undefined; readonly tensorParallelSize: number },
+): number {
+  if (backendName === "webgpu") return 0;
+  return (opts.numThreads ?? availableParallelism()) * opts.tensorParallelSize;
+}
+
 function isWorkerServing(service: ReturnType<typeof createWorkerService>): Promise<boolean> {
   return new Promise((resolve) => {
     const call = { request: {} } as Parameters<typeof service.health>[0];

@@ -60,6 +60,8 @@ export interface WorkerIdentity {
   readonly maxLoras?: number;
   /** Tensor-parallel group size (ADR 0018); the service runs on rank 0. 1 when absent. */
   readonly tpSize?: number;
+  /** CPU threads the backend computes on, every rank together; 0 on a GPU (WorkerInfo). */
+  readonly numComputeThreads?: number;
 }
 
 /**
@@ -96,6 +98,7 @@ export function createWorkerService(
     eosTokenIds: [...identity.eosTokenIds],
     instanceId: identity.instanceId,
     maxLoras: identity.maxLoras ?? 0,
+    numComputeThreads: identity.numComputeThreads ?? 0,
   };
   let isStepRunning = false;
   /** performance.now() when the running step started (meaningful while isStepRunning). */
@@ -226,11 +229,30 @@ export function createWorkerService(
       // One step at a time, answered in order; a failed step ends the stream with its status.
       let chain = Promise.resolve();
       let isEnded = false;
+      /** Steps received and not started: the router planned them ahead (ADR 0021). */
+      let numQueued = 0;
+      /** Answers waiting for the next turn of the event loop (written in order). */
+      let numDeferredWrites = 0;
+      const write = (res: StepResponse) => {
+        // A step queued behind this one starts first (its input is this one's sample): the
+        // answer is encoded and written on the next turn, while the backend computes that step.
+        if (numQueued === 0 && numDeferredWrites === 0) {
+          call.write(res);
+          return;
+        }
+        numDeferredWrites++;
+        setImmediate(() => {
+          numDeferredWrites--;
+          call.write(res);
+        });
+      };
       call.on("data", (req: StepRequest) => {
+        numQueued++;
         chain = chain.then(async () => {
+          numQueued--;
           if (isEnded) return;
           try {
-            call.write(await handleStep(req, call.metadata));
+            write(await handleStep(req, call.metadata));
           } catch (err) {
             isEnded = true;
             call.emit("error", Object.assign(new Error((err as StepError).details), err));

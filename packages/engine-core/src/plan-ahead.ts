@@ -1,9 +1,9 @@
 import type { EngineState } from "./engine-state";
 import { InvariantError } from "./errors";
 import type { RequestId } from "./ids";
-import { assignLoraSlots, type PlannedStep } from "./planner";
+import { assignLoraSlots, type PlannedStep, plannedSample } from "./planner";
 import type { Sequence } from "./sequence";
-import type { PlannedSample, ScheduledSeq, StepPlan } from "./types";
+import type { ScheduledSeq, StepPlan } from "./types";
 
 const NO_TOKENS: readonly number[] = Object.freeze([]);
 
@@ -45,8 +45,8 @@ export function planAhead<S>(
   if (numNewBlocks > state.kv.pool.numFree) return null;
   const seqs: Sequence<S>[] = [];
   const entries: ScheduledSeq<S>[] = [];
-  pending.seqs.forEach((seq, i) => {
-    if (seq.status !== "running" || isCertainToFinish(state, seq)) return;
+  for (const seq of pending.seqs) {
+    if (seq.status !== "running" || isCertainToFinish(state, seq)) continue;
     // One more slot than the known tokens: position targetLen, the token step N samples.
     const allocation = state.kv.tryAllocateSlots(seq, seq.targetLen + 1 - seq.numComputedTokens);
     if (allocation === null || allocation.copy !== null) {
@@ -56,7 +56,7 @@ export function planAhead<S>(
     seqs.push(seq);
     entries.push(aheadEntry(seq));
     state.fairQueue.charge(seq.request.tenant, seq.request.tenantWeight, 1);
-  });
+  }
   if (seqs.length === 0) return null;
   // The adapters are those of step N, resident since: this only marks them used, as a plan does.
   if (assignLoraSlots(state, entries).length > 0) {
@@ -100,16 +100,6 @@ function aheadEntry<S>(seq: Sequence<S>): ScheduledSeq<S> {
   const request = seq.request;
   const newBlockIds = seq.blockIds.slice(seq.numBlocksOnWorker);
   seq.numBlocksOnWorker = seq.blockIds.length;
-  const outputIndex = seq.outputTokenIds.length + 1;
-  const sample: PlannedSample<S> = {
-    params: request.sampling,
-    seqIndex: seq.index,
-    outputIndex,
-    promptTokenIds: request.promptTokenIds,
-    outputTokenIds: seq.outputTokenIds,
-    bannedTokenIds: outputIndex < request.stop.minTokens ? request.bannedTokenIds : [],
-    draftTokenIds: NO_TOKENS,
-  };
   return {
     seqId: seq.id,
     requestId: request.id,
@@ -124,6 +114,6 @@ function aheadEntry<S>(seq: Sequence<S>): ScheduledSeq<S> {
     numDroppedBlocks: 0,
     blockTable: seq.blockIds,
     newBlockIds,
-    sample,
+    sample: plannedSample(seq, NO_TOKENS, seq.outputTokenIds.length + 1),
   };
 }

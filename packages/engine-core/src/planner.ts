@@ -249,9 +249,16 @@ function toScheduledSeq<S>(
   };
 }
 
-function plannedSample<S>(seq: Sequence<S>, draftTokenIds: readonly number[]): PlannedSample<S> {
+/**
+ * The sample of `seq`'s next token: output index `outputIndex` (the next one by default; one
+ * further for a step planned ahead, whose input is not known yet).
+ */
+export function plannedSample<S>(
+  seq: Sequence<S>,
+  draftTokenIds: readonly number[],
+  outputIndex = seq.outputTokenIds.length,
+): PlannedSample<S> {
   const request = seq.request;
-  const outputIndex = seq.outputTokenIds.length;
   return {
     params: request.sampling,
     seqIndex: seq.index,

@@ -393,6 +393,8 @@ export class Replica {
   private async loop(generation: number): Promise<void> {
     // A step planned ahead of the one in flight (overlapped steps): it runs next.
     let next: SentStep | null = null;
+    /** When the last answer arrived (the step profile's round trip of a step sent ahead). */
+    let lastReceivedAt = Number.NEGATIVE_INFINITY;
     for (;;) {
       if (next === null) {
         // A step of an older generation may still run on the worker: never overlap Steps.
@@ -439,12 +441,13 @@ export class Replica {
       if (generation !== this.generation) return; // failed or reconnected meanwhile
       this.commitStep(scheduler, current, response);
       if (IS_STEP_PROFILE) {
-        const ms = {
-          schedule: current.sentAt - current.scheduledAt,
-          rpc: receivedAt - current.sentAt,
-        };
+        // A step sent ahead waited behind the one before it: its round trip starts when that
+        // one's answer arrived.
+        const startedAt = Math.max(current.sentAt, lastReceivedAt);
+        const ms = { schedule: current.sentAt - current.scheduledAt, rpc: receivedAt - startedAt };
         printStepProfile(current.plan, ms, response.computeSeconds, this.clock() - receivedAt);
       }
+      lastReceivedAt = receivedAt;
     }
   }
 

@@ -4,6 +4,7 @@
  * client sees must be the same as with the switch off, through stops, max_tokens, aborts at any
  * step, parallel sampling and failures; and no block may stay owned.
  */
+import { availableParallelism } from "node:os";
 import { asRequestId } from "@kiln/engine-core";
 import {
   ErrorCode,
@@ -11,6 +12,7 @@ import {
   SamplingParams,
   type StepRequest,
   type StepResponse,
+  WorkerInfo,
 } from "@kiln/proto";
 import fc from "fast-check";
 import { describe, expect, it, vi } from "vitest";
@@ -124,6 +126,32 @@ function addOne(replica: Replica, maxTokens: number) {
   expect(replica.tryAdd(request, collected.record)).toBeNull();
   return collected;
 }
+
+describe("KILN_SCHEDULE_AHEAD", () => {
+  it.each([
+    ["on", 0, 5],
+    ["off", 0, 0],
+    // auto: the fake worker is at 127.0.0.1; with a thread per core it shares the cores.
+    ["auto", 0, 5],
+    ["auto", availableParallelism(), 0],
+  ] as const)(
+    "%s with %d compute threads: %d steps planned ahead",
+    async (mode, threads, numAhead) => {
+      const conn = new ObservingConnection(() => 0);
+      const limits = { ...LIMITS, scheduleAhead: mode };
+      const replica = new Replica("r", conn.asConnection(), limits, () => performance.now());
+      const info = WorkerInfo.fromPartial({
+        ...workerInfo("instance-1"),
+        numComputeThreads: threads,
+      });
+      replica.connect(info, conn.asConnection());
+      const done = await addOne(replica, 6).ended;
+      expect(done.filter((e) => e.token)).toHaveLength(6);
+      expect(countAheadSteps(conn.steps)).toBe(numAhead);
+      expect(replica.counters.numStepsPlannedAhead).toBe(numAhead);
+    },
+  );
+});
 
 describe("overlapped steps", () => {
   it.each([

@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { Metadata, status } from "@grpc/grpc-js";
-import { type ScheduledSequence, StepRequest } from "@kiln/proto";
+import { type ScheduledSequence, StepRequest, type StepResponse } from "@kiln/proto";
 import { loadGoldenCases, STORIES_DIR } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WorkerConnection } from "../src/worker-connection";
@@ -168,6 +168,38 @@ describe("steps planned ahead on the stream (async scheduling, ADR 0021)", () =>
       .slice(0, golden.greedy_ids.length)
       .map((res) => res.results[0]!.token!.tokenId);
     expect(output).toEqual(golden.greedy_ids);
+  });
+
+  it("answers a step before the error of a bad step queued behind it", async () => {
+    const info = await connection.info(5_000);
+    // A long prefill, so that the bad step is queued on the worker before it ends.
+    const prompt = Array.from({ length: 120 }, (_, i) => 1 + ((i * 37) % 500));
+    const long = connection.step(
+      StepRequest.fromPartial({
+        stepId: 1,
+        reset: true,
+        instanceId: info.instanceId,
+        newSequences: [{ seqId: 1, promptTokenIds: prompt }],
+        sequences: [scheduled(prompt, 0)],
+      }),
+      10_000,
+    );
+    const bad = connection.step(
+      StepRequest.fromPartial({
+        stepId: 2,
+        instanceId: info.instanceId,
+        newSequences: [{ seqId: 2, promptTokenIds: [1] }],
+        sequences: [{ ...scheduled([1], 0), seqId: 2, newBlockIds: [1_000_000] }],
+      }),
+      10_000,
+    );
+    const [answered, refused] = await Promise.allSettled([long, bad]);
+    expect(answered).toMatchObject({ status: "fulfilled", value: { stepId: 1 } });
+    expect((answered as PromiseFulfilledResult<StepResponse>).value.results).toHaveLength(1);
+    expect(refused).toMatchObject({
+      status: "rejected",
+      reason: { code: status.INVALID_ARGUMENT },
+    });
   });
 
   it("refuses just a pending input the worker holds no sampled token for", async () => {

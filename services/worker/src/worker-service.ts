@@ -231,19 +231,23 @@ export function createWorkerService(
       let isEnded = false;
       /** Steps received and not started: the router planned them ahead (ADR 0021). */
       let numQueued = 0;
-      /** Answers waiting for the next turn of the event loop (written in order). */
-      let numDeferredWrites = 0;
-      const write = (res: StepResponse) => {
-        // A step queued behind this one starts first (its input is this one's sample): the
-        // answer is encoded and written on the next turn, while the backend computes that step.
-        if (numQueued === 0 && numDeferredWrites === 0) {
-          call.write(res);
+      /** Answers, and the end or error after them, waiting for the next turn of the loop. */
+      let numDeferred = 0;
+      /**
+       * Writes an answer, or ends the stream, in step order. While a step queued behind this one
+       * is there, it starts first (its input is this one's sample): the answer is encoded and
+       * written on the next turn, while the backend computes that step, and anything after it
+       * (the next answer, a failed step's error, the end) waits its turn.
+       */
+      const inOrder = (send: () => void) => {
+        if (numQueued === 0 && numDeferred === 0) {
+          send();
           return;
         }
-        numDeferredWrites++;
+        numDeferred++;
         setImmediate(() => {
-          numDeferredWrites--;
-          call.write(res);
+          numDeferred--;
+          send();
         });
       };
       call.on("data", (req: StepRequest) => {
@@ -252,16 +256,18 @@ export function createWorkerService(
           numQueued--;
           if (isEnded) return;
           try {
-            write(await handleStep(req, call.metadata));
+            const res = await handleStep(req, call.metadata);
+            inOrder(() => call.write(res));
           } catch (err) {
             isEnded = true;
-            call.emit("error", Object.assign(new Error((err as StepError).details), err));
+            const error = Object.assign(new Error((err as StepError).details), err);
+            inOrder(() => call.emit("error", error));
           }
         });
       });
       call.on("end", () => {
         void chain.then(() => {
-          if (!isEnded) call.end();
+          if (!isEnded) inOrder(() => call.end());
           isEnded = true;
         });
       });

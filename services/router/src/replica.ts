@@ -428,10 +428,7 @@ export class Replica {
         const step = this.telemetry.startStep(this.labels, this.clock);
         const scheduledAt = this.clock();
         const ahead = scheduler.scheduleAhead(this.canRunAhead);
-        if (ahead !== null) {
-          this.counters.numStepsPlannedAhead++;
-          next = this.send(ahead, step, scheduledAt, true);
-        }
+        if (ahead !== null) next = this.send(ahead, step, scheduledAt, true);
       }
       // The previous step's events stream meanwhile. One turn of the event loop first, so the
       // Step has left before the emits take the thread.
@@ -460,7 +457,8 @@ export class Replica {
   ): SentStep {
     const request = planToWire(plan, this.idToRecord, this.needsReset, this.instanceId ?? "");
     this.needsReset = false;
-    step.planned(plan, isAhead);
+    step.planned(plan, isAhead); // counts it in kiln_steps_planned_ahead_total
+    if (isAhead) this.counters.numStepsPlannedAhead++;
     const sentAt = this.clock();
     const stepCall = step.execute((metadata) =>
       this.currentConnection.step(request, this.limits.stepTimeoutMs, metadata),

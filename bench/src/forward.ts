@@ -7,6 +7,8 @@
 //                            [--activation-dtype f32|bf16] (or KILN_ACTIVATION_DTYPE; ADR 0020)
 //                            [--kv-cache-dtype f32|bf16] (or KILN_KV_CACHE_DTYPE; ADR 0027)
 //                            [--profile]     (or KILN_FORWARD_PROFILE=1: per-phase breakdown)
+//                            [--compare-prefetch] (the native kernels' software prefetch off
+//                                            and on, alternating step by step in this process)
 // The model is generated into bench/models/llama-110m on first run and reused after.
 import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -30,6 +32,7 @@ import {
   parseWeightDtype,
   type SampleRequest,
   type StepInput,
+  setNativePrefetch,
 } from "@kiln/kernels";
 import { writeRandomModel } from "@kiln/model";
 import { PhaseProfiler } from "./forward-profile";
@@ -210,6 +213,52 @@ function attentionMs(
   return timeCalls(run, new TimedGemm(createGemm()), minSeconds, 50).callMs;
 }
 
+function median(xs: readonly number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+}
+
+interface PrefetchRow {
+  readonly name: string;
+  readonly offMs: number;
+  readonly onMs: number;
+}
+
+/**
+ * Median ms per call of `fn(i)` with the native kernels' software prefetch (int8 weight panels,
+ * bf16 KV blocks) off and on, alternating call by call so that the shared host's drift falls on
+ * both alike: at least minSeconds and 3 calls of each.
+ */
+function comparePrefetch(
+  name: string,
+  fn: (i: number) => void,
+  minSeconds: number,
+  numInputs: number,
+): PrefetchRow {
+  const times: [number[], number[]] = [[], []];
+  fn(0);
+  const start = performance.now();
+  for (let i = 0; times[1].length < 3 || performance.now() - start < minSeconds * 1000; i++) {
+    const on = i % 2;
+    setNativePrefetch(on === 1);
+    const t0 = performance.now();
+    fn((i % numInputs) + 1);
+    times[on]!.push(performance.now() - t0);
+  }
+  setNativePrefetch(true);
+  return { name, offMs: median(times[0]), onMs: median(times[1]) };
+}
+
+function printPrefetch(rows: readonly PrefetchRow[]): void {
+  console.log(`
+${"software prefetch".padEnd(26)}${"off ms".padStart(10)}${"on ms".padStart(10)}${"off ÷ on".padStart(10)}`);
+  for (const r of rows) {
+    console.log(
+      `${r.name.padEnd(26)}${r.offMs.toFixed(2).padStart(10)}${r.onMs.toFixed(2).padStart(10)}` +
+        `${(r.offMs / r.onMs).toFixed(3).padStart(10)}`,
+    );
+  }
+}
+
 /**
  * Prefills every sequence's context, four sequences per step, so that decode attention reads
  * written KV memory (never-written pages all map one zero page, which stays cached).
@@ -252,8 +301,12 @@ async function main(): Promise<void> {
       "activation-dtype": { type: "string", default: process.env.KILN_ACTIVATION_DTYPE ?? "auto" },
       "kv-cache-dtype": { type: "string", default: process.env.KILN_KV_CACHE_DTYPE ?? "f32" },
       profile: { type: "boolean", default: process.env.KILN_FORWARD_PROFILE === "1" },
+      "compare-prefetch": { type: "boolean", default: false },
     },
   });
+  if (values["compare-prefetch"] && !setNativePrefetch(true)) {
+    throw new Error("--compare-prefetch needs the native addon (npm run build -w @kiln/kernels)");
+  }
   const numThreads = values.threads === undefined ? undefined : Number(values.threads);
   const batches = values.batches.split(",").map(Number);
   const contextLen = Number(values.context);
@@ -289,8 +342,13 @@ async function main(): Promise<void> {
 
   const rows: Row[] = [fillContexts(runner, gemm, maxBatch, contextLen, blocksPerSeq)];
   const profiles: string[] = [];
+  const prefetchRows: PrefetchRow[] = [];
   for (const batch of batches) {
     const decode = (i: number) => runner.step(makeStep(batch, contextLen + i, 1, blocksPerSeq));
+    if (values["compare-prefetch"]) {
+      const name = `decode batch ${batch} @ctx ${contextLen}`;
+      prefetchRows.push(comparePrefetch(name, decode, 2 * minSeconds, maxDecodeSteps));
+    }
     profiler?.reset();
     const { callMs, gemmMs } = timeCalls(decode, gemm, minSeconds, maxDecodeSteps);
     const name = `decode batch ${batch} @ctx ${contextLen}`;
@@ -301,6 +359,10 @@ async function main(): Promise<void> {
   }
   if (prefillLen > 0) {
     const input = makeStep(1, 0, prefillLen, numBlocks);
+    if (values["compare-prefetch"]) {
+      const prefill = () => runner.step(input);
+      prefetchRows.push(comparePrefetch(`prefill ${prefillLen}`, prefill, 0, 1));
+    }
     profiler?.reset();
     const { callMs, gemmMs } = timeCalls(() => runner.step(input), gemm, 0, 3);
     const name = `prefill ${prefillLen}`;
@@ -309,6 +371,7 @@ async function main(): Promise<void> {
     rows.push({ name, numTokens: prefillLen, stepMs: callMs, gemmMs, attentionMs: attn });
   }
   printTable(rows, batches);
+  if (prefetchRows.length > 0) printPrefetch(prefetchRows);
   if (profiles.length > 0) console.log(`\nphases (mean ms per step):\n${profiles.join("\n")}`);
 }
 

@@ -13,7 +13,8 @@
 // rows four at a time (so a prefill chunk or a GQA group reads each key and value once per four
 // rows); a row scores every visible key, takes an exact softmax (max-subtracted, float32) and
 // mixes the values. The inner loops use the 16-lane vectors of simd.h, compiled per instruction
-// set (AVX-512, AVX2+FMA, baseline x86-64) and picked at load time.
+// set (AVX-512, AVX2+FMA, baseline x86-64) and picked at load time. Over a bf16 pool, each
+// chunk of keys asks for the next chunk's keys and its own values ahead (scoreKeys).
 #include <napi.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "napi-args.h"
@@ -33,6 +35,10 @@
 
 namespace kiln {
 namespace {
+
+// Whether bf16 attention asks for keys and values ahead; attentionPrefetch(false) turns it off,
+// for side-by-side benchmarks.
+std::atomic<bool> prefetchKv{true};
 
 // Below this many (query head row, key) pairs in a call, the calling thread works alone:
 // waking the team costs more than it saves.
@@ -48,6 +54,7 @@ struct Job {
   const void* keys;  // [numBlocks, numKvHeads, blockSize, headDim] floats or bf16 bits
   const void* values;  // same
   bool bf16;
+  bool prefetch;  // bf16 pools: ask for the next keys and values ahead (scoreKeys)
   const int32_t* queryLens;  // [numSeqs]
   const int32_t* contextLens;  // [numSeqs]
   const int32_t* tableOffsets;  // [numSeqs] start of each sequence's block table
@@ -92,6 +99,14 @@ KILN_INLINE float kvScalar(uint16_t h) {
   return x;
 }
 
+// Asks for the cache lines of one key or value row.
+template <typename T>
+KILN_INLINE void prefetchRow(const T* row, int headDim) {
+  const char* p = reinterpret_cast<const char*>(row);
+  const int64_t bytes = static_cast<int64_t>(headDim) * sizeof(T);
+  for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b);
+}
+
 KILN_INLINE int64_t roundUp(int64_t n, int64_t multiple) {
   return (n + multiple - 1) / multiple * multiple;
 }
@@ -119,9 +134,23 @@ KILN_INLINE void scoreKeys(const Job& job, const int64_t* offsets, const float* 
   const int headDim = job.headDim;
   const int numFull = headDim / kLanes * kLanes;
   const T* keys = static_cast<const T*>(job.keys);
+  const T* values = static_cast<const T*>(job.values);
   for (int64_t j0 = 0; j0 < numKeys; j0 += kLanes) {
     const T* k[kLanes];
     for (int l = 0; l < kLanes; l++) k[l] = keys + offsets[j0 + l];
+    // A sequence's blocks lie anywhere in the pool, and a bf16 block of one head (2 KiB at
+    // blockSize 16, headDim 64) is too short for the hardware prefetcher to run ahead of: ask
+    // for the next chunk's keys and this chunk's values (mixValues reads them) now. f32 blocks
+    // measured no faster with it (bench:attention), so they are left to the hardware.
+    if (std::is_same_v<T, uint16_t> && job.prefetch) {
+      const int64_t next = j0 + kLanes;
+      for (int l = 0; l < kLanes && next + l < numKeys; l++) {
+        prefetchRow(keys + offsets[next + l], headDim);
+      }
+      for (int l = 0; l < kLanes && j0 + l < numKeys; l++) {
+        prefetchRow(values + offsets[j0 + l], headDim);
+      }
+    }
     for (int r = 0; r < numRows; r++) {
       const float* q = qs + r * headDim;
       vf16 acc[kLanes] = {};
@@ -351,6 +380,7 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   job.keys = keys.data;
   job.values = values.data;
   job.bf16 = keys.bf16;
+  job.prefetch = prefetchKv.load();
   job.queryLens = queryLens.Data();
   job.contextLens = contextLens.Data();
   job.tableOffsets = tableOffsets.Data();
@@ -395,10 +425,19 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// attentionPrefetch(on?) → whether bf16 attention asks for keys and values ahead; with a
+// boolean, first sets it (bench:attention compares both in one run).
+Napi::Value AttentionPrefetch(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsBoolean()) prefetchKv.store(info[0].As<Napi::Boolean>());
+  return Napi::Boolean::New(info.Env(), prefetchKv.load());
+}
+
 }  // namespace
 
 void registerAttention(Napi::Env env, Napi::Object exports) {
   exports.Set("pagedAttention", Napi::Function::New(env, PagedAttention, "pagedAttention"));
+  exports.Set("attentionPrefetch",
+              Napi::Function::New(env, AttentionPrefetch, "attentionPrefetch"));
 }
 
 }  // namespace kiln

@@ -20,8 +20,9 @@
 // on a CPU with AVX-512 BF16 use vdpbf16ps (twice the multiply-adds of f32 per instruction):
 // bf16 weights straight from the panel, int8 from a scratch panel of the codes as bf16 (exact),
 // summed per group and then scaled. Panels are split across the calling thread's OpenMP team
-// (the one oneDNN uses). AVX-512 where the CPU has it (checked at run time), portable C++
-// otherwise.
+// (the one oneDNN uses), each thread a contiguous run of them; while one int8 panel computes,
+// the thread asks for the next one's lines (Prefetch), so DRAM reads and multiply-adds overlap.
+// AVX-512 where the CPU has it (checked at run time), portable C++ otherwise.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #include <napi.h>
@@ -61,6 +62,10 @@ bool hasBf16Dot() {
 std::atomic<int> maxIsa{2};
 
 bool useAvx512() { return maxIsa.load() >= 1 && hasAvx512(); }
+
+// Whether int8 products ask for their next panel ahead (Prefetch); quantPrefetch(false) turns it
+// off, for side-by-side benchmarks.
+std::atomic<bool> prefetchPanels{true};
 bool useBf16Dot() { return maxIsa.load() >= 2 && hasBf16Dot(); }
 
 // A product's operands. Exactly one of q (with scales) or bf16 is set, in the panel layout.
@@ -76,6 +81,7 @@ struct QuantJob {
   float* out;
   int64_t m, n, k, pairs, groups, panels;
   bool accumulate, avx, dot;
+  bool prefetch;  // ask for the next int8 panel while computing one (Prefetch)
 };
 
 inline float bf16ToFloat(uint16_t bits) {
@@ -139,6 +145,25 @@ KILN_AVX512 inline void splitBf16Pairs(const uint16_t* at, __m512& even, __m512&
   even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
   odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
 }
+
+// The next int8 panel's codes and scales, asked for while the first row tile computes on this
+// panel: its compute and the next panel's reads from DRAM then overlap instead of taking turns
+// (after the codes are widened, a panel's tiles read only cache). One pair of an int8 panel is
+// one 64-byte line, so pair step kp asks for line kp. bf16 panels are read by the tiles
+// themselves, which the hardware prefetcher keeps up with (asking too measured no faster).
+// `at` null asks for nothing.
+struct Prefetch {
+  const char* at = nullptr;  // the next panel's first pair
+  const char* scales = nullptr;  // the next panel's scales
+  inline void pair(int64_t kp) const {
+    if (at != nullptr) __builtin_prefetch(at + kp * 2 * kPanel);
+  }
+  inline void group(int64_t g) const {
+    if (at == nullptr) return;
+    __builtin_prefetch(scales + g * kPanel * sizeof(float));
+    __builtin_prefetch(scales + g * kPanel * sizeof(float) + 64);
+  }
+};
 
 // Where a tile's weights of one pair come from. setGroup is called before each group of 32 k.
 struct Int8Source {
@@ -205,13 +230,15 @@ KILN_AVX512 inline void storeTile(const __m512* acc0, const __m512* acc1, float*
 // out rows [0, MR) × the panel's `cols` columns (+)= a rows [0, MR) · panel, f32 multiply-adds.
 template <int MR, typename Source>
 KILN_AVX512 void tileF32(const QuantJob& job, const float* a, Source src, float* out,
-                         int64_t cols) {
+                         int64_t cols, const Prefetch& pf) {
   __m512 acc0[MR], acc1[MR];
   for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
   for (int64_t g = 0, start = 0; start < job.pairs; g++, start += kPairsPerGroup) {
     src.setGroup(g);
+    pf.group(g);
     const int64_t end = std::min(start + kPairsPerGroup, job.pairs);
     for (int64_t kp = start; kp < end; kp++) {
+      pf.pair(kp);
       const PairWeights w = src.load(kp);
       for (int r = 0; r < MR; r++) {
         const __m512 ae = _mm512_set1_ps(a[r * job.lda + 2 * kp]);
@@ -230,13 +257,16 @@ KILN_AVX512 void tileF32(const QuantJob& job, const float* a, Source src, float*
 // int8 codes widened to bf16). With scales, each group of 32 k is summed apart and then scaled.
 template <int MR>
 KILN_AVX512_BF16 void tileDot(const QuantJob& job, const uint16_t* a, const uint16_t* bits,
-                              const float* scales, float* out, int64_t cols) {
+                              const float* scales, float* out, int64_t cols,
+                              const Prefetch& pf) {
   __m512 acc0[MR], acc1[MR], sum0[MR], sum1[MR];
   for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
   for (int64_t g = 0, start = 0; start < job.pairs; g++, start += kPairsPerGroup) {
     for (int r = 0; r < MR; r++) sum0[r] = sum1[r] = _mm512_setzero_ps();
+    pf.group(g);
     const int64_t end = std::min(start + kPairsPerGroup, job.pairs);
     for (int64_t kp = start; kp < end; kp++) {
+      pf.pair(kp);
       const __m512bh w0 = (__m512bh)_mm512_loadu_si512(bits + kp * 2 * kPanel);
       const __m512bh w1 = (__m512bh)_mm512_loadu_si512(bits + kp * 2 * kPanel + kPanel);
       for (int r = 0; r < MR; r++) {
@@ -282,8 +312,8 @@ struct F32Tile {
   template <int MR>
   struct Rows {
     KILN_AVX512 static void run(const QuantJob& job, const float* a, const Source& src, float* out,
-                    int64_t cols) {
-      tileF32<MR>(job, a, src, out, cols);
+                    int64_t cols, const Prefetch& pf) {
+      tileF32<MR>(job, a, src, out, cols, pf);
     }
   };
 };
@@ -291,27 +321,31 @@ struct F32Tile {
 template <int MR>
 struct DotTile {
   KILN_AVX512_BF16 static void run(const QuantJob& job, const uint16_t* a, const uint16_t* bits,
-                  const float* scales, float* out, int64_t cols) {
-    tileDot<MR>(job, a, bits, scales, out, cols);
+                  const float* scales, float* out, int64_t cols, const Prefetch& pf) {
+    tileDot<MR>(job, a, bits, scales, out, cols, pf);
   }
 };
 
-// Every activation row against panel p, kMaxRows rows a tile.
+// Every activation row against panel p, kMaxRows rows a tile; the first tile asks for pf.
 template <typename Source>
-KILN_AVX512 void panelRowsF32(const QuantJob& job, int64_t p, const Source& src) {
+KILN_AVX512 void panelRowsF32(const QuantJob& job, int64_t p, const Source& src,
+                              const Prefetch& pf) {
   const int64_t cols = std::min(kPanel, job.n - p * kPanel);
   for (int64_t i = 0; i < job.m; i += kMaxRows) {
     dispatchRows<F32Tile<Source>::template Rows>(std::min<int64_t>(kMaxRows, job.m - i), job,
                                                  job.a + i * job.lda, src,
-                                                 job.out + i * job.n + p * kPanel, cols);
+                                                 job.out + i * job.n + p * kPanel, cols,
+                                                 i == 0 ? pf : Prefetch{});
   }
 }
 
-KILN_AVX512_BF16 void panelRowsDot(const QuantJob& job, int64_t p, const uint16_t* bits, const float* scales) {
+KILN_AVX512_BF16 void panelRowsDot(const QuantJob& job, int64_t p, const uint16_t* bits,
+                                   const float* scales, const Prefetch& pf) {
   const int64_t cols = std::min(kPanel, job.n - p * kPanel);
   for (int64_t i = 0; i < job.m; i += kMaxRows) {
     dispatchRows<DotTile>(std::min<int64_t>(kMaxRows, job.m - i), job, job.abf + i * job.lda,
-                          bits, scales, job.out + i * job.n + p * kPanel, cols);
+                          bits, scales, job.out + i * job.n + p * kPanel, cols,
+                          i == 0 ? pf : Prefetch{});
   }
 }
 
@@ -367,15 +401,25 @@ T* threadScratch(int64_t len) {
   return scratch.data();
 }
 
+// What to ask for while panel p computes: int8 panel p + 1, when this thread computes it next.
+Prefetch nextPanel(const QuantJob& job, int64_t p, int64_t end) {
+  Prefetch pf;
+  if (!job.prefetch || job.q == nullptr || p + 1 >= end) return pf;
+  pf.at = reinterpret_cast<const char*>(job.q + (p + 1) * job.pairs * 2 * kPanel);
+  pf.scales = reinterpret_cast<const char*>(job.scales + (p + 1) * job.groups * kPanel);
+  return pf;
+}
+
 KILN_AVX512 void runPanelsAvx512(const QuantJob& job, int64_t begin, int64_t end) {
   const int64_t panelLen = job.pairs * 2 * kPanel;
   for (int64_t p = begin; p < end; p++) {
+    const Prefetch pf = nextPanel(job, p, end);
     if (job.dot && job.q == nullptr) {
-      panelRowsDot(job, p, bf16Panel(job, p), nullptr);
+      panelRowsDot(job, p, bf16Panel(job, p), nullptr, pf);
     } else if (job.dot) {
       uint16_t* bits = threadScratch<uint16_t, Slot::kPanel>(panelLen);
       widenCodesBf16(job, p, bits);
-      panelRowsDot(job, p, bits, job.scales + p * job.groups * kPanel);
+      panelRowsDot(job, p, bits, job.scales + p * job.groups * kPanel, pf);
     } else if (job.m >= kWidenRows) {
       float* w = threadScratch<float, Slot::kPanel>(panelLen);
       if (job.q != nullptr) {
@@ -383,11 +427,11 @@ KILN_AVX512 void runPanelsAvx512(const QuantJob& job, int64_t begin, int64_t end
       } else {
         widenPanelF32(job, Bf16Source{bf16Panel(job, p)}, w);
       }
-      panelRowsF32(job, p, F32Source{w});
+      panelRowsF32(job, p, F32Source{w}, pf);
     } else if (job.q != nullptr) {
-      panelRowsF32(job, p, int8Panel(job, p));
+      panelRowsF32(job, p, int8Panel(job, p), pf);
     } else {
-      panelRowsF32(job, p, Bf16Source{bf16Panel(job, p)});
+      panelRowsF32(job, p, Bf16Source{bf16Panel(job, p)}, pf);
     }
   }
 }
@@ -552,6 +596,7 @@ Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
   requireLen(env, a, job.m * job.k, "a");
   requireLen(env, out, job.m * job.n, "out");
   job.out = out.Data();
+  job.prefetch = prefetchPanels.load();
   job.avx = useAvx512();
   job.panels = panelsOf(job.n);
   job.pairs = (job.k + 1) / 2;
@@ -595,12 +640,20 @@ Napi::Value QuantIsa(const Napi::CallbackInfo& info) {
                            useBf16Dot() ? "avx512-bf16" : useAvx512() ? "avx512" : "scalar");
 }
 
+// quantPrefetch(on?) → whether int8 products ask for their next panel ahead; with a boolean,
+// first sets it (bench:quant-product --model compares both in one run).
+Napi::Value QuantPrefetch(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsBoolean()) prefetchPanels.store(info[0].As<Napi::Boolean>());
+  return Napi::Boolean::New(info.Env(), prefetchPanels.load());
+}
+
 }  // namespace
 
 void registerQuantMatmul(Napi::Env env, Napi::Object exports) {
   exports.Set("packQuant", Napi::Function::New(env, PackQuant, "packQuant"));
   exports.Set("matmulQuant", Napi::Function::New(env, MatmulQuant, "matmulQuant"));
   exports.Set("quantIsa", Napi::Function::New(env, QuantIsa, "quantIsa"));
+  exports.Set("quantPrefetch", Napi::Function::New(env, QuantPrefetch, "quantPrefetch"));
 }
 
 }  // namespace kiln

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { NativeAttention } from "../src/cpu/attention-native";
 import { typescriptGemm } from "../src/cpu/gemm";
 import { createKvLayer, type KvPool } from "../src/cpu/kv-cache";
+import { setNativePrefetch } from "../src/cpu/native-addon";
 import { PagedAttention } from "../src/cpu/paged-attention";
 import { f32ToBf16Bits } from "../src/cpu/weight-formats";
 import { referenceCausalAttention } from "../src/reference/dense-attention";
@@ -71,6 +72,11 @@ function shuffled(n: number, rand: () => number): number[] {
 
 /** Runs paged attention on random data and returns its error against the dense reference. */
 function pagedVersusDense(c: Case): number {
+  return runPaged(c).worst;
+}
+
+/** pagedVersusDense's run: the output rows and their worst error against the reference. */
+function runPaged(c: Case): { readonly out: Float32Array; readonly worst: number } {
   const rand = mulberry32(c.seed);
   const numHeads = c.numKvHeads * c.groupSize;
   const { headDim, blockSize } = c;
@@ -155,7 +161,7 @@ function pagedVersusDense(c: Case): number {
     worst = Math.max(worst, maxRelativeError(actual, expected));
     tokenStart += s.queryLen;
   });
-  return worst;
+  return { out, worst };
 }
 
 const seqArb = fc.record({
@@ -207,6 +213,35 @@ describe("PagedAttention", () => {
     };
     expect(pagedVersusDense(c)).toBeLessThan(1e-4);
   });
+
+  it.skipIf(native === null)(
+    "native-bf16: writes the same bits whether it asks for keys and values ahead or not",
+    () => {
+      const c: Case = {
+        path: "native-bf16",
+        numKvHeads: 3,
+        groupSize: 1,
+        headDim: 64,
+        blockSize: 16,
+        seqs: [
+          { prefixLen: 150, queryLen: 1 },
+          { prefixLen: 70, queryLen: 1 },
+          { prefixLen: 33, queryLen: 5 },
+        ],
+        seed: 11,
+      };
+      try {
+        const runs = [false, true].map((on) => {
+          expect(setNativePrefetch(on)).toBe(true);
+          return runPaged(c);
+        });
+        expect(runs[1]?.worst).toBeLessThan(1e-4);
+        expect(runs[1]?.out).toEqual(runs[0]?.out);
+      } finally {
+        setNativePrefetch(true);
+      }
+    },
+  );
 
   it.skipIf(native === null)("native: rejects block ids outside the pool", () => {
     const shape = { numHeads: 2, numKvHeads: 1, headDim: 4, blockSize: 2 };

@@ -105,11 +105,33 @@ describe.runIf(hasNativeQuant)("the native quantized product (quant-matmul.cc)",
   const widest = (addon?.quantIsa?.() ?? "scalar") as QuantPath;
   // Every path this CPU has, narrowest last: pair dot products, AVX-512 multiply-adds, C++.
   const isas = paths.slice(Math.max(0, paths.indexOf(widest)));
-  afterEach(() => addon?.quantIsa?.(widest));
+  afterEach(() => {
+    addon?.quantIsa?.(widest);
+    addon?.quantPrefetch?.(true);
+  });
 
   it("reports the widest path and takes a cap", () => {
     expect(addon?.quantIsa?.("scalar")).toBe("scalar");
     expect(() => addon?.quantIsa?.("avx2" as "scalar")).toThrow(/avx512-bf16, avx512 or scalar/);
+  });
+
+  it("gives the same bits whether int8 products ask for the next panel ahead or not", () => {
+    expect(addon?.quantPrefetch?.()).toBe(true); // on by default
+    const gemm = quantizedGemm(typescriptGemm, "int8", { product: "native", activations: "bf16" });
+    // One row tile (f32 multiply-adds), then three (pair dot products); 10 panels split across
+    // threads.
+    for (const m of [1, 16]) {
+      const [n, k] = [300, 256];
+      const a = randomArray(m * k, 6);
+      const packed = gemm.packWeights(randomArray(n * k, 7, 0.1), n, k);
+      const outs = [false, true].map((on) => {
+        expect(addon?.quantPrefetch?.(on)).toBe(on);
+        const out = new Float32Array(m * n);
+        gemm.matmulPacked(a, packed, out, m);
+        return out;
+      });
+      expect(outs[1]).toEqual(outs[0]);
+    }
   });
 
   const combos = isas.flatMap((isa) =>

@@ -100,6 +100,16 @@ export interface NativeAddon {
    */
   quantIsa?(cap?: "avx512-bf16" | "avx512" | "scalar"): string;
   /**
+   * Whether int8 products ask for their next weight panel while computing one (on by default);
+   * with `on`, first sets it (benchmarks that compare both in one process).
+   */
+  quantPrefetch?(on?: boolean): boolean;
+  /**
+   * Whether paged attention over a bf16 pool asks for the next keys and values while computing
+   * (on by default); with `on`, first sets it.
+   */
+  attentionPrefetch?(on?: boolean): boolean;
+  /**
    * Paged attention (see PagedAttention.run) for every sequence whose queryLen is below
    * skipQueryLen (0: all); other rows of out are untouched. Throws RangeError when a block
    * table points outside the pool.
@@ -211,6 +221,16 @@ export function tryLoadNativeAddon(): NativeAddon | null {
     addonError = err instanceof Error ? err.message : String(err);
   }
   return addon;
+}
+
+/**
+ * Turns the native kernels' software prefetch (int8 weight panels, bf16 KV blocks) on or off in
+ * this process, for benchmarks that compare both in one run. False when the addon is not loaded.
+ */
+export function setNativePrefetch(on: boolean): boolean {
+  const loaded = tryLoadNativeAddon();
+  if (loaded?.quantPrefetch === undefined || loaded.attentionPrefetch === undefined) return false;
+  return loaded.quantPrefetch(on) === on && loaded.attentionPrefetch(on) === on;
 }
 
 /** Why the addon did not load ("" when it did or was not tried yet). */

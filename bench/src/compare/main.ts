@@ -159,6 +159,9 @@ async function main(): Promise<void> {
       contextLen: inputLen + Math.floor(outputLen / 2),
       numThreads,
       numReps: 20,
+      weightDtype,
+      activationDtype,
+      kvCacheDtype,
     });
     profile = summarizeProfile(profileLines, workerLines, maxConcurrency, split);
   }

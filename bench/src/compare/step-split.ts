@@ -1,7 +1,12 @@
 import {
+  createGemm,
   createSamplingScratch,
   DEFAULT_SAMPLING,
+  gemmForWeightDtype,
+  type KvCacheDtype,
   loadCpuModelRunner,
+  parseActivationDtype,
+  parseWeightDtype,
   type SampleRequest,
   type StepInput,
   sampleRow,
@@ -70,16 +75,35 @@ function timeMs(fn: () => void, numReps: number): number {
   return median(samples);
 }
 
-/** Loads the model (seconds for llama-110m) and times `numReps` steps of each kind. */
+/**
+ * Loads the model (seconds for llama-110m) in the worker's formats (weights, activations, KV
+ * cache: the worker's --weight-dtype, --activation-dtype and --kv-cache-dtype) and times
+ * `numReps` steps of each kind.
+ */
 export async function measureStepSplit(
   modelDir: string,
-  opts: { numSeqs: number; contextLen: number; numThreads: number; numReps: number },
+  opts: {
+    numSeqs: number;
+    contextLen: number;
+    numThreads: number;
+    numReps: number;
+    weightDtype: string;
+    activationDtype: string;
+    kvCacheDtype: KvCacheDtype;
+  },
 ): Promise<StepSplit> {
   const numBlocks = opts.numSeqs * Math.ceil(opts.contextLen / BLOCK_SIZE);
+  const weightDtype = parseWeightDtype(opts.weightDtype);
+  const gemm = gemmForWeightDtype(createGemm({ numThreads: opts.numThreads }), weightDtype, {
+    numThreads: opts.numThreads,
+    activations: parseActivationDtype(opts.activationDtype, weightDtype),
+  });
   const runner = await loadCpuModelRunner(modelDir, {
     numBlocks,
     blockSize: BLOCK_SIZE,
     numThreads: opts.numThreads,
+    gemm,
+    kvCacheDtype: opts.kvCacheDtype,
   });
   const greedy: SampleRequest = {
     params: DEFAULT_SAMPLING,

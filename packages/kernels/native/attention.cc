@@ -99,12 +99,27 @@ KILN_INLINE float kvScalar(uint16_t h) {
   return x;
 }
 
-// Asks for the cache lines of one key or value row.
+// Asks for the cache lines of one key or value row (prefetcht1: into L2 and closer, which
+// measured a little faster than prefetcht0 here).
 template <typename T>
 KILN_INLINE void prefetchRow(const T* row, int headDim) {
   const char* p = reinterpret_cast<const char*>(row);
   const int64_t bytes = static_cast<int64_t>(headDim) * sizeof(T);
-  for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b);
+  for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 2);
+}
+
+// The keys of the item a thread attends next (its key offsets, as keyOffsets writes them), which
+// mixValues asks for while it mixes this item's values; offsets null when there is none.
+struct NextItem {
+  const int64_t* offsets = nullptr;
+  int64_t numKeys = 0;
+};
+
+// Asks for keys [j0, j0 + kLanes) ∩ [0, numKeys) at `offsets` in pool `rows`.
+template <typename T>
+KILN_INLINE void prefetchChunk(const T* rows, const int64_t* offsets, int64_t j0,
+                               int64_t numKeys, int headDim) {
+  for (int l = 0; l < kLanes && j0 + l < numKeys; l++) prefetchRow(rows + offsets[j0 + l], headDim);
 }
 
 KILN_INLINE int64_t roundUp(int64_t n, int64_t multiple) {
@@ -134,22 +149,16 @@ KILN_INLINE void scoreKeys(const Job& job, const int64_t* offsets, const float* 
   const int headDim = job.headDim;
   const int numFull = headDim / kLanes * kLanes;
   const T* keys = static_cast<const T*>(job.keys);
-  const T* values = static_cast<const T*>(job.values);
   for (int64_t j0 = 0; j0 < numKeys; j0 += kLanes) {
     const T* k[kLanes];
     for (int l = 0; l < kLanes; l++) k[l] = keys + offsets[j0 + l];
     // A sequence's blocks lie anywhere in the pool, and a bf16 block of one head (2 KiB at
     // blockSize 16, headDim 64) is too short for the hardware prefetcher to run ahead of: ask
-    // for the next chunk's keys and this chunk's values (mixValues reads them) now. f32 blocks
-    // measured no faster with it (bench:attention), so they are left to the hardware.
+    // for the next chunk's keys now, and for the first values at the last chunk. f32 blocks
+    // measured no faster with it, so they are left to the hardware.
     if (std::is_same_v<T, uint16_t> && job.prefetch) {
-      const int64_t next = j0 + kLanes;
-      for (int l = 0; l < kLanes && next + l < numKeys; l++) {
-        prefetchRow(keys + offsets[next + l], headDim);
-      }
-      for (int l = 0; l < kLanes && j0 + l < numKeys; l++) {
-        prefetchRow(values + offsets[j0 + l], headDim);
-      }
+      prefetchChunk(keys, offsets, j0 + kLanes, numKeys, headDim);
+      if (j0 + kLanes >= numKeys) prefetchChunk(static_cast<const T*>(job.values), offsets, 0, numKeys, headDim);
     }
     for (int r = 0; r < numRows; r++) {
       const float* q = qs + r * headDim;
@@ -185,14 +194,22 @@ KILN_INLINE float expScores(int64_t numKeys, int64_t zeroEnd, float* scores) {
 // acc[r × headDim + d] = Σ_j weights[r × stride + j] × V[j][d] for the tile's rows, four keys
 // per pass; each value vector is loaded once per tile. Weights are zero from each row's
 // numKeys up to a whole vector past numKeys, so the last pass may run past it.
+// Over a bf16 pool, each chunk of kLanes keys asks for the next chunk's values and for the same
+// chunk of the next item's keys.
 template <typename T, int numRows>
 KILN_INLINE void mixValues(const Job& job, const int64_t* offsets, const float* weights,
-                           int64_t stride, int64_t numKeys, float* acc) {
+                           int64_t stride, int64_t numKeys, float* acc, const NextItem& next) {
   const int headDim = job.headDim;
   const int numFull = headDim / kLanes * kLanes;
   const T* values = static_cast<const T*>(job.values);
   std::fill(acc, acc + numRows * headDim, 0.0f);
   for (int64_t j = 0; j < numKeys; j += 4) {
+    if (std::is_same_v<T, uint16_t> && job.prefetch && j % kLanes == 0) {
+      prefetchChunk(values, offsets, j + kLanes, numKeys, headDim);
+      if (next.offsets != nullptr) {
+        prefetchChunk(static_cast<const T*>(job.keys), next.offsets, j, next.numKeys, headDim);
+      }
+    }
     const T* v0 = values + offsets[j];
     const T* v1 = values + offsets[j + 1];
     const T* v2 = values + offsets[j + 2];
@@ -221,7 +238,7 @@ KILN_INLINE void mixValues(const Job& job, const int64_t* offsets, const float* 
 // Scores, softmax and values of one tile of numRows rows (row0 onwards) of an item.
 template <typename T, int numRows>
 KILN_INLINE void attendTile(const Job& job, const int64_t* offsets, int64_t prefixLen,
-                            int groupSize, int64_t row0, float* scratch) {
+                            int groupSize, int64_t row0, float* scratch, const NextItem& next) {
   const int headDim = job.headDim;
   const int64_t stride = job.paddedKeys;
   const float* qs = scratch + kTileRows * stride;  // [kTileRows, headDim]
@@ -234,7 +251,7 @@ KILN_INLINE void attendTile(const Job& job, const int64_t* offsets, int64_t pref
     const int64_t numKeys = prefixLen + (row0 + r) / groupSize + 1;
     invSums[r] = 1.0f / expScores(numKeys, roundUp(maxKeys, kLanes), scratch + r * stride);
   }
-  mixValues<T, numRows>(job, offsets, scratch, stride, maxKeys, acc);
+  mixValues<T, numRows>(job, offsets, scratch, stride, maxKeys, acc, next);
   for (int r = 0; r < numRows; r++) {
     for (int d = 0; d < headDim; d++) acc[r * headDim + d] *= invSums[r];
   }
@@ -242,8 +259,10 @@ KILN_INLINE void attendTile(const Job& job, const int64_t* offsets, int64_t pref
 
 // Every query row of one (sequence, KV head) item, kTileRows rows at a time. Row ρ is query
 // token ρ / groupSize, head g × groupSize + ρ mod groupSize; it sees prefixLen + token + 1 keys.
+// offsets: the item's key offsets (keyOffsets); the last tile asks for `next`'s first keys.
 template <typename T>
-KILN_INLINE void attendItemOf(const Job& job, int64_t item, float* scratch, int64_t* offsets) {
+KILN_INLINE void attendItemOf(const Job& job, int64_t item, float* scratch,
+                              const int64_t* offsets, const NextItem& next) {
   const int32_t s = job.itemSeqs[item / job.numKvHeads];
   const int g = static_cast<int>(item % job.numKvHeads);
   const int headDim = job.headDim;
@@ -252,9 +271,9 @@ KILN_INLINE void attendItemOf(const Job& job, int64_t item, float* scratch, int6
   const int64_t prefixLen = job.contextLens[s] - job.queryLens[s];
   float* qs = scratch + kTileRows * job.paddedKeys;  // [kTileRows, headDim]
   const float* acc = qs + kTileRows * headDim;  // [kTileRows, headDim]
-  keyOffsets(job, job.tables + job.tableOffsets[s], g, job.contextLens[s], offsets);
   for (int64_t row0 = 0; row0 < numRows; row0 += kTileRows) {
     const int tileRows = static_cast<int>(std::min<int64_t>(kTileRows, numRows - row0));
+    const NextItem& ahead = row0 + tileRows >= numRows ? next : NextItem{};
     for (int r = 0; r < tileRows; r++) {
       const int64_t t = job.tokenStarts[s] + (row0 + r) / groupSize;
       const int64_t h = g * groupSize + (row0 + r) % groupSize;
@@ -262,10 +281,12 @@ KILN_INLINE void attendItemOf(const Job& job, int64_t item, float* scratch, int6
       for (int d = 0; d < headDim; d++) qs[r * headDim + d] = qRow[d] * job.scale;
     }
     switch (tileRows) {
-      case 1: attendTile<T, 1>(job, offsets, prefixLen, groupSize, row0, scratch); break;
-      case 2: attendTile<T, 2>(job, offsets, prefixLen, groupSize, row0, scratch); break;
-      case 3: attendTile<T, 3>(job, offsets, prefixLen, groupSize, row0, scratch); break;
-      default: attendTile<T, kTileRows>(job, offsets, prefixLen, groupSize, row0, scratch); break;
+      case 1: attendTile<T, 1>(job, offsets, prefixLen, groupSize, row0, scratch, ahead); break;
+      case 2: attendTile<T, 2>(job, offsets, prefixLen, groupSize, row0, scratch, ahead); break;
+      case 3: attendTile<T, 3>(job, offsets, prefixLen, groupSize, row0, scratch, ahead); break;
+      default:
+        attendTile<T, kTileRows>(job, offsets, prefixLen, groupSize, row0, scratch, ahead);
+        break;
     }
     for (int r = 0; r < tileRows; r++) {
       const int64_t t = job.tokenStarts[s] + (row0 + r) / groupSize;
@@ -277,21 +298,39 @@ KILN_INLINE void attendItemOf(const Job& job, int64_t item, float* scratch, int6
 }
 
 KILN_MULTIVERSION void attendItem(const Job& job, int64_t item, float* scratch,
-                                  int64_t* offsets) {
+                                  const int64_t* offsets, const NextItem& next) {
   if (job.bf16) {
-    attendItemOf<uint16_t>(job, item, scratch, offsets);
+    attendItemOf<uint16_t>(job, item, scratch, offsets, next);
   } else {
-    attendItemOf<float>(job, item, scratch, offsets);
+    attendItemOf<float>(job, item, scratch, offsets, next);
   }
 }
 
+// Writes item's key offsets into offsets and returns its number of keys.
+int64_t itemKeys(const Job& job, int64_t item, int64_t* offsets) {
+  const int32_t s = job.itemSeqs[item / job.numKvHeads];
+  const int g = static_cast<int>(item % job.numKvHeads);
+  keyOffsets(job, job.tables + job.tableOffsets[s], g, job.contextLens[s], offsets);
+  return job.contextLens[s];
+}
+
+// One thread's share: items from the shared counter, each claimed one item ahead so that the
+// current one can ask for the next one's keys. The thread's two offset buffers alternate.
 void runMember(Job& job, int thread) {
   float* scratch = job.scratch + thread * job.scratchStride;
-  int64_t* offsets = job.offsets + thread * job.paddedKeys;
-  for (;;) {
-    const int64_t item = job.next.fetch_add(1, std::memory_order_relaxed);
-    if (item >= job.numItems) break;
-    attendItem(job, item, scratch, offsets);
+  int64_t* buffers[2] = {job.offsets + 2 * thread * job.paddedKeys,
+                         job.offsets + (2 * thread + 1) * job.paddedKeys};
+  int64_t item = job.next.fetch_add(1, std::memory_order_relaxed);
+  if (item < job.numItems) itemKeys(job, item, buffers[0]);
+  for (int cur = 0; item < job.numItems; cur = 1 - cur) {
+    const int64_t following = job.next.fetch_add(1, std::memory_order_relaxed);
+    NextItem next;
+    if (following < job.numItems) {
+      next.numKeys = itemKeys(job, following, buffers[1 - cur]);
+      next.offsets = buffers[1 - cur];
+    }
+    attendItem(job, item, scratch, buffers[cur], next);
+    item = following;
   }
 }
 
@@ -405,7 +444,7 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   job.paddedKeys = roundUp(plan.maxContextLen, kLanes);
   job.scratchStride = kTileRows * (job.paddedKeys + 2 * job.headDim);
   std::vector<float> scratch(job.scratchStride * teamSize);
-  std::vector<int64_t> offsets(job.paddedKeys * teamSize);
+  std::vector<int64_t> offsets(2 * job.paddedKeys * teamSize);  // two buffers per thread
   job.scratch = scratch.data();
   job.offsets = offsets.data();
   if (isParallel) {
@@ -418,9 +457,7 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
     onednn().gompParallel(runTeamMember, &job, static_cast<unsigned>(teamSize), 0);
 #endif
   } else {
-    for (int64_t item = 0; item < job.numItems; item++) {
-      attendItem(job, item, job.scratch, job.offsets);
-    }
+    runMember(job, 0);
   }
   return env.Undefined();
 }

@@ -20,8 +20,9 @@
 // on a CPU with AVX-512 BF16 use vdpbf16ps (twice the multiply-adds of f32 per instruction):
 // bf16 weights straight from the panel, int8 from a scratch panel of the codes as bf16 (exact),
 // summed per group and then scaled. Panels are split across the calling thread's OpenMP team
-// (the one oneDNN uses), each thread a contiguous run of them; while one int8 panel computes,
-// the thread asks for the next one's lines (Prefetch), so DRAM reads and multiply-adds overlap.
+// (the one oneDNN uses) in runs of consecutive panels taken from a shared counter; while one int8
+// panel computes, the thread asks for the next one's lines (Prefetch), so DRAM reads and
+// multiply-adds overlap.
 // AVX-512 where the CPU has it (checked at run time), portable C++ otherwise.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -149,19 +150,20 @@ KILN_AVX512 inline void splitBf16Pairs(const uint16_t* at, __m512& even, __m512&
 // The next int8 panel's codes and scales, asked for while the first row tile computes on this
 // panel: its compute and the next panel's reads from DRAM then overlap instead of taking turns
 // (after the codes are widened, a panel's tiles read only cache). One pair of an int8 panel is
-// one 64-byte line, so pair step kp asks for line kp. bf16 panels are read by the tiles
+// one 64-byte line, so pair step kp asks for line kp (into L2 and closer: prefetcht1, which
+// measured a little faster than prefetcht0 here). bf16 panels are read by the tiles
 // themselves, which the hardware prefetcher keeps up with (asking too measured no faster).
 // `at` null asks for nothing.
 struct Prefetch {
   const char* at = nullptr;  // the next panel's first pair
   const char* scales = nullptr;  // the next panel's scales
   inline void pair(int64_t kp) const {
-    if (at != nullptr) __builtin_prefetch(at + kp * 2 * kPanel);
+    if (at != nullptr) __builtin_prefetch(at + kp * 2 * kPanel, 0, 2);
   }
   inline void group(int64_t g) const {
     if (at == nullptr) return;
-    __builtin_prefetch(scales + g * kPanel * sizeof(float));
-    __builtin_prefetch(scales + g * kPanel * sizeof(float) + 64);
+    __builtin_prefetch(scales + g * kPanel * sizeof(float), 0, 2);
+    __builtin_prefetch(scales + g * kPanel * sizeof(float) + 64, 0, 2);
   }
 };
 
@@ -444,11 +446,26 @@ void runPanels(const QuantJob& job, int64_t begin, int64_t end) {
   for (int64_t p = begin; p < end; p++) panelScalar(job, p);
 }
 
+// A call's panels, cut into runs that the team's threads take from a shared counter: a thread
+// that loses its core to another process (the router, the gateway) takes fewer runs instead of
+// holding the others at the end of the call.
+struct TeamWork {
+  const QuantJob& job;
+  int64_t runLen;  // panels per run
+  std::atomic<int64_t> next{0};
+};
+
+// Runs per thread: enough that the others can take over most of a stalled thread's share.
+constexpr int64_t kRunsPerThread = 8;
+
 void runTeamMember(void* data) {
-  const QuantJob& job = *static_cast<const QuantJob*>(data);
-  const int64_t team = onednn().ompGetNumThreads();
-  const int64_t me = onednn().ompGetThreadNum();
-  runPanels(job, job.panels * me / team, job.panels * (me + 1) / team);
+  TeamWork& work = *static_cast<TeamWork*>(data);
+  const int64_t panels = work.job.panels;
+  for (;;) {
+    const int64_t begin = work.next.fetch_add(work.runLen, std::memory_order_relaxed);
+    if (begin >= panels) break;
+    runPanels(work.job, begin, std::min(begin + work.runLen, panels));
+  }
 }
 
 // Below this many weight bytes a call runs on the calling thread alone.
@@ -618,7 +635,8 @@ Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
   setNumThreads(static_cast<int>(numThreads));
   const int team = bytes >= kMinParallelBytes ? onednn().ompGetMaxThreads() : 1;
   if (team > 1) {
-    onednn().gompParallel(runTeamMember, &job, static_cast<unsigned>(team), 0);
+    TeamWork work{job, std::max<int64_t>(1, job.panels / (team * kRunsPerThread))};
+    onednn().gompParallel(runTeamMember, &work, static_cast<unsigned>(team), 0);
   } else {
     runPanels(job, 0, job.panels);
   }

@@ -13,8 +13,9 @@
 // rows four at a time (so a prefill chunk or a GQA group reads each key and value once per four
 // rows); a row scores every visible key, takes an exact softmax (max-subtracted, float32) and
 // mixes the values. The inner loops use the 16-lane vectors of simd.h, compiled per instruction
-// set (AVX-512, AVX2+FMA, baseline x86-64) and picked at load time. Over a bf16 pool, each
-// chunk of keys asks for the next chunk's keys and its own values ahead (scoreKeys).
+// set (AVX-512, AVX2+FMA, baseline x86-64) and picked at load time. Over a bf16 pool a thread
+// asks for keys and values a chunk ahead, and for the next item's keys while it mixes values
+// (runMember claims items one ahead; scoreKeys, mixValues).
 #include <napi.h>
 
 #include <algorithm>
@@ -54,7 +55,7 @@ struct Job {
   const void* keys;  // [numBlocks, numKvHeads, blockSize, headDim] floats or bf16 bits
   const void* values;  // same
   bool bf16;
-  bool prefetch;  // bf16 pools: ask for the next keys and values ahead (scoreKeys)
+  bool prefetch;  // bf16 pools: ask for keys and values ahead (scoreKeys, mixValues)
   const int32_t* queryLens;  // [numSeqs]
   const int32_t* contextLens;  // [numSeqs]
   const int32_t* tableOffsets;  // [numSeqs] start of each sequence's block table
@@ -119,7 +120,9 @@ struct NextItem {
 template <typename T>
 KILN_INLINE void prefetchChunk(const T* rows, const int64_t* offsets, int64_t j0,
                                int64_t numKeys, int headDim) {
-  for (int l = 0; l < kLanes && j0 + l < numKeys; l++) prefetchRow(rows + offsets[j0 + l], headDim);
+  for (int l = 0; l < kLanes && j0 + l < numKeys; l++) {
+    prefetchRow(rows + offsets[j0 + l], headDim);
+  }
 }
 
 KILN_INLINE int64_t roundUp(int64_t n, int64_t multiple) {
@@ -158,7 +161,9 @@ KILN_INLINE void scoreKeys(const Job& job, const int64_t* offsets, const float* 
     // measured no faster with it, so they are left to the hardware.
     if (std::is_same_v<T, uint16_t> && job.prefetch) {
       prefetchChunk(keys, offsets, j0 + kLanes, numKeys, headDim);
-      if (j0 + kLanes >= numKeys) prefetchChunk(static_cast<const T*>(job.values), offsets, 0, numKeys, headDim);
+      if (j0 + kLanes >= numKeys) {
+        prefetchChunk(static_cast<const T*>(job.values), offsets, 0, numKeys, headDim);
+      }
     }
     for (int r = 0; r < numRows; r++) {
       const float* q = qs + r * headDim;
@@ -273,7 +278,7 @@ KILN_INLINE void attendItemOf(const Job& job, int64_t item, float* scratch,
   const float* acc = qs + kTileRows * headDim;  // [kTileRows, headDim]
   for (int64_t row0 = 0; row0 < numRows; row0 += kTileRows) {
     const int tileRows = static_cast<int>(std::min<int64_t>(kTileRows, numRows - row0));
-    const NextItem& ahead = row0 + tileRows >= numRows ? next : NextItem{};
+    const NextItem ahead = row0 + tileRows >= numRows ? next : NextItem{};
     for (int r = 0; r < tileRows; r++) {
       const int64_t t = job.tokenStarts[s] + (row0 + r) / groupSize;
       const int64_t h = g * groupSize + (row0 + r) % groupSize;
@@ -463,7 +468,7 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
 }
 
 // attentionPrefetch(on?) → whether bf16 attention asks for keys and values ahead; with a
-// boolean, first sets it (bench:attention compares both in one run).
+// boolean, first sets it (bench:forward --compare-prefetch compares both in one run).
 Napi::Value AttentionPrefetch(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsBoolean()) prefetchKv.store(info[0].As<Napi::Boolean>());
   return Napi::Boolean::New(info.Env(), prefetchKv.load());

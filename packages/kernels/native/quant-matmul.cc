@@ -22,8 +22,8 @@
 // summed per group and then scaled. Panels are split across the calling thread's OpenMP team
 // (the one oneDNN uses) in runs of consecutive panels taken from a shared counter; while one int8
 // panel computes, the thread asks for the next one's lines (Prefetch), so DRAM reads and
-// multiply-adds overlap.
-// AVX-512 where the CPU has it (checked at run time), portable C++ otherwise.
+// multiply-adds overlap. AVX-512 where the CPU has it (checked at run time), portable C++
+// otherwise.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #include <napi.h>
@@ -63,11 +63,11 @@ bool hasBf16Dot() {
 std::atomic<int> maxIsa{2};
 
 bool useAvx512() { return maxIsa.load() >= 1 && hasAvx512(); }
+bool useBf16Dot() { return maxIsa.load() >= 2 && hasBf16Dot(); }
 
 // Whether int8 products ask for their next panel ahead (Prefetch); quantPrefetch(false) turns it
 // off, for side-by-side benchmarks.
 std::atomic<bool> prefetchPanels{true};
-bool useBf16Dot() { return maxIsa.load() >= 2 && hasBf16Dot(); }
 
 // A product's operands. Exactly one of q (with scales) or bf16 is set, in the panel layout.
 // Activation row i is a[i·lda, i·lda + 2·Kp) (zero past K), and the same as bf16 bits in abf
@@ -659,7 +659,7 @@ Napi::Value QuantIsa(const Napi::CallbackInfo& info) {
 }
 
 // quantPrefetch(on?) → whether int8 products ask for their next panel ahead; with a boolean,
-// first sets it (bench:quant-product --model compares both in one run).
+// first sets it (bench:forward --compare-prefetch compares both in one run).
 Napi::Value QuantPrefetch(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsBoolean()) prefetchPanels.store(info[0].As<Napi::Boolean>());
   return Napi::Boolean::New(info.Env(), prefetchPanels.load());

@@ -135,6 +135,10 @@ interface Timing {
   readonly gemmMs: number;
 }
 
+function median(xs: readonly number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+}
+
 /** Times `fn(i)`: one warm-up call, then calls until minSeconds (at least 3, at most maxCalls). */
 function timeCalls(
   fn: (i: number) => void,
@@ -157,7 +161,7 @@ function timeCalls(
     gemmMs += gemm.elapsedMs - gemmBefore;
   }
   const meanMs = callMs.reduce((a, b) => a + b, 0) / callMs.length;
-  const medianMs = callMs.sort((a, b) => a - b)[Math.floor(callMs.length / 2)]!;
+  const medianMs = median(callMs);
   return { callMs: medianMs, gemmMs: (gemmMs / callMs.length) * (medianMs / meanMs) };
 }
 
@@ -211,10 +215,6 @@ function attentionMs(
     for (const layer of layers) attention.run(out, q, qDim, 0, layer, input);
   };
   return timeCalls(run, new TimedGemm(createGemm()), minSeconds, 50).callMs;
-}
-
-function median(xs: readonly number[]): number {
-  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 }
 
 interface PrefetchRow {

@@ -36,18 +36,31 @@ function scheduled(tokenIds: number[], numComputedTokens: number): Partial<Sched
   };
 }
 
+/** Step `stepId`: resets the worker and prefills `prompt` as sequence 1. */
+function prefillRequest(prompt: number[], instanceId?: string, stepId = 1): StepRequest {
+  return StepRequest.fromPartial({
+    stepId,
+    reset: true,
+    instanceId,
+    newSequences: [{ seqId: 1, promptTokenIds: prompt }],
+    sequences: [scheduled(prompt, 0)],
+  });
+}
+
+/** A step the worker refuses: sequence 2's block id lies outside the pool. */
+function refusedRequest(stepId: number, instanceId: string): StepRequest {
+  return StepRequest.fromPartial({
+    stepId,
+    instanceId,
+    newSequences: [{ seqId: 2, promptTokenIds: [1] }],
+    sequences: [{ ...scheduled([1], 0), seqId: 2, newBlockIds: [1_000_000] }],
+  });
+}
+
 describe("WorkerConnection's step stream against a worker process", () => {
   it("decodes the golden greedy tokens, survives a refused step and a traced step", async () => {
     const prompt = [...golden.prompt_ids];
-    const first = await connection.step(
-      StepRequest.fromPartial({
-        stepId: 1,
-        reset: true,
-        newSequences: [{ seqId: 1, promptTokenIds: prompt }],
-        sequences: [scheduled(prompt, 0)],
-      }),
-      10_000,
-    );
+    const first = await connection.step(prefillRequest(prompt), 10_000);
     const info = await connection.info(5_000);
     const output = [first.results[0]!.token!.tokenId];
     let stepId = 2;
@@ -68,15 +81,7 @@ describe("WorkerConnection's step stream against a worker process", () => {
     for (let i = 1; i < golden.greedy_ids.length; i++) {
       if (i === 5) {
         // A step the worker refuses (a block id outside the pool) fails with its status...
-        const refused = connection.step(
-          StepRequest.fromPartial({
-            stepId: stepId++,
-            instanceId: info.instanceId,
-            newSequences: [{ seqId: 2, promptTokenIds: [1] }],
-            sequences: [{ ...scheduled([1], 0), seqId: 2, newBlockIds: [1_000_000] }],
-          }),
-          10_000,
-        );
+        const refused = connection.step(refusedRequest(stepId++, info.instanceId), 10_000);
         await expect(refused).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
       }
       // ...and the next one opens a new stream; step 9 goes as a unary call with trace context.
@@ -91,15 +96,7 @@ describe("WorkerConnection's step stream against a worker process", () => {
   it("a step past its deadline rejects with DEADLINE_EXCEEDED; the next one gets through", async () => {
     const prompt = Array.from({ length: 120 }, (_, i) => 1 + ((i * 37) % 500));
     const streamsBefore = connection.stepStreamsOpened;
-    const slow = connection.step(
-      StepRequest.fromPartial({
-        stepId: 1,
-        reset: true,
-        newSequences: [{ seqId: 1, promptTokenIds: prompt }],
-        sequences: [scheduled(prompt, 0)],
-      }),
-      0,
-    );
+    const slow = connection.step(prefillRequest(prompt), 0);
     await expect(slow).rejects.toMatchObject({ code: status.DEADLINE_EXCEEDED });
     // The worker may still be running the abandoned step: wait until it takes a new one.
     let answered = false;
@@ -125,16 +122,7 @@ describe("steps planned ahead on the stream (async scheduling, ADR 0021)", () =>
     // No --threads: one compute thread per core, reported for the router's --schedule-ahead auto.
     expect(info.numComputeThreads).toBe(availableParallelism());
     let stepId = 1;
-    const prefill = connection.step(
-      StepRequest.fromPartial({
-        stepId: stepId++,
-        reset: true,
-        instanceId: info.instanceId,
-        newSequences: [{ seqId: 1, promptTokenIds: prompt }],
-        sequences: [scheduled(prompt, 0)],
-      }),
-      10_000,
-    );
+    const prefill = connection.step(prefillRequest(prompt, info.instanceId, stepId++), 10_000);
     // Step k + 1 continues from the token step k samples, which the sender never sees first.
     const ahead = (k: number) =>
       connection.step(
@@ -174,25 +162,8 @@ describe("steps planned ahead on the stream (async scheduling, ADR 0021)", () =>
     const info = await connection.info(5_000);
     // A long prefill, so that the bad step is queued on the worker before it ends.
     const prompt = Array.from({ length: 120 }, (_, i) => 1 + ((i * 37) % 500));
-    const long = connection.step(
-      StepRequest.fromPartial({
-        stepId: 1,
-        reset: true,
-        instanceId: info.instanceId,
-        newSequences: [{ seqId: 1, promptTokenIds: prompt }],
-        sequences: [scheduled(prompt, 0)],
-      }),
-      10_000,
-    );
-    const bad = connection.step(
-      StepRequest.fromPartial({
-        stepId: 2,
-        instanceId: info.instanceId,
-        newSequences: [{ seqId: 2, promptTokenIds: [1] }],
-        sequences: [{ ...scheduled([1], 0), seqId: 2, newBlockIds: [1_000_000] }],
-      }),
-      10_000,
-    );
+    const long = connection.step(prefillRequest(prompt, info.instanceId), 10_000);
+    const bad = connection.step(refusedRequest(2, info.instanceId), 10_000);
     const [answered, refused] = await Promise.allSettled([long, bad]);
     expect(answered).toMatchObject({ status: "fulfilled", value: { stepId: 1 } });
     expect((answered as PromiseFulfilledResult<StepResponse>).value.results).toHaveLength(1);
@@ -205,16 +176,7 @@ describe("steps planned ahead on the stream (async scheduling, ADR 0021)", () =>
   it("refuses just a pending input the worker holds no sampled token for", async () => {
     const info = await connection.info(5_000);
     const prompt = [...golden.prompt_ids];
-    const res = await connection.step(
-      StepRequest.fromPartial({
-        stepId: 1,
-        reset: true,
-        instanceId: info.instanceId,
-        newSequences: [{ seqId: 1, promptTokenIds: prompt }],
-        sequences: [scheduled(prompt, 0)],
-      }),
-      10_000,
-    );
+    const res = await connection.step(prefillRequest(prompt, info.instanceId), 10_000);
     const stranger = connection.step(
       StepRequest.fromPartial({
         stepId: 2,

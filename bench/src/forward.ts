@@ -9,6 +9,8 @@
 //                            [--profile]     (or KILN_FORWARD_PROFILE=1: per-phase breakdown)
 //                            [--compare-prefetch] (the native kernels' software prefetch off
 //                                            and on, alternating step by step in this process)
+//                            [--compare-lookup] (the same for int8 codes widened to bf16 by
+//                                            byte lookups, AVX-512 VBMI; bf16 activations)
 // The model is generated into bench/models/llama-110m on first run and reused after.
 import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -32,6 +34,7 @@ import {
   parseWeightDtype,
   type SampleRequest,
   type StepInput,
+  setNativeCodeLookup,
   setNativePrefetch,
 } from "@kiln/kernels";
 import { writeRandomModel } from "@kiln/model";
@@ -217,40 +220,53 @@ function attentionMs(
   return timeCalls(run, new TimedGemm(createGemm()), minSeconds, 50).callMs;
 }
 
-interface PrefetchRow {
+/** A native kernel feature that can be switched off in this process, to time it off and on. */
+interface Switch {
+  readonly title: string;
+  /** Sets it; false where this build or CPU lacks it. */
+  readonly set: (on: boolean) => boolean;
+}
+
+const SWITCHES = {
+  "compare-prefetch": { title: "software prefetch", set: setNativePrefetch },
+  "compare-lookup": { title: "int8 codes by byte lookup", set: setNativeCodeLookup },
+} as const satisfies Record<string, Switch>;
+
+interface SwitchRow {
   readonly name: string;
   readonly offMs: number;
   readonly onMs: number;
 }
 
 /**
- * Median ms per call of `fn(i)` with the native kernels' software prefetch (int8 weight panels,
- * bf16 KV blocks) off and on, alternating call by call so that the shared host's drift falls on
- * both alike: at least minSeconds and 3 calls of each.
+ * Median ms per call of `fn(i)` with the switch off and on (software prefetch of int8 weight
+ * panels and bf16 KV blocks, or byte lookups), alternating call by call so that the shared
+ * host's drift falls on both alike: at least minSeconds and 3 calls of each.
  */
-function comparePrefetch(
+function compareSwitch(
+  feature: Switch,
   name: string,
   fn: (i: number) => void,
   minSeconds: number,
   numInputs: number,
-): PrefetchRow {
+): SwitchRow {
   const times: [number[], number[]] = [[], []];
   fn(0);
   const start = performance.now();
   for (let i = 0; times[1].length < 3 || performance.now() - start < minSeconds * 1000; i++) {
     const on = i % 2;
-    setNativePrefetch(on === 1);
+    feature.set(on === 1);
     const t0 = performance.now();
     fn((i % numInputs) + 1);
     times[on]!.push(performance.now() - t0);
   }
-  setNativePrefetch(true);
+  feature.set(true);
   return { name, offMs: median(times[0]), onMs: median(times[1]) };
 }
 
-function printPrefetch(rows: readonly PrefetchRow[]): void {
+function printSwitch(feature: Switch, rows: readonly SwitchRow[]): void {
   console.log(`
-${"software prefetch".padEnd(26)}${"off ms".padStart(10)}${"on ms".padStart(10)}${"off ÷ on".padStart(10)}`);
+${feature.title.padEnd(26)}${"off ms".padStart(10)}${"on ms".padStart(10)}${"off ÷ on".padStart(10)}`);
   for (const r of rows) {
     console.log(
       `${r.name.padEnd(26)}${r.offMs.toFixed(2).padStart(10)}${r.onMs.toFixed(2).padStart(10)}` +
@@ -302,10 +318,16 @@ async function main(): Promise<void> {
       "kv-cache-dtype": { type: "string", default: process.env.KILN_KV_CACHE_DTYPE ?? "f32" },
       profile: { type: "boolean", default: process.env.KILN_FORWARD_PROFILE === "1" },
       "compare-prefetch": { type: "boolean", default: false },
+      "compare-lookup": { type: "boolean", default: false },
     },
   });
-  if (values["compare-prefetch"] && !setNativePrefetch(true)) {
-    throw new Error("--compare-prefetch needs the native addon (npm run build -w @kiln/kernels)");
+  const flags = (Object.keys(SWITCHES) as (keyof typeof SWITCHES)[]).filter((f) => values[f]);
+  if (flags.length > 1) throw new Error(`compare one switch at a time: ${flags.join(", ")}`);
+  const feature: Switch | null = flags[0] === undefined ? null : SWITCHES[flags[0]];
+  if (feature !== null && !feature.set(true)) {
+    throw new Error(
+      `--${flags[0]} needs the native addon (npm run build -w @kiln/kernels) and a CPU with it`,
+    );
   }
   const numThreads = values.threads === undefined ? undefined : Number(values.threads);
   const batches = values.batches.split(",").map(Number);
@@ -342,12 +364,12 @@ async function main(): Promise<void> {
 
   const rows: Row[] = [fillContexts(runner, gemm, maxBatch, contextLen, blocksPerSeq)];
   const profiles: string[] = [];
-  const prefetchRows: PrefetchRow[] = [];
+  const switchRows: SwitchRow[] = [];
   for (const batch of batches) {
     const decode = (i: number) => runner.step(makeStep(batch, contextLen + i, 1, blocksPerSeq));
-    if (values["compare-prefetch"]) {
+    if (feature !== null) {
       const name = `decode batch ${batch} @ctx ${contextLen}`;
-      prefetchRows.push(comparePrefetch(name, decode, 2 * minSeconds, maxDecodeSteps));
+      switchRows.push(compareSwitch(feature, name, decode, 2 * minSeconds, maxDecodeSteps));
     }
     profiler?.reset();
     const { callMs, gemmMs } = timeCalls(decode, gemm, minSeconds, maxDecodeSteps);
@@ -359,9 +381,9 @@ async function main(): Promise<void> {
   }
   if (prefillLen > 0) {
     const input = makeStep(1, 0, prefillLen, numBlocks);
-    if (values["compare-prefetch"]) {
+    if (feature !== null) {
       const prefill = () => runner.step(input);
-      prefetchRows.push(comparePrefetch(`prefill ${prefillLen}`, prefill, 0, 1));
+      switchRows.push(compareSwitch(feature, `prefill ${prefillLen}`, prefill, 0, 1));
     }
     profiler?.reset();
     const { callMs, gemmMs } = timeCalls(() => runner.step(input), gemm, 0, 3);
@@ -371,7 +393,7 @@ async function main(): Promise<void> {
     rows.push({ name, numTokens: prefillLen, stepMs: callMs, gemmMs, attentionMs: attn });
   }
   printTable(rows, batches);
-  if (prefetchRows.length > 0) printPrefetch(prefetchRows);
+  if (feature !== null) printSwitch(feature, switchRows);
   if (profiles.length > 0) console.log(`\nphases (mean ms per step):\n${profiles.join("\n")}`);
 }
 

@@ -58,12 +58,20 @@ bool hasBf16Dot() {
   return has;
 }
 
-// The widest path products may take (quantIsa's argument): 2 pair dot products, 1 AVX-512
-// multiply-adds, 0 portable C++. Tests lower it to run the narrower paths on a wide CPU.
-std::atomic<int> maxIsa{2};
+// AVX-512 VBMI's two-table byte permute (vpermi2b), which widens int8 codes to bf16 (CodeLookup).
+bool hasByteLookup() {
+  static const bool has = hasBf16Dot() && __builtin_cpu_supports("avx512vbmi");
+  return has;
+}
+
+// The widest path products may take (quantIsa's argument): 3 pair dot products with int8 codes
+// widened by byte lookups, 2 pair dot products, 1 AVX-512 multiply-adds, 0 portable C++. Tests
+// lower it to run the narrower paths on a wide CPU.
+std::atomic<int> maxIsa{3};
 
 bool useAvx512() { return maxIsa.load() >= 1 && hasAvx512(); }
 bool useBf16Dot() { return maxIsa.load() >= 2 && hasBf16Dot(); }
+bool useByteLookup() { return maxIsa.load() >= 3 && hasByteLookup(); }
 
 // Whether int8 products ask for their next panel ahead (Prefetch); quantPrefetch(false) turns it
 // off, for side-by-side benchmarks.
@@ -82,6 +90,7 @@ struct QuantJob {
   float* out;
   int64_t m, n, k, pairs, groups, panels;
   bool accumulate, avx, dot;
+  bool lookup;  // int8 codes widen to bf16 by byte lookups (CodeLookup), in registers up to kMaxRows rows
   bool prefetch;  // ask for the next int8 panel while computing one (Prefetch)
 };
 
@@ -146,6 +155,98 @@ KILN_AVX512 inline void splitBf16Pairs(const uint16_t* at, __m512& even, __m512&
   even = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
   odd = _mm512_castsi512_ps(_mm512_and_si512(x, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
 }
+
+// int8 codes → bf16 bits, 64 at a time, by byte lookups: AVX-512 VBMI's vpermi2b picks each
+// byte from two registers (a 128-entry table) by an index's low 7 bits. bf16(|q|)'s low and high
+// bytes come from two tables indexed by |q|, q's sign bit is ORed into the high byte, and two
+// more permutes interleave the bytes into words in order. Exact for codes in [-127, 127]
+// (packQuant refuses -128, whose |q| needs 8 bits), and the same bits as widenCodesBf16's
+// conversions in 7 instructions instead of 18 and a round trip through memory. vpermi2b is inline
+// assembly so that this inlines into tiles compiled for AVX-512 BF16 alone; only CPUs with VBMI
+// run it (useByteLookup).
+class CodeLookup {
+ public:
+  KILN_AVX512 static CodeLookup make() {
+    const Tables& t = tables();
+    CodeLookup lookup;
+    lookup.lo0_ = _mm512_loadu_si512(t.lo);
+    lookup.lo1_ = _mm512_loadu_si512(t.lo + 64);
+    lookup.hi0_ = _mm512_loadu_si512(t.hi);
+    lookup.hi1_ = _mm512_loadu_si512(t.hi + 64);
+    lookup.first_ = _mm512_loadu_si512(t.first);
+    lookup.second_ = _mm512_loadu_si512(t.second);
+    return lookup;
+  }
+
+  // One pair step of a panel, 64 codes (32 columns × 2 k) at `at` → their bf16 bits in the
+  // panel layout: columns 0-15 in w0, 16-31 in w1.
+  KILN_AVX512 void widen(const int8_t* at, __m512i& w0, __m512i& w1) const {
+    const __m512i q = _mm512_loadu_si512(at);
+    const __m512i magnitude = _mm512_abs_epi8(q);
+    const __m512i lo = permute2(magnitude, lo0_, lo1_);
+    const __m512i hi = _mm512_ternarylogic_epi32(permute2(magnitude, hi0_, hi1_), q,
+                                                 _mm512_set1_epi8(static_cast<char>(0x80)),
+                                                 0xf8);  // hi | (q & sign)
+    w0 = permute2(first_, lo, hi);
+    w1 = permute2(second_, lo, hi);
+  }
+
+ private:
+  struct Tables {
+    uint8_t lo[128], hi[128];  // bf16(v)'s bytes for v in [0, 128)
+    uint8_t first[64], second[64];  // (lo, hi) byte pairs of values 0-31 and 32-63
+  };
+
+  static const Tables& tables() {
+    static const Tables t = [] {
+      Tables t{};
+      for (int v = 0; v < 128; v++) {
+        const float f = static_cast<float>(v);
+        uint32_t bits;
+        __builtin_memcpy(&bits, &f, 4);  // a 7-bit integer: its bf16 is the top half, exactly
+        t.lo[v] = static_cast<uint8_t>(bits >> 16);
+        t.hi[v] = static_cast<uint8_t>(bits >> 24);
+      }
+      for (int j = 0; j < 32; j++) {
+        t.first[2 * j] = static_cast<uint8_t>(j);
+        t.first[2 * j + 1] = static_cast<uint8_t>(64 + j);
+        t.second[2 * j] = static_cast<uint8_t>(32 + j);
+        t.second[2 * j + 1] = static_cast<uint8_t>(96 + j);
+      }
+      return t;
+    }();
+    return t;
+  }
+
+  // Byte j of the result is (index_j < 64 ? t0 : t1)[index_j mod 64] (index bit 7 ignored).
+  KILN_AVX512 static inline __attribute__((always_inline)) __m512i permute2(__m512i index,
+                                                                           __m512i t0,
+                                                                           __m512i t1) {
+    asm("vpermi2b %2, %1, %0" : "+v"(index) : "v"(t0), "v"(t1));
+    return index;
+  }
+
+  __m512i lo0_, lo1_, hi0_, hi1_, first_, second_;
+};
+
+// Where a pair dot product's weights come from: bf16 bits (a bf16 panel, or int8 codes widened
+// into a scratch panel) or int8 codes widened in registers. load(kp) gives pair step kp's 64
+// weights, columns 0-15 in w0 and 16-31 in w1.
+struct Bf16Pairs {
+  const uint16_t* bits;
+  KILN_AVX512 void load(int64_t kp, __m512i& w0, __m512i& w1) const {
+    w0 = _mm512_loadu_si512(bits + kp * 2 * kPanel);
+    w1 = _mm512_loadu_si512(bits + kp * 2 * kPanel + kPanel);
+  }
+};
+
+struct CodePairs {
+  const int8_t* q;
+  CodeLookup lookup;
+  KILN_AVX512 void load(int64_t kp, __m512i& w0, __m512i& w1) const {
+    lookup.widen(q + kp * 2 * kPanel, w0, w1);
+  }
+};
 
 // The next int8 panel's codes and scales, asked for while the first row tile computes on this
 // panel: its compute and the next panel's reads from DRAM then overlap instead of taking turns
@@ -255,10 +356,10 @@ KILN_AVX512 void tileF32(const QuantJob& job, const float* a, Source src, float*
   storeTile<MR>(acc0, acc1, out, job.n, cols, job.accumulate);
 }
 
-// The same with bf16 activations and pair dot products over bf16 pairs `bits` (the panel's, or
-// int8 codes widened to bf16). With scales, each group of 32 k is summed apart and then scaled.
-template <int MR>
-KILN_AVX512_BF16 void tileDot(const QuantJob& job, const uint16_t* a, const uint16_t* bits,
+// The same with bf16 activations and pair dot products over the bf16 weights `pairs` loads (see
+// Bf16Pairs). With scales, each group of 32 k is summed apart and then scaled.
+template <int MR, typename Pairs>
+KILN_AVX512_BF16 void tileDot(const QuantJob& job, const uint16_t* a, const Pairs& pairs,
                               const float* scales, float* out, int64_t cols,
                               const Prefetch& pf) {
   __m512 acc0[MR], acc1[MR], sum0[MR], sum1[MR];
@@ -269,14 +370,14 @@ KILN_AVX512_BF16 void tileDot(const QuantJob& job, const uint16_t* a, const uint
     const int64_t end = std::min(start + kPairsPerGroup, job.pairs);
     for (int64_t kp = start; kp < end; kp++) {
       pf.pair(kp);
-      const __m512bh w0 = (__m512bh)_mm512_loadu_si512(bits + kp * 2 * kPanel);
-      const __m512bh w1 = (__m512bh)_mm512_loadu_si512(bits + kp * 2 * kPanel + kPanel);
+      __m512i w0, w1;
+      pairs.load(kp, w0, w1);
       for (int r = 0; r < MR; r++) {
         int32_t pair;
         __builtin_memcpy(&pair, a + r * job.lda + 2 * kp, 4);
         const __m512bh ar = (__m512bh)_mm512_set1_epi32(pair);
-        sum0[r] = _mm512_dpbf16_ps(sum0[r], ar, w0);
-        sum1[r] = _mm512_dpbf16_ps(sum1[r], ar, w1);
+        sum0[r] = _mm512_dpbf16_ps(sum0[r], ar, (__m512bh)w0);
+        sum1[r] = _mm512_dpbf16_ps(sum1[r], ar, (__m512bh)w1);
       }
     }
     if (scales == nullptr) {
@@ -320,12 +421,15 @@ struct F32Tile {
   };
 };
 
-template <int MR>
+template <typename Pairs>
 struct DotTile {
-  KILN_AVX512_BF16 static void run(const QuantJob& job, const uint16_t* a, const uint16_t* bits,
-                  const float* scales, float* out, int64_t cols, const Prefetch& pf) {
-    tileDot<MR>(job, a, bits, scales, out, cols, pf);
-  }
+  template <int MR>
+  struct Rows {
+    KILN_AVX512_BF16 static void run(const QuantJob& job, const uint16_t* a, const Pairs& pairs,
+                    const float* scales, float* out, int64_t cols, const Prefetch& pf) {
+      tileDot<MR>(job, a, pairs, scales, out, cols, pf);
+    }
+  };
 };
 
 // Every activation row against panel p, kMaxRows rows a tile; the first tile asks for pf.
@@ -341,13 +445,14 @@ KILN_AVX512 void panelRowsF32(const QuantJob& job, int64_t p, const Source& src,
   }
 }
 
-KILN_AVX512_BF16 void panelRowsDot(const QuantJob& job, int64_t p, const uint16_t* bits,
+template <typename Pairs>
+KILN_AVX512_BF16 void panelRowsDot(const QuantJob& job, int64_t p, const Pairs& pairs,
                                    const float* scales, const Prefetch& pf) {
   const int64_t cols = std::min(kPanel, job.n - p * kPanel);
   for (int64_t i = 0; i < job.m; i += kMaxRows) {
-    dispatchRows<DotTile>(std::min<int64_t>(kMaxRows, job.m - i), job, job.abf + i * job.lda,
-                          bits, scales, job.out + i * job.n + p * kPanel, cols,
-                          i == 0 ? pf : Prefetch{});
+    dispatchRows<DotTile<Pairs>::template Rows>(
+        std::min<int64_t>(kMaxRows, job.m - i), job, job.abf + i * job.lda, pairs, scales,
+        job.out + i * job.n + p * kPanel, cols, i == 0 ? pf : Prefetch{});
   }
 }
 
@@ -392,6 +497,18 @@ KILN_AVX512_BF16 void widenCodesBf16(const QuantJob& job, int64_t p, uint16_t* b
   }
 }
 
+// The same by byte lookups (CodeLookup): the same bits.
+KILN_AVX512 void widenCodesByLookup(const QuantJob& job, int64_t p, const CodeLookup& lookup,
+                                    uint16_t* bits) {
+  const int8_t* q = job.q + p * job.pairs * 2 * kPanel;
+  for (int64_t kp = 0; kp < job.pairs; kp++) {
+    __m512i w0, w1;
+    lookup.widen(q + kp * 2 * kPanel, w0, w1);
+    _mm512_storeu_si512(bits + kp * 2 * kPanel, w0);
+    _mm512_storeu_si512(bits + kp * 2 * kPanel + kPanel, w1);
+  }
+}
+
 // Per-thread scratch; each use has its own slot (the calling thread holds a call's activations
 // while it widens panels too).
 enum class Slot { kActivations, kPanel };
@@ -414,14 +531,23 @@ Prefetch nextPanel(const QuantJob& job, int64_t p, int64_t end) {
 
 KILN_AVX512 void runPanelsAvx512(const QuantJob& job, int64_t begin, int64_t end) {
   const int64_t panelLen = job.pairs * 2 * kPanel;
+  const CodeLookup lookup = job.lookup ? CodeLookup::make() : CodeLookup{};
   for (int64_t p = begin; p < end; p++) {
     const Prefetch pf = nextPanel(job, p, end);
+    const float* scales = job.q == nullptr ? nullptr : job.scales + p * job.groups * kPanel;
     if (job.dot && job.q == nullptr) {
-      panelRowsDot(job, p, bf16Panel(job, p), nullptr, pf);
+      panelRowsDot(job, p, Bf16Pairs{bf16Panel(job, p)}, nullptr, pf);
+    } else if (job.dot && job.lookup && job.m <= kMaxRows) {
+      // One row tile: the codes are widened in registers as it reads them.
+      panelRowsDot(job, p, CodePairs{job.q + p * panelLen, lookup}, scales, pf);
     } else if (job.dot) {
       uint16_t* bits = threadScratch<uint16_t, Slot::kPanel>(panelLen);
-      widenCodesBf16(job, p, bits);
-      panelRowsDot(job, p, bits, job.scales + p * job.groups * kPanel, pf);
+      if (job.lookup) {
+        widenCodesByLookup(job, p, lookup, bits);
+      } else {
+        widenCodesBf16(job, p, bits);
+      }
+      panelRowsDot(job, p, Bf16Pairs{bits}, scales, pf);
     } else if (job.m >= kWidenRows) {
       float* w = threadScratch<float, Slot::kPanel>(panelLen);
       if (job.q != nullptr) {
@@ -523,6 +649,9 @@ Napi::Value PackQuant(const Napi::CallbackInfo& info) {
   Napi::Float32Array dstScales = Napi::Float32Array::New(env, panels * shape.groups * kPanel);
   std::fill_n(dst.Data(), len, 0);
   std::fill_n(dstScales.Data(), dstScales.ElementLength(), 0.0f);
+  if (std::find(src, src + n * k, INT8_MIN) != src + n * k) {
+    throw Napi::RangeError::New(env, "int8 codes must be in [-127, 127] (max|w| / 127 scales)");
+  }
   for (int64_t j = 0; j < n; j++) {
     const int64_t p = j / kPanel, c = j % kPanel;
     for (int64_t kk = 0; kk < k; kk++) dst.Data()[pairIndex(shape, p, kk, c)] = src[j * k + kk];
@@ -630,7 +759,9 @@ Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
     bytes *= 2;
   }
   if (job.m == 0 || job.n == 0) return env.Undefined();
-  job.dot = bf16Activations && useBf16Dot() && (job.q == nullptr || job.m >= kWidenRows);
+  job.lookup = job.q != nullptr && useByteLookup();
+  job.dot = bf16Activations && useBf16Dot() &&
+            (job.q == nullptr || job.lookup || job.m >= kWidenRows);
   prepareActivations(job, a.Data(), bf16Activations);
   setNumThreads(static_cast<int>(numThreads));
   const int team = bytes >= kMinParallelBytes ? onednn().ompGetMaxThreads() : 1;
@@ -649,13 +780,16 @@ Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
 Napi::Value QuantIsa(const Napi::CallbackInfo& info) {
   if (info.Length() > 0 && info[0].IsString()) {
     const std::string isa = info[0].As<Napi::String>().Utf8Value();
-    if (isa != "avx512-bf16" && isa != "avx512" && isa != "scalar") {
-      throw Napi::RangeError::New(info.Env(), "quantIsa: avx512-bf16, avx512 or scalar");
+    if (isa != "avx512-vbmi" && isa != "avx512-bf16" && isa != "avx512" && isa != "scalar") {
+      throw Napi::RangeError::New(info.Env(),
+                                  "quantIsa: avx512-vbmi, avx512-bf16, avx512 or scalar");
     }
-    maxIsa.store(isa == "avx512-bf16" ? 2 : isa == "avx512" ? 1 : 0);
+    maxIsa.store(isa == "avx512-vbmi" ? 3 : isa == "avx512-bf16" ? 2 : isa == "avx512" ? 1 : 0);
   }
-  return Napi::String::New(info.Env(),
-                           useBf16Dot() ? "avx512-bf16" : useAvx512() ? "avx512" : "scalar");
+  return Napi::String::New(info.Env(), useByteLookup() ? "avx512-vbmi"
+                                       : useBf16Dot()  ? "avx512-bf16"
+                                       : useAvx512()   ? "avx512"
+                                                       : "scalar");
 }
 
 // quantPrefetch(on?) → whether int8 products ask for their next panel ahead; with a boolean,

@@ -100,7 +100,7 @@ const hasNativeQuant = requireAvailable(
 
 describe.runIf(hasNativeQuant)("the native quantized product (quant-matmul.cc)", () => {
   const addon = tryLoadNativeAddon();
-  const paths = ["avx512-bf16", "avx512", "scalar"] as const;
+  const paths = ["avx512-vbmi", "avx512-bf16", "avx512", "scalar"] as const;
   type QuantPath = (typeof paths)[number];
   const widest = (addon?.quantIsa?.() ?? "scalar") as QuantPath;
   // Every path this CPU has, narrowest last: pair dot products, AVX-512 multiply-adds, C++.
@@ -112,14 +112,16 @@ describe.runIf(hasNativeQuant)("the native quantized product (quant-matmul.cc)",
 
   it("reports the widest path and takes a cap", () => {
     expect(addon?.quantIsa?.("scalar")).toBe("scalar");
-    expect(() => addon?.quantIsa?.("avx2" as "scalar")).toThrow(/avx512-bf16, avx512 or scalar/);
+    expect(() => addon?.quantIsa?.("avx2" as "scalar")).toThrow(
+      /avx512-vbmi, avx512-bf16, avx512 or scalar/,
+    );
   });
 
   it("gives the same bits whether int8 products ask for the next panel ahead or not", () => {
     expect(addon?.quantPrefetch?.()).toBe(true); // on by default
     const gemm = quantizedGemm(typescriptGemm, "int8", { product: "native", activations: "bf16" });
-    // One row tile (f32 multiply-adds), then three (pair dot products); 10 panels split across
-    // threads.
+    // One row tile (codes widened in registers, or f32 multiply-adds without AVX-512 VBMI), then
+    // three (a scratch panel); 10 panels split across threads.
     for (const m of [1, 16]) {
       const [n, k] = [300, 256];
       const a = randomArray(m * k, 6);
@@ -132,6 +134,43 @@ describe.runIf(hasNativeQuant)("the native quantized product (quant-matmul.cc)",
       });
       expect(outs[1]).toEqual(outs[0]);
     }
+  });
+
+  it.runIf(widest === "avx512-vbmi")(
+    "widens every int8 code by byte lookups to the bits the conversion path gives",
+    () => {
+      const [n, k] = [64, 256];
+      // Each group of 32 starts with 127, so its scale is 1 and the codes are the values: every
+      // code from -127 to 127 occurs.
+      const w = Float32Array.from({ length: n * k }, (_, i) =>
+        i % INT8_GROUP_SIZE === 0 ? 127 : (i % 255) - 127,
+      );
+      const gemm = quantizedGemm(typescriptGemm, "int8", {
+        product: "native",
+        activations: "bf16",
+      });
+      const packed = gemm.packWeights(w, n, k);
+      const a = randomArray(16 * k, 9);
+      const product = (isa: "avx512-vbmi" | "avx512-bf16", m: number, rows = a) => {
+        expect(addon?.quantIsa?.(isa)).toBe(isa);
+        const out = new Float32Array(m * n);
+        gemm.matmulPacked(rows, packed, out, m);
+        return out;
+      };
+      // 16 rows: a scratch panel widened by lookups, then by conversions.
+      const looked = product("avx512-vbmi", 16);
+      expect(looked).toEqual(product("avx512-bf16", 16));
+      // One row tile widens in registers: each row as the 16-row product gave it.
+      for (const m of [1, 6]) {
+        expect(product("avx512-vbmi", m, a.subarray(0, m * k))).toEqual(looked.subarray(0, m * n));
+      }
+    },
+  );
+
+  it("refuses the int8 code -128, which symmetric scales never give", () => {
+    const q = new Int8Array(32 * 32).fill(3);
+    q[40] = -128;
+    expect(() => addon?.packQuant?.(q, new Float32Array(32), 32, 32)).toThrow(/\[-127, 127\]/);
   });
 
   const combos = isas.flatMap((isa) =>

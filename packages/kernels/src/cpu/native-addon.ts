@@ -95,10 +95,11 @@ export interface NativeAddon {
     bf16Activations: boolean,
   ): void;
   /**
-   * "avx512-bf16", "avx512" or "scalar": the widest path matmulQuant takes on this CPU. With
-   * `cap`, first limits later products to that path or narrower (tests of the narrower paths).
+   * "avx512-vbmi" (pair dot products, int8 codes widened by byte lookups), "avx512-bf16",
+   * "avx512" or "scalar": the widest path matmulQuant takes on this CPU. With `cap`, first
+   * limits later products to that path or narrower (tests of the narrower paths).
    */
-  quantIsa?(cap?: "avx512-bf16" | "avx512" | "scalar"): string;
+  quantIsa?(cap?: "avx512-vbmi" | "avx512-bf16" | "avx512" | "scalar"): string;
   /**
    * Whether int8 products ask for their next weight panel while computing one (on by default);
    * with `on`, first sets it (benchmarks that compare both in one process).
@@ -231,6 +232,18 @@ export function setNativePrefetch(on: boolean): boolean {
   const loaded = tryLoadNativeAddon();
   if (loaded?.quantPrefetch === undefined || loaded.attentionPrefetch === undefined) return false;
   return loaded.quantPrefetch(on) === on && loaded.attentionPrefetch(on) === on;
+}
+
+/**
+ * Whether int8 products with bf16 activations widen their codes by byte lookups (AVX-512 VBMI;
+ * quant-matmul.cc's CodeLookup), as they do by default where the CPU has it; off, they take the
+ * pair dot products' older path (a scratch panel from 8 rows, f32 multiply-adds below). For
+ * side-by-side benchmarks. False, changing nothing, where the addon or the CPU lacks it.
+ */
+export function setNativeCodeLookup(on: boolean): boolean {
+  const quantIsa = tryLoadNativeAddon()?.quantIsa;
+  if (quantIsa === undefined || quantIsa("avx512-vbmi") !== "avx512-vbmi") return false;
+  return on || quantIsa("avx512-bf16") === "avx512-bf16";
 }
 
 /** Why the addon did not load ("" when it did or was not tried yet). */

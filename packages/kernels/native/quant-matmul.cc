@@ -19,7 +19,8 @@
 // widened once into an f32 scratch panel that every row tile reuses (prefill). bf16 activations
 // on a CPU with AVX-512 BF16 use vdpbf16ps (twice the multiply-adds of f32 per instruction):
 // bf16 weights straight from the panel, int8 from a scratch panel of the codes as bf16 (exact),
-// summed per group and then scaled. Panels are split across the calling thread's OpenMP team
+// summed per group and then scaled. Up to kMaxRows rows on a CPU with AVX-512 VBMI, the codes are
+// widened in registers by byte lookups instead (CodeLookup: the same bits, no scratch panel). Panels are split across the calling thread's OpenMP team
 // (the one oneDNN uses) in runs of consecutive panels taken from a shared counter; while one int8
 // panel computes, the thread asks for the next one's lines (Prefetch), so DRAM reads and
 // multiply-adds overlap. AVX-512 where the CPU has it (checked at run time), portable C++
@@ -90,7 +91,7 @@ struct QuantJob {
   float* out;
   int64_t m, n, k, pairs, groups, panels;
   bool accumulate, avx, dot;
-  bool lookup;  // int8 codes widen to bf16 by byte lookups (CodeLookup), in registers up to kMaxRows rows
+  bool lookup;  // up to kMaxRows rows, int8 codes widen to bf16 in registers by byte lookups
   bool prefetch;  // ask for the next int8 panel while computing one (Prefetch)
 };
 
@@ -497,18 +498,6 @@ KILN_AVX512_BF16 void widenCodesBf16(const QuantJob& job, int64_t p, uint16_t* b
   }
 }
 
-// The same by byte lookups (CodeLookup): the same bits.
-KILN_AVX512 void widenCodesByLookup(const QuantJob& job, int64_t p, const CodeLookup& lookup,
-                                    uint16_t* bits) {
-  const int8_t* q = job.q + p * job.pairs * 2 * kPanel;
-  for (int64_t kp = 0; kp < job.pairs; kp++) {
-    __m512i w0, w1;
-    lookup.widen(q + kp * 2 * kPanel, w0, w1);
-    _mm512_storeu_si512(bits + kp * 2 * kPanel, w0);
-    _mm512_storeu_si512(bits + kp * 2 * kPanel + kPanel, w1);
-  }
-}
-
 // Per-thread scratch; each use has its own slot (the calling thread holds a call's activations
 // while it widens panels too).
 enum class Slot { kActivations, kPanel };
@@ -541,12 +530,10 @@ KILN_AVX512 void runPanelsAvx512(const QuantJob& job, int64_t begin, int64_t end
       // One row tile: the codes are widened in registers as it reads them.
       panelRowsDot(job, p, CodePairs{job.q + p * panelLen, lookup}, scales, pf);
     } else if (job.dot) {
+      // Several row tiles: the codes are widened once into a scratch panel they all read (byte
+      // lookups measured no faster here than the conversions: bench:forward --compare-lookup).
       uint16_t* bits = threadScratch<uint16_t, Slot::kPanel>(panelLen);
-      if (job.lookup) {
-        widenCodesByLookup(job, p, lookup, bits);
-      } else {
-        widenCodesBf16(job, p, bits);
-      }
+      widenCodesBf16(job, p, bits);
       panelRowsDot(job, p, Bf16Pairs{bits}, scales, pf);
     } else if (job.m >= kWidenRows) {
       float* w = threadScratch<float, Slot::kPanel>(panelLen);

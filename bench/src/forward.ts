@@ -11,6 +11,8 @@
 //                                            and on, alternating step by step in this process)
 //                            [--compare-lookup] (the same for int8 codes widened to bf16 by
 //                                            byte lookups, AVX-512 VBMI; bf16 activations)
+//                            [--compare-huge-pages] (steps alternate between two runners, one
+//                                            with its weights and KV pool in huge pages)
 // The model is generated into bench/models/llama-110m on first run and reused after.
 import { stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -35,6 +37,7 @@ import {
   type SampleRequest,
   type StepInput,
   setNativeCodeLookup,
+  setNativeHugePages,
   setNativePrefetch,
 } from "@kiln/kernels";
 import { writeRandomModel } from "@kiln/model";
@@ -319,14 +322,16 @@ async function main(): Promise<void> {
       profile: { type: "boolean", default: process.env.KILN_FORWARD_PROFILE === "1" },
       "compare-prefetch": { type: "boolean", default: false },
       "compare-lookup": { type: "boolean", default: false },
+      "compare-huge-pages": { type: "boolean", default: false },
     },
   });
   const flags = (Object.keys(SWITCHES) as (keyof typeof SWITCHES)[]).filter((f) => values[f]);
-  if (flags.length > 1) throw new Error(`compare one switch at a time: ${flags.join(", ")}`);
-  const feature: Switch | null = flags[0] === undefined ? null : SWITCHES[flags[0]];
-  if (feature !== null && !feature.set(true)) {
+  const isHugePages = values["compare-huge-pages"];
+  if (flags.length + (isHugePages ? 1 : 0) > 1) throw new Error("compare one switch at a time");
+  const fixedSwitch: Switch | null = flags[0] === undefined ? null : SWITCHES[flags[0]];
+  if (!(fixedSwitch?.set(true) ?? true) || (isHugePages && !setNativeHugePages(true))) {
     throw new Error(
-      `--${flags[0]} needs the native addon (npm run build -w @kiln/kernels) and a CPU with it`,
+      `--${flags[0] ?? "compare-huge-pages"} needs the native addon (npm run build -w @kiln/kernels) and a CPU with it`,
     );
   }
   const numThreads = values.threads === undefined ? undefined : Number(values.threads);
@@ -347,14 +352,31 @@ async function main(): Promise<void> {
     }),
   );
   const profiler = values.profile ? new PhaseProfiler() : null;
-  const runner = await loadCpuModelRunner(MODEL_DIR, {
-    numBlocks,
-    blockSize: BLOCK_SIZE,
-    gemm,
-    kvCacheDtype: parseKvCacheDtype(values["kv-cache-dtype"]),
-    ...(numThreads === undefined ? {} : { numThreads }),
-    ...(profiler === null ? {} : { profiler }),
-  });
+  const load = () =>
+    loadCpuModelRunner(MODEL_DIR, {
+      numBlocks,
+      blockSize: BLOCK_SIZE,
+      gemm,
+      kvCacheDtype: parseKvCacheDtype(values["kv-cache-dtype"]),
+      ...(numThreads === undefined ? {} : { numThreads }),
+      ...(profiler === null ? {} : { profiler }),
+    });
+  // --compare-huge-pages: a second runner whose weights and KV pool are in 4 KiB pages.
+  setNativeHugePages(!isHugePages);
+  const plainRunner = isHugePages ? await load() : null;
+  setNativeHugePages(true);
+  const runner = await load();
+  let stepRunner = runner; // the one the timed steps run on
+  const feature: Switch | null =
+    plainRunner === null
+      ? fixedSwitch
+      : {
+          title: "huge pages (weights, KV)",
+          set: (on) => {
+            stepRunner = on ? runner : plainRunner;
+            return true;
+          },
+        };
   const threads = numThreads === undefined ? "default threads" : `${numThreads} threads`;
   console.log(`native: ${describeNativeGemm()}`);
   console.log(
@@ -362,11 +384,12 @@ async function main(): Promise<void> {
       `KV pool: ${numBlocks} blocks of ${BLOCK_SIZE} (${runner.info.kvCacheDtype})`,
   );
 
+  if (plainRunner !== null) fillContexts(plainRunner, gemm, maxBatch, contextLen, blocksPerSeq);
   const rows: Row[] = [fillContexts(runner, gemm, maxBatch, contextLen, blocksPerSeq)];
   const profiles: string[] = [];
   const switchRows: SwitchRow[] = [];
   for (const batch of batches) {
-    const decode = (i: number) => runner.step(makeStep(batch, contextLen + i, 1, blocksPerSeq));
+    const decode = (i: number) => stepRunner.step(makeStep(batch, contextLen + i, 1, blocksPerSeq));
     if (feature !== null) {
       const name = `decode batch ${batch} @ctx ${contextLen}`;
       switchRows.push(compareSwitch(feature, name, decode, 2 * minSeconds, maxDecodeSteps));
@@ -382,7 +405,7 @@ async function main(): Promise<void> {
   if (prefillLen > 0) {
     const input = makeStep(1, 0, prefillLen, numBlocks);
     if (feature !== null) {
-      const prefill = () => runner.step(input);
+      const prefill = () => stepRunner.step(input);
       switchRows.push(compareSwitch(feature, `prefill ${prefillLen}`, prefill, 0, 1));
     }
     profiler?.reset();

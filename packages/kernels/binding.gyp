@@ -35,7 +35,8 @@
             "native/sampling.cc",
             "native/quant-matmul.cc",
             "native/shm-collective.cc",
-            "native/tcp-collective.cc"
+            "native/tcp-collective.cc",
+            "native/huge-pages.cc"
           ],
           "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
           "cflags_cc": ["-O3", "-std=c++17", "-ffp-contract=fast", "-Wno-psabi"],

@@ -21,6 +21,7 @@ export {
   type SlotAllocation,
 } from "./kv-cache-manager";
 export { DEFAULT_LORA_MAX_SKIPS, type LoraLoad, LoraSlots } from "./lora-slots";
+export { onOffOption } from "./on-off-option";
 export { type CacheNode, cacheNamespace, PrefixCache, type PrefixMatch } from "./prefix-cache";
 export { Scheduler, type StepScheduler } from "./scheduler";
 export { type NgramOptions, proposeNgram } from "./speculation/ngram-proposer";

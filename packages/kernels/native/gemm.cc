@@ -17,6 +17,7 @@
 #include <cstring>
 #include <string>
 
+#include "huge-pages.h"
 #include "napi-args.h"
 #include "onednn.h"
 
@@ -104,6 +105,7 @@ Napi::Object initAddon(Napi::Env env, Napi::Object exports) {
   registerQuantMatmul(env, exports);  // quant-matmul.cc (ADR 0020)
   registerShmCollective(env, exports);
   registerTcpCollective(env, exports);
+  registerHugePages(env, exports);  // huge-pages.cc
   return exports;
 }
 

@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "huge-pages.h"
 #include "napi-args.h"
 #include "onednn.h"
 
@@ -618,8 +619,7 @@ Napi::Value PackQuant(const Napi::CallbackInfo& info) {
   Napi::Object result = Napi::Object::New(env);
   if (wv.TypedArrayType() == napi_uint16_array) {
     const uint16_t* src = wv.As<Napi::Uint16Array>().Data();
-    Napi::Uint16Array dst = Napi::Uint16Array::New(env, len);
-    std::fill_n(dst.Data(), len, 0);
+    Napi::Uint16Array dst = Napi::Uint16Array::New(env, len, newHugePageBuffer(env, len * 2), 0);
     for (int64_t j = 0; j < n; j++) {
       for (int64_t kk = 0; kk < k; kk++) {
         dst.Data()[pairIndex(shape, j / kPanel, kk, j % kPanel)] = src[j * k + kk];
@@ -632,10 +632,10 @@ Napi::Value PackQuant(const Napi::CallbackInfo& info) {
   Napi::Float32Array scales = float32Arg(info, 1, "scales");
   requireLen(env, scales, n * shape.groups, "scales");
   const int8_t* src = wv.As<Napi::Int8Array>().Data();
-  Napi::Int8Array dst = Napi::Int8Array::New(env, len);
-  Napi::Float32Array dstScales = Napi::Float32Array::New(env, panels * shape.groups * kPanel);
-  std::fill_n(dst.Data(), len, 0);
-  std::fill_n(dstScales.Data(), dstScales.ElementLength(), 0.0f);
+  const int64_t scalesLen = panels * shape.groups * kPanel;
+  Napi::Int8Array dst = Napi::Int8Array::New(env, len, newHugePageBuffer(env, len), 0);
+  Napi::Float32Array dstScales =
+      Napi::Float32Array::New(env, scalesLen, newHugePageBuffer(env, scalesLen * 4), 0);
   if (std::find(src, src + n * k, INT8_MIN) != src + n * k) {
     throw Napi::RangeError::New(env, "int8 codes must be in [-127, 127] (max|w| / 127 scales)");
   }

@@ -51,7 +51,12 @@ export {
   type StepPhase,
   type StepProfiler,
 } from "./cpu/model-runner";
-export { setNativeCodeLookup, setNativePrefetch } from "./cpu/native-addon";
+export {
+  newLargeBuffer,
+  setNativeCodeLookup,
+  setNativeHugePages,
+  setNativePrefetch,
+} from "./cpu/native-addon";
 export { type CpuSampling, type RowSampler, tryNativeRowSampler } from "./cpu/native-sampling";
 export { type AttentionShape, PagedAttention } from "./cpu/paged-attention";
 export {

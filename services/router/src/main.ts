@@ -7,7 +7,11 @@
  */
 import { parseArgs } from "node:util";
 import { Server, ServerCredentials } from "@grpc/grpc-js";
-import { DEFAULT_MAX_BATCH_HOLD_STEPS, parseSpeculationConfig } from "@kiln/engine-core";
+import {
+  DEFAULT_MAX_BATCH_HOLD_STEPS,
+  onOffOption,
+  parseSpeculationConfig,
+} from "@kiln/engine-core";
 import {
   createGrpcHealthServer,
   GrpcHealthService,
@@ -17,7 +21,7 @@ import {
 import { startMetricsServer, startTracing, takeMetricsPortOption } from "@kiln/telemetry";
 import { probeDrains } from "./drain";
 import { DEFAULT_HEALTH_PROBE, HealthProber } from "./health-prober";
-import { onOffOption } from "./on-off-option";
+
 import { ReplicaSet } from "./replica-set";
 import { createRouterService } from "./router-service";
 import { scheduleAheadOption } from "./schedule-ahead";

@@ -15,6 +15,7 @@ import {
   createSelectedBackend,
   GrammarHosts,
   loadGrammarVocab,
+  setNativeHugePages,
 } from "@kiln/kernels";
 import { loadConfig, resolveModelDir } from "@kiln/model";
 import {
@@ -47,6 +48,8 @@ async function main(): Promise<void> {
     "KILN_WORKER_METRICS_PORT",
   );
   const opts = parseWorkerOptions(takeKernelTierFlags(argv, process.env), process.env);
+  // Process-wide: the backend's thread packs its weights with the same addon (on by default).
+  if (!opts.hugePages) setNativeHugePages(false);
   const modelDir = await resolveModelDir(opts.model);
   const config = await loadConfig(modelDir);
   const cpuNumBlocks = numBlocksPerRank(config, opts);

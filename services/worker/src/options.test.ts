@@ -42,6 +42,23 @@ describe("--kv-cache-dtype / KILN_KV_CACHE_DTYPE", () => {
   });
 });
 
+describe("--huge-pages / KILN_HUGE_PAGES", () => {
+  const base = ["--model", "/m"];
+
+  it("is on by default; the flag wins over the environment", () => {
+    expect(parseWorkerOptions(base, {}).hugePages).toBe(true);
+    expect(parseWorkerOptions(base, { KILN_HUGE_PAGES: "off" }).hugePages).toBe(false);
+    const both = parseWorkerOptions([...base, "--huge-pages", "on"], { KILN_HUGE_PAGES: "off" });
+    expect(both.hugePages).toBe(true);
+  });
+
+  it("rejects anything else, naming the flag", () => {
+    expect(() => parseWorkerOptions([...base, "--huge-pages", "always"], {})).toThrow(
+      '--huge-pages: expected on or off, got "always"',
+    );
+  });
+});
+
 describe("--grammar-threads / KILN_GRAMMAR_THREADS", () => {
   const base = ["--model", "/m"];
 

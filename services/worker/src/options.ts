@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { onOffOption } from "@kiln/engine-core";
 import {
   type ActivationDtype,
   type BackendKind,
@@ -60,6 +61,11 @@ export interface WorkerOptions {
   readonly activationDtype: ActivationDtype;
   /** How the KV pool stores K and V (KILN_KV_CACHE_DTYPE, --kv-cache-dtype; f32): f32 or bf16. */
   readonly kvCacheDtype: KvCacheDtype;
+  /**
+   * Packed bf16/int8 weights and the CPU KV pool in transparent huge pages (KILN_HUGE_PAGES,
+   * --huge-pages on|off; on): fewer TLB misses while decode streams them from memory.
+   */
+  readonly hugePages: boolean;
   /** Ranks of this worker's tensor-parallel group (KILN_TENSOR_PARALLEL_SIZE; 1). */
   readonly tensorParallelSize: number;
   /** This process's rank in the group (KILN_TP_RANK; 0). Rank 0 serves the router. */
@@ -120,6 +126,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "weight-dtype": { type: "string" },
       "activation-dtype": { type: "string" },
       "kv-cache-dtype": { type: "string" },
+      "huge-pages": { type: "string" },
       "tensor-parallel-size": { type: "string" },
       "tp-rank": { type: "string" },
       "tp-group": { type: "string" },
@@ -185,6 +192,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       weightDtype,
     ),
     kvCacheDtype: parseKvCacheDtype(values["kv-cache-dtype"] ?? env.KILN_KV_CACHE_DTYPE ?? "f32"),
+    hugePages: onOffOption(values["huge-pages"] ?? env.KILN_HUGE_PAGES, true, "--huge-pages"),
     tensorParallelSize,
     tpPeers,
     tpRank,

@@ -1,5 +1,6 @@
 import type { KvCacheDtype } from "../backend";
 import { SimdAttentionLayer } from "./attention-simd";
+import { newLargeBuffer } from "./native-addon";
 import { f32ToBf16Bits } from "./weight-formats";
 
 /**
@@ -131,10 +132,14 @@ export function createKvLayer(shape: KvCacheShape, opts: KvCacheOptions): KvLaye
       `KV pool too large: ${shape.numBlocks} blocks need ${layerLen * elemBytes} bytes per layer, over 4 GiB`,
     );
   }
+  // In huge pages where the addon loads: attention reads the pool's scattered blocks each step.
+  const bytes = layerLen * elemBytes;
   if (isBf16) {
-    return { keys: new Uint16Array(layerLen), values: new Uint16Array(layerLen), simd: null };
+    const [keys, values] = [newLargeBuffer(bytes), newLargeBuffer(bytes)];
+    return { keys: new Uint16Array(keys), values: new Uint16Array(values), simd: null };
   }
-  return { keys: new Float32Array(layerLen), values: new Float32Array(layerLen), simd: null };
+  const [keys, values] = [newLargeBuffer(bytes), newLargeBuffer(bytes)];
+  return { keys: new Float32Array(keys), values: new Float32Array(values), simd: null };
 }
 
 export class KvCache {

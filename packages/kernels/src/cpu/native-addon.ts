@@ -101,6 +101,16 @@ export interface NativeAddon {
    */
   quantIsa?(cap?: "avx512-vbmi" | "avx512-bf16" | "avx512" | "scalar"): string;
   /**
+   * Whether new packed weights (packQuant) and KV pools (hugePageBuffer) go to transparent huge
+   * pages (huge-pages.cc; on by default); with `on`, first sets it for the whole process.
+   */
+  hugePages?(on?: boolean): boolean;
+  /**
+   * A zero-filled ArrayBuffer of `bytes`, in transparent huge pages when they are on and it is
+   * at least 64 KiB (2 MiB-aligned chunks advised MADV_HUGEPAGE, shared by buffers).
+   */
+  hugePageBuffer?(bytes: number): ArrayBuffer;
+  /**
    * Whether int8 products ask for their next weight panel while computing one (on by default);
    * with `on`, first sets it (benchmarks that compare both in one process).
    */
@@ -244,6 +254,24 @@ export function setNativeCodeLookup(on: boolean): boolean {
   const quantIsa = tryLoadNativeAddon()?.quantIsa;
   if (quantIsa === undefined || quantIsa("avx512-vbmi") !== "avx512-vbmi") return false;
   return on || quantIsa("avx512-bf16") === "avx512-bf16";
+}
+
+/**
+ * Turns transparent huge pages for packed weights and KV pools on or off in this process (the
+ * worker's KILN_HUGE_PAGES; buffers allocated before keep their pages). False, changing
+ * nothing, when the addon is not loaded.
+ */
+export function setNativeHugePages(on: boolean): boolean {
+  const hugePages = tryLoadNativeAddon()?.hugePages;
+  return hugePages !== undefined && hugePages(on) === on;
+}
+
+/**
+ * A zero-filled ArrayBuffer of `bytes` for a large, long-lived array: in huge pages through the
+ * addon when it is loaded (hugePageBuffer), a plain ArrayBuffer otherwise.
+ */
+export function newLargeBuffer(bytes: number): ArrayBuffer {
+  return tryLoadNativeAddon()?.hugePageBuffer?.(bytes) ?? new ArrayBuffer(bytes);
 }
 
 /** Why the addon did not load ("" when it did or was not tried yet). */

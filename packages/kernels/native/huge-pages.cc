@@ -1,10 +1,11 @@
-// Buffers in transparent huge pages (huge-pages.h). Chunks of at least kChunkBytes come from
-// aligned_alloc at a 2 MiB boundary and are advised MADV_HUGEPAGE before anything touches them,
-// so the kernel backs them with 2 MiB pages as they fault in (THP "madvise" mode is enough).
-// Buffers are carved in order from the current chunk (small weight matrices share huge pages
-// instead of each rounding up to one) and are external ArrayBuffers whose finalizer counts the
-// chunk's live buffers down; a chunk is freed when its last buffer is collected and it is no
-// longer the one being carved. One mutex: a process's threads (the backend's, the tests') share
+// Buffers in transparent huge pages (huge-pages.h). Chunks of at least kChunkBytes are anonymous
+// mappings trimmed to a 2 MiB boundary and advised MADV_HUGEPAGE before anything touches them, so
+// the kernel backs them with 2 MiB pages as they fault in (THP "madvise" mode is enough); like
+// V8's own large buffers, nothing is resident until it is written. Buffers are carved in order
+// from the current chunk and never from a range handed out before, so every buffer starts as the
+// mapping's zero pages (small weight matrices share huge pages instead of each rounding up to
+// one). They are external ArrayBuffers whose finalizer counts the chunk's live buffers down; a
+// chunk is unmapped when its last buffer is collected and it is no longer the one being carved. One mutex: a process's threads (the backend's, the tests') share
 // the chunks, and finalizers run on whichever thread owned the buffer.
 #include "huge-pages.h"
 
@@ -12,8 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
+#include <cstdint>
 #include <mutex>
 
 namespace kiln {
@@ -40,18 +40,25 @@ Chunk* current = nullptr;
 size_t roundUp(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
 void freeChunk(Chunk* chunk) {
-  std::free(chunk->base);
+  munmap(chunk->base, chunk->size);
   delete chunk;
 }
 
-// A new current chunk for at least `bytes`, or null when the allocation fails.
+// A new current chunk for at least `bytes`, or null when the mapping fails.
 Chunk* startChunk(size_t bytes) {
   const size_t size = std::max(kChunkBytes, roundUp(bytes, kHugePage));
-  void* base = std::aligned_alloc(kHugePage, size);
-  if (base == nullptr) return nullptr;
+  // One huge page more than needed, then the unaligned head and the tail are given back.
+  void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = roundUp(start, kHugePage);
+  char* base = reinterpret_cast<char*>(aligned);
+  if (aligned > start) munmap(raw, aligned - start);
+  if (start + kHugePage > aligned) munmap(base + size, start + kHugePage - aligned);
   madvise(base, size, MADV_HUGEPAGE);  // advisory: without THP the pages stay 4 KiB
   if (current != nullptr && current->live == 0) freeChunk(current);
-  current = new Chunk{static_cast<char*>(base), size};
+  current = new Chunk{base, size};
   return current;
 }
 
@@ -76,7 +83,6 @@ Napi::ArrayBuffer newHugePageBuffer(Napi::Env env, size_t bytes) {
     chunk->used += need;
     chunk->live++;
   }
-  std::memset(data, 0, bytes);  // a carved range may have held a collected buffer
   return Napi::ArrayBuffer::New(env, data, bytes, releaseBuffer, chunk);
 }
 

@@ -9,7 +9,7 @@
 
 namespace kiln {
 
-// A zero-filled ArrayBuffer of `bytes`: carved from 2 MiB-aligned chunks advised MADV_HUGEPAGE
+// A zero-filled ArrayBuffer of `bytes`: carved from 2 MiB-aligned mappings advised MADV_HUGEPAGE
 // when huge pages are on (hugePages(true), the default) and `bytes` is at least kMinHugeBytes;
 // V8's own allocation otherwise. Buffers share chunks; a chunk is freed with its last buffer.
 Napi::ArrayBuffer newHugePageBuffer(Napi::Env env, size_t bytes);

@@ -53,7 +53,7 @@ describe.runIf(hasAddon)("huge-page buffers (huge-pages.cc)", () => {
     const before = thpFaults();
     // Larger than a chunk (64 MiB), so it gets a fresh one whatever this process carved before.
     new Uint8Array(newLargeBuffer(70 << 20)).fill(1);
-    // 35 pages of 2 MiB (zeroing faults them in); other processes can only add to the count.
+    // 35 pages of 2 MiB, faulted in as they are written; other processes can only add to it.
     expect(thpFaults() - before).toBeGreaterThanOrEqual(30);
   });
 

@@ -223,7 +223,7 @@ function attentionMs(
   return timeCalls(run, new TimedGemm(createGemm()), minSeconds, 50).callMs;
 }
 
-/** A native kernel feature that can be switched off in this process, to time it off and on. */
+/** Something switched off and on in this process, to time steps both ways. */
 interface Switch {
   readonly title: string;
   /** Sets it; false where this build or CPU lacks it. */
@@ -242,9 +242,9 @@ interface SwitchRow {
 }
 
 /**
- * Median ms per call of `fn(i)` with the switch off and on (software prefetch of int8 weight
- * panels and bf16 KV blocks, or byte lookups), alternating call by call so that the shared
- * host's drift falls on both alike: at least minSeconds and 3 calls of each.
+ * Median ms per call of `fn(i)` with the switch off and on (a native kernel feature, or which
+ * runner the steps run on: the header's --compare-* flags), alternating call by call so that the
+ * shared host's drift falls on both alike: at least minSeconds and 3 calls of each.
  */
 function compareSwitch(
   feature: Switch,

@@ -5,8 +5,9 @@
 // from the current chunk and never from a range handed out before, so every buffer starts as the
 // mapping's zero pages (small weight matrices share huge pages instead of each rounding up to
 // one). They are external ArrayBuffers whose finalizer counts the chunk's live buffers down; a
-// chunk is unmapped when its last buffer is collected and it is no longer the one being carved. One mutex: a process's threads (the backend's, the tests') share
-// the chunks, and finalizers run on whichever thread owned the buffer.
+// chunk is unmapped when its last buffer is collected and it is no longer the one being carved.
+// One mutex: a process's threads (the backend's, the tests') share the chunks, and finalizers
+// run on whichever thread owned the buffer.
 #include "huge-pages.h"
 
 #include <sys/mman.h>

@@ -20,11 +20,11 @@
 // on a CPU with AVX-512 BF16 use vdpbf16ps (twice the multiply-adds of f32 per instruction):
 // bf16 weights straight from the panel, int8 from a scratch panel of the codes as bf16 (exact),
 // summed per group and then scaled. Up to kMaxRows rows on a CPU with AVX-512 VBMI, the codes are
-// widened in registers by byte lookups instead (CodeLookup: the same bits, no scratch panel). Panels are split across the calling thread's OpenMP team
-// (the one oneDNN uses) in runs of consecutive panels taken from a shared counter; while one int8
-// panel computes, the thread asks for the next one's lines (Prefetch), so DRAM reads and
-// multiply-adds overlap. AVX-512 where the CPU has it (checked at run time), portable C++
-// otherwise.
+// widened in registers by byte lookups instead (CodeLookup: the same bits, no scratch panel).
+// Panels are split across the calling thread's OpenMP team (the one oneDNN uses) in runs of
+// consecutive panels taken from a shared counter; while one int8 panel computes, the thread asks
+// for the next one's lines (Prefetch), so DRAM reads and multiply-adds overlap. AVX-512 where
+// the CPU has it (checked at run time), portable C++ otherwise.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #include <napi.h>

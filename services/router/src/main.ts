@@ -21,7 +21,6 @@ import {
 import { startMetricsServer, startTracing, takeMetricsPortOption } from "@kiln/telemetry";
 import { probeDrains } from "./drain";
 import { DEFAULT_HEALTH_PROBE, HealthProber } from "./health-prober";
-
 import { ReplicaSet } from "./replica-set";
 import { createRouterService } from "./router-service";
 import { scheduleAheadOption } from "./schedule-ahead";

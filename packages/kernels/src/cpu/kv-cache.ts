@@ -133,12 +133,11 @@ export function createKvLayer(shape: KvCacheShape, opts: KvCacheOptions): KvLaye
     );
   }
   // In huge pages where the addon loads: attention reads the pool's scattered blocks each step.
-  const bytes = layerLen * elemBytes;
-  if (isBf16) {
-    const [keys, values] = [newLargeBuffer(bytes), newLargeBuffer(bytes)];
-    return { keys: new Uint16Array(keys), values: new Uint16Array(values), simd: null };
-  }
-  const [keys, values] = [newLargeBuffer(bytes), newLargeBuffer(bytes)];
+  const [keys, values] = [
+    newLargeBuffer(layerLen * elemBytes),
+    newLargeBuffer(layerLen * elemBytes),
+  ];
+  if (isBf16) return { keys: new Uint16Array(keys), values: new Uint16Array(values), simd: null };
   return { keys: new Float32Array(keys), values: new Float32Array(values), simd: null };
 }
 

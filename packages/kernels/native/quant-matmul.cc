@@ -746,7 +746,7 @@ Napi::Value MatmulQuant(const Napi::CallbackInfo& info) {
     bytes *= 2;
   }
   if (job.m == 0 || job.n == 0) return env.Undefined();
-  job.lookup = job.q != nullptr && useByteLookup();
+  job.lookup = bf16Activations && job.q != nullptr && useByteLookup();
   job.dot = bf16Activations && useBf16Dot() &&
             (job.q == nullptr || job.lookup || job.m >= kWidenRows);
   prepareActivations(job, a.Data(), bf16Activations);

@@ -33,7 +33,7 @@ import {
 } from "@kiln/telemetry";
 import { WorkerDrain } from "./drain";
 import { checkKernelTier, registerKernelTierGauge, takeKernelTierFlags } from "./kernel-tier";
-import { parseWorkerOptions, type WorkerOptions } from "./options";
+import { applyOmpSpinCount, parseWorkerOptions, type WorkerOptions } from "./options";
 import { WorkerTelemetry } from "./telemetry/worker-telemetry";
 import { numBlocksPerRank, withGroupHealth } from "./tensor-parallel";
 import { createWorkerService } from "./worker-service";
@@ -48,6 +48,7 @@ async function main(): Promise<void> {
     "KILN_WORKER_METRICS_PORT",
   );
   const opts = parseWorkerOptions(takeKernelTierFlags(argv, process.env), process.env);
+  applyOmpSpinCount(opts);
   // Process-wide: the backend's thread packs its weights with the same addon (on by default).
   if (!opts.hugePages) setNativeHugePages(false);
   const modelDir = await resolveModelDir(opts.model);

@@ -74,3 +74,24 @@ describe("--grammar-threads / KILN_GRAMMAR_THREADS", () => {
     );
   });
 });
+
+describe("--omp-spincount / KILN_OMP_SPINCOUNT", () => {
+  const base = ["--model", "/m"];
+
+  it("is unset by default; the flag wins over the environment", () => {
+    expect(parseWorkerOptions(base, {}).ompSpinCount).toBeNull();
+    expect(parseWorkerOptions(base, { KILN_OMP_SPINCOUNT: "100000" }).ompSpinCount).toBe(100000);
+    const both = parseWorkerOptions([...base, "--omp-spincount", "0"], {
+      KILN_OMP_SPINCOUNT: "100000",
+    });
+    expect(both.ompSpinCount).toBe(0);
+  });
+
+  it("rejects anything but a non-negative integer, naming the flag", () => {
+    for (const bad of ["-1", "1.5", "active"]) {
+      expect(() => parseWorkerOptions([...base, `--omp-spincount=${bad}`], {})).toThrow(
+        "--omp-spincount: expected an integer ≥ 0",
+      );
+    }
+  });
+});

@@ -66,6 +66,14 @@ export interface WorkerOptions {
    * --huge-pages on|off; on): fewer TLB misses while decode streams them from memory.
    */
   readonly hugePages: boolean;
+  /**
+   * How many pause iterations the CPU backend's idle OpenMP helpers spin before they sleep
+   * (KILN_OMP_SPINCOUNT, --omp-spincount; unset: GOMP_SPINCOUNT or OMP_WAIT_POLICY as the
+   * operator set them, else Kiln's 1000). Passed to libgomp as GOMP_SPINCOUNT (see
+   * `applyOmpSpinCount`). Long spins bridge the gap between decode steps on dedicated cores
+   * and hurt badly when another busy process shares them (docs/operations.md).
+   */
+  readonly ompSpinCount: number | null;
   /** Ranks of this worker's tensor-parallel group (KILN_TENSOR_PARALLEL_SIZE; 1). */
   readonly tensorParallelSize: number;
   /** This process's rank in the group (KILN_TP_RANK; 0). Rank 0 serves the router. */
@@ -127,6 +135,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
       "activation-dtype": { type: "string" },
       "kv-cache-dtype": { type: "string" },
       "huge-pages": { type: "string" },
+      "omp-spincount": { type: "string" },
       "tensor-parallel-size": { type: "string" },
       "tp-rank": { type: "string" },
       "tp-group": { type: "string" },
@@ -144,6 +153,7 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
   if (!model)
     throw new Error("no model: set KILN_MODEL or pass --model (a directory or a Hub repo id)");
   const threads = values.threads ?? env.KILN_THREADS;
+  const ompSpinCount = values["omp-spincount"] ?? env.KILN_OMP_SPINCOUNT;
   const maxLoras = parseIntFlag(values["max-loras"] ?? env.KILN_MAX_LORAS ?? "4", "--max-loras", 0);
   const maxCpuLoras = values["max-cpu-loras"] ?? env.KILN_MAX_CPU_LORAS;
   const sampling = values.sampling ?? env.KILN_SAMPLING;
@@ -193,6 +203,8 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
     ),
     kvCacheDtype: parseKvCacheDtype(values["kv-cache-dtype"] ?? env.KILN_KV_CACHE_DTYPE ?? "f32"),
     hugePages: onOffOption(values["huge-pages"] ?? env.KILN_HUGE_PAGES, true, "--huge-pages"),
+    ompSpinCount:
+      ompSpinCount === undefined ? null : parseIntFlag(ompSpinCount, "--omp-spincount", 0),
     tensorParallelSize,
     tpPeers,
     tpRank,
@@ -252,4 +264,14 @@ export function parseWorkerOptions(argv: readonly string[], env: NodeJS.ProcessE
         0,
       ),
   };
+}
+
+/**
+ * Hands `--omp-spincount` to libgomp as GOMP_SPINCOUNT. libgomp reads its environment once,
+ * when oneDNN loads it on the backend's first product, and a worker_thread's `process.env` is
+ * a copy: so this sets the process environment from the main thread before the backend starts
+ * (ADR 0002). A count of its own wins over the operator's GOMP_SPINCOUNT.
+ */
+export function applyOmpSpinCount(opts: Pick<WorkerOptions, "ompSpinCount">): void {
+  if (opts.ompSpinCount !== null) process.env.GOMP_SPINCOUNT = String(opts.ompSpinCount);
 }

@@ -88,6 +88,9 @@ async function main(): Promise<void> {
   const kvCacheDtype = parseKvCacheDtype(v["kv-cache-dtype"] ?? "f32");
   const activationDtype = v["activation-dtype"] ?? "auto";
   console.log(`Kiln activations: ${activationDtype}, KV cache: ${kvCacheDtype}`);
+  // The worker inherits the environment: KILN_OMP_SPINCOUNT=N sets its helpers' spin (ADR 0002).
+  const ompSpinCount = process.env.KILN_OMP_SPINCOUNT ?? null;
+  console.log(`Kiln OpenMP helper spin: ${ompSpinCount ?? "the worker's default"}`);
   const inputLen = Number(v["input-len"] ?? 128);
   const outputLen = Number(v["output-len"] ?? 128);
 
@@ -182,7 +185,7 @@ async function main(): Promise<void> {
   await mkdir(dirname(resultFile), { recursive: true });
   await writeFile(
     resultFile,
-    `${JSON.stringify({ date: new Date().toISOString(), machine, machineAfter: machineInfo(), modelDir, weightDtype, ggufType, activationDtype, kvCacheDtype, inputLen, outputLen, numPrompts: items.length, numThreads, runs, profile }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), machine, machineAfter: machineInfo(), modelDir, weightDtype, ggufType, activationDtype, kvCacheDtype, ompSpinCount, inputLen, outputLen, numPrompts: items.length, numThreads, runs, profile }, null, 2)}\n`,
   );
   console.log(`results written to ${resultFile}`);
   if (v["markdown-file"]) await writeFile(v["markdown-file"], `${tables}\n`);

@@ -51,12 +51,7 @@ export {
   type StepPhase,
   type StepProfiler,
 } from "./cpu/model-runner";
-export {
-  newLargeBuffer,
-  setNativeCodeLookup,
-  setNativeHugePages,
-  setNativePrefetch,
-} from "./cpu/native-addon";
+export { setNativeCodeLookup, setNativeHugePages, setNativePrefetch } from "./cpu/native-addon";
 export { type CpuSampling, type RowSampler, tryNativeRowSampler } from "./cpu/native-sampling";
 export { type AttentionShape, PagedAttention } from "./cpu/paged-attention";
 export {

@@ -67,14 +67,19 @@ function checkResult<S, T extends SampledTokenLike>(
   }
   if (result === null) return;
   const drafts = entry.sample?.draftTokenIds ?? [];
-  if (result.length < 1 || result.length > drafts.length + 1) {
+  const numSteps = entry.numSteps ?? 1;
+  if (numSteps > 1) {
+    if (result.length < 1 || result.length > numSteps) {
+      throw new InvariantError("a multi-step decode emits 1 … numSteps tokens", `seq ${seq.id}`);
+    }
+  } else if (result.length < 1 || result.length > drafts.length + 1) {
     throw new InvariantError("a verification emits 1 … drafts + 1 tokens", `seq ${seq.id}`);
   }
   result.forEach((token, j) => {
     if (!(Number.isInteger(token.tokenId) && token.tokenId >= 0)) {
       throw new InvariantError("a sampled token id is a non-negative integer", `seq ${seq.id}`);
     }
-    if (j < result.length - 1 && token.tokenId !== drafts[j]) {
+    if (numSteps === 1 && j < result.length - 1 && token.tokenId !== drafts[j]) {
       throw new InvariantError("accepted tokens are the drafts, in order", `seq ${seq.id}`);
     }
   });
@@ -91,6 +96,10 @@ function commitSeq<S, T extends SampledTokenLike>(
   const numDrafts = entry.sample?.draftTokenIds?.length ?? 0;
   if (numDrafts > 0 && result !== null) {
     commitVerifiedTokens(state, seq, entry, result, events);
+    return;
+  }
+  if ((entry.numSteps ?? 1) > 1 && result !== null) {
+    commitBurstTokens(state, seq, entry, result, events);
     return;
   }
   seq.numComputedTokens = entry.contextLen;
@@ -128,6 +137,37 @@ function commitVerifiedTokens<S, T extends SampledTokenLike>(
   });
   // K/V is valid for the last token and the accepted drafts; the rest is overwritten later.
   seq.numComputedTokens = entry.contextLen - numDrafts + numAccepted;
+  appendRun(state, seq, tokens, events);
+}
+
+/**
+ * Multi-step decode (plan-burst.ts, ADR 0028): the tokens of a burst's steps, appended like a
+ * verification's, one at a time against the stop conditions. Each step but the last computed the
+ * K/V of the token the step before sampled; slots of steps the worker did not run (it stopped on
+ * a stop token) go back to the pool.
+ */
+function commitBurstTokens<S, T extends SampledTokenLike>(
+  state: EngineState<S>,
+  seq: Sequence<S>,
+  entry: ScheduledSeq<S>,
+  tokens: readonly T[],
+  events: EngineEvent<T>[],
+): void {
+  seq.numAheadTokens = 0;
+  seq.numComputedTokens = entry.contextLen + tokens.length - 1;
+  appendRun(state, seq, tokens, events);
+}
+
+/**
+ * Appends a run of tokens (a verification's or a burst's) until one stops the sequence, then
+ * releases the slots beyond its computed tokens.
+ */
+function appendRun<S, T extends SampledTokenLike>(
+  state: EngineState<S>,
+  seq: Sequence<S>,
+  tokens: readonly T[],
+  events: EngineEvent<T>[],
+): void {
   for (const token of tokens) {
     appendToken(state, seq, token, events);
     if (seq.status !== "running") return; // finished: its blocks are free already

@@ -23,7 +23,7 @@ export {
 export { DEFAULT_LORA_MAX_SKIPS, type LoraLoad, LoraSlots } from "./lora-slots";
 export { onOffOption } from "./on-off-option";
 export { type CacheNode, cacheNamespace, PrefixCache, type PrefixMatch } from "./prefix-cache";
-export { Scheduler, type StepScheduler } from "./scheduler";
+export { type ScheduleOptions, Scheduler, type StepScheduler } from "./scheduler";
 export { type NgramOptions, proposeNgram } from "./speculation/ngram-proposer";
 export type { DraftRequest } from "./speculation/plan-drafts";
 export { releaseRejectedSlots } from "./speculation/rollback";

@@ -13,7 +13,8 @@ const NO_TOKENS: readonly number[] = Object.freeze([]);
  * samples, which the scheduler does not know yet and the worker fills in (`isInputPending`).
  *
  * Null, changing nothing, whenever N + 1 could differ from the step planned after N's commit:
- * speculative decoding (drafts need the token), a waiting sequence (admission), a running
+ * speculative decoding (drafts need the token), a multi-step decode pending, a waiting
+ * sequence (admission), a running
  * sequence N does not sample (a prefill chunk), a sequence `canRunAhead` rejects (the router's
  * say: a grammar), a write to a shared block (copy on write), or too few free blocks (the normal
  * plan preempts; this one never does). Sequences certain to finish in N (max_tokens, the context
@@ -29,6 +30,8 @@ export function planAhead<S>(
   canRunAhead: (requestId: RequestId) => boolean,
 ): PlannedStep<S> | null {
   if (state.spec !== null || state.waiting.length > 0) return null;
+  // A multi-step decode's last token is the input: the ahead slot would follow its burst.
+  if (pending.plan.seqs.some((entry) => (entry.numSteps ?? 1) > 1)) return null;
   const live = pending.seqs.filter((seq) => seq.status === "running");
   if (live.length !== state.running.length) return null;
   let numNewBlocks = 0;

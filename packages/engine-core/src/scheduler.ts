@@ -7,6 +7,7 @@ import { checkEngineInvariants } from "./invariants";
 import { KvCacheManager } from "./kv-cache-manager";
 import { LoraSlots } from "./lora-slots";
 import { planAhead } from "./plan-ahead";
+import { planBurst } from "./plan-burst";
 import { type PlannedStep, planStep } from "./planner";
 import { cacheNamespace } from "./prefix-cache";
 import { insertSorted, RequestState, type Sequence } from "./sequence";
@@ -63,9 +64,11 @@ export interface StepScheduler<S, T extends SampledTokenLike> {
    * Plans the next step. Throws InvariantError while the previous plan awaits its commit. A plan
    * without sequences needs no commit (it may still carry ids to drop). The plan does not change
    * afterwards, except through two views it holds: `blockTable` (valid until the next
-   * `schedule()`) and `sample.outputTokenIds` (which grows at commit).
+   * `schedule()`) and `sample.outputTokenIds` (which grows at commit). `options.maxDecodeSteps`
+   * > 1 lets a plan of decodes run several steps on the worker at once (multi-step decode,
+   * plan-burst.ts).
    */
-  schedule(): StepPlan<S>;
+  schedule(options?: ScheduleOptions): StepPlan<S>;
   /**
    * Overlapped steps (ADR 0021): plans the step after the pending one before that one is
    * committed, for the sequences it samples, each decoding the token it samples there (the
@@ -102,6 +105,14 @@ export interface StepScheduler<S, T extends SampledTokenLike> {
   stats(): SchedulerStats;
   /** Throws InvariantError if any internal invariant is broken. O(blocks + sequences). */
   checkInvariants(): void;
+}
+
+/** How `schedule()` may shape the plan. */
+export interface ScheduleOptions {
+  /** Multi-step decode (ADR 0028): decode steps one plan may run on the worker. Default 1. */
+  readonly maxDecodeSteps?: number;
+  /** Whether a request's decodes may run as a multi-step burst (the router's say). Default yes. */
+  readonly canBurst?: (requestId: RequestId) => boolean;
 }
 
 export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
@@ -200,9 +211,15 @@ export class Scheduler<S, T extends SampledTokenLike = SampledTokenLike>
     return { isRequestDone: finishSeq(this.state, seq) };
   }
 
-  schedule(): StepPlan<S> {
+  schedule(options: ScheduleOptions = {}): StepPlan<S> {
     if (this.pending !== null) throw new InvariantError("one plan at a time: commit it first");
-    const planned = planStep(this.state, this.nextStepId++);
+    const { maxDecodeSteps = 1, canBurst = () => true } = options;
+    const planned = planBurst(
+      this.state,
+      planStep(this.state, this.nextStepId++),
+      maxDecodeSteps,
+      canBurst,
+    );
     this.lastPlan = planned.plan;
     if (planned.seqs.length > 0) this.pending = planned;
     else this.deferredPreempted.push(...planned.preempted);

@@ -155,6 +155,14 @@ export interface ScheduledSeq<S> {
   readonly numDroppedBlocks?: number;
   /** Set when the last scheduled token yields the next token; null for a mid-prompt chunk. */
   readonly sample: PlannedSample<S> | null;
+  /**
+   * Multi-step decode (plan-burst.ts, ADR 0028): a decode the worker runs this many times back to
+   * back, each step's input the token the step before sampled; it answers 1 … numSteps tokens.
+   * `blockTable` holds the slots of every step (contextLen − 1 + numSteps). Absent or 1: one.
+   */
+  readonly numSteps?: number;
+  /** With numSteps > 1: ids that end the sequence; the worker stops its steps after one. */
+  readonly stopTokenIds?: readonly number[];
 }
 
 /**

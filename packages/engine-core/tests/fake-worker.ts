@@ -82,7 +82,7 @@ export class FakeWorker {
   step(
     plan: StepPlan<unknown>,
     blockTables: readonly (readonly BlockId[])[] = plan.seqs.map((seq) => seq.blockTable),
-  ): (FakeToken | null)[] {
+  ): (FakeToken | FakeToken[] | null)[] {
     for (const id of [...plan.finishedSeqIds, ...plan.preemptedSeqIds]) {
       if (!this.tables.delete(id)) throw new Error(`drop of unknown seq ${id}`);
       this.lastSampled.delete(id);
@@ -101,7 +101,7 @@ export class FakeWorker {
     seq: ScheduledSeq<unknown>,
     planned: readonly BlockId[],
     written: Map<number, SeqId>,
-  ): FakeToken | null {
+  ): FakeToken | FakeToken[] | null {
     const table = this.applyDelta(seq, planned);
     const bs = this.options.blockSize;
     const slotOf = (pos: number): number => table[Math.floor(pos / bs)]! * bs + (pos % bs);
@@ -120,14 +120,22 @@ export class FakeWorker {
       this.kv[slot] = previous;
     }
     if (seq.sample === null) return null;
-    const tokenId = fakeNextToken(
-      previous,
-      seq.seqIndex,
-      this.options.vocabSize,
-      seq.sample.bannedTokenIds,
-    );
+    const banned = seq.sample.bannedTokenIds;
+    let tokenId = fakeNextToken(previous, seq.seqIndex, this.options.vocabSize, banned);
+    const numSteps = seq.numSteps ?? 1;
+    const tokens: FakeToken[] = [{ tokenId, logprob: -1 }];
+    // Multi-step decode: each further step computes the token the one before sampled.
+    for (let j = 1; j < numSteps && !seq.stopTokenIds?.includes(tokenId); j++) {
+      const slot = slotOf(seq.contextLen - 1 + j);
+      if (written.has(slot)) throw new Error(`slot ${slot} written twice by a burst`);
+      written.set(slot, seq.seqId);
+      previous = mixKv(previous, tokenId);
+      this.kv[slot] = previous;
+      tokenId = fakeNextToken(previous, seq.seqIndex, this.options.vocabSize, banned);
+      tokens.push({ tokenId, logprob: -1 });
+    }
     this.lastSampled.set(seq.seqId, tokenId);
-    return { tokenId, logprob: -1 };
+    return numSteps > 1 ? tokens : tokens[0]!;
   }
 
   private lastSampledOf(seqId: SeqId): number {

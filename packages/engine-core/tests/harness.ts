@@ -41,6 +41,10 @@ export class Harness {
    * it, and that plan runs after this one's commit, as the router's engine loop does.
    */
   isAhead = false;
+  /** Multi-step decode: the most decode steps one plan may run (schedule's maxDecodeSteps). */
+  maxDecodeSteps = 1;
+  /** Plans with a multi-step decode (numSteps > 1), counted when they run. */
+  numBurstSteps = 0;
   /** The plan made ahead during the last step; the next step runs it. */
   private aheadPlan: StepPlan<Sampling> | null = null;
   private nextId = 0;
@@ -85,13 +89,17 @@ export class Harness {
     const ahead = this.aheadPlan;
     this.aheadPlan = null;
     if (ahead !== null) this.numAheadSteps++;
-    const plan = ahead ?? this.scheduler.schedule();
+    const plan = ahead ?? this.scheduler.schedule({ maxDecodeSteps: this.maxDecodeSteps });
     expect(plan.numScheduledTokens).toBeLessThanOrEqual(this.config.maxNumBatchedTokens);
     expect(plan.seqs.length).toBeLessThanOrEqual(this.config.maxNumSeqs);
     const sum = plan.seqs.reduce((n, seq) => n + seq.queryLen, 0);
     expect(sum).toBe(plan.numScheduledTokens);
-    for (const seq of plan.seqs)
-      expect(seq.contextLen).toBeLessThanOrEqual(this.config.maxModelLen);
+    for (const seq of plan.seqs) {
+      const numSteps = seq.numSteps ?? 1;
+      expect(seq.contextLen - 1 + numSteps).toBeLessThanOrEqual(this.config.maxModelLen);
+      expect(numSteps).toBeLessThanOrEqual(this.maxDecodeSteps);
+    }
+    if (plan.seqs.some((seq) => (seq.numSteps ?? 1) > 1)) this.numBurstSteps++;
     return plan;
   }
 

@@ -59,12 +59,17 @@ function apply(h: Harness, cmd: Command, ids: RequestId[]): void {
 
 describe("Scheduler properties (random add / step / abort / commit)", () => {
   let numAheadSteps = 0;
+  let numBurstSteps = 0;
   it.each([
-    ["one plan at a time", false],
-    ["each step planned ahead of the last one's commit (overlapped steps)", true],
+    ["one plan at a time", false, 1],
+    ["each step planned ahead of the last one's commit (overlapped steps)", true, 1],
+    ["decodes run up to 4 steps per plan (multi-step decode)", false, 4],
+    ["multi-step decode and overlapped steps together", true, 3],
   ])(
     "%s: keeps every invariant, finishes every request once and frees every block",
-    (_, isAhead) => {
+    (_, isAhead, maxDecodeSteps) => {
+      numAheadSteps = 0;
+      numBurstSteps = 0;
       fc.assert(
         fc.property(
           fc.array(command, { maxLength: 50 }),
@@ -78,6 +83,7 @@ describe("Scheduler properties (random add / step / abort / commit)", () => {
               maxModelLen: 28,
             });
             h.isAhead = isAhead;
+            h.maxDecodeSteps = maxDecodeSteps;
             const ids: RequestId[] = [];
             for (const cmd of commands) {
               apply(h, cmd, ids);
@@ -94,13 +100,16 @@ describe("Scheduler properties (random add / step / abort / commit)", () => {
             }
             expect(h.worker.tables.size).toBe(0);
             numAheadSteps += h.numAheadSteps;
+            numBurstSteps += h.numBurstSteps;
           },
         ),
         { numRuns: 150 },
       );
-      // Planned ahead for real (not always refused), and never without the switch.
+      // Planned ahead and in bursts for real (not always refused), and never without the switch.
       if (isAhead) expect(numAheadSteps).toBeGreaterThan(150);
       else expect(numAheadSteps).toBe(0);
+      if (maxDecodeSteps > 1) expect(numBurstSteps).toBeGreaterThan(30);
+      else expect(numBurstSteps).toBe(0);
     },
   );
 });

@@ -7,7 +7,8 @@ import type { ScheduledSeq } from "./types";
 
 /**
  * Multi-step decode (ADR 0028; vLLM's `--num-scheduler-steps`): turns a plan of decodes into one
- * the worker runs up to `maxSteps` times back to back, each step's input the token the step
+ * the worker runs up to `maxDecodeSteps` times back to back (a number, or a function of the
+ * plan's number of sequences), each step's input the token the step
  * before sampled, answering every token at once. The router's planning, the commit and the two
  * gRPC hops then happen once per burst instead of once per token.
  *
@@ -25,14 +26,15 @@ import type { ScheduledSeq } from "./types";
 export function planBurst<S>(
   state: EngineState<S>,
   planned: PlannedStep<S>,
-  maxSteps: number,
+  maxDecodeSteps: number | ((numSeqs: number) => number),
   canBurst: (requestId: RequestId) => boolean,
 ): PlannedStep<S> {
   const { plan, seqs } = planned;
-  if (maxSteps <= 1 || seqs.length === 0) return planned;
-  if (state.spec !== null || state.waiting.length > 0 || planned.preempted.length > 0) {
-    return planned;
-  }
+  if (seqs.length === 0 || state.spec !== null || state.waiting.length > 0) return planned;
+  if (planned.preempted.length > 0) return planned;
+  const maxSteps =
+    typeof maxDecodeSteps === "number" ? maxDecodeSteps : maxDecodeSteps(seqs.length);
+  if (maxSteps <= 1) return planned;
   const numStepsOf: number[] = [];
   let numNewBlocks = 0;
   for (let i = 0; i < seqs.length; i++) {

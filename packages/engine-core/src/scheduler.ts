@@ -109,8 +109,11 @@ export interface StepScheduler<S, T extends SampledTokenLike> {
 
 /** How `schedule()` may shape the plan. */
 export interface ScheduleOptions {
-  /** Multi-step decode (ADR 0028): decode steps one plan may run on the worker. Default 1. */
-  readonly maxDecodeSteps?: number;
+  /**
+   * Multi-step decode (ADR 0028): decode steps one plan may run on the worker, or a function of
+   * the plan's number of sequences giving them. Default 1.
+   */
+  readonly maxDecodeSteps?: number | ((numSeqs: number) => number);
   /** Whether a request's decodes may run as a multi-step burst (the router's say). Default yes. */
   readonly canBurst?: (requestId: RequestId) => boolean;
 }

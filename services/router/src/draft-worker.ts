@@ -180,6 +180,8 @@ export class DraftWorker {
           draftTokenIds: [],
           numDroppedBlocks: 0,
           isInputPending: false,
+          numSteps: 1,
+          stopTokenIds: [],
         };
       }),
       blockCopies: [],

@@ -21,6 +21,7 @@ import {
 import { startMetricsServer, startTracing, takeMetricsPortOption } from "@kiln/telemetry";
 import { probeDrains } from "./drain";
 import { DEFAULT_HEALTH_PROBE, HealthProber } from "./health-prober";
+import { DEFAULT_MULTI_STEP } from "./multi-step";
 import { ReplicaSet } from "./replica-set";
 import { createRouterService } from "./router-service";
 import { scheduleAheadOption } from "./schedule-ahead";
@@ -63,6 +64,8 @@ async function main(): Promise<void> {
       "batch-max-hold-steps": { type: "string" },
       "async-scheduling": { type: "string" },
       "schedule-ahead": { type: "string" },
+      "num-scheduler-steps": { type: "string" },
+      "multi-step-max-ms": { type: "string" },
       "speculative-config": { type: "string" },
     },
   });
@@ -97,6 +100,18 @@ async function main(): Promise<void> {
         values["schedule-ahead"] ?? env.KILN_SCHEDULE_AHEAD,
         "--schedule-ahead",
       ),
+      multiStep: {
+        maxSteps: intOption(
+          values["num-scheduler-steps"] ?? env.KILN_NUM_SCHEDULER_STEPS,
+          DEFAULT_MULTI_STEP.maxSteps,
+          "--num-scheduler-steps",
+        ),
+        maxBurstMs: intOption(
+          values["multi-step-max-ms"] ?? env.KILN_MULTI_STEP_MAX_MS,
+          DEFAULT_MULTI_STEP.maxBurstMs,
+          "--multi-step-max-ms",
+        ),
+      },
       speculation,
     },
     () => performance.now(),

@@ -37,6 +37,8 @@ export function planToWire(
       draftTokenIds: [...(seq.sample?.draftTokenIds ?? [])],
       numDroppedBlocks: seq.numDroppedBlocks ?? 0,
       isInputPending: seq.isInputPending === true,
+      numSteps: seq.numSteps ?? 1,
+      stopTokenIds: [...(seq.stopTokenIds ?? [])],
     });
   }
   return {

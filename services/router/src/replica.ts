@@ -23,6 +23,7 @@ import {
 } from "@kiln/proto";
 import { type Context, isTracingEnabled, type ReplicaLabels, ROOT_CONTEXT } from "@kiln/telemetry";
 import type { DraftWorker } from "./draft-worker";
+import { DEFAULT_MULTI_STEP, type MultiStepConfig, MultiStepPolicy } from "./multi-step";
 import { planToWire } from "./plan-to-wire";
 import { batchYieldConfig } from "./priority-class";
 import { finishedEvent, type RequestRecord } from "./request-record";
@@ -81,6 +82,12 @@ export interface ReplicaLimits {
    * --schedule-ahead; schedule-ahead.ts); absent: auto. Only with async scheduling on.
    */
   readonly scheduleAhead?: ScheduleAheadMode;
+  /**
+   * Multi-step decode (ADR 0028, multi-step.ts): the most decode steps the worker runs for one
+   * plan when every scheduled sequence decodes and nothing waits, and the compute time a burst
+   * may take. Absent: DEFAULT_MULTI_STEP.
+   */
+  readonly multiStep?: MultiStepConfig;
 }
 
 /** A step sent to the worker and not committed yet. */
@@ -138,6 +145,9 @@ export class Replica {
   private draft: DraftWorker | null = null;
   /** KILN_SCHEDULE_AHEAD decided for the connected worker (schedule-ahead.ts). */
   private isAheadAllowed = false;
+  /** Multi-step decode: the steps of the next burst, from the decode step time (ADR 0028). */
+  private readonly multiStep: MultiStepPolicy;
+  private readonly stepsPerBurst = (numSeqs: number): number => this.multiStep.stepsFor(numSeqs);
 
   constructor(
     readonly replicaId: string,
@@ -145,7 +155,9 @@ export class Replica {
     private readonly limits: ReplicaLimits,
     private readonly clock: () => number,
     private readonly telemetry: RouterTelemetry = defaultRouterTelemetry(),
-  ) {}
+  ) {
+    this.multiStep = new MultiStepPolicy(limits.multiStep ?? DEFAULT_MULTI_STEP);
+  }
 
   /** The model the connected worker serves ("" before the first connection). */
   get model(): string {
@@ -212,6 +224,7 @@ export class Replica {
     if (this.limits.speculation) this.telemetry.specDecode.initialize(this.labels);
     this.needsReset = true;
     this.draft?.reset(); // the new scheduler numbers its sequences afresh
+    this.multiStep.reset();
     const speculation = this.limits.speculation ?? null;
     const maxNumSeqs = Math.min(this.limits.maxNumSeqs, info.numBlocks);
     this.scheduler = new Scheduler<SamplingParams, SampledToken>({
@@ -408,7 +421,10 @@ export class Replica {
         }
         const step = this.telemetry.startStep(this.labels, this.clock);
         const scheduledAt = this.clock();
-        const plan = scheduler.schedule();
+        const plan = scheduler.schedule({
+          maxDecodeSteps: this.stepsPerBurst,
+          canBurst: this.canBurst,
+        });
         if (
           plan.seqs.length === 0 &&
           plan.finishedSeqIds.length + plan.preemptedSeqIds.length === 0
@@ -490,6 +506,7 @@ export class Replica {
     }
     const sampled = plan.seqs.map((seq) => seqIdToToken.get(seq.seqId) ?? null);
     const events = scheduler.commit(plan, sampled);
+    this.observeDecodeSteps(plan, response);
     const numSampled = plan.seqs.reduce((n, seq) => n + (seq.sample !== null ? 1 : 0), 0);
     scheduler.observeStepTime(plan.numScheduledTokens, this.clock() - sent.scheduledAt, numSampled);
     this.telemetry.specDecode.record(this.labels, scheduler.takeSpecOutcomes());
@@ -523,6 +540,22 @@ export class Replica {
     const isPooling =
       (record.pooling ?? PoolingType.POOLING_TYPE_NONE) !== PoolingType.POOLING_TYPE_NONE;
     return record.grammar === undefined && !isPooling;
+  };
+
+  /** Feeds the multi-step policy the compute time per step of a plan of decodes only. */
+  private observeDecodeSteps(plan: StepPlan<SamplingParams>, response: StepResponse): void {
+    const isDecodes = plan.seqs.every(
+      (seq) => seq.queryLen === 1 && seq.sample !== null && !seq.sample.draftTokenIds?.length,
+    );
+    if (!isDecodes || plan.seqs.length === 0) return;
+    const numSteps = response.results.reduce((n, r) => Math.max(n, 1 + r.nextTokens.length), 1);
+    this.multiStep.observe(plan.seqs.length, numSteps, response.computeSeconds * 1000);
+  }
+
+  /** Requests whose decodes may run several steps per plan (ADR 0028): not an embedding. */
+  private readonly canBurst = (requestId: RequestId): boolean => {
+    const pooling = this.idToRecord.get(requestId)?.pooling ?? PoolingType.POOLING_TYPE_NONE;
+    return pooling === PoolingType.POOLING_TYPE_NONE;
   };
 
   /**

@@ -22,6 +22,8 @@ function seq(
     draftTokenIds: [],
     numDroppedBlocks: 0,
     isInputPending: false,
+    numSteps: 1,
+    stopTokenIds: [],
   };
 }
 

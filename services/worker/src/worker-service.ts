@@ -6,7 +6,7 @@ import {
   type sendUnaryData,
   status,
 } from "@grpc/grpc-js";
-import type { Backend, GrammarHosts } from "@kiln/kernels";
+import type { Backend, GrammarHosts, SampledToken, StepOutput } from "@kiln/kernels";
 import type {
   HealthResponse,
   PrepareGrammarRequest,
@@ -19,6 +19,7 @@ import type {
 import { GrammarTable } from "./grammar-table";
 import { loraFromWire, withLora } from "./lora-input";
 import { Pooler } from "./pooling";
+import { burstStep } from "./rpc/burst";
 import { checkStep, dropRefused } from "./rpc/check-step";
 import { sampledToWire, stepDeltaFromWire } from "./rpc/convert";
 import { fillPendingInputs } from "./rpc/pending-input";
@@ -113,6 +114,31 @@ export function createWorkerService(
   };
   const pooler = new Pooler();
 
+  const vocabSize = backend.info.vocabSize;
+
+  /**
+   * Appends each sampling sequence's emitted tokens of one backend step to its run, and records
+   * them (the worker's copy of the output, for penalties; the grammar matcher) before the next.
+   */
+  function recordRuns(
+    req: StepRequest,
+    output: StepOutput,
+    seqIdToRun: Map<number, SampledToken[]>,
+  ): void {
+    req.sequences.forEach((seq, i) => {
+      const sampled = output.sampled[i];
+      if (!sampled) return;
+      const emitted = output.verified?.[i] ?? [sampled];
+      for (const t of emitted) {
+        table.recordSampled(seq.seqId, t.tokenId);
+        grammars.accept(seq.seqId, t.tokenId);
+      }
+      const run = seqIdToRun.get(seq.seqId);
+      if (run) run.push(...emitted);
+      else seqIdToRun.set(seq.seqId, [...emitted]);
+    });
+  }
+
   async function runStep(wireReq: StepRequest): Promise<StepResponse> {
     const startedAt = performance.now();
     // Overlapped steps: tokens the router planned before it knew them (ADR 0021).
@@ -149,24 +175,32 @@ export function createWorkerService(
     if (IS_STEP_PROFILE) {
       printStepProfile(req.stepId, appliedAt - startedAt, performance.now() - appliedAt);
     }
-    const results: StepResponse["results"] = [];
     const embeddings =
       poolingPlan && output.pooled ? pooler.collect(req, poolingPlan, output.pooled) : null;
+    // Per sequence, the tokens it emits: a verification's several (ADR 0017) or a burst's.
+    const seqIdToRun = new Map<number, SampledToken[]>();
+    recordRuns(req, output, seqIdToRun);
+    // Multi-step decode (ADR 0028): the further steps, each input the token sampled last.
+    for (let j = 1; ; j++) {
+      const next = burstStep(req, j, (seqId) => seqIdToRun.get(seqId)?.at(-1)?.tokenId ?? null);
+      if (next === null) break;
+      const nextInput = withLora(
+        table.applyStep(stepDeltaFromWire(next)),
+        loraFromWire(next, info.maxLoras),
+      );
+      const masked = await grammars.withMasks(next, nextInput, vocabSize);
+      recordRuns(next, await backend.step(masked), seqIdToRun);
+    }
+    const results: StepResponse["results"] = [];
     req.sequences.forEach((seq, i) => {
-      const sampled = output.sampled[i];
-      if (!sampled) return;
-      // Speculative decoding: a verification emitted several tokens (ADR 0017).
-      const emitted = output.verified?.[i] ?? [sampled];
-      for (const t of emitted) {
-        table.recordSampled(seq.seqId, t.tokenId);
-        grammars.accept(seq.seqId, t.tokenId);
-      }
-      const token = sampledToWire(sampled);
+      const run = seqIdToRun.get(seq.seqId);
+      if (!run) return;
+      const token = sampledToWire(run[0]!);
       const embedding = embeddings?.get(i);
       results.push({
         seqId: seq.seqId,
         token: embedding ? { ...token, embedding } : token,
-        nextTokens: emitted.slice(1).map(sampledToWire),
+        nextTokens: run.slice(1).map(sampledToWire),
       });
     });
     const computeSeconds = (performance.now() - startedAt) / 1000;

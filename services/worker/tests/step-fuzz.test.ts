@@ -82,6 +82,8 @@ async function runGolden(
     draftTokenIds: [],
     numDroppedBlocks: 0,
     isInputPending: false,
+    numSteps: 1,
+    stopTokenIds: [],
   };
   const newSequences = [
     { seqId: GOLDEN_SEQ_ID, promptTokenIds: prompt, outputTokenIds: [], sampling: undefined },

@@ -45,11 +45,19 @@ export function checkStepResponse(
 
 /**
  * Speculative decoding (ADR 0017): a verification's tokens (`token`, then `nextTokens`) are at
- * most drafts + 1, and every one but the last is the draft at its position.
+ * most drafts + 1, and every one but the last is the draft at its position. A multi-step decode's
+ * are at most its steps.
  */
 function checkVerifiedRun(req: StepRequest, result: SequenceResult): string | null {
   if (result.nextTokens.length === 0) return null;
-  const drafts = req.sequences.find((s) => s.seqId === result.seqId)?.draftTokenIds ?? [];
+  const scheduled = req.sequences.find((s) => s.seqId === result.seqId);
+  // Multi-step decode (ADR 0028): one token per step, at most num_steps.
+  const numSteps = Math.max(1, scheduled?.numSteps ?? 1);
+  if (numSteps > 1) {
+    if (result.nextTokens.length < numSteps) return null;
+    return `sequence ${result.seqId}: ${result.nextTokens.length + 1} tokens for ${numSteps} steps`;
+  }
+  const drafts = scheduled?.draftTokenIds ?? [];
   if (result.nextTokens.length > drafts.length) {
     return `sequence ${result.seqId}: ${result.nextTokens.length + 1} tokens for ${drafts.length} drafts`;
   }

@@ -1,5 +1,6 @@
 import { checkSampling, checkTokenIds, type SequenceFailure, type StepRequest } from "@kiln/proto";
 import { StepDeltaError } from "../sequence-table";
+import { checkBurst } from "./burst";
 
 /** What a Step is checked against: the backend's capacity and this process's identity. */
 export interface StepCheckLimits {
@@ -107,6 +108,7 @@ function checkScheduledShape(
       `sequence ${seq.seqId} needs ${contextLen} KV slots but holds ${numBlocks} blocks`,
     );
   }
+  checkBurst(seq, numBlocks, limits.blockSize, limits.maxModelLen);
   if (!isCount(seq.outputIndex)) {
     throw new StepDeltaError(`sequence ${seq.seqId} has output index ${seq.outputIndex}`);
   }
@@ -146,7 +148,8 @@ function contentFailures(req: StepRequest, vocabSize: number): SequenceFailure[]
   for (const seq of req.sequences) {
     const message =
       checkTokenIds(seq.tokenIds, vocabSize, "token_ids") ??
-      checkTokenIds(seq.bannedTokenIds, vocabSize, "banned_token_ids");
+      checkTokenIds(seq.bannedTokenIds, vocabSize, "banned_token_ids") ??
+      checkTokenIds(seq.stopTokenIds, vocabSize, "stop_token_ids");
     if (message && !failures.has(seq.seqId)) failures.set(seq.seqId, message);
   }
   return [...failures].map(([seqId, message]) => ({ seqId, message }));

@@ -418,3 +418,76 @@ describe("Scheduler: planning ahead (overlapped steps)", () => {
     expect(s.schedule().finishedSeqIds).toEqual([asSeqId(0), asSeqId(1)]);
   });
 });
+
+describe("Scheduler: multi-step decode (plan-burst.ts)", () => {
+  /** A request of 3 prompt tokens prefilled and given its first token: it decodes next. */
+  function decoding(extra: Record<string, unknown> = {}) {
+    const s = tiny();
+    add(s, "a", [10, 11, 12], { maxTokens: 20, eosTokenIds: [9], ...extra });
+    commitAll(s, s.schedule({ maxDecodeSteps: 8 }), 1);
+    return s;
+  }
+
+  it("plans a burst of decodes with the slots of every step and the stop ids", () => {
+    const s = decoding();
+    const plan = s.schedule({ maxDecodeSteps: 6 });
+    const [entry] = plan.seqs;
+    expect(entry).toMatchObject({ queryLen: 1, contextLen: 4, numSteps: 6, stopTokenIds: [9] });
+    // Slots 3 … 8: blocks for 9 tokens, of which the worker learns the new ones now.
+    expect(entry!.blockTable).toHaveLength(3);
+    expect(entry!.newBlockIds).toHaveLength(2);
+    expect(plan.numScheduledTokens).toBe(1);
+    s.checkInvariants();
+    const events = s.commit(plan, [[2, 3, 4, 5, 6, 7].map((tokenId) => ({ tokenId }))]);
+    expect(events.filter((e) => e.kind === "token").map((e) => e.outputIndex)).toEqual(range(1, 7));
+    s.checkInvariants();
+    expect(s.stats().numUsedBlocks).toBe(3);
+  });
+
+  it("ends at a stop id inside the burst and frees every block", () => {
+    const s = decoding();
+    const plan = s.schedule({ maxDecodeSteps: 6 });
+    const events = s.commit(plan, [[2, 9].map((tokenId) => ({ tokenId }))]);
+    expect(events.at(-1)).toMatchObject({ kind: "finished", reason: "stop", numOutputTokens: 3 });
+    expect(s.stats().numUsedBlocks).toBe(0);
+  });
+
+  it("releases the slots of steps the worker did not run, and has it drop their blocks", () => {
+    const s = decoding();
+    commitAll(s, s.schedule({ maxDecodeSteps: 1 }), 2); // 5 tokens: blocks 0 … 1 hold them
+    const plan = s.schedule({ maxDecodeSteps: 8 });
+    expect(plan.seqs[0]).toMatchObject({ contextLen: 5, numSteps: 8 });
+    expect(plan.seqs[0]!.blockTable).toHaveLength(3);
+    s.commit(plan, [[{ tokenId: 3 }]]); // the worker answered one step only
+    s.checkInvariants();
+    expect(s.stats().numUsedBlocks).toBe(2);
+    const next = s.schedule();
+    expect(next.seqs[0]).toMatchObject({ contextLen: 6, numDroppedBlocks: 1 });
+  });
+
+  it("bounds a burst by max_tokens and the context, and runs one step before min_tokens", () => {
+    const capped = decoding({ maxTokens: 4 });
+    expect(capped.schedule({ maxDecodeSteps: 8 }).seqs[0]!.numSteps).toBe(3);
+    const early = decoding({ minTokens: 3 });
+    expect(early.schedule({ maxDecodeSteps: 8 }).seqs[0]!.numSteps).toBeUndefined();
+  });
+
+  it("runs one step while a request waits or a request's decodes may not burst", () => {
+    const s = decoding();
+    add(s, "b", [20, 21]);
+    expect(s.schedule({ maxDecodeSteps: 8 }).seqs.every((e) => e.numSteps === undefined)).toBe(
+      true,
+    );
+    const vetoed = decoding();
+    const plan = vetoed.schedule({ maxDecodeSteps: 8, canBurst: () => false });
+    expect(plan.seqs[0]!.numSteps).toBeUndefined();
+  });
+
+  it("asks a function for the steps of a plan's batch", () => {
+    const s = decoding();
+    const asked: number[] = [];
+    const plan = s.schedule({ maxDecodeSteps: (n) => (asked.push(n), 4) });
+    expect(asked).toEqual([1]);
+    expect(plan.seqs[0]!.numSteps).toBe(4);
+  });
+});

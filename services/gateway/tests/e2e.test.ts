@@ -46,6 +46,8 @@ describe("the running stack, through the official openai client", () => {
   });
 
   it("reproduces the golden greedy completions, from text and from token ids", async () => {
+    const bursts = () => scrapeSum(routerMetricsPort, "kiln_multi_step_decode_steps_count");
+    const burstsBefore = await bursts();
     for (const c of GOLDEN.cases) {
       for (const prompt of [c.prompt, c.prompt_ids]) {
         const res = await client.completions.create({
@@ -65,6 +67,8 @@ describe("the running stack, through the official openai client", () => {
         });
       }
     }
+    // By default a single stream's decodes run in multi-step bursts (ADR 0028).
+    expect(await bursts()).toBeGreaterThan(burstsBefore);
   });
 
   it("streams chat text equal to the non-streamed text for the same seed", async () => {

@@ -506,13 +506,13 @@ export class Replica {
     }
     const sampled = plan.seqs.map((seq) => seqIdToToken.get(seq.seqId) ?? null);
     const events = scheduler.commit(plan, sampled);
-    this.observeDecodeSteps(plan, response);
+    const numDecodeSteps = this.observeDecodeSteps(plan, response);
     const numSampled = plan.seqs.reduce((n, seq) => n + (seq.sample !== null ? 1 : 0), 0);
     scheduler.observeStepTime(plan.numScheduledTokens, this.clock() - sent.scheduledAt, numSampled);
     this.telemetry.specDecode.record(this.labels, scheduler.takeSpecOutcomes());
     this.pendingEmits = { events, emits: collectEmits(events, this.idToRecord) };
     if (!this.isOverlapped(plan)) this.flushEmits();
-    sent.step.committed();
+    sent.step.committed(numDecodeSteps);
   }
 
   /**
@@ -542,14 +542,18 @@ export class Replica {
     return record.grammar === undefined && !isPooling;
   };
 
-  /** Feeds the multi-step policy the compute time per step of a plan of decodes only. */
-  private observeDecodeSteps(plan: StepPlan<SamplingParams>, response: StepResponse): void {
+  /**
+   * Feeds the multi-step policy the compute time per step of a plan of decodes only, and returns
+   * the decode steps the worker ran for it (1 for any other plan).
+   */
+  private observeDecodeSteps(plan: StepPlan<SamplingParams>, response: StepResponse): number {
     const isDecodes = plan.seqs.every(
       (seq) => seq.queryLen === 1 && seq.sample !== null && !seq.sample.draftTokenIds?.length,
     );
-    if (!isDecodes || plan.seqs.length === 0) return;
+    if (!isDecodes || plan.seqs.length === 0) return 1;
     const numSteps = response.results.reduce((n, r) => Math.max(n, 1 + r.nextTokens.length), 1);
     this.multiStep.observe(plan.seqs.length, numSteps, response.computeSeconds * 1000);
+    return numSteps;
   }
 
   /** Requests whose decodes may run several steps per plan (ADR 0028): not an embedding. */

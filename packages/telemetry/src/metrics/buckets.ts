@@ -22,6 +22,9 @@ export const REQUEST_BUCKETS_S = [
 ];
 
 /** Tokens per engine step (vLLM's iteration_tokens_total buckets). */
+/** Decode steps of one multi-step plan (KILN_NUM_SCHEDULER_STEPS; ADR 0028). */
+export const MULTI_STEP_BUCKETS = [2, 3, 4, 6, 8, 12, 16, 24, 32, 64];
+
 export const ITERATION_TOKENS_BUCKETS = [
   1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384,
 ];

@@ -2,6 +2,7 @@ import { Counter, Histogram, type Registry } from "prom-client";
 import {
   ITERATION_TOKENS_BUCKETS,
   ITL_BUCKETS_S,
+  MULTI_STEP_BUCKETS,
   REQUEST_BUCKETS_S,
   TTFT_BUCKETS_S,
 } from "./buckets";
@@ -45,6 +46,7 @@ export class EngineMetrics {
   readonly iterationTokens: Histogram<L>;
   readonly stepDuration: Histogram<L | "phase">;
   readonly stepsPlannedAhead: Counter<L>;
+  readonly multiStepDecodeSteps: Histogram<L>;
   private readonly initialized = new Set<string>();
 
   constructor(registry: Registry) {
@@ -108,6 +110,11 @@ export class EngineMetrics {
       "kiln_steps_planned_ahead_total",
       "Engine steps planned and sent while the step before them computed (async scheduling).",
     );
+    this.multiStepDecodeSteps = histogram(
+      "kiln_multi_step_decode_steps",
+      "Decode steps the worker ran for one multi-step plan (plans of one step are not observed).",
+      MULTI_STEP_BUCKETS,
+    );
   }
 
   /**
@@ -132,6 +139,7 @@ export class EngineMetrics {
       this.requestPrefillTime,
       this.requestDecodeTime,
       this.iterationTokens,
+      this.multiStepDecodeSteps,
     ]) {
       h.zero(labels);
     }

@@ -91,9 +91,13 @@ export class StepObserver {
     }
   }
 
-  /** The step's results were committed and dispatched. */
-  committed(): void {
+  /**
+   * The step's results were committed and dispatched; `numDecodeSteps`: the decode steps the
+   * worker ran for it (more than one in a multi-step plan, ADR 0028).
+   */
+  committed(numDecodeSteps = 1): void {
     this.endPhase("commit");
+    if (numDecodeSteps > 1) this.metrics.multiStepDecodeSteps.observe(this.labels, numDecodeSteps);
   }
 
   private endPhase(phase: "schedule" | "execute" | "commit"): void {

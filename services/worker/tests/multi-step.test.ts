@@ -1,0 +1,201 @@
+/**
+ * Multi-step decode (ADR 0028) on a real worker process and model: one Step whose sequence has
+ * num_steps = k must answer exactly the tokens (and logprobs) of k single decode steps, for
+ * greedy and for seeded sampling with penalties; it stops after a stop id; and the worker refuses
+ * a burst it cannot run (a prefill chunk, a block table too short for every step).
+ */
+import { credentials, Metadata, status } from "@grpc/grpc-js";
+import {
+  PoolingType,
+  type SampledToken,
+  type SamplingParams,
+  type ScheduledSequence,
+  StepRequest,
+  type StepResponse,
+  WorkerClient,
+  type WorkerInfo,
+} from "@kiln/proto";
+import { loadGoldenCases, STORIES_DIR } from "@kiln/test-support";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type ServiceProcess, startService } from "../../router/tests/processes";
+
+const golden = loadGoldenCases();
+const NUM_STEPS = 6;
+
+let worker: ServiceProcess;
+let client: WorkerClient;
+let info: WorkerInfo;
+let nextStepId = 1;
+let nextSeqId = 1;
+
+beforeAll(async () => {
+  worker = await startService("worker", ["--model", STORIES_DIR, "--kv-cache-memory", "2MiB"]);
+  client = new WorkerClient(`127.0.0.1:${worker.port}`, credentials.createInsecure());
+  info = await new Promise((resolve, reject) =>
+    client.info({}, (err, res) => (err ? reject(err) : resolve(res))),
+  );
+}, 60_000);
+
+afterAll(async () => {
+  client?.close();
+  await worker?.stop();
+});
+
+type StepResult = { code: number | null; res: StepResponse | null };
+
+function step(partial: Parameters<typeof StepRequest.fromPartial>[0]): Promise<StepResult> {
+  const req = StepRequest.fromPartial({
+    stepId: nextStepId++,
+    instanceId: info.instanceId,
+    ...partial,
+  });
+  return new Promise((resolve) => {
+    client.step(req, new Metadata(), { deadline: Date.now() + 10_000 }, (err, res) =>
+      resolve(err ? { code: err.code, res: null } : { code: null, res: res ?? null }),
+    );
+  });
+}
+
+function scheduled(fields: Partial<ScheduledSequence>): ScheduledSequence {
+  return {
+    seqId: 0,
+    tokenIds: [],
+    numComputedTokens: 0,
+    newBlockIds: [],
+    doSample: true,
+    outputIndex: 0,
+    bannedTokenIds: [],
+    pooling: PoolingType.POOLING_TYPE_NONE,
+    loraSlot: 0,
+    draftTokenIds: [],
+    numDroppedBlocks: 0,
+    isInputPending: false,
+    numSteps: 1,
+    stopTokenIds: [],
+    ...fields,
+  };
+}
+
+/** Blocks for a sequence of `numTokens`, from a fresh range per sequence (the pool is large). */
+let nextBlock = 0;
+function blocksFor(numTokens: number): number[] {
+  const n = Math.ceil(numTokens / info.blockSize);
+  const blocks = Array.from({ length: n }, (_, i) => nextBlock + i);
+  nextBlock += n;
+  if (nextBlock > info.numBlocks) throw new Error("test ran out of blocks");
+  return blocks;
+}
+
+/** Prefills `prompt` as a new sequence; returns its id and first token. */
+async function prefill(prompt: number[], sampling: Partial<SamplingParams>, blocks: number[]) {
+  const seqId = nextSeqId++;
+  const newSequences = [{ seqId, promptTokenIds: prompt, outputTokenIds: [], sampling }];
+  const sequences = [scheduled({ seqId, tokenIds: prompt, newBlockIds: blocks })];
+  const { code, res } = await step({ newSequences, sequences });
+  expect(code).toBeNull();
+  return { seqId, first: res!.results[0]!.token! };
+}
+
+/** The tokens after the first: `k` single decode steps. */
+async function singleSteps(prompt: number[], sampling: Partial<SamplingParams>, k: number) {
+  const { seqId, first } = await prefill(prompt, sampling, blocksFor(prompt.length + k));
+  const tokens: SampledToken[] = [first];
+  for (let j = 0; j < k; j++) {
+    const seq = scheduled({
+      seqId,
+      tokenIds: [tokens.at(-1)!.tokenId],
+      numComputedTokens: prompt.length + j,
+      outputIndex: j + 1,
+    });
+    const { code, res } = await step({ sequences: [seq] });
+    expect(code).toBeNull();
+    tokens.push(res!.results[0]!.token!);
+  }
+  return tokens;
+}
+
+/** The tokens after the first: one Step of `k` steps (stopping on `stopTokenIds`). */
+async function burst(
+  prompt: number[],
+  sampling: Partial<SamplingParams>,
+  k: number,
+  stopTokenIds: number[] = [],
+) {
+  const { seqId, first } = await prefill(prompt, sampling, blocksFor(prompt.length + k));
+  const seq = scheduled({
+    seqId,
+    tokenIds: [first.tokenId],
+    numComputedTokens: prompt.length,
+    outputIndex: 1,
+    numSteps: k,
+    stopTokenIds,
+  });
+  const { code, res } = await step({ sequences: [seq] });
+  expect(code).toBeNull();
+  const result = res!.results[0]!;
+  return [first, result.token!, ...result.nextTokens];
+}
+
+const SAMPLINGS: [string, Partial<SamplingParams>][] = [
+  ["greedy", {}],
+  [
+    "seeded sampling with penalties and logprobs",
+    {
+      temperature: 0.9,
+      topP: 0.9,
+      seed: 11,
+      repetitionPenalty: 1.3,
+      frequencyPenalty: 0.5,
+      numTopLogprobs: 3,
+    },
+  ],
+];
+
+describe("a multi-step decode on the worker", () => {
+  it.each(SAMPLINGS)("answers the tokens of single steps (%s)", async (_, sampling) => {
+    const prompt = golden[0]!.prompt_ids;
+    const single = await singleSteps(prompt, sampling, NUM_STEPS);
+    const burstTokens = await burst(prompt, sampling, NUM_STEPS);
+    expect(burstTokens).toHaveLength(NUM_STEPS + 1);
+    expect(burstTokens).toEqual(single);
+  });
+
+  it("reproduces a golden continuation in bursts", async () => {
+    const c = golden[1]!;
+    const tokens = await burst(c.prompt_ids, {}, c.greedy_ids.length - 1);
+    expect(tokens.map((t) => t.tokenId)).toEqual(c.greedy_ids);
+  });
+
+  it("stops after sampling one of its stop ids", async () => {
+    const c = golden[0]!;
+    const stopId = c.greedy_ids[3]!;
+    const firstAt = c.greedy_ids.indexOf(stopId, 1);
+    const tokens = await burst(c.prompt_ids, {}, NUM_STEPS, [stopId]);
+    expect(tokens.map((t) => t.tokenId)).toEqual(c.greedy_ids.slice(0, firstAt + 1));
+    expect(tokens.length).toBeLessThan(NUM_STEPS + 1);
+  });
+
+  it("refuses a burst on a prefill chunk or without the slots of every step", async () => {
+    const prompt = golden[0]!.prompt_ids;
+    const seqId = nextSeqId++;
+    const newSequences = [{ seqId, promptTokenIds: prompt, outputTokenIds: [] }];
+    const blocks = blocksFor(prompt.length);
+    const chunk = scheduled({ seqId, tokenIds: prompt, newBlockIds: blocks, numSteps: 2 });
+    expect((await step({ newSequences, sequences: [chunk] })).code).toBe(status.INVALID_ARGUMENT);
+    // The table holds the prompt's blocks only; the burst would run past them.
+    const numSteps = blocks.length * info.blockSize - prompt.length + 2;
+    const decode = scheduled({
+      seqId,
+      tokenIds: [prompt.at(-1)!],
+      numComputedTokens: prompt.length - 1,
+      newBlockIds: blocks,
+      numSteps,
+    });
+    const refused = await step({ reset: true, newSequences, sequences: [decode] });
+    expect(refused.code).toBe(status.INVALID_ARGUMENT);
+    const fitting = { ...decode, numSteps: numSteps - 1 };
+    const ran = await step({ reset: true, newSequences, sequences: [fitting] });
+    expect(ran.code).toBeNull();
+    expect(ran.res!.results[0]!.nextTokens).toHaveLength(numSteps - 2);
+  });
+});

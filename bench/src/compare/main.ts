@@ -91,6 +91,15 @@ async function main(): Promise<void> {
   // The worker inherits the environment: KILN_OMP_SPINCOUNT=N sets its helpers' spin (ADR 0002).
   const ompSpinCount = process.env.KILN_OMP_SPINCOUNT ?? null;
   console.log(`Kiln OpenMP helper spin: ${ompSpinCount ?? "the worker's default"}`);
+  // And the router: multi-step decode (ADR 0028).
+  const multiStep = {
+    maxSteps: process.env.KILN_NUM_SCHEDULER_STEPS ?? null,
+    maxBurstMs: process.env.KILN_MULTI_STEP_MAX_MS ?? null,
+  };
+  console.log(
+    `Kiln multi-step decode: ${multiStep.maxSteps ?? "default"} steps at most, ` +
+      `${multiStep.maxBurstMs ?? "default"} ms a burst at most`,
+  );
   const inputLen = Number(v["input-len"] ?? 128);
   const outputLen = Number(v["output-len"] ?? 128);
 
@@ -185,7 +194,7 @@ async function main(): Promise<void> {
   await mkdir(dirname(resultFile), { recursive: true });
   await writeFile(
     resultFile,
-    `${JSON.stringify({ date: new Date().toISOString(), machine, machineAfter: machineInfo(), modelDir, weightDtype, ggufType, activationDtype, kvCacheDtype, ompSpinCount, inputLen, outputLen, numPrompts: items.length, numThreads, runs, profile }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), machine, machineAfter: machineInfo(), modelDir, weightDtype, ggufType, activationDtype, kvCacheDtype, ompSpinCount, multiStep, inputLen, outputLen, numPrompts: items.length, numThreads, runs, profile }, null, 2)}\n`,
   );
   console.log(`results written to ${resultFile}`);
   if (v["markdown-file"]) await writeFile(v["markdown-file"], `${tables}\n`);

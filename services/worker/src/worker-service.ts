@@ -139,6 +139,27 @@ export function createWorkerService(
     });
   }
 
+  /**
+   * Multi-step decode (ADR 0028): the steps of a burst after the first, each sequence's input the
+   * token it sampled last, until every sequence ran its num_steps or sampled a stop id. Each step
+   * goes through the table and the backend like a step of its own (no delta: the first step
+   * brought every block), with grammar masks computed for it.
+   */
+  async function runFurtherSteps(
+    req: StepRequest,
+    seqIdToRun: Map<number, SampledToken[]>,
+  ): Promise<void> {
+    const lastTokenOf = (seqId: number) => seqIdToRun.get(seqId)?.at(-1)?.tokenId ?? null;
+    for (let j = 1; ; j++) {
+      const next = burstStep(req, j, lastTokenOf);
+      if (next === null) return;
+      const lora = loraFromWire(next, info.maxLoras);
+      const input = withLora(table.applyStep(stepDeltaFromWire(next)), lora);
+      const masked = await grammars.withMasks(next, input, vocabSize);
+      recordRuns(next, await backend.step(masked), seqIdToRun);
+    }
+  }
+
   async function runStep(wireReq: StepRequest): Promise<StepResponse> {
     const startedAt = performance.now();
     // Overlapped steps: tokens the router planned before it knew them (ADR 0021).
@@ -172,24 +193,14 @@ export function createWorkerService(
     if (output.verified === undefined && input.samples.some((s) => s?.draftTokenIds?.length)) {
       throw new Error(`the ${backend.info.name} backend does not verify draft tokens`);
     }
-    if (IS_STEP_PROFILE) {
-      printStepProfile(req.stepId, appliedAt - startedAt, performance.now() - appliedAt);
-    }
     const embeddings =
       poolingPlan && output.pooled ? pooler.collect(req, poolingPlan, output.pooled) : null;
     // Per sequence, the tokens it emits: a verification's several (ADR 0017) or a burst's.
     const seqIdToRun = new Map<number, SampledToken[]>();
     recordRuns(req, output, seqIdToRun);
-    // Multi-step decode (ADR 0028): the further steps, each input the token sampled last.
-    for (let j = 1; ; j++) {
-      const next = burstStep(req, j, (seqId) => seqIdToRun.get(seqId)?.at(-1)?.tokenId ?? null);
-      if (next === null) break;
-      const nextInput = withLora(
-        table.applyStep(stepDeltaFromWire(next)),
-        loraFromWire(next, info.maxLoras),
-      );
-      const masked = await grammars.withMasks(next, nextInput, vocabSize);
-      recordRuns(next, await backend.step(masked), seqIdToRun);
+    await runFurtherSteps(req, seqIdToRun);
+    if (IS_STEP_PROFILE) {
+      printStepProfile(req.stepId, appliedAt - startedAt, performance.now() - appliedAt);
     }
     const results: StepResponse["results"] = [];
     req.sequences.forEach((seq, i) => {

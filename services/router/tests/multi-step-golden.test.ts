@@ -27,7 +27,7 @@ describe("greedy goldens in multi-step decode bursts", () => {
       ...["--metrics-port", `${metricsPort}`],
       ...["--num-scheduler-steps", `${MAX_STEPS}`, "--multi-step-max-ms", "600000"],
     ]);
-    worker = await startWorker(router.port);
+    worker = await startWorker(router.port, null);
     client = new TestRouterClient(router.port);
     await waitForHealthyReplicas(client, 1);
   }, 90_000);

@@ -6,8 +6,8 @@
 import { loadGolden, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectGoldenStreams } from "./golden-streams";
-import { type ServiceProcess, startRouter, startWorker, waitForHealthyReplicas } from "./processes";
-import { TestRouterClient } from "./router-client";
+import { type OneReplica, startOneReplica, stopOneReplica } from "./processes";
+import type { TestRouterClient } from "./router-client";
 
 /** stories260K's KV per token: K and V × 5 layers × 4 KV heads × head_dim 8 × 4 bytes. */
 const KV_BYTES_PER_TOKEN = 2 * 5 * 4 * 8 * 4;
@@ -18,28 +18,24 @@ const NUM_BLOCKS = 24;
 const TOKEN_BUDGET = 8;
 
 describe("greedy goldens with async scheduling off", () => {
-  let router: ServiceProcess;
-  let worker: ServiceProcess;
+  let cluster: OneReplica;
   let client: TestRouterClient;
 
   beforeAll(async () => {
-    router = await startRouter([
-      ...["--max-num-batched-tokens", `${TOKEN_BUDGET}`, "--max-num-seqs", `${TOKEN_BUDGET}`],
-      ...["--async-scheduling", "off"],
-    ]);
-    worker = await startWorker(router.port, null, [
-      ...["--block-size", `${BLOCK_SIZE}`],
-      ...["--kv-cache-memory", `${NUM_BLOCKS * BLOCK_SIZE * KV_BYTES_PER_TOKEN}`],
-    ]);
-    client = new TestRouterClient(router.port);
-    await waitForHealthyReplicas(client, 1);
+    cluster = await startOneReplica(
+      [
+        ...["--max-num-batched-tokens", `${TOKEN_BUDGET}`, "--max-num-seqs", `${TOKEN_BUDGET}`],
+        ...["--async-scheduling", "off"],
+      ],
+      [
+        ...["--block-size", `${BLOCK_SIZE}`],
+        ...["--kv-cache-memory", `${NUM_BLOCKS * BLOCK_SIZE * KV_BYTES_PER_TOKEN}`],
+      ],
+    );
+    client = cluster.client;
   }, 90_000);
 
-  afterAll(async () => {
-    client?.close();
-    await worker?.stop();
-    await router?.stop();
-  });
+  afterAll(() => stopOneReplica(cluster));
 
   it("16 concurrent streams reproduce the goldens while being preempted and chunked", async () => {
     expect(loadGolden().cases.length).toBeGreaterThan(0);

@@ -7,15 +7,14 @@
 import { freePort, loadGolden, scrapeSum, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectGoldenCase, expectGoldenStreams } from "./golden-streams";
-import { type ServiceProcess, startRouter, startWorker, waitForHealthyReplicas } from "./processes";
-import { TestRouterClient } from "./router-client";
+import { type OneReplica, startOneReplica, stopOneReplica } from "./processes";
+import type { TestRouterClient } from "./router-client";
 
 const golden = loadGolden();
 const MAX_STEPS = 5;
 
 describe("greedy goldens in multi-step decode bursts", () => {
-  let router: ServiceProcess;
-  let worker: ServiceProcess;
+  let cluster: OneReplica;
   let client: TestRouterClient;
   let metricsPort: number;
   const burstCount = () => scrapeSum(metricsPort, "kiln_multi_step_decode_steps_count");
@@ -23,20 +22,14 @@ describe("greedy goldens in multi-step decode bursts", () => {
 
   beforeAll(async () => {
     metricsPort = await freePort();
-    router = await startRouter([
+    cluster = await startOneReplica([
       ...["--metrics-port", `${metricsPort}`],
       ...["--num-scheduler-steps", `${MAX_STEPS}`, "--multi-step-max-ms", "600000"],
     ]);
-    worker = await startWorker(router.port, null);
-    client = new TestRouterClient(router.port);
-    await waitForHealthyReplicas(client, 1);
+    client = cluster.client;
   }, 90_000);
 
-  afterAll(async () => {
-    client?.close();
-    await worker?.stop();
-    await router?.stop();
-  });
+  afterAll(() => stopOneReplica(cluster));
 
   it("one stream at a time reproduces every golden, in bursts", async () => {
     const before = await burstCount();

@@ -6,8 +6,8 @@
 import { freePort, loadGolden, scrapeSum, waitFor } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectGoldenStreams } from "./golden-streams";
-import { type ServiceProcess, startRouter, startWorker, waitForHealthyReplicas } from "./processes";
-import { TestRouterClient } from "./router-client";
+import { type OneReplica, startOneReplica, stopOneReplica } from "./processes";
+import type { TestRouterClient } from "./router-client";
 
 const golden = loadGolden();
 /** stories260K's KV per token: K and V × 5 layers × 4 KV heads × head_dim 8 × 4 bytes. */
@@ -22,32 +22,28 @@ const NUM_BLOCKS = 24;
 const TOKEN_BUDGET = 8;
 
 describe("greedy goldens through preemption and chunked prefill", () => {
-  let router: ServiceProcess;
-  let worker: ServiceProcess;
+  let cluster: OneReplica;
   let client: TestRouterClient;
   let routerMetricsPort: number;
 
   beforeAll(async () => {
     routerMetricsPort = await freePort();
-    router = await startRouter([
-      ...["--metrics-port", `${routerMetricsPort}`],
-      ...["--max-num-batched-tokens", `${TOKEN_BUDGET}`, "--max-num-seqs", `${TOKEN_BUDGET}`],
-      // auto would not plan ahead when the worker's threads take every core of this machine.
-      ...["--schedule-ahead", "on"],
-    ]);
-    worker = await startWorker(router.port, null, [
-      ...["--block-size", `${BLOCK_SIZE}`],
-      ...["--kv-cache-memory", `${NUM_BLOCKS * BLOCK_SIZE * KV_BYTES_PER_TOKEN}`],
-    ]);
-    client = new TestRouterClient(router.port);
-    await waitForHealthyReplicas(client, 1);
+    cluster = await startOneReplica(
+      [
+        ...["--metrics-port", `${routerMetricsPort}`],
+        ...["--max-num-batched-tokens", `${TOKEN_BUDGET}`, "--max-num-seqs", `${TOKEN_BUDGET}`],
+        // auto would not plan ahead when the worker's threads take every core of this machine.
+        ...["--schedule-ahead", "on"],
+      ],
+      [
+        ...["--block-size", `${BLOCK_SIZE}`],
+        ...["--kv-cache-memory", `${NUM_BLOCKS * BLOCK_SIZE * KV_BYTES_PER_TOKEN}`],
+      ],
+    );
+    client = cluster.client;
   }, 90_000);
 
-  afterAll(async () => {
-    client?.close();
-    await worker?.stop();
-    await router?.stop();
-  });
+  afterAll(() => stopOneReplica(cluster));
 
   it("16 concurrent streams reproduce the goldens while being preempted and chunked", async () => {
     const [replica] = (await client.stats()).replicas;

@@ -85,3 +85,30 @@ export async function stopTwoReplicas(cluster: TwoReplicas | undefined): Promise
   await Promise.all([cluster.workerA.kill(), cluster.workerB.kill()]);
   await cluster.router.stop();
 }
+
+/** A router with one worker, healthy. */
+export interface OneReplica {
+  readonly router: ServiceProcess;
+  readonly worker: ServiceProcess;
+  readonly client: TestRouterClient;
+}
+
+/** Starts a router (`routerArgs`) and one worker (`workerArgs`), and waits until it serves. */
+export async function startOneReplica(
+  routerArgs: readonly string[],
+  workerArgs: readonly string[] = [],
+): Promise<OneReplica> {
+  const router = await startRouter(routerArgs);
+  const worker = await startWorker(router.port, null, workerArgs);
+  const client = new TestRouterClient(router.port);
+  await waitForHealthyReplicas(client, 1);
+  return { router, worker, client };
+}
+
+/** Stops the worker, then the router. */
+export async function stopOneReplica(cluster: OneReplica | undefined): Promise<void> {
+  if (!cluster) return;
+  cluster.client.close();
+  await cluster.worker.stop();
+  await cluster.router.stop();
+}

@@ -4,77 +4,47 @@
  * greedy and for seeded sampling with penalties; it stops after a stop id; and the worker refuses
  * a burst it cannot run (a prefill chunk, a block table too short for every step).
  */
-import { credentials, Metadata, status } from "@grpc/grpc-js";
+import { status } from "@grpc/grpc-js";
 import {
-  PoolingType,
   type SampledToken,
   type SamplingParams,
-  type ScheduledSequence,
+  ScheduledSequence,
   StepRequest,
-  type StepResponse,
-  WorkerClient,
   type WorkerInfo,
 } from "@kiln/proto";
-import { loadGoldenCases, STORIES_DIR } from "@kiln/test-support";
+import { loadGoldenCases } from "@kiln/test-support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ServiceProcess, startService } from "../../router/tests/processes";
+import {
+  sendStep,
+  startWorkerUnderTest,
+  stopWorkerUnderTest,
+  type WorkerUnderTest,
+} from "./worker-process";
 
 const golden = loadGoldenCases();
 const NUM_STEPS = 6;
 
-let worker: ServiceProcess;
-let client: WorkerClient;
+let worker: WorkerUnderTest;
 let info: WorkerInfo;
 let nextStepId = 1;
 let nextSeqId = 1;
 
 beforeAll(async () => {
-  worker = await startService("worker", ["--model", STORIES_DIR, "--kv-cache-memory", "2MiB"]);
-  client = new WorkerClient(`127.0.0.1:${worker.port}`, credentials.createInsecure());
-  info = await new Promise((resolve, reject) =>
-    client.info({}, (err, res) => (err ? reject(err) : resolve(res))),
-  );
+  worker = await startWorkerUnderTest();
+  info = worker.info;
 }, 60_000);
 
-afterAll(async () => {
-  client?.close();
-  await worker?.stop();
-});
+afterAll(() => stopWorkerUnderTest(worker));
 
-type StepResult = { code: number | null; res: StepResponse | null };
-
-function step(partial: Parameters<typeof StepRequest.fromPartial>[0]): Promise<StepResult> {
-  const req = StepRequest.fromPartial({
-    stepId: nextStepId++,
-    instanceId: info.instanceId,
-    ...partial,
-  });
-  return new Promise((resolve) => {
-    client.step(req, new Metadata(), { deadline: Date.now() + 10_000 }, (err, res) =>
-      resolve(err ? { code: err.code, res: null } : { code: null, res: res ?? null }),
-    );
-  });
+function step(partial: Parameters<typeof StepRequest.fromPartial>[0]) {
+  const stepId = nextStepId++;
+  const req = StepRequest.fromPartial({ stepId, instanceId: info.instanceId, ...partial });
+  return sendStep(worker.client, req);
 }
 
-function scheduled(fields: Partial<ScheduledSequence>): ScheduledSequence {
-  return {
-    seqId: 0,
-    tokenIds: [],
-    numComputedTokens: 0,
-    newBlockIds: [],
-    doSample: true,
-    outputIndex: 0,
-    bannedTokenIds: [],
-    pooling: PoolingType.POOLING_TYPE_NONE,
-    loraSlot: 0,
-    draftTokenIds: [],
-    numDroppedBlocks: 0,
-    isInputPending: false,
-    numSteps: 1,
-    stopTokenIds: [],
-    ...fields,
-  };
-}
+/** A decode step's sequence (it samples), as the router would schedule it. */
+const scheduled = (fields: Partial<ScheduledSequence>) =>
+  ScheduledSequence.fromPartial({ doSample: true, numSteps: 1, ...fields });
 
 /** Blocks for a sequence of `numTokens`, from a fresh range per sequence (the pool is large). */
 let nextBlock = 0;

@@ -4,47 +4,34 @@ import {
   type ScheduledSequence,
   StepRequest,
   type StepResponse,
-  WorkerClient,
+  type WorkerClient,
   type WorkerInfo,
 } from "@kiln/proto";
-import { loadGoldenCases, STORIES_DIR } from "@kiln/test-support";
+import { loadGoldenCases } from "@kiln/test-support";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ServiceProcess, startService } from "../../router/tests/processes";
+import {
+  sendStep,
+  startWorkerUnderTest,
+  stopWorkerUnderTest,
+  type WorkerUnderTest,
+} from "./worker-process";
 
 const golden = loadGoldenCases();
 const GOLDEN_SEQ_ID = 1_000_000;
 
-let worker: ServiceProcess;
+let worker: WorkerUnderTest;
 let client: WorkerClient;
 let info: WorkerInfo;
 
 beforeAll(async () => {
-  worker = await startService("worker", ["--model", STORIES_DIR, "--kv-cache-memory", "2MiB"]);
-  client = new WorkerClient(`127.0.0.1:${worker.port}`, credentials.createInsecure());
-  info = await new Promise((resolve, reject) =>
-    client.info({}, (err, res) => (err ? reject(err) : resolve(res))),
-  );
+  worker = await startWorkerUnderTest();
+  ({ client, info } = worker);
 }, 60_000);
 
-afterAll(async () => {
-  client?.close();
-  await worker?.stop();
-});
+afterAll(() => stopWorkerUnderTest(worker));
 
-type StepResult = { code: number | null; res: StepResponse | null; details?: string };
-
-function step(req: StepRequest): Promise<StepResult> {
-  return new Promise((resolve) => {
-    client.step(req, new Metadata(), { deadline: Date.now() + 10_000 }, (err, res) =>
-      resolve(
-        err
-          ? { code: err.code, res: null, details: err.details }
-          : { code: null, res: res ?? null },
-      ),
-    );
-  });
-}
+const step = (req: StepRequest) => sendStep(client, req);
 
 function health(): Promise<boolean> {
   return new Promise((resolve) => {
@@ -219,7 +206,7 @@ describe("fuzzed Step messages to a real worker (fast-check)", () => {
 
   it("refuses raw bytes that are no StepRequest and still serves a golden run", async () => {
     const RawWorker = makeGenericClientConstructor({}, "RawWorker");
-    const raw = new RawWorker(`127.0.0.1:${worker.port}`, credentials.createInsecure());
+    const raw = new RawWorker(`127.0.0.1:${worker.process.port}`, credentials.createInsecure());
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ minLength: 1, maxLength: 128 }), async (bytes) => {
         const code = await new Promise<number | null>((resolve) => {

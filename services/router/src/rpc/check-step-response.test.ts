@@ -1,35 +1,11 @@
-import { PoolingType, type ScheduledSequence, type StepRequest } from "@kiln/proto";
+import { ScheduledSequence, StepRequest } from "@kiln/proto";
 import { describe, expect, it } from "vitest";
 import { checkStepResponse } from "./check-step-response";
 
+/** Step 7 scheduling sequence 1: a decode of token 5 unless `fields` say otherwise. */
 function request(fields: Partial<ScheduledSequence>): StepRequest {
-  const seq: ScheduledSequence = {
-    seqId: 1,
-    tokenIds: [5],
-    numComputedTokens: 3,
-    newBlockIds: [],
-    doSample: true,
-    outputIndex: 1,
-    bannedTokenIds: [],
-    pooling: PoolingType.POOLING_TYPE_NONE,
-    loraSlot: 0,
-    draftTokenIds: [],
-    numDroppedBlocks: 0,
-    isInputPending: false,
-    numSteps: 1,
-    stopTokenIds: [],
-    ...fields,
-  };
-  return {
-    stepId: 7,
-    newSequences: [],
-    removedSeqIds: [],
-    sequences: [seq],
-    blockCopies: [],
-    reset: false,
-    instanceId: "",
-    loraLoads: [],
-  };
+  const seq = ScheduledSequence.fromPartial({ seqId: 1, tokenIds: [5], doSample: true, ...fields });
+  return StepRequest.fromPartial({ stepId: 7, sequences: [seq] });
 }
 
 const token = (tokenId: number) => ({ tokenId, logprob: -1, topLogprobs: [], embedding: [] });

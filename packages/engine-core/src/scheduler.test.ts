@@ -486,7 +486,12 @@ describe("Scheduler: multi-step decode (plan-burst.ts)", () => {
   it("asks a function for the steps of a plan's batch", () => {
     const s = decoding();
     const asked: number[] = [];
-    const plan = s.schedule({ maxDecodeSteps: (n) => (asked.push(n), 4) });
+    const plan = s.schedule({
+      maxDecodeSteps: (n) => {
+        asked.push(n);
+        return 4;
+      },
+    });
     expect(asked).toEqual([1]);
     expect(plan.seqs[0]!.numSteps).toBe(4);
   });

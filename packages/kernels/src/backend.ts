@@ -131,6 +131,22 @@ export interface StepInput {
    * directory (or takes it from its CPU-side cache) and swaps it into the slot.
    */
   readonly loraLoads?: readonly LoraSlotLoad[];
+  /**
+   * Multi-step decode on the backend's thread (ADR 0028; only for a backend whose info has
+   * `runsDecodeSteps`, and an input of decodes only: one query token and a sample per sequence,
+   * no drafts, pooling or grammar masks). After this step the backend runs each sequence's
+   * further steps, each input the token the step before sampled, and answers them in
+   * `StepOutput.runs`. Absent: one step.
+   */
+  readonly decodeSteps?: DecodeSteps;
+}
+
+/** Per sequence, how many decode steps to run and when to stop early (StepInput.decodeSteps). */
+export interface DecodeSteps {
+  /** [numSeqs] steps, the first included (≥ 1). */
+  readonly numSteps: Int32Array;
+  /** [numSeqs] ids after which the sequence runs no further step (its EOS and stop ids). */
+  readonly stopTokenIds: readonly (readonly number[])[];
 }
 
 /** Put the PEFT adapter at `path` (a local directory) into LoRA slot `slot`. */
@@ -169,6 +185,11 @@ export interface StepOutput {
   readonly logits?: Float32Array;
   /** [numSeqs] aligned with `StepInput.pooling`: [hiddenSize] vectors, null where not asked. */
   readonly pooled?: readonly (Float32Array | null)[];
+  /**
+   * With `StepInput.decodeSteps`: [numSeqs] the tokens each sequence's further steps sampled, in
+   * order (empty when it ran one step). Absent otherwise.
+   */
+  readonly runs?: readonly (readonly SampledToken[])[];
 }
 
 /** Capacity and shape a backend reports once created; the worker registers with it. */
@@ -187,6 +208,8 @@ export interface BackendInfo {
    * post a step before its grammar masks are computed and fill them while the forward pass runs.
    */
   readonly acceptsDeferredMasks?: boolean;
+  /** The backend runs `StepInput.decodeSteps` on its own thread (ADR 0028). */
+  readonly runsDecodeSteps?: boolean;
 }
 
 export interface Backend {

@@ -19,7 +19,7 @@ import type {
 import { GrammarTable } from "./grammar-table";
 import { loraFromWire, withLora } from "./lora-input";
 import { Pooler } from "./pooling";
-import { burstStep } from "./rpc/burst";
+import { burstStep, decodeStepsOf } from "./rpc/burst";
 import { checkStep, dropRefused } from "./rpc/check-step";
 import { sampledToWire, stepDeltaFromWire } from "./rpc/convert";
 import { fillPendingInputs } from "./rpc/pending-input";
@@ -139,6 +139,21 @@ export function createWorkerService(
     });
   }
 
+  /** Records the tokens a backend's thread sampled in a burst's further steps (runDecodeSteps). */
+  function recordThreadRuns(
+    req: StepRequest,
+    runs: readonly (readonly SampledToken[])[],
+    seqIdToRun: Map<number, SampledToken[]>,
+  ): void {
+    req.sequences.forEach((seq, i) => {
+      for (const t of runs[i] ?? []) {
+        table.recordSampled(seq.seqId, t.tokenId);
+        grammars.accept(seq.seqId, t.tokenId);
+        seqIdToRun.get(seq.seqId)?.push(t);
+      }
+    });
+  }
+
   /**
    * Multi-step decode (ADR 0028): the steps of a burst after the first, each sequence's input the
    * token it sampled last, until every sequence ran its num_steps or sampled a stop id. Each step
@@ -184,7 +199,10 @@ export function createWorkerService(
     if (input.queryLens.length === 0) {
       return { stepId: req.stepId, results: [], computeSeconds: 0, failures: [...failures] };
     }
-    const stepping = backend.step(input);
+    // Multi-step decode (ADR 0028): on the backend's thread when it can (no grammar masks).
+    const decodeSteps =
+      backend.info.runsDecodeSteps && deferred === null ? decodeStepsOf(req, input) : null;
+    const stepping = backend.step(decodeSteps ? { ...input, decodeSteps } : input);
     stepping.catch(() => {}); // awaited below; a rejection during fill is not unhandled
     if (deferred !== null) await deferred.fill();
     const output = await stepping;
@@ -198,7 +216,8 @@ export function createWorkerService(
     // Per sequence, the tokens it emits: a verification's several (ADR 0017) or a burst's.
     const seqIdToRun = new Map<number, SampledToken[]>();
     recordRuns(req, output, seqIdToRun);
-    await runFurtherSteps(req, seqIdToRun);
+    if (output.runs) recordThreadRuns(req, output.runs, seqIdToRun);
+    else await runFurtherSteps(req, seqIdToRun);
     if (IS_STEP_PROFILE) {
       printStepProfile(req.stepId, appliedAt - startedAt, performance.now() - appliedAt);
     }

@@ -6,6 +6,7 @@
  */
 import { status } from "@grpc/grpc-js";
 import {
+  type GrammarSpec,
   type SampledToken,
   type SamplingParams,
   ScheduledSequence,
@@ -46,6 +47,9 @@ function step(partial: Parameters<typeof StepRequest.fromPartial>[0]) {
 const scheduled = (fields: Partial<ScheduledSequence>) =>
   ScheduledSequence.fromPartial({ doSample: true, numSteps: 1, ...fields });
 
+/** The grammar new sequences get (undefined: none); set by the grammar test. */
+let grammar: GrammarSpec | undefined;
+
 /** Blocks for a sequence of `numTokens`, from a fresh range per sequence (the pool is large). */
 let nextBlock = 0;
 function blocksFor(numTokens: number): number[] {
@@ -59,7 +63,7 @@ function blocksFor(numTokens: number): number[] {
 /** Prefills `prompt` as a new sequence; returns its id and first token. */
 async function prefill(prompt: number[], sampling: Partial<SamplingParams>, blocks: number[]) {
   const seqId = nextSeqId++;
-  const newSequences = [{ seqId, promptTokenIds: prompt, outputTokenIds: [], sampling }];
+  const newSequences = [{ seqId, promptTokenIds: prompt, outputTokenIds: [], sampling, grammar }];
   const sequences = [scheduled({ seqId, tokenIds: prompt, newBlockIds: blocks })];
   const { code, res } = await step({ newSequences, sequences });
   expect(code).toBeNull();
@@ -106,8 +110,9 @@ async function burst(
   return [first, result.token!, ...result.nextTokens];
 }
 
-const SAMPLINGS: [string, Partial<SamplingParams>][] = [
-  ["greedy", {}],
+/** Sampling setups and the steps of the burst compared against single steps. */
+const SAMPLINGS: [string, Partial<SamplingParams>, number][] = [
+  ["greedy", {}, NUM_STEPS],
   [
     "seeded sampling with penalties and logprobs",
     {
@@ -118,22 +123,50 @@ const SAMPLINGS: [string, Partial<SamplingParams>][] = [
       frequencyPenalty: 0.5,
       numTopLogprobs: 3,
     },
+    NUM_STEPS,
   ],
+  // Long enough that greedy would repeat a token: each step must see the tokens before it.
+  ["greedy with presence and frequency penalties", { presencePenalty: 5, frequencyPenalty: 5 }, 24],
 ];
 
 describe("a multi-step decode on the worker", () => {
-  it.each(SAMPLINGS)("answers the tokens of single steps (%s)", async (_, sampling) => {
-    const prompt = golden[0]!.prompt_ids;
-    const single = await singleSteps(prompt, sampling, NUM_STEPS);
-    const burstTokens = await burst(prompt, sampling, NUM_STEPS);
-    expect(burstTokens).toHaveLength(NUM_STEPS + 1);
+  it.each(SAMPLINGS)("answers the tokens of single steps (%s)", async (_, sampling, k) => {
+    // Case 1's greedy continuation repeats a token at index 8 (the penalties have work).
+    const prompt = golden[1]!.prompt_ids;
+    const single = await singleSteps(prompt, sampling, k);
+    const burstTokens = await burst(prompt, sampling, k);
+    expect(burstTokens).toHaveLength(k + 1);
     expect(burstTokens).toEqual(single);
+  });
+
+  it("applies penalties to the tokens of the burst's earlier steps", async () => {
+    // The penalised greedy run differs from the plain one: the check above can fail.
+    const [, sampling, k] = SAMPLINGS[2]!;
+    const c = golden[1]!;
+    const tokens = (await burst(c.prompt_ids, sampling, k)).map((t) => t.tokenId);
+    expect(c.greedy_ids.length).toBeGreaterThan(k);
+    expect(tokens).not.toEqual(c.greedy_ids.slice(0, k + 1));
   });
 
   it("reproduces a golden continuation in bursts", async () => {
     const c = golden[1]!;
     const tokens = await burst(c.prompt_ids, {}, c.greedy_ids.length - 1);
     expect(tokens.map((t) => t.tokenId)).toEqual(c.greedy_ids);
+  });
+
+  it("masks every step of a sequence with a grammar as single steps do", async () => {
+    // Masked steps run one by one on the worker's main thread (each mask needs the token before).
+    // Digits only: never what the model writes unconstrained, so an unmasked step shows.
+    grammar = { kind: "regex", text: "[0-9]{10,60}", strict: false };
+    try {
+      const prompt = golden[1]!.prompt_ids;
+      const single = await singleSteps(prompt, {}, NUM_STEPS);
+      const burstTokens = await burst(prompt, {}, NUM_STEPS);
+      expect(burstTokens).toEqual(single);
+      expect(single.map((t) => t.tokenId)).not.toEqual(golden[1]!.greedy_ids.slice(0, 7));
+    } finally {
+      grammar = undefined;
+    }
   });
 
   it("stops after sampling one of its stop ids", async () => {

@@ -3,7 +3,6 @@ import {
   PoolingType,
   type ScheduledSequence,
   StepRequest,
-  type StepResponse,
   type WorkerClient,
   type WorkerInfo,
 } from "@kiln/proto";

@@ -121,5 +121,5 @@ export async function createCpuBackend(opts: CpuBackendOptions): Promise<Backend
     (msg) => (msg as Extract<CpuWorkerMessage, { type: "ready" }>).info,
   );
   // The thread waits for deferred grammar masks while the caller's event loop fills them.
-  return new CpuBackend(worker, { ...info, acceptsDeferredMasks: true });
+  return new CpuBackend(worker, { ...info, acceptsDeferredMasks: true, runsDecodeSteps: true });
 }

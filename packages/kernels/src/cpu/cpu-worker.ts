@@ -6,6 +6,7 @@
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import { isGroupLost } from "../collectives/collective";
 import { loadTensorParallelRank, runFollowerLoop, type StepLeader } from "../collectives/tp-thread";
+import { runDecodeSteps } from "../decode-steps";
 import { LoraHostCache } from "./lora-cache";
 import { type CpuModelRunner, loadCpuModelRunner } from "./model-runner";
 import {
@@ -60,6 +61,11 @@ async function serve(init: CpuWorkerInit): Promise<void> {
       let output: ReturnType<CpuModelRunner["step"]>;
       try {
         output = runner.step(msg.input);
+        // Multi-step decode (ADR 0028): the further steps run here, forwarded like the first.
+        output = runDecodeSteps(msg.input, output, runner.info.blockSize, (next) => {
+          leader?.sendStep(next);
+          return runner.step(next);
+        });
       } catch (err) {
         leader?.markBroken();
         throw err;

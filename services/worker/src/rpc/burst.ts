@@ -1,3 +1,4 @@
+import type { DecodeSteps, StepInput } from "@kiln/kernels";
 import { PoolingType, type StepRequest } from "@kiln/proto";
 import { StepDeltaError } from "../sequence-table";
 
@@ -70,5 +71,23 @@ export function burstStep(
     blockCopies: [],
     loraLoads: [],
     sequences,
+  };
+}
+
+/**
+ * The backend's `decodeSteps` for a step whose sequences all decode unmasked (the backend then
+ * runs the further steps on its thread), or null: no multi-step decode in it, or a sequence that
+ * is not a plain decode or has a grammar mask (the worker runs those steps one by one).
+ */
+export function decodeStepsOf(req: StepRequest, input: StepInput): DecodeSteps | null {
+  if (!req.sequences.some((seq) => numStepsOf(seq) > 1)) return null;
+  const isPlain = input.samples.every(
+    (s) => s != null && s.allowedTokenBitmask === undefined && !s.draftTokenIds?.length,
+  );
+  if (!isPlain || input.pooling?.some((p) => p != null)) return null;
+  if (!input.queryLens.every((len) => len === 1)) return null;
+  return {
+    numSteps: Int32Array.from(req.sequences, numStepsOf),
+    stopTokenIds: req.sequences.map((seq) => seq.stopTokenIds),
   };
 }

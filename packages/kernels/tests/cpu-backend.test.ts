@@ -44,6 +44,7 @@ describe("createCpuBackend (worker thread)", () => {
         /^(onednn|native-(avx512|avx2|scalar)|wasm-simd|typescript)$/,
       ),
       acceptsDeferredMasks: true,
+      runsDecodeSteps: true,
       kvCacheDtype: "f32",
     });
   });

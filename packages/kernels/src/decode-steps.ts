@@ -20,36 +20,50 @@ export function runDecodeSteps(
   checkDecodesOnly(input, steps);
   const numSeqs = input.queryLens.length;
   const runs: SampledToken[][] = Array.from({ length: numSeqs }, () => []);
-  const lastOf = (i: number): number => (runs[i]!.at(-1) ?? first.sampled[i]!).tokenId;
+  // Per sequence, its output ids so far: before this step, then every token sampled since.
+  const outputs = input.samples.map((s, i) => [
+    ...Array.from(s!.outputTokenIds),
+    first.sampled[i]!.tokenId,
+  ]);
   for (let j = 1; ; j++) {
     const live: number[] = [];
     for (let i = 0; i < numSeqs; i++) {
-      if (steps.numSteps[i]! > j && !steps.stopTokenIds[i]!.includes(lastOf(i))) live.push(i);
+      const last = outputs[i]!.at(-1)!;
+      if (steps.numSteps[i]! > j && !steps.stopTokenIds[i]!.includes(last)) live.push(i);
     }
     if (live.length === 0) return { ...first, runs };
-    const emitted = (i: number) => [first.sampled[i]!, ...runs[i]!].map((t) => t.tokenId);
-    const output = stepOnce(nextDecodeInput(input, live, j, blockSize, emitted));
+    const output = stepOnce(nextDecodeInput(input, live, j, blockSize, outputs));
     live.forEach((i, k) => {
-      runs[i]!.push(output.sampled[k]!);
+      const sampled = output.sampled[k]!;
+      runs[i]!.push(sampled);
+      outputs[i]!.push(sampled.tokenId);
     });
   }
 }
 
-/** Throws unless every sequence of `input` is a decode that samples one token, unmasked. */
+/**
+ * Whether every sequence of `input` is a decode that samples one token without drafts, pooling
+ * or a grammar mask: what `StepInput.decodeSteps` may extend.
+ */
+export function isPlainDecodeInput(input: StepInput): boolean {
+  return input.samples.every(
+    (sample, i) =>
+      input.queryLens[i] === 1 &&
+      sample != null &&
+      (sample.draftTokenIds?.length ?? 0) === 0 &&
+      sample.allowedTokenBitmask === undefined &&
+      input.pooling?.[i] == null,
+  );
+}
+
+/** Throws unless `steps` has an entry per sequence and every sequence is a plain decode. */
 function checkDecodesOnly(input: StepInput, steps: DecodeSteps): void {
   const numSeqs = input.queryLens.length;
   if (steps.numSteps.length !== numSeqs || steps.stopTokenIds.length !== numSeqs) {
     throw new Error("decodeSteps: one entry per sequence");
   }
-  for (let i = 0; i < numSeqs; i++) {
-    const sample = input.samples[i];
-    const isDecode =
-      input.queryLens[i] === 1 &&
-      sample != null &&
-      (sample.draftTokenIds?.length ?? 0) === 0 &&
-      sample.allowedTokenBitmask === undefined &&
-      input.pooling?.[i] == null;
-    if (!isDecode) throw new Error(`decodeSteps: sequence ${i} is not a plain decode`);
+  if (input.samples.length !== numSeqs || !isPlainDecodeInput(input)) {
+    throw new Error("decodeSteps: not every sequence is a plain decode");
   }
 }
 
@@ -62,7 +76,7 @@ function nextDecodeInput(
   live: readonly number[],
   j: number,
   blockSize: number,
-  emitted: (i: number) => number[],
+  outputs: readonly (readonly number[])[],
 ): StepInput {
   const n = live.length;
   const tokenIds = new Int32Array(n);
@@ -82,14 +96,19 @@ function nextDecodeInput(
     if (block === undefined) {
       throw new Error(`decodeSteps: sequence ${i} holds no slot for position ${position}`);
     }
-    const tokens = emitted(i);
-    tokenIds[k] = tokens.at(-1)!;
+    const output = outputs[i]!;
+    tokenIds[k] = output.at(-1)!;
     positions[k] = position;
     contextLens[k] = position + 1;
     slotMapping[k] = block * blockSize + (position % blockSize);
     tables.push(table);
     blockTableOffsets[k + 1] = blockTableOffsets[k]! + table.length;
-    samples.push(nextSample(input.samples[i]!, j, tokens));
+    // A copy: the step may keep its input (a tensor-parallel leader sends it on).
+    samples.push({
+      ...input.samples[i]!,
+      outputIndex: input.samples[i]!.outputIndex + j,
+      outputTokenIds: output.slice(),
+    });
   });
   const blockTables = new Int32Array(blockTableOffsets[n]!);
   tables.forEach((table, k) => {
@@ -107,14 +126,5 @@ function nextDecodeInput(
     blockCopies: new Int32Array(0),
     samples,
     ...(loraSlots ? { loraSlots: Int32Array.from(live, (i) => loraSlots[i]!) } : {}),
-  };
-}
-
-/** The sample of step `j`: the output index and ids moved on by the `emitted` tokens since. */
-function nextSample(sample: SampleRequest, j: number, emitted: readonly number[]): SampleRequest {
-  return {
-    ...sample,
-    outputIndex: sample.outputIndex + j,
-    outputTokenIds: Array.from(sample.outputTokenIds).concat(emitted),
   };
 }

@@ -80,7 +80,7 @@ export {
   WEIGHT_DTYPES,
   type WeightDtype,
 } from "./cpu/weight-formats";
-export { runDecodeSteps } from "./decode-steps";
+export { isPlainDecodeInput, runDecodeSteps } from "./decode-steps";
 export * from "./grammar";
 export { type DenseAttentionShape, referenceCausalAttention } from "./reference/dense-attention";
 export {

@@ -38,6 +38,14 @@ function printStepProfile(stepId: number, applyMs: number, backendMs: number): v
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }
 
+/** Per sequence of a backend step, the tokens it emitted: its sample, or a verification's run. */
+function emittedOf(output: StepOutput): (i: number) => readonly SampledToken[] | null {
+  return (i) => {
+    const sampled = output.sampled[i];
+    return sampled ? (output.verified?.[i] ?? [sampled]) : null;
+  };
+}
+
 /** A failed step's gRPC status. */
 interface StepError {
   readonly code: status;
@@ -117,18 +125,18 @@ export function createWorkerService(
   const vocabSize = backend.info.vocabSize;
 
   /**
-   * Appends each sampling sequence's emitted tokens of one backend step to its run, and records
-   * them (the worker's copy of the output, for penalties; the grammar matcher) before the next.
+   * Appends to each sequence's run the tokens `emittedOf` gives for it (by its index in `req`;
+   * null or empty: none), and records them (the worker's copy of the output, for penalties; the
+   * grammar matcher) before the next step.
    */
   function recordRuns(
     req: StepRequest,
-    output: StepOutput,
+    emittedOf: (i: number) => readonly SampledToken[] | null | undefined,
     seqIdToRun: Map<number, SampledToken[]>,
   ): void {
     req.sequences.forEach((seq, i) => {
-      const sampled = output.sampled[i];
-      if (!sampled) return;
-      const emitted = output.verified?.[i] ?? [sampled];
+      const emitted = emittedOf(i);
+      if (!emitted?.length) return;
       for (const t of emitted) {
         table.recordSampled(seq.seqId, t.tokenId);
         grammars.accept(seq.seqId, t.tokenId);
@@ -136,21 +144,6 @@ export function createWorkerService(
       const run = seqIdToRun.get(seq.seqId);
       if (run) run.push(...emitted);
       else seqIdToRun.set(seq.seqId, [...emitted]);
-    });
-  }
-
-  /** Records the tokens a backend's thread sampled in a burst's further steps (runDecodeSteps). */
-  function recordThreadRuns(
-    req: StepRequest,
-    runs: readonly (readonly SampledToken[])[],
-    seqIdToRun: Map<number, SampledToken[]>,
-  ): void {
-    req.sequences.forEach((seq, i) => {
-      for (const t of runs[i] ?? []) {
-        table.recordSampled(seq.seqId, t.tokenId);
-        grammars.accept(seq.seqId, t.tokenId);
-        seqIdToRun.get(seq.seqId)?.push(t);
-      }
     });
   }
 
@@ -171,7 +164,7 @@ export function createWorkerService(
       const lora = loraFromWire(next, info.maxLoras);
       const input = withLora(table.applyStep(stepDeltaFromWire(next)), lora);
       const masked = await grammars.withMasks(next, input, vocabSize);
-      recordRuns(next, await backend.step(masked), seqIdToRun);
+      recordRuns(next, emittedOf(await backend.step(masked)), seqIdToRun);
     }
   }
 
@@ -215,8 +208,9 @@ export function createWorkerService(
       poolingPlan && output.pooled ? pooler.collect(req, poolingPlan, output.pooled) : null;
     // Per sequence, the tokens it emits: a verification's several (ADR 0017) or a burst's.
     const seqIdToRun = new Map<number, SampledToken[]>();
-    recordRuns(req, output, seqIdToRun);
-    if (output.runs) recordThreadRuns(req, output.runs, seqIdToRun);
+    recordRuns(req, emittedOf(output), seqIdToRun);
+    const runs = output.runs;
+    if (runs) recordRuns(req, (i) => runs[i], seqIdToRun);
     else await runFurtherSteps(req, seqIdToRun);
     if (IS_STEP_PROFILE) {
       printStepProfile(req.stepId, appliedAt - startedAt, performance.now() - appliedAt);

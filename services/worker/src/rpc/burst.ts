@@ -1,4 +1,4 @@
-import type { DecodeSteps, StepInput } from "@kiln/kernels";
+import { type DecodeSteps, isPlainDecodeInput, type StepInput } from "@kiln/kernels";
 import { PoolingType, type StepRequest } from "@kiln/proto";
 import { StepDeltaError } from "../sequence-table";
 
@@ -80,12 +80,9 @@ export function burstStep(
  * is not a plain decode or has a grammar mask (the worker runs those steps one by one).
  */
 export function decodeStepsOf(req: StepRequest, input: StepInput): DecodeSteps | null {
-  if (!req.sequences.some((seq) => numStepsOf(seq) > 1)) return null;
-  const isPlain = input.samples.every(
-    (s) => s != null && s.allowedTokenBitmask === undefined && !s.draftTokenIds?.length,
-  );
-  if (!isPlain || input.pooling?.some((p) => p != null)) return null;
-  if (!input.queryLens.every((len) => len === 1)) return null;
+  if (!req.sequences.some((seq) => numStepsOf(seq) > 1) || !isPlainDecodeInput(input)) {
+    return null;
+  }
   return {
     numSteps: Int32Array.from(req.sequences, numStepsOf),
     stopTokenIds: req.sequences.map((seq) => seq.stopTokenIds),
